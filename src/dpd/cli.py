@@ -1,0 +1,140 @@
+"""The ``dpd`` command line: parse, call the library, print. User errors: one line on stderr, exit status 2."""
+
+from __future__ import annotations
+
+import sys
+import time
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+
+from dpd.errors import DPDUserError
+
+app = typer.Typer(
+    add_completion=False,
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    rich_markup_mode=None,
+    help="Dual Policy Distillation (Lai et al. 2020) on Stable-Baselines3.",
+)
+
+
+def _echo(msg: str) -> None:
+    typer.echo(msg, err=True)
+
+
+@app.command()
+def train(
+    env: Annotated[str, typer.Option("--env", help="Gymnasium id, e.g. HalfCheetah-v5, CartPole-v1")],
+    algo: Annotated[str, typer.Option(help="base algorithm: ppo | a2c")] = "ppo",
+    total_steps: Annotated[int, typer.Option(help="TOTAL env steps over all learners (DPD: half per student)")] = 1_000_000,
+    method: Annotated[str, typer.Option(help="dpd | vanilla (one SB3 learner, same total steps)")] = "dpd",
+    alpha: Annotated[float, typer.Option(help="confidence alpha of the weight exp(alpha * xi)")] = 1.0,
+    weighting: Annotated[str, typer.Option(help="exp (paper) | indicator (Eq. 9) | uniform (plain mutual distillation)")] = "exp",
+    seed: Annotated[int, typer.Option(help="base seed (student k: seed + 10000 k)")] = 0,
+    preset: Annotated[str, typer.Option(help="zoo (rl-zoo3 tuned) | paper (the paper's §4.2) | none (SB3 defaults)")] = "zoo",
+    set_: Annotated[
+        list[str] | None,
+        typer.Option("--set", help="override a config key: key=value, algo.<SB3 arg>=value, algo.policy_kwargs.<arg>=value"),
+    ] = None,
+    out: Annotated[Path | None, typer.Option(help="run folder (default: runs/<env>_<algo>_<method>_s<seed>_<time>)")] = None,
+    overwrite: Annotated[bool, typer.Option(help="replace an existing run folder")] = False,
+    progress: Annotated[bool, typer.Option(help="show a progress bar")] = True,
+    verbose: Annotated[int, typer.Option(help="1: print SB3's log tables")] = 0,
+) -> None:
+    """Train a DPD pair (or the vanilla baseline) and save logs, models and summary.json in the run folder."""
+    from dpd.config import TrainConfig, apply_overrides
+    from dpd.training import train as run_training
+
+    config = TrainConfig(
+        env_id=env, algo=algo, method=method, total_steps=total_steps, seed=seed, preset=preset, alpha=alpha,
+        weighting=weighting,
+    )  # fmt: skip
+    config = apply_overrides(config, set_ or []).resolve()
+    if out is None:
+        out = Path("runs") / f"{config.env_id}_{config.algo}_{config.method}_s{config.seed}_{time.strftime('%Y%m%d-%H%M%S')}"
+    _echo(f"dpd: training {config.method} {config.algo} on {config.env_id} for {config.total_steps} env steps -> {out}")
+    summary = run_training(config, out, overwrite=overwrite, progress_bar=progress and sys.stderr.isatty(), log=_echo,
+                           verbose=verbose)
+    _print_table([(str(out), summary)])
+
+
+@app.command()
+def evaluate(
+    run: Annotated[Path, typer.Argument(help="a finished run folder")],
+    episodes: Annotated[int, typer.Option(help="deterministic episodes per learner")] = 10,
+    seed: Annotated[int, typer.Option(help="seed of the evaluation env")] = 0,
+) -> None:
+    """Re-evaluate the saved learners of a run (frozen normalisation, deterministic actions)."""
+    from dpd.evaluation import evaluate_run
+
+    if episodes <= 0:
+        raise DPDUserError(f"--episodes must be positive, got {episodes}")
+    results = evaluate_run(run, episodes, seed)
+    typer.echo(f"{'learner':<10} {'mean return':>12} {'std':>10} {'episodes':>9}")
+    for name, r in results["learners"].items():
+        typer.echo(f"{name:<10} {r['mean_return']:>12.2f} {r['std_return']:>10.2f} {r['episodes']:>9d}")
+
+
+@app.command()
+def compare(runs: Annotated[list[Path], typer.Argument(help="finished run folders")]) -> None:
+    """Print the final evaluation returns of finished runs side by side."""
+    from dpd.evaluation import read_summary
+
+    _print_table([(str(r), read_summary(r)) for r in runs])
+
+
+@app.command()
+def demo(
+    env: Annotated[str, typer.Option("--env", help="task of the demo")] = "HalfCheetah-v5",
+    total_steps: Annotated[int, typer.Option(help="TOTAL env steps of each run")] = 300_000,
+    seed: Annotated[int, typer.Option(help="seed of both runs")] = 0,
+    out: Annotated[Path, typer.Option(help="folder holding the two runs")] = Path("runs/demo"),
+) -> None:
+    """DPD-PPO and vanilla PPO at the same total env steps, side by side (one process each), then a table."""
+    from dpd.demo import run_demo
+
+    _print_table(run_demo(env, total_steps, seed, out, log=_echo))
+
+
+def _print_table(rows: list[tuple[str, dict[str, Any]]]) -> None:
+    typer.echo(f"{'run':<40} {'method':<8} {'learner':<9} {'env steps':>10} {'final eval':>11} {'best eval':>10}")
+    for run, s in rows:
+        for name, learner in s["learners"].items():
+            final = learner["final_eval_return"]
+            best = learner["best_eval_return"]
+            typer.echo(
+                f"{_short(run):<40} {s['method']:<8} {name:<9} {learner['env_steps']:>10d} "
+                f"{final if final is None else f'{final:.1f}':>11} {best if best is None else f'{best:.1f}':>10}"
+            )
+
+
+def _short(text: str, width: int = 40) -> str:
+    return text if len(text) <= width else "…" + text[-(width - 1) :]
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point: returns the exit status (0 ok, 2 user error, 130 interrupted)."""
+    try:
+        result = app(args=argv, prog_name="dpd", standalone_mode=False)
+        return int(result) if isinstance(result, int) else 0
+    except typer.Exit as exc:
+        return int(exc.exit_code)
+    except (KeyboardInterrupt, typer.Abort):
+        _echo("dpd: interrupted")
+        return 130
+    except typer.TyperException as exc:  # usage errors of the command line (typer's click)
+        ctx = getattr(exc, "ctx", None)
+        if type(exc).__name__ == "NoArgsIsHelpError":  # typer has printed the help already
+            return 2
+        cmd = ctx.command_path if ctx is not None else "dpd"
+        _echo(f"{cmd}: error: {exc.format_message()} (see {cmd} --help)")
+        return 2
+    except DPDUserError as exc:
+        _echo(f"dpd: error: {exc}")
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,348 @@
+"""One typed config object for a run, its presets, ``--set key=value`` overrides and validation.
+
+Every hyperparameter of a run is named once, here. A config goes through three stages:
+
+1. ``TrainConfig(...)``: what the user asked for (fields left ``None`` mean "from the preset / default");
+2. ``config.resolve()``: preset applied, algorithm-dependent defaults filled, everything validated;
+   the resolved config is complete, serialisable (``to_dict``) and is what a run folder stores;
+3. ``build_algo_kwargs(config)``: the SB3 constructor arguments (schedules and classes made real).
+
+Validation raises :class:`dpd.errors.DPDUserError` with a one-line message that names the fix.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import inspect
+import math
+from dataclasses import dataclass, field
+from importlib import resources
+from typing import Any
+
+import gymnasium as gym
+import yaml
+from stable_baselines3 import A2C, PPO
+from stable_baselines3.common.base_class import BaseAlgorithm
+from stable_baselines3.common.policies import ActorCriticPolicy
+from torch import nn
+
+from dpd.envs import check_env_id
+from dpd.errors import DPDUserError
+from dpd.objective import DEFAULT_MAX_LOG_WEIGHT, WEIGHTINGS
+
+#: algorithm name -> (SB3 class, family). The family decides the distillation defaults.
+ALGOS: dict[str, tuple[type[BaseAlgorithm], str]] = {
+    "ppo": (PPO, "on_policy"),
+    "a2c": (A2C, "on_policy"),
+}
+METHODS = ("dpd", "vanilla")
+PRESETS = ("zoo", "paper", "none")
+XI_SCALES = ("return_std", "none")
+
+#: Distillation defaults per algorithm family (paper §4.2: on-policy lr 1e-5, batch 256).
+#: steps: gradient steps per iteration; 10 batches of 256 = ~2.5 passes over the 1000-state window.
+DISTILL_DEFAULTS: dict[str, dict[str, Any]] = {
+    "on_policy": {"distill_lr": 1e-5, "distill_batch_size": 256, "distill_steps": 10},
+}
+
+ACTIVATIONS: dict[str, type[nn.Module]] = {
+    "tanh": nn.Tanh,
+    "relu": nn.ReLU,
+    "elu": nn.ELU,
+    "leaky_relu": nn.LeakyReLU,
+    "gelu": nn.GELU,
+    "silu": nn.SiLU,
+}
+# SB3 constructor arguments that the run itself owns.
+_RESERVED_ALGO_KEYS = {"policy", "env", "seed", "device", "verbose", "tensorboard_log", "_init_setup_model"}
+
+
+@dataclass
+class TrainConfig:
+    """Everything that defines a training run (DPD pair or vanilla baseline)."""
+
+    #: Gymnasium environment id, e.g. ``HalfCheetah-v5``.
+    env_id: str
+    #: base algorithm of each learner: ``ppo`` | ``a2c``.
+    algo: str = "ppo"
+    #: ``dpd`` (two students, each gets total_steps / 2) or ``vanilla`` (one SB3 learner, total_steps).
+    method: str = "dpd"
+    #: total environment steps over all learners (the paper's fairness rule).
+    total_steps: int = 1_000_000
+    #: base seed; student k uses seed + 10000 * k (vanilla uses seed, like student 0).
+    seed: int = 0
+    #: hyperparameter preset: ``zoo`` (rl-zoo3 tuned) | ``paper`` (the paper's §4.2 setting) | ``none`` (SB3 defaults).
+    preset: str = "zoo"
+
+    #: confidence alpha in w = exp(alpha * xi) (paper: 0.1 .. 10).
+    alpha: float = 1.0
+    #: ``exp`` (Eq. 11/12) | ``indicator`` (Eq. 9) | ``uniform`` (plain mutual distillation).
+    weighting: str = "exp"
+    #: xi is divided by this before alpha: ``return_std`` (the student's running std of the discounted
+    #: raw return, so xi is O(1) as in the authors' reward-normalised PPO) | ``none`` (raw return units).
+    xi_scale: str = "return_std"
+    #: bound on |alpha * xi|: weights stay in [exp(-c), exp(c)] (default ln 100 -> [0.01, 100]).
+    max_log_weight: float = DEFAULT_MAX_LOG_WEIGHT
+    #: True: loss = sum(w D) / sum(w); False: mean(w D) (Eq. 11 literally).
+    normalize_weights: bool = True
+    #: distillation Adam learning rate (default by family: on-policy 1e-5).
+    distill_lr: float | None = None
+    #: states per distillation gradient step (default: on-policy 256).
+    distill_batch_size: int | None = None
+    #: distillation gradient steps per iteration (default: on-policy 10).
+    distill_steps: int | None = None
+    #: the peer's most recent visited states distilled on (paper §4.2: 1000).
+    distill_window: int = 1000
+
+    #: evaluate each learner every this many of ITS OWN env steps (and at start and end).
+    eval_freq: int = 10_000
+    #: deterministic evaluation episodes per evaluation.
+    eval_episodes: int = 10
+
+    #: environment copies per learner (default: preset, else 1).
+    n_envs: int | None = None
+    #: VecNormalize observations and rewards, each learner with its own statistics (default: preset, else False).
+    normalize: bool | None = None
+    #: arguments of the SB3 algorithm (preset values, overridden by the user's), e.g. ``{"n_steps": 1024}``.
+    algo_kwargs: dict[str, Any] = field(default_factory=dict)
+
+    #: torch device for the networks.
+    device: str = "cpu"
+    #: torch threads per process (1 avoids oversubscription when learners run side by side).
+    torch_threads: int = 1
+
+    # ------------------------------------------------------------------ conversion
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> TrainConfig:
+        names = {f.name for f in dataclasses.fields(cls)}
+        unknown = sorted(set(data) - names)
+        if unknown:
+            raise DPDUserError(f"unknown config key(s) {', '.join(unknown)}; valid keys: {', '.join(sorted(names))}")
+        if "env_id" not in data:
+            raise DPDUserError("config has no env_id")
+        cfg = cls(env_id=data["env_id"])
+        for key, value in data.items():
+            setattr(cfg, key, _coerce(key, value))
+        return cfg
+
+    @property
+    def family(self) -> str:
+        return ALGOS[self.algo][1]
+
+    @property
+    def learner_names(self) -> list[str]:
+        return ["student0", "student1"] if self.method == "dpd" else ["vanilla"]
+
+    @property
+    def steps_per_learner(self) -> int:
+        return self.total_steps // len(self.learner_names)
+
+    def learner_seed(self, index: int) -> int:
+        return self.seed + 10_000 * index
+
+    # ------------------------------------------------------------------ resolution
+    def resolve(self, check_env: bool = True) -> TrainConfig:
+        """Apply the preset, fill defaults and validate. Returns a new, complete config."""
+        cfg = dataclasses.replace(self, algo_kwargs=dict(self.algo_kwargs))
+        _check_choice("algo", cfg.algo, tuple(ALGOS))
+        _check_choice("method", cfg.method, METHODS)
+        _check_choice("preset", cfg.preset, PRESETS)
+        preset = load_preset(cfg.algo, cfg.preset, cfg.env_id)
+        if cfg.n_envs is None:
+            cfg.n_envs = int(preset.pop("n_envs", 1))
+        else:
+            preset.pop("n_envs", None)
+        if cfg.normalize is None:
+            cfg.normalize = bool(preset.pop("normalize", False))
+        else:
+            preset.pop("normalize", None)
+        merged_policy_kwargs = {**preset.pop("policy_kwargs", {}), **cfg.algo_kwargs.get("policy_kwargs", {})}
+        cfg.algo_kwargs = {**preset, **cfg.algo_kwargs}
+        if merged_policy_kwargs:
+            cfg.algo_kwargs["policy_kwargs"] = merged_policy_kwargs
+        for key, value in DISTILL_DEFAULTS[cfg.family].items():
+            if getattr(cfg, key) is None:
+                setattr(cfg, key, value)
+        cfg.validate(check_env=check_env)
+        return cfg
+
+    def validate(self, check_env: bool = True) -> None:
+        """Raise :class:`DPDUserError` on the first problem found."""
+        _check_choice("algo", self.algo, tuple(ALGOS))
+        _check_choice("method", self.method, METHODS)
+        _check_choice("preset", self.preset, PRESETS)
+        _check_choice("weighting", self.weighting, WEIGHTINGS)
+        _check_choice("xi_scale", self.xi_scale, XI_SCALES)
+        if self.total_steps < len(self.learner_names):
+            raise DPDUserError(f"total_steps must be a positive number of env steps, got {self.total_steps}")
+        if not math.isfinite(self.alpha):
+            raise DPDUserError(f"alpha must be a finite number, got {self.alpha}")
+        if not (math.isfinite(self.max_log_weight) and self.max_log_weight > 0):
+            raise DPDUserError(f"max_log_weight must be a positive finite number, got {self.max_log_weight}")
+        for key in ("distill_lr", "distill_batch_size", "distill_steps", "distill_window", "eval_freq", "eval_episodes",
+                    "n_envs", "torch_threads"):
+            value = getattr(self, key)
+            if value is None or not (math.isfinite(value) and value > 0):
+                raise DPDUserError(f"{key} must be positive, got {value}")
+        _validate_algo_kwargs(self.algo, self.algo_kwargs)
+        if check_env:
+            self.check_env()
+
+    def check_env(self) -> None:
+        """Check that the env exists and that its spaces suit the algorithm and DPD."""
+        env = check_env_id(self.env_id)
+        try:
+            obs_space, act_space = env.observation_space, env.action_space
+        finally:
+            env.close()
+        if not isinstance(obs_space, gym.spaces.Box):
+            raise DPDUserError(f"{self.env_id} has {type(obs_space).__name__} observations; dpd supports Box observations")
+        if not isinstance(act_space, (gym.spaces.Box, gym.spaces.Discrete)):
+            raise DPDUserError(
+                f"{self.env_id} has a {type(act_space).__name__} action space; dpd supports Box and Discrete actions"
+            )
+
+
+# ---------------------------------------------------------------------- presets
+def load_preset(algo: str, preset: str, env_id: str) -> dict[str, Any]:
+    """The preset's settings for ``env_id`` (its ``default`` block when the task is not listed)."""
+    if preset == "none":
+        return {}
+    path = resources.files("dpd") / "presets" / f"{algo}_{preset}.yaml"
+    if not path.is_file():
+        available = sorted(p.name.removesuffix(".yaml") for p in (resources.files("dpd") / "presets").iterdir()
+                           if p.name.startswith(f"{algo}_"))
+        raise DPDUserError(
+            f"no {preset!r} preset for {algo} (available: {', '.join(a.split('_', 1)[1] for a in available) or 'none'}"
+            "; the paper ran PPO and DDPG); use --preset zoo or --preset none"
+        )
+    table = yaml.safe_load(path.read_text()) or {}
+    return dict(table.get(env_id, table.get("default", {})) or {})
+
+
+# ---------------------------------------------------------------------- --set overrides
+_TOP_LEVEL_TYPES: dict[str, type] = {
+    "env_id": str, "algo": str, "method": str, "total_steps": int, "seed": int, "preset": str,
+    "alpha": float, "weighting": str, "xi_scale": str, "max_log_weight": float, "normalize_weights": bool,
+    "distill_lr": float, "distill_batch_size": int, "distill_steps": int, "distill_window": int,
+    "eval_freq": int, "eval_episodes": int, "n_envs": int, "normalize": bool, "algo_kwargs": dict,
+    "device": str, "torch_threads": int,
+}  # fmt: skip
+
+
+def parse_value(text: str) -> Any:
+    """Parse a ``--set`` value: int, float (``3e-4`` too), bool, null, or a YAML list/dict; else the string."""
+    for conv in (int, float):
+        try:
+            return conv(text)
+        except ValueError:
+            pass
+    try:
+        return yaml.safe_load(text)
+    except yaml.YAMLError:
+        return text
+
+
+def _coerce(key: str, value: Any) -> Any:
+    expected = _TOP_LEVEL_TYPES[key]
+    if value is None and key in ("distill_lr", "distill_batch_size", "distill_steps", "n_envs", "normalize"):
+        return None
+    if expected is float and isinstance(value, (int, float)) and not isinstance(value, bool):
+        return float(value)
+    if expected is int and isinstance(value, float) and value.is_integer():
+        return int(value)
+    if not isinstance(value, expected) or (expected is int and isinstance(value, bool)):
+        raise DPDUserError(f"{key} expects {expected.__name__}, got {value!r}")
+    return value
+
+
+def apply_overrides(config: TrainConfig, assignments: list[str]) -> TrainConfig:
+    """Apply ``key=value`` strings: ``alpha=0.5``, ``algo.n_steps=1024``, ``algo.policy_kwargs.net_arch=[64,64]``."""
+    cfg = dataclasses.replace(config, algo_kwargs=dict(config.algo_kwargs))
+    for item in assignments:
+        key, sep, raw = item.partition("=")
+        key = key.strip()
+        if not sep or not key:
+            raise DPDUserError(f"--set expects key=value, got {item!r}")
+        value = parse_value(raw.strip())
+        if key.startswith("algo."):
+            path = key.split(".")[1:]
+            if len(path) == 1:
+                cfg.algo_kwargs[path[0]] = value
+            elif len(path) == 2 and path[0] == "policy_kwargs":
+                cfg.algo_kwargs["policy_kwargs"] = {**cfg.algo_kwargs.get("policy_kwargs", {}), path[1]: value}
+            else:
+                raise DPDUserError(f"cannot set {key!r}; use algo.<argument> or algo.policy_kwargs.<argument>")
+        elif key in _TOP_LEVEL_TYPES and key != "algo_kwargs":
+            setattr(cfg, key, _coerce(key, value))
+        else:
+            raise DPDUserError(
+                f"unknown config key {key!r}; valid keys: {', '.join(k for k in _TOP_LEVEL_TYPES if k != 'algo_kwargs')}"
+                ", algo.<SB3 argument>, algo.policy_kwargs.<argument>"
+            )
+    return cfg
+
+
+# ---------------------------------------------------------------------- SB3 arguments
+def _check_choice(name: str, value: str, choices: tuple[str, ...]) -> None:
+    if value not in choices:
+        raise DPDUserError(f"unknown {name} {value!r}; choose one of: {', '.join(choices)}")
+
+
+def _validate_algo_kwargs(algo: str, algo_kwargs: dict[str, Any]) -> None:
+    cls = ALGOS[algo][0]
+    allowed = set(inspect.signature(cls.__init__).parameters) - _RESERVED_ALGO_KEYS - {"self"}
+    for key in algo_kwargs:
+        if key not in allowed:
+            raise DPDUserError(f"{cls.__name__} has no argument {key!r} (set via algo.{key}); valid: {', '.join(sorted(allowed))}")
+    policy_kwargs = algo_kwargs.get("policy_kwargs", {})
+    if not isinstance(policy_kwargs, dict):
+        raise DPDUserError(f"algo.policy_kwargs must be a mapping, got {policy_kwargs!r}")
+    policy_allowed = set(inspect.signature(ActorCriticPolicy.__init__).parameters) - {
+        "self", "observation_space", "action_space", "lr_schedule"}
+    for key in policy_kwargs:
+        if key not in policy_allowed:
+            raise DPDUserError(f"the policy has no argument {key!r}; valid: {', '.join(sorted(policy_allowed))}")
+    act = policy_kwargs.get("activation_fn")
+    if act is not None and act not in ACTIVATIONS:
+        raise DPDUserError(f"unknown activation_fn {act!r}; choose one of: {', '.join(ACTIVATIONS)}")
+    for key in ("learning_rate", "clip_range"):
+        value = algo_kwargs.get(key)
+        if isinstance(value, str):
+            _schedule(key, value)
+
+
+def _schedule(key: str, value: Any) -> Any:
+    """``lin_X`` -> a schedule from X to 0 over training (SB3 passes progress_remaining 1 -> 0)."""
+    if not isinstance(value, str):
+        return value
+    if value.startswith("lin_"):
+        try:
+            start = float(value[4:])
+        except ValueError:
+            start = math.nan
+        if math.isfinite(start) and start > 0:
+            return _LinearSchedule(start)
+    raise DPDUserError(f"{key} must be a positive number or lin_<number>, got {value!r}")
+
+
+@dataclass(frozen=True)
+class _LinearSchedule:
+    start: float
+
+    def __call__(self, progress_remaining: float) -> float:
+        return progress_remaining * self.start
+
+
+def build_algo_kwargs(config: TrainConfig) -> dict[str, Any]:
+    """SB3 constructor arguments for ``config.algo`` (schedules and activation classes made real)."""
+    kwargs = {k: _schedule(k, v) if k in ("learning_rate", "clip_range") else v for k, v in config.algo_kwargs.items()}
+    policy_kwargs = dict(kwargs.get("policy_kwargs", {}))
+    if "activation_fn" in policy_kwargs:
+        policy_kwargs["activation_fn"] = ACTIVATIONS[policy_kwargs["activation_fn"]]
+    if policy_kwargs:
+        kwargs["policy_kwargs"] = policy_kwargs
+    return kwargs

@@ -1,0 +1,172 @@
+"""Environments for one learner: training VecEnv with a recorder of recent raw states, evaluation VecEnv.
+
+Stack of a training env (bottom to top)::
+
+    gym.make(env_id) -> DummyVecEnv (n_envs copies) -> VecMonitor (train episodes, train_episodes.monitor.csv)
+      -> RecentStates (raw states + return scale)
+      -> VecNormalize (optional, the learner's OWN statistics)
+
+``RecentStates`` sits *below* VecNormalize, so it sees raw observations and raw rewards. It keeps the
+learner's most recent ``window`` visited states (the states handed to the peer for distillation,
+paper §4.2) and a running std of the discounted raw return (the scale that makes xi unit-free).
+"""
+
+from __future__ import annotations
+
+import os
+import warnings
+from collections.abc import Callable
+from typing import Any
+
+import gymnasium as gym
+import numpy as np
+from stable_baselines3.common.monitor import Monitor
+from stable_baselines3.common.running_mean_std import RunningMeanStd
+from stable_baselines3.common.vec_env import DummyVecEnv, VecEnv, VecEnvWrapper, VecMonitor, VecNormalize
+from stable_baselines3.common.vec_env.base_vec_env import VecEnvStepReturn
+
+from dpd.errors import DPDUserError
+
+
+def _route_mujoco_warnings() -> None:
+    """MuJoCo writes MUJOCO_LOG.TXT into the working directory on warnings; send them to Python instead."""
+    try:
+        import mujoco
+    except ImportError:  # pragma: no cover - mujoco is a dependency, but envs without it still work
+        return
+    mujoco.set_mju_user_warning(lambda msg: warnings.warn(f"MuJoCo: {msg}", RuntimeWarning, stacklevel=1))
+
+
+_route_mujoco_warnings()
+
+
+def check_env_id(env_id: str) -> gym.Env:
+    """Make one instance of ``env_id`` or raise a one-line :class:`DPDUserError`. The caller closes it."""
+    try:
+        gym.spec(env_id)
+    except gym.error.Error as exc:
+        raise DPDUserError(
+            f"unknown environment id {env_id!r} ({exc}); use a registered Gymnasium id such as "
+            "CartPole-v1, Pendulum-v1 or HalfCheetah-v5"
+        ) from None
+    try:
+        return gym.make(env_id)
+    except Exception as exc:  # an env whose dependencies are missing fails here, deep inside
+        raise DPDUserError(f"cannot create environment {env_id!r}: {type(exc).__name__}: {exc}") from None
+
+
+class RecentStates(VecEnvWrapper):
+    """Records the most recent raw observations a learner visited, and the scale of its returns.
+
+    :param venv: the raw (un-normalised) VecEnv.
+    :param window: number of most recent states kept (over all sub-envs), paper default 1000.
+    :param gamma: discount used for the running std of the discounted return.
+    """
+
+    def __init__(self, venv: VecEnv, window: int, gamma: float) -> None:
+        super().__init__(venv)
+        assert self.observation_space.shape is not None
+        self.window = int(window)
+        self.gamma = float(gamma)
+        self._states = np.zeros((self.window, *self.observation_space.shape), dtype=np.float32)
+        self._next = 0  # next write position in the ring
+        self._count = 0  # number of valid entries (<= window)
+        self.ret_rms = RunningMeanStd(shape=())
+        self._returns = np.zeros(self.num_envs)
+
+    def _record(self, obs: np.ndarray) -> None:
+        for row in np.asarray(obs, dtype=np.float32).reshape(self.num_envs, -1):
+            self._states[self._next] = row.reshape(self._states.shape[1:])
+            self._next = (self._next + 1) % self.window
+            self._count = min(self._count + 1, self.window)
+
+    def reset(self) -> Any:
+        obs = self.venv.reset()
+        self._record(obs)
+        return obs
+
+    def step_wait(self) -> VecEnvStepReturn:
+        obs, rewards, dones, infos = self.venv.step_wait()
+        # Same estimator as VecNormalize's reward scaling, so that with reward normalisation on the two agree.
+        self._returns = self._returns * self.gamma + rewards
+        self.ret_rms.update(self._returns)
+        self._returns[dones] = 0.0
+        self._record(obs)  # after an episode end this is the reset state, the next one the learner acts in
+        return obs, rewards, dones, infos
+
+    def recent_states(self) -> np.ndarray:
+        """The last ``min(count, window)`` raw states, oldest first, shape (N, *obs_shape), a copy."""
+        if self._count < self.window:
+            return self._states[: self._count].copy()
+        return np.concatenate([self._states[self._next :], self._states[: self._next]])
+
+    @property
+    def return_std(self) -> float:
+        """Running std of the discounted raw return (1.0 before any data)."""
+        return float(np.sqrt(self.ret_rms.var + 1e-8)) if self.ret_rms.count > 1 else 1.0
+
+    def get_state(self) -> dict[str, Any]:
+        return {
+            "states": self._states.copy(),
+            "next": self._next,
+            "count": self._count,
+            "ret_mean": self.ret_rms.mean,
+            "ret_var": self.ret_rms.var,
+            "ret_count": self.ret_rms.count,
+            "returns": self._returns.copy(),
+        }
+
+    def set_state(self, state: dict[str, Any]) -> None:
+        self._states[...] = state["states"]
+        self._next, self._count = int(state["next"]), int(state["count"])
+        self.ret_rms.mean, self.ret_rms.var, self.ret_rms.count = state["ret_mean"], state["ret_var"], state["ret_count"]
+        self._returns[...] = state["returns"]
+
+
+def _env_factory(env_id: str, monitor: bool = False) -> Callable[[], gym.Env]:
+    def _make() -> gym.Env:
+        env = gym.make(env_id)
+        return Monitor(env) if monitor else env
+
+    return _make
+
+
+def make_train_env(
+    env_id: str,
+    n_envs: int,
+    seed: int,
+    window: int,
+    gamma: float,
+    normalize: bool,
+    log_dir: str | None,
+    norm_kwargs: dict[str, Any] | None = None,
+) -> tuple[VecEnv, RecentStates]:
+    """Build a learner's training VecEnv. Returns (top env to give the SB3 model, the recorder)."""
+    venv: VecEnv = DummyVecEnv([_env_factory(env_id) for _ in range(n_envs)])  # type: ignore[list-item]
+    venv.seed(seed)
+    # one file of training episodes (all env copies): <log_dir>/train_episodes.monitor.csv
+    venv = VecMonitor(venv, filename=os.path.join(log_dir, "train_episodes") if log_dir else None)
+    recorder = RecentStates(venv, window=window, gamma=gamma)
+    top: VecEnv = recorder
+    if normalize:
+        top = VecNormalize(recorder, gamma=gamma, **(norm_kwargs or {}))
+    return top, recorder
+
+
+def make_eval_env(env_id: str, seed: int, train_env: VecEnv) -> VecEnv:
+    """A single-env evaluation VecEnv whose normalisation (if any) is frozen and synced from ``train_env``."""
+    venv: VecEnv = DummyVecEnv([_env_factory(env_id, monitor=True)])  # type: ignore[list-item]
+    venv.seed(seed)
+    if isinstance(train_env, VecNormalize):
+        eval_env = VecNormalize(venv, training=False, norm_reward=False, gamma=train_env.gamma)
+        sync_normalization(train_env, eval_env)
+        return eval_env
+    return venv
+
+
+def sync_normalization(src: VecEnv, dst: VecEnv) -> None:
+    """Copy observation statistics of ``src`` into ``dst`` (both VecNormalize, else no-op)."""
+    if isinstance(src, VecNormalize) and isinstance(dst, VecNormalize):
+        dst.obs_rms = src.obs_rms.copy()
+        dst.ret_rms = src.ret_rms.copy()
+        dst.clip_obs, dst.epsilon, dst.norm_obs = src.clip_obs, src.epsilon, src.norm_obs

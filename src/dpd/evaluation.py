@@ -1,0 +1,51 @@
+"""Re-evaluation of finished runs and reading of their summaries."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from stable_baselines3.common.evaluation import evaluate_policy
+
+from dpd.errors import DPDUserError
+from dpd.loading import load_learner, read_run_config
+from dpd.training.run_dir import SUMMARY_FILE, write_json
+
+REEVALUATION_FILE = "reevaluation.json"
+
+
+def read_summary(run: str | Path) -> dict[str, Any]:
+    path = Path(run) / SUMMARY_FILE
+    if not path.is_file():
+        raise DPDUserError(f"{run} has no {SUMMARY_FILE}: not a finished dpd run (still running, or stopped early)")
+    try:
+        data = json.loads(path.read_text())
+    except json.JSONDecodeError as exc:
+        raise DPDUserError(f"{path} is not valid JSON ({exc.msg}); the run folder is damaged") from None
+    if not isinstance(data, dict) or "learners" not in data:
+        raise DPDUserError(f"{path} is not a dpd summary")
+    return data
+
+
+def evaluate_run(run: str | Path, episodes: int, seed: int = 0) -> dict[str, Any]:
+    """Evaluate every saved learner of ``run`` for ``episodes`` deterministic episodes; also writes
+    ``reevaluation.json`` into the run folder."""
+    config = read_run_config(run)
+    results: dict[str, Any] = {"episodes": episodes, "seed": seed, "learners": {}}
+    for name in config.learner_names:
+        model, env = load_learner(run, name, seed=seed)
+        returns, lengths = evaluate_policy(model, env, n_eval_episodes=episodes, deterministic=True,
+                                           return_episode_rewards=True)
+        env.close()
+        r = [float(x) for x in returns]
+        results["learners"][name] = {
+            "mean_return": sum(r) / len(r),
+            "std_return": float(np.std(r)),
+            "mean_length": float(sum(lengths) / len(lengths)),
+            "episodes": len(r),
+            "returns": r,
+        }
+    write_json(Path(run) / REEVALUATION_FILE, results)
+    return results

@@ -1,0 +1,49 @@
+"""Open a finished run's learners with plain SB3: the model zip plus its frozen VecNormalize statistics."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from stable_baselines3.common.base_class import BaseAlgorithm
+from stable_baselines3.common.vec_env import DummyVecEnv, VecEnv, VecNormalize
+
+from dpd.config import ALGOS, TrainConfig
+from dpd.envs import _env_factory, check_env_id
+from dpd.errors import DPDUserError
+from dpd.training.run_dir import CONFIG_FILE, read_yaml
+
+
+def read_run_config(run: str | Path) -> TrainConfig:
+    path = Path(run) / CONFIG_FILE
+    if not path.is_file():
+        raise DPDUserError(f"{run} is not a dpd run folder (no {CONFIG_FILE})")
+    data = read_yaml(path)
+    if not isinstance(data, dict):
+        raise DPDUserError(f"{path} is not a dpd config file")
+    return TrainConfig.from_dict(data)
+
+
+def load_learner(run: str | Path, name: str, seed: int = 0) -> tuple[BaseAlgorithm, VecEnv]:
+    """Load learner ``name`` (``student0``, ``student1`` or ``vanilla``) of a finished run.
+
+    :return: (the SB3 model, a 1-env VecEnv for it: normalisation frozen, rewards raw).
+        ``model.predict(env.reset(), deterministic=True)`` then behaves as in the run's evaluations.
+    """
+    config = read_run_config(run)
+    folder = Path(run) / name
+    zip_path = folder / "model.zip"
+    if name not in config.learner_names:
+        raise DPDUserError(f"{run} has no learner {name!r}; it has: {', '.join(config.learner_names)}")
+    if not zip_path.is_file():
+        raise DPDUserError(f"{zip_path} not found: the run has not finished (no saved model)")
+    check_env_id(config.env_id).close()
+    venv: VecEnv = DummyVecEnv([_env_factory(config.env_id, monitor=True)])  # type: ignore[list-item]
+    venv.seed(seed)
+    stats = folder / "vecnormalize.pkl"
+    env: VecEnv = venv
+    if stats.is_file():
+        vn = VecNormalize.load(str(stats), venv)
+        vn.training, vn.norm_reward = False, False
+        env = vn
+    model = ALGOS[config.algo][0].load(zip_path, env=env, device="cpu")
+    return model, env

@@ -1,0 +1,159 @@
+"""The DPD distillation objective (Lai et al. 2020, Eq. 9, 11 and 12) as one pure function.
+
+Nothing here knows about Stable-Baselines3, environments or students: inputs are tensors, the
+output is a scalar loss plus statistics. Shapes use B = batch size, A = action dimensions
+(continuous) or number of actions (discrete).
+
+For student pi distilling from its peer pi~ on states s drawn from the peer's recent experience:
+
+    xi(s)     = V_peer(s) - V_self(s)                       (advantage of the peer at s)
+    w(s)      = exp(clip(alpha * xi(s) / scale, -c, c))     (detached; c = ln 100 by default)
+    D(s)      = mean_a (mu_self(s) - mu_peer(s))^2          (continuous: MSE over action dims)
+              = KL(pi_peer(.|s) || pi_self(.|s))            (discrete)
+    loss      = sum_s w(s) D(s) / sum_s w(s)                (normalize_weights=True, default)
+              = mean_s w(s) D(s)                            (normalize_weights=False, Eq. 11 literally)
+
+The weight is large exactly where the PEER is better (xi > 0): "disadvantageous distillation".
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import asdict, dataclass
+from typing import Literal
+
+import torch as th
+import torch.nn.functional as F
+
+Weighting = Literal["exp", "indicator", "uniform"]
+WEIGHTINGS: tuple[str, ...] = ("exp", "indicator", "uniform")
+
+#: Default bound on alpha * xi: weights stay within [0.01, 100], as in the authors' code.
+DEFAULT_MAX_LOG_WEIGHT = math.log(100.0)
+
+
+@dataclass(frozen=True)
+class DistillStats:
+    """Statistics of one distillation loss evaluation (all plain floats, ready for a logger)."""
+
+    loss: float
+    weight_mean: float
+    weight_max: float
+    weight_min: float
+    #: fraction of states whose alpha*xi hit the clip bound (saturated soft weighting)
+    weight_clip_frac: float
+    #: fraction of states where the peer's value is higher (xi > 0)
+    peer_better_frac: float
+    xi_mean: float
+    #: unweighted mean distance D(s) between the student's and the peer's actions
+    action_distance: float
+
+    def as_dict(self) -> dict[str, float]:
+        return asdict(self)
+
+
+def dpd_weights(
+    xi: th.Tensor,
+    alpha: float,
+    weighting: Weighting = "exp",
+    max_log_weight: float = DEFAULT_MAX_LOG_WEIGHT,
+) -> tuple[th.Tensor, th.Tensor]:
+    """Per-state distillation weights from the value advantage of the peer.
+
+    :param xi: (B,) V_peer(s) - V_self(s), already divided by any scale; no gradient is taken.
+    :param alpha: confidence in the value estimates (paper: 0.1 .. 10).
+    :param weighting: ``exp`` (Eq. 11/12), ``indicator`` (Eq. 9: 1 where xi > 0 else 0),
+        ``uniform`` (plain mutual distillation, all weights 1).
+    :param max_log_weight: bound c on |alpha * xi| for ``exp``, so weights lie in [e^-c, e^c].
+    :return: (weights (B,), clipped mask (B,) bool) both detached.
+    """
+    xi = xi.detach()
+    if weighting == "exp":
+        logits = alpha * xi
+        clipped = logits.abs() >= max_log_weight
+        return th.exp(logits.clamp(-max_log_weight, max_log_weight)), clipped
+    no_clip = th.zeros_like(xi, dtype=th.bool)
+    if weighting == "indicator":
+        return (xi > 0).to(xi.dtype), no_clip
+    if weighting == "uniform":
+        return th.ones_like(xi), no_clip
+    raise ValueError(f"unknown weighting {weighting!r}; choose one of {', '.join(WEIGHTINGS)}")
+
+
+def action_distance(student_out: th.Tensor, peer_out: th.Tensor, discrete: bool) -> th.Tensor:
+    """Per-state distance D(s) between the student's and the peer's policies.
+
+    :param student_out: (B, A) student's Gaussian means (continuous) or logits (discrete); carries gradient.
+    :param peer_out: (B, A) the peer's means or logits on the same states; treated as constants.
+    :param discrete: False: squared error averaged over action dims; True: KL(peer || student).
+    :return: (B,) distances.
+    """
+    peer_out = peer_out.detach()
+    if discrete:
+        peer_logp = F.log_softmax(peer_out, dim=-1)
+        student_logp = F.log_softmax(student_out, dim=-1)
+        return (peer_logp.exp() * (peer_logp - student_logp)).sum(dim=-1)
+    return (student_out - peer_out).pow(2).mean(dim=-1)
+
+
+def dpd_loss(
+    student_out: th.Tensor,
+    peer_out: th.Tensor,
+    student_values: th.Tensor,
+    peer_values: th.Tensor,
+    alpha: float,
+    *,
+    weighting: Weighting = "exp",
+    discrete: bool = False,
+    xi_scale: float = 1.0,
+    max_log_weight: float = DEFAULT_MAX_LOG_WEIGHT,
+    normalize_weights: bool = True,
+) -> tuple[th.Tensor, DistillStats]:
+    """The disadvantageous distillation loss of one student toward its peer (Eq. 11/12).
+
+    :param student_out: (B, A) the student's actions (Gaussian mean / deterministic action) or
+        logits (discrete) on the peer's states. The only input that carries gradient.
+    :param peer_out: (B, A) the peer's actions or logits on the same states (detached here).
+    :param student_values: (B,) V_self(s), in the same units as ``peer_values`` (detached here).
+    :param peer_values: (B,) V_peer(s) (detached here).
+    :param alpha: confidence level of the value estimates.
+    :param weighting: ``exp`` | ``indicator`` | ``uniform``, see :func:`dpd_weights`.
+    :param discrete: use KL(peer || student) over logits instead of the squared error.
+    :param xi_scale: xi is divided by this positive number before alpha is applied
+        (e.g. the std of the discounted return, so that alpha keeps the paper's range).
+    :param max_log_weight: clip bound on |alpha * xi / xi_scale|.
+    :param normalize_weights: True: sum(w D) / sum(w) (weights normalised over the batch, as the
+        authors' code did); False: mean(w D), Eq. 11 literally. With indicator weights that are all
+        zero the loss is exactly zero (and has a zero gradient).
+    :return: (scalar loss, statistics).
+    """
+    if student_out.shape != peer_out.shape:
+        raise ValueError(f"student_out {tuple(student_out.shape)} and peer_out {tuple(peer_out.shape)} differ")
+    if student_values.shape != peer_values.shape or student_values.dim() != 1:
+        raise ValueError("student_values and peer_values must both have shape (B,)")
+    if student_values.shape[0] != student_out.shape[0]:
+        raise ValueError("values and actions must have the same batch size")
+    if not xi_scale > 0:
+        raise ValueError(f"xi_scale must be positive, got {xi_scale}")
+
+    xi = (peer_values.detach() - student_values.detach()) / xi_scale
+    weights, clipped = dpd_weights(xi, alpha, weighting, max_log_weight)
+    distance = action_distance(student_out, peer_out, discrete)
+    weighted = (weights * distance).sum()
+    if normalize_weights:
+        total = weights.sum()
+        loss = weighted / total if total > 0 else weighted * 0.0
+    else:
+        loss = weighted / distance.shape[0]
+
+    stats = DistillStats(
+        loss=float(loss.detach()),
+        weight_mean=float(weights.mean()),
+        weight_max=float(weights.max()),
+        weight_min=float(weights.min()),
+        weight_clip_frac=float(clipped.float().mean()),
+        peer_better_frac=float((xi > 0).float().mean()),
+        xi_mean=float(xi.mean()),
+        action_distance=float(distance.detach().mean()),
+    )
+    return loss, stats

@@ -1,0 +1,242 @@
+"""A student: one stock SB3 algorithm, its own environments, its recent-state window and its distillation optimiser.
+
+The only thing that crosses between two students is a :class:`PeerBatch` of plain arrays: the peer's
+recent RAW states, and the peer's own actions and values on them (computed by the peer with its own
+networks and its own normalisation). The student then evaluates its OWN actions (with gradient) and
+values (without) on the same raw states, normalising them with its OWN statistics, and takes
+distillation steps on the DPD objective (:func:`dpd.objective.dpd_loss`).
+"""
+
+from __future__ import annotations
+
+import math
+from abc import ABC, abstractmethod
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import torch as th
+from gymnasium import spaces
+from stable_baselines3.common.base_class import BaseAlgorithm
+from stable_baselines3.common.callbacks import BaseCallback
+from stable_baselines3.common.evaluation import evaluate_policy
+from stable_baselines3.common.vec_env import VecEnv, VecNormalize
+
+from dpd.envs import RecentStates, make_eval_env, sync_normalization
+from dpd.objective import DistillStats, Weighting, dpd_loss
+
+
+@dataclass
+class PeerBatch:
+    """What a peer hands to a student for distillation. N = number of states.
+
+    :param states: (N, *obs_shape) raw observations from the peer's most recent steps.
+    :param outputs: (N, A) the peer's deterministic actions (Gaussian means, continuous) or logits (discrete).
+    :param values: (N,) the peer's value estimates, in raw (un-normalised) return units.
+    """
+
+    states: np.ndarray
+    outputs: np.ndarray
+    values: np.ndarray
+
+    def __len__(self) -> int:
+        return int(self.states.shape[0])
+
+
+@dataclass(frozen=True)
+class DistillSettings:
+    """The distillation hyperparameters a student needs (taken from :class:`dpd.config.TrainConfig`)."""
+
+    alpha: float
+    weighting: Weighting
+    xi_scale: str  # "return_std" | "none"
+    max_log_weight: float
+    normalize_weights: bool
+    lr: float
+    batch_size: int
+    steps: int
+
+
+@dataclass(frozen=True)
+class EvalResult:
+    mean_return: float
+    std_return: float
+    mean_length: float
+    returns: list[float]
+
+
+class Student(ABC):
+    """Base class of the per-algorithm adapters. Subclasses answer three questions about their SB3 model:
+    how to run one iteration (collect + RL update), what its actions and values are on normalised
+    observations, and which parameters form its actor."""
+
+    def __init__(
+        self,
+        name: str,
+        model: BaseAlgorithm,
+        recorder: RecentStates,
+        eval_env_id: str,
+        eval_seed: int,
+        distill: DistillSettings | None,
+        seed: int,
+    ) -> None:
+        self.name = name
+        self.model = model
+        self.recorder = recorder
+        self.distill_settings = distill
+        self.discrete = isinstance(model.action_space, spaces.Discrete)
+        self.iteration = 0
+        self.total_steps = 0
+        self._callback: BaseCallback | None = None
+        self._rng = np.random.default_rng(seed)
+        self._eval_env_id, self._eval_seed = eval_env_id, eval_seed
+        self._eval_env: VecEnv | None = None
+        self.optimizer: th.optim.Optimizer | None = None
+        if distill is not None:
+            self.optimizer = th.optim.Adam(self.actor_parameters(), lr=distill.lr)
+        self.distill_skipped_nonfinite = 0
+
+    # ------------------------------------------------------------------ subclass interface
+    @abstractmethod
+    def _iterate(self, callback: BaseCallback) -> bool:
+        """Collect experience and do the RL update; False when a callback asked to stop."""
+
+    @abstractmethod
+    def policy_outputs(self, obs: th.Tensor) -> th.Tensor:
+        """(B, A) deterministic actions (continuous) or logits (discrete) on NORMALISED obs, with gradient."""
+
+    @abstractmethod
+    def value_estimates(self, obs: th.Tensor) -> th.Tensor:
+        """(B,) value estimates on NORMALISED obs in the model's own units (no gradient needed)."""
+
+    @abstractmethod
+    def actor_parameters(self) -> list[th.nn.Parameter]:
+        """The parameters distillation may change (the actor's mean/logit network only)."""
+
+    # ------------------------------------------------------------------ environment & units
+    @property
+    def train_env(self) -> VecEnv:
+        env = self.model.get_env()
+        assert env is not None
+        return env
+
+    @property
+    def vec_normalize(self) -> VecNormalize | None:
+        return self.model.get_vec_normalize_env()
+
+    @property
+    def num_timesteps(self) -> int:
+        return int(self.model.num_timesteps)
+
+    def normalize_obs(self, raw_states: np.ndarray) -> th.Tensor:
+        """Raw states -> the tensor this student's networks expect, using the student's OWN statistics."""
+        vn = self.vec_normalize
+        obs = vn.normalize_obs(raw_states) if vn is not None else raw_states
+        return th.as_tensor(np.asarray(obs, dtype=np.float32), device=self.model.device)
+
+    def reward_scale(self) -> float:
+        """Factor from the model's value units to raw return units (VecNormalize divides rewards by it)."""
+        vn = self.vec_normalize
+        if vn is not None and vn.norm_reward:
+            return float(np.sqrt(vn.ret_rms.var + vn.epsilon))
+        return 1.0
+
+    def raw_values(self, obs: th.Tensor) -> th.Tensor:
+        """(B,) value estimates in raw return units (reward normalisation undone)."""
+        with th.no_grad():
+            return self.value_estimates(obs) * self.reward_scale()
+
+    def xi_scale(self) -> float:
+        assert self.distill_settings is not None
+        return self.recorder.return_std if self.distill_settings.xi_scale == "return_std" else 1.0
+
+    # ------------------------------------------------------------------ Algorithm 1 steps
+    def setup(self, total_steps: int, callback: BaseCallback | list[BaseCallback] | None = None) -> None:
+        """Prepare SB3's learning state for ``total_steps`` of this learner's own env steps."""
+        self.total_steps = total_steps
+        _, self._callback = self.model._setup_learn(total_steps, callback, True, self.name, False)
+        self._callback.on_training_start(locals(), globals())
+
+    def iterate(self) -> bool:
+        """One iteration: collect experience in the own env, then the RL update. False: a callback stopped it."""
+        assert self._callback is not None, "call setup() first"
+        if not self._iterate(self._callback):
+            return False
+        self.iteration += 1
+        return True
+
+    def finish(self) -> None:
+        if self._callback is not None:
+            self._callback.on_training_end()
+
+    def peer_batch(self) -> PeerBatch | None:
+        """This student's recent raw states with its own deterministic outputs and raw values on them.
+        None until this student has completed an iteration (its window then holds real experience)."""
+        states = self.recorder.recent_states()
+        if self.iteration == 0 or len(states) == 0:
+            return None
+        obs = self.normalize_obs(states)
+        with th.no_grad():
+            outputs = self.policy_outputs(obs)
+        values = self.raw_values(obs)
+        return PeerBatch(states=states, outputs=outputs.cpu().numpy(), values=values.cpu().numpy())
+
+    def distill(self, batch: PeerBatch) -> DistillStats | None:
+        """``steps`` gradient steps of the DPD objective toward the peer on the peer's states.
+        Returns the statistics averaged over the steps (None if every batch was skipped)."""
+        settings = self.distill_settings
+        assert settings is not None and self.optimizer is not None, "this learner has no distillation (vanilla)"
+        obs_all = self.normalize_obs(batch.states)
+        peer_out = th.as_tensor(batch.outputs, device=obs_all.device)
+        peer_values = th.as_tensor(batch.values, device=obs_all.device, dtype=th.float32)
+        own_values = self.raw_values(obs_all)  # fixed during these steps: the critic is not distilled
+        scale = self.xi_scale()
+        n = len(batch)
+        collected: list[DistillStats] = []
+        self.model.policy.set_training_mode(True)
+        for _ in range(settings.steps):
+            idx = th.as_tensor(self._rng.choice(n, size=settings.batch_size, replace=n < settings.batch_size))
+            loss, stats = dpd_loss(
+                self.policy_outputs(obs_all[idx]),
+                peer_out[idx],
+                own_values[idx],
+                peer_values[idx],
+                settings.alpha,
+                weighting=settings.weighting,
+                discrete=self.discrete,
+                xi_scale=scale,
+                max_log_weight=settings.max_log_weight,
+                normalize_weights=settings.normalize_weights,
+            )
+            if not math.isfinite(stats.loss):
+                self.distill_skipped_nonfinite += 1  # never let a non-finite loss reach the optimiser
+                continue
+            self.optimizer.zero_grad()
+            loss.backward()
+            self.optimizer.step()
+            collected.append(stats)
+        self.model.policy.set_training_mode(False)
+        if not collected:
+            return None
+        return DistillStats(**{k: float(np.mean([getattr(s, k) for s in collected])) for k in DistillStats.__dataclass_fields__})
+
+    # ------------------------------------------------------------------ evaluation
+    def evaluate(self, n_episodes: int) -> EvalResult:
+        """Deterministic episodes on the student's own eval env, with normalisation frozen at its current stats."""
+        if self._eval_env is None:
+            self._eval_env = make_eval_env(self._eval_env_id, self._eval_seed, self.train_env)
+        sync_normalization(self.train_env, self._eval_env)
+        returns, lengths = evaluate_policy(
+            self.model, self._eval_env, n_eval_episodes=n_episodes, deterministic=True, return_episode_rewards=True
+        )
+        r = np.asarray(returns, dtype=float)
+        return EvalResult(float(r.mean()), float(r.std()), float(np.mean(lengths)), [float(x) for x in r])
+
+    def close(self) -> None:
+        if self._eval_env is not None:
+            self._eval_env.close()
+        self.train_env.close()
+
+    def extra_state(self) -> dict[str, Any]:
+        """Student state beyond the SB3 model (for checkpoints)."""
+        return {"iteration": self.iteration, "recorder": self.recorder.get_state()}

@@ -1,0 +1,69 @@
+"""Build a learner (a Student around a fresh SB3 model) from a resolved config."""
+
+from __future__ import annotations
+
+import inspect
+import os
+from typing import cast
+
+import torch as th
+from stable_baselines3.common.logger import configure
+
+from dpd.config import ALGOS, TrainConfig, build_algo_kwargs
+from dpd.envs import make_train_env
+from dpd.objective import Weighting
+from dpd.students.base import DistillSettings, Student
+from dpd.students.on_policy import OnPolicyStudent
+
+STUDENT_CLASSES: dict[str, type[Student]] = {"on_policy": OnPolicyStudent}
+
+
+def distill_settings(config: TrainConfig) -> DistillSettings:
+    assert config.distill_lr is not None and config.distill_batch_size is not None and config.distill_steps is not None
+    return DistillSettings(
+        alpha=config.alpha,
+        weighting=cast(Weighting, config.weighting),
+        xi_scale=config.xi_scale,
+        max_log_weight=config.max_log_weight,
+        normalize_weights=config.normalize_weights,
+        lr=config.distill_lr,
+        batch_size=config.distill_batch_size,
+        steps=config.distill_steps,
+    )
+
+
+def algo_gamma(config: TrainConfig) -> float:
+    cls = ALGOS[config.algo][0]
+    return float(config.algo_kwargs.get("gamma", inspect.signature(cls.__init__).parameters["gamma"].default))
+
+
+def build_student(config: TrainConfig, index: int, log_dir: str | None, verbose: int = 0) -> Student:
+    """Learner ``index`` of a resolved config: own env copies, own seed, own normalisation, own logger.
+
+    :param log_dir: the learner's folder (monitor files, progress.csv, TensorBoard events); None: no files.
+    """
+    assert config.n_envs is not None and config.normalize is not None
+    name = config.learner_names[index]
+    seed = config.learner_seed(index)
+    gamma = algo_gamma(config)
+    env, recorder = make_train_env(
+        config.env_id, config.n_envs, seed, config.distill_window, gamma, config.normalize, log_dir
+    )
+    cls = ALGOS[config.algo][0]
+    model = cls("MlpPolicy", env, seed=seed, device=config.device, verbose=verbose, **build_algo_kwargs(config))
+    if log_dir is not None:
+        os.makedirs(log_dir, exist_ok=True)
+        formats = ["csv", "tensorboard"] + (["stdout"] if verbose else [])
+        model.set_logger(configure(log_dir, formats))
+    else:
+        model.set_logger(configure(None, ["stdout"] if verbose else []))
+    settings = distill_settings(config) if config.method == "dpd" else None
+    student_cls = STUDENT_CLASSES[config.family]
+    # The distillation optimiser's sampling RNG gets its own stream, derived from the learner's seed.
+    return student_cls(name, model, recorder, config.env_id, seed + 5_000, settings, seed)
+
+
+def set_torch_threads(n: int) -> None:
+    """Each training process uses ``n`` torch threads (1: no oversubscription when processes run side by side)."""
+    if th.get_num_threads() != n:
+        th.set_num_threads(n)

@@ -1,0 +1,52 @@
+"""Students over SB3's on-policy algorithms (PPO, A2C): Algorithm 1 lines 3-4 are SB3's own
+``collect_rollouts`` and ``train``; the actor is the policy-mean (or logit) network."""
+
+from __future__ import annotations
+
+import torch as th
+from stable_baselines3.common.callbacks import BaseCallback
+from stable_baselines3.common.distributions import CategoricalDistribution, DiagGaussianDistribution
+from stable_baselines3.common.on_policy_algorithm import OnPolicyAlgorithm
+from stable_baselines3.common.policies import ActorCriticPolicy
+
+from dpd.students.base import Student
+
+
+class OnPolicyStudent(Student):
+    model: OnPolicyAlgorithm
+
+    @property
+    def policy(self) -> ActorCriticPolicy:
+        policy = self.model.policy
+        assert isinstance(policy, ActorCriticPolicy)
+        return policy
+
+    def _iterate(self, callback: BaseCallback) -> bool:
+        m = self.model
+        assert m.env is not None
+        if not m.collect_rollouts(m.env, callback, m.rollout_buffer, n_rollout_steps=m.n_steps):
+            return False
+        m._update_current_progress_remaining(m.num_timesteps, self.total_steps)
+        m.train()
+        return True
+
+    def policy_outputs(self, obs: th.Tensor) -> th.Tensor:
+        # PPO's deterministic action is the Gaussian mean (not a sample); for discrete actions, the logits.
+        dist = self.policy.get_distribution(obs)
+        if isinstance(dist, DiagGaussianDistribution):
+            return dist.distribution.mean
+        if isinstance(dist, CategoricalDistribution):
+            return dist.distribution.logits
+        raise TypeError(f"distillation does not support {type(dist).__name__} policies")
+
+    def value_estimates(self, obs: th.Tensor) -> th.Tensor:
+        return self.policy.predict_values(obs).squeeze(-1)
+
+    def actor_parameters(self) -> list[th.nn.Parameter]:
+        # Policy-mean network only: the value net and log_std are left to the RL objective. A features
+        # extractor shared with the critic is left alone too (it would move the critic).
+        p = self.policy
+        modules: list[th.nn.Module] = [p.mlp_extractor.policy_net, p.action_net]
+        if not p.share_features_extractor:
+            modules.append(p.pi_features_extractor)
+        return [param for module in modules for param in module.parameters()]

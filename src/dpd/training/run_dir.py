@@ -1,0 +1,102 @@
+"""The run folder: safe creation, atomic writes of small files, and the per-learner evaluation log."""
+
+from __future__ import annotations
+
+import csv
+import json
+import os
+import shutil
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from dpd.errors import DPDUserError
+
+CONFIG_FILE = "config.yaml"
+SUMMARY_FILE = "summary.json"
+EVAL_FILE = "evaluations.csv"
+EVAL_COLUMNS = ["student_steps", "total_env_steps", "mean_return", "std_return", "mean_length", "time_s"]
+
+
+def check_run_dir(out: str | os.PathLike[str], overwrite: bool) -> Path:
+    """Check that ``out`` may be used as a run folder, WITHOUT writing anything. Raises DPDUserError."""
+    path = Path(out)
+    if path.exists() and not path.is_dir():
+        raise DPDUserError(f"--out {path} exists and is not a folder; choose another --out")
+    if path.is_dir() and any(path.iterdir()):
+        if not overwrite:
+            raise DPDUserError(f"--out {path} is not empty; pass --overwrite to replace it, or choose another --out")
+        if not (path / CONFIG_FILE).is_file():
+            raise DPDUserError(f"--out {path} is not empty and is not a dpd run folder; refusing to overwrite it")
+    existing = path
+    while not existing.exists():
+        existing = existing.parent
+    if not os.access(existing, os.W_OK | os.X_OK):
+        raise DPDUserError(f"cannot write to --out {path}: {existing} is not writable; choose another --out")
+    return path
+
+
+def create_run_dir(out: str | os.PathLike[str], overwrite: bool) -> Path:
+    """Create (or, with ``overwrite``, empty) the run folder after :func:`check_run_dir` passed."""
+    path = check_run_dir(out, overwrite)
+    try:
+        if path.is_dir() and any(path.iterdir()):
+            shutil.rmtree(path)
+        path.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise DPDUserError(f"cannot write to --out {path}: {exc.strerror or exc}") from None
+    return path
+
+
+def atomic_write_text(path: str | os.PathLike[str], text: str) -> None:
+    """Write ``text`` so that readers see either the old file or the whole new one, never a part."""
+    path = Path(path)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "w") as fh:
+            fh.write(text)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+        raise
+
+
+def write_json(path: str | os.PathLike[str], data: Any) -> None:
+    atomic_write_text(path, json.dumps(data, indent=2, sort_keys=False) + "\n")
+
+
+def write_yaml(path: str | os.PathLike[str], data: Any) -> None:
+    atomic_write_text(path, yaml.safe_dump(data, sort_keys=False))
+
+
+def read_yaml(path: str | os.PathLike[str]) -> Any:
+    with open(path) as fh:
+        return yaml.safe_load(fh)
+
+
+class EvalLog:
+    """Appends one row per evaluation to ``<learner>/evaluations.csv`` (flushed at once)."""
+
+    def __init__(self, path: str | os.PathLike[str]) -> None:
+        self.path = Path(path)
+        self._fh = open(self.path, "a", newline="")  # noqa: SIM115 - kept open for the run
+        self._writer = csv.DictWriter(self._fh, fieldnames=EVAL_COLUMNS)
+        if self.path.stat().st_size == 0:
+            self._writer.writeheader()
+
+    def append(self, row: dict[str, float]) -> None:
+        self._writer.writerow({k: row[k] for k in EVAL_COLUMNS})
+        self._fh.flush()
+
+    def close(self) -> None:
+        self._fh.close()
+
+
+def read_evaluations(path: str | os.PathLike[str]) -> list[dict[str, float]]:
+    with open(path, newline="") as fh:
+        return [{k: float(v) for k, v in row.items()} for row in csv.DictReader(fh)]
