@@ -31,7 +31,7 @@ def train(
     total_steps: Annotated[int, typer.Option(help="TOTAL env steps over all learners (DPD: half per student)")] = 1_000_000,
     method: Annotated[str, typer.Option(help="dpd | vanilla (one SB3 learner, same total steps)")] = "dpd",
     alpha: Annotated[float, typer.Option(help="confidence alpha of the weight exp(alpha * xi)")] = 1.0,
-    weighting: Annotated[str, typer.Option(help="exp (paper) | indicator (Eq. 9) | uniform (plain mutual distillation)")] = "exp",
+    weighting: Annotated[str, typer.Option(help="exp (paper) | indicator (Eq. 9) | uniform (mutual distillation)")] = "exp",
     seed: Annotated[int, typer.Option(help="base seed (student k: seed + 10000 k)")] = 0,
     preset: Annotated[str, typer.Option(help="zoo (rl-zoo3 tuned) | paper (the paper's §4.2) | none (SB3 defaults)")] = "zoo",
     set_: Annotated[
@@ -54,7 +54,6 @@ def train(
     config = apply_overrides(config, set_ or []).resolve()
     if out is None:
         out = Path("runs") / f"{config.env_id}_{config.algo}_{config.method}_s{config.seed}_{time.strftime('%Y%m%d-%H%M%S')}"
-    _echo(f"dpd: training {config.method} {config.algo} on {config.env_id} for {config.total_steps} env steps -> {out}")
     summary = run_training(config, out, overwrite=overwrite, progress_bar=progress and sys.stderr.isatty(), log=_echo,
                            verbose=verbose)
     _print_table([(str(out), summary)])
@@ -126,7 +125,8 @@ def main(argv: list[str] | None = None) -> int:
         return 130
     except typer.TyperException as exc:  # usage errors of the command line (typer's click)
         ctx = getattr(exc, "ctx", None)
-        if type(exc).__name__ == "NoArgsIsHelpError":  # typer has printed the help already
+        if type(exc).__name__ == "NoArgsIsHelpError":
+            _echo(ctx.get_help() if ctx is not None else "usage: dpd COMMAND [OPTIONS] (see dpd --help)")
             return 2
         cmd = ctx.command_path if ctx is not None else "dpd"
         _echo(f"{cmd}: error: {exc.format_message()} (see {cmd} --help)")

@@ -297,7 +297,9 @@ def _validate_algo_kwargs(algo: str, algo_kwargs: dict[str, Any]) -> None:
     allowed = set(inspect.signature(cls.__init__).parameters) - _RESERVED_ALGO_KEYS - {"self"}
     for key in algo_kwargs:
         if key not in allowed:
-            raise DPDUserError(f"{cls.__name__} has no argument {key!r} (set via algo.{key}); valid: {', '.join(sorted(allowed))}")
+            raise DPDUserError(
+                f"{cls.__name__} has no argument {key!r} (set via algo.{key}); valid: {', '.join(sorted(allowed))}"
+            )
     policy_kwargs = algo_kwargs.get("policy_kwargs", {})
     if not isinstance(policy_kwargs, dict):
         raise DPDUserError(f"algo.policy_kwargs must be a mapping, got {policy_kwargs!r}")

@@ -74,7 +74,7 @@ class RecentStates(VecEnvWrapper):
         self.ret_rms = RunningMeanStd(shape=())
         self._returns = np.zeros(self.num_envs)
 
-    def _record(self, obs: np.ndarray) -> None:
+    def _record(self, obs: Any) -> None:
         for row in np.asarray(obs, dtype=np.float32).reshape(self.num_envs, -1):
             self._states[self._next] = row.reshape(self._states.shape[1:])
             self._next = (self._next + 1) % self.window

@@ -3,12 +3,11 @@
 from __future__ import annotations
 
 import json
+from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-from stable_baselines3.common.evaluation import evaluate_policy
-
+from dpd.episodes import run_episodes
 from dpd.errors import DPDUserError
 from dpd.loading import load_learner, read_run_config
 from dpd.training.run_dir import SUMMARY_FILE, write_json
@@ -36,16 +35,8 @@ def evaluate_run(run: str | Path, episodes: int, seed: int = 0) -> dict[str, Any
     results: dict[str, Any] = {"episodes": episodes, "seed": seed, "learners": {}}
     for name in config.learner_names:
         model, env = load_learner(run, name, seed=seed)
-        returns, lengths = evaluate_policy(model, env, n_eval_episodes=episodes, deterministic=True,
-                                           return_episode_rewards=True)
+        result = run_episodes(model, env, episodes)
         env.close()
-        r = [float(x) for x in returns]
-        results["learners"][name] = {
-            "mean_return": sum(r) / len(r),
-            "std_return": float(np.std(r)),
-            "mean_length": float(sum(lengths) / len(lengths)),
-            "episodes": len(r),
-            "returns": r,
-        }
+        results["learners"][name] = {**asdict(result), "episodes": len(result.returns)}
     write_json(Path(run) / REEVALUATION_FILE, results)
     return results

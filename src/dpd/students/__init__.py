@@ -1,6 +1,7 @@
 """Students: adapters from stock SB3 algorithms to the narrow interface the DPD loop needs."""
 
-from dpd.students.base import DistillSettings, EvalResult, PeerBatch, Student
+from dpd.episodes import EvalResult
+from dpd.students.base import DistillSettings, PeerBatch, Student
 from dpd.students.on_policy import OnPolicyStudent
 
 __all__ = ["DistillSettings", "EvalResult", "OnPolicyStudent", "PeerBatch", "Student"]

@@ -19,10 +19,10 @@ import torch as th
 from gymnasium import spaces
 from stable_baselines3.common.base_class import BaseAlgorithm
 from stable_baselines3.common.callbacks import BaseCallback
-from stable_baselines3.common.evaluation import evaluate_policy
 from stable_baselines3.common.vec_env import VecEnv, VecNormalize
 
 from dpd.envs import RecentStates, make_eval_env, sync_normalization
+from dpd.episodes import EvalResult, run_episodes
 from dpd.objective import DistillStats, Weighting, dpd_loss
 
 
@@ -55,14 +55,6 @@ class DistillSettings:
     lr: float
     batch_size: int
     steps: int
-
-
-@dataclass(frozen=True)
-class EvalResult:
-    mean_return: float
-    std_return: float
-    mean_length: float
-    returns: list[float]
 
 
 class Student(ABC):
@@ -218,7 +210,8 @@ class Student(ABC):
         self.model.policy.set_training_mode(False)
         if not collected:
             return None
-        return DistillStats(**{k: float(np.mean([getattr(s, k) for s in collected])) for k in DistillStats.__dataclass_fields__})
+        keys = DistillStats.__dataclass_fields__
+        return DistillStats(**{k: float(np.mean([getattr(s, k) for s in collected])) for k in keys})
 
     # ------------------------------------------------------------------ evaluation
     def evaluate(self, n_episodes: int) -> EvalResult:
@@ -226,11 +219,7 @@ class Student(ABC):
         if self._eval_env is None:
             self._eval_env = make_eval_env(self._eval_env_id, self._eval_seed, self.train_env)
         sync_normalization(self.train_env, self._eval_env)
-        returns, lengths = evaluate_policy(
-            self.model, self._eval_env, n_eval_episodes=n_episodes, deterministic=True, return_episode_rewards=True
-        )
-        r = np.asarray(returns, dtype=float)
-        return EvalResult(float(r.mean()), float(r.std()), float(np.mean(lengths)), [float(x) for x in r])
+        return run_episodes(self.model, self._eval_env, n_episodes)
 
     def close(self) -> None:
         if self._eval_env is not None:

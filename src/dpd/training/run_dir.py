@@ -33,6 +33,8 @@ def check_run_dir(out: str | os.PathLike[str], overwrite: bool) -> Path:
     existing = path
     while not existing.exists():
         existing = existing.parent
+    if not existing.is_dir():
+        raise DPDUserError(f"cannot write to --out {path}: {existing} is not a folder; choose another --out")
     if not os.access(existing, os.W_OK | os.X_OK):
         raise DPDUserError(f"cannot write to --out {path}: {existing} is not writable; choose another --out")
     return path

@@ -23,8 +23,9 @@ from stable_baselines3.common.callbacks import BaseCallback
 
 import dpd
 from dpd.config import TrainConfig
+from dpd.episodes import EvalResult
 from dpd.objective import DistillStats, dpd_weights
-from dpd.students.base import EvalResult, PeerBatch, Student
+from dpd.students.base import PeerBatch, Student
 from dpd.students.factory import build_student, set_torch_threads
 from dpd.training.run_dir import CONFIG_FILE, EVAL_FILE, SUMMARY_FILE, EvalLog, create_run_dir, write_json, write_yaml
 
@@ -83,8 +84,9 @@ class DPDTrainer:
         for s in self.students:
             s.setup(per_learner, self._callbacks(s.name) if self._callbacks else None)
         self._start = time.time()
-        for i in range(len(self.students)):
+        for i, s in enumerate(self.students):
             self._maybe_evaluate(i)  # the untrained policies: the curves start at step 0
+            self._dump(s)
         stopped = False
         with _Progress(self.progress_bar, cfg.total_steps) as bar:
             while not stopped and any(s.num_timesteps < per_learner for s in self.students):
@@ -172,7 +174,7 @@ class DPDTrainer:
 
     def _dump(self, student: Student) -> None:
         student.model.logger.record("time/total_env_steps", student.num_timesteps * len(self.students))
-        student.model.dump_logs(student.iteration)  # type: ignore[attr-defined]
+        student.model.dump_logs(student.iteration)  # type: ignore[attr-defined,call-arg]
 
     def summary(self, stopped: bool = False) -> dict[str, Any]:
         wall = time.time() - self._start
@@ -273,6 +275,9 @@ def train(
     run_dir = create_run_dir(out, overwrite) if out is not None else None
     if run_dir is not None:
         write_yaml(run_dir / CONFIG_FILE, resolved.to_dict())
+    if log is not None:
+        where = f" -> {run_dir}" if run_dir is not None else ""
+        log(f"dpd: training {resolved.method} {resolved.algo} on {resolved.env_id}, {resolved.total_steps} env steps{where}")
     trainer = DPDTrainer(resolved, run_dir, callbacks=callbacks, progress_bar=progress_bar, log=log, verbose=verbose)
     try:
         return trainer.learn()

@@ -1,0 +1,102 @@
+"""Bad input: one line on stderr, exit status 2, nothing written or overwritten."""
+
+import os
+
+import pytest
+
+from dpd.cli import main
+
+
+def run_cli(capsys, *args):
+    code = main(list(args))
+    captured = capsys.readouterr()
+    return code, captured.out, captured.err
+
+
+BAD_TRAIN_ARGS = {
+    "unknown env id": (["--env", "NoSuchEnv-v0"], "unknown environment id"),
+    "unknown preset": (["--env", "CartPole-v1", "--preset", "best"], "unknown preset"),
+    "paper preset for a2c": (["--env", "CartPole-v1", "--algo", "a2c", "--preset", "paper"], "no 'paper' preset"),
+    "unknown config key": (["--env", "CartPole-v1", "--set", "alhpa=1"], "unknown config key 'alhpa'"),
+    "unknown SB3 argument": (["--env", "CartPole-v1", "--set", "algo.nsteps=8"], "PPO has no argument 'nsteps'"),
+    "unknown policy argument": (["--env", "CartPole-v1", "--set", "algo.policy_kwargs.width=8"], "no argument 'width'"),
+    "wrong value type": (["--env", "CartPole-v1", "--set", "distill_steps=many"], "distill_steps expects int"),
+    "set without =": (["--env", "CartPole-v1", "--set", "alpha"], "expects key=value"),
+    "zero steps": (["--env", "CartPole-v1", "--total-steps", "0"], "total_steps must be a positive"),
+    "negative steps": (["--env", "CartPole-v1", "--total-steps", "-5"], "total_steps must be a positive"),
+    "steps not a number": (["--env", "CartPole-v1", "--total-steps", "lots"], "Invalid value for '--total-steps'"),
+    "non-finite alpha": (["--env", "CartPole-v1", "--alpha", "inf"], "alpha must be a finite number"),
+    "unknown weighting": (["--env", "CartPole-v1", "--weighting", "soft"], "unknown weighting"),
+    "unknown method": (["--env", "CartPole-v1", "--method", "solo"], "unknown method"),
+    "unknown algo": (["--env", "CartPole-v1", "--algo", "dqn"], "unknown algo"),
+    "unsupported action space": (["--env", "DpdTestMultiBinary-v0"], "MultiBinary action space"),
+    "bad schedule": (["--env", "CartPole-v1", "--set", "algo.learning_rate=fast"], "learning_rate must be"),
+    "unknown activation": (["--env", "CartPole-v1", "--set", "algo.policy_kwargs.activation_fn=swish"], "activation_fn"),
+    "unknown option": (["--env", "CartPole-v1", "--bogus"], "No such option"),
+}
+
+
+@pytest.mark.parametrize("case", sorted(BAD_TRAIN_ARGS))
+def test_bad_train_input_is_one_line_exit_2_and_writes_nothing(capsys, tmp_path, case):
+    args, message = BAD_TRAIN_ARGS[case]
+    out = tmp_path / "run"
+    code, stdout, stderr = run_cli(capsys, "train", *args, "--out", str(out), "--total-steps", "1000", "--no-progress"
+                                   ) if "--total-steps" not in args else run_cli(
+        capsys, "train", *args, "--out", str(out), "--no-progress")
+    assert code == 2
+    lines = stderr.strip().splitlines()
+    assert len(lines) == 1, stderr
+    assert message in lines[0]
+    assert not out.exists()
+    assert "Traceback" not in stderr + stdout
+    assert not os.path.exists("MUJOCO_LOG.TXT")
+
+
+def test_non_empty_out_without_overwrite_is_refused_and_untouched(capsys, tmp_path):
+    out = tmp_path / "run"
+    out.mkdir()
+    (out / "config.yaml").write_text("precious: true\n")
+    code, _, stderr = run_cli(capsys, "train", "--env", "CartPole-v1", "--total-steps", "1000", "--out", str(out))
+    assert code == 2 and "not empty; pass --overwrite" in stderr and len(stderr.strip().splitlines()) == 1
+    assert (out / "config.yaml").read_text() == "precious: true\n" and len(list(out.iterdir())) == 1
+
+
+def test_overwrite_refuses_a_folder_that_is_not_a_run(capsys, tmp_path):
+    out = tmp_path / "home"
+    out.mkdir()
+    (out / "notes.txt").write_text("keep me")
+    code, _, stderr = run_cli(capsys, "train", "--env", "CartPole-v1", "--total-steps", "1000", "--out", str(out),
+                              "--overwrite")
+    assert code == 2 and "is not a dpd run folder" in stderr
+    assert (out / "notes.txt").read_text() == "keep me"
+
+
+@pytest.mark.parametrize("where", ["file_parent", "proc"])
+def test_unwritable_out_is_refused(capsys, tmp_path, where):
+    if where == "file_parent":
+        blocker = tmp_path / "a_file"
+        blocker.write_text("x")
+        out = blocker / "run"
+    else:
+        out = "/proc/dpd-run"
+    code, _, stderr = run_cli(capsys, "train", "--env", "CartPole-v1", "--total-steps", "1000", "--out", str(out))
+    assert code == 2 and "cannot write to --out" in stderr and len(stderr.strip().splitlines()) == 1
+
+
+def test_out_that_is_a_file_is_refused(capsys, tmp_path):
+    out = tmp_path / "file"
+    out.write_text("x")
+    code, _, stderr = run_cli(capsys, "train", "--env", "CartPole-v1", "--out", str(out))
+    assert code == 2 and "is not a folder" in stderr and out.read_text() == "x"
+
+
+@pytest.mark.parametrize("command", [["evaluate"], ["compare"]])
+def test_commands_on_a_folder_that_is_not_a_run(capsys, tmp_path, command):
+    code, _, stderr = run_cli(capsys, *command, str(tmp_path))
+    assert code == 2 and len(stderr.strip().splitlines()) == 1 and "dpd: error:" in stderr
+
+
+def test_no_arguments_prints_help_and_exits_2(capfd):
+    code = main([])
+    captured = capfd.readouterr()
+    assert code == 2 and "train" in captured.out + captured.err

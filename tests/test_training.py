@@ -1,0 +1,118 @@
+"""End to end: Algorithm 1 learns, the run folder holds every promised file, the Python API works."""
+
+import json
+import os
+
+import numpy as np
+import pytest
+import yaml
+from stable_baselines3 import A2C, PPO
+from stable_baselines3.common.callbacks import BaseCallback
+from stable_baselines3.common.vec_env import DummyVecEnv, VecNormalize
+
+from dpd import TrainConfig, load_learner, train
+from dpd.cli import main
+from dpd.training.run_dir import read_evaluations
+
+
+def test_dpd_ppo_learns_cartpole():
+    summary = train(TrainConfig(env_id="CartPole-v1", total_steps=60_000, seed=0, eval_freq=10_000))
+    finals = [v["final_eval_return"] for v in summary["learners"].values()]
+    # a random policy scores ~20, the maximum is 500
+    assert min(finals) >= 250 and np.mean(finals) >= 350, summary["learners"]
+    assert all(v["env_steps"] >= 30_000 for v in summary["learners"].values())
+
+
+PROGRESS_KEYS = [
+    "rollout/ep_rew_mean", "train/loss", "eval/mean_return", "time/total_env_steps",
+    "distill/loss", "distill/weight_mean", "distill/weight_max", "distill/weight_clip_frac",
+    "distill/peer_better_frac", "distill/xi_mean", "distill/action_distance", "distill/xi_scale",
+]  # fmt: skip
+
+
+def test_dpd_train_writes_every_promised_file(tmp_path, capsys):
+    out = tmp_path / "run"
+    code = main(["train", "--env", "InvertedPendulum-v5", "--total-steps", "2048", "--seed", "3", "--out", str(out),
+                 "--set", "eval_freq=512", "--set", "eval_episodes=2", "--no-progress"])
+    assert code == 0
+    assert "student0" in capsys.readouterr().out  # the final table
+    config = yaml.safe_load((out / "config.yaml").read_text())
+    assert config["env_id"] == "InvertedPendulum-v5" and config["normalize"] is True and config["distill_lr"] == 1e-5
+    assert TrainConfig.from_dict(config).resolve().to_dict() == config  # the stored config is complete
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["status"] == "finished" and summary["method"] == "dpd" and summary["total_env_steps"] >= 2048
+    for name in ("student0", "student1"):
+        folder = out / name
+        learner = summary["learners"][name]
+        assert learner["env_steps"] >= 1024 and learner["final_eval_return"] is not None
+        model = PPO.load(folder / "model.zip", device="cpu")  # a plain SB3 zip
+        stats = VecNormalize.load(str(folder / "vecnormalize.pkl"), DummyVecEnv([lambda: __import__("gymnasium").make(
+            "InvertedPendulum-v5")]))
+        obs = stats.normalize_obs(np.zeros((1, 4), dtype=np.float32))
+        assert model.predict(obs, deterministic=True)[0].shape == (1, 1)
+        header = (folder / "progress.csv").read_text().splitlines()[0].split(",")
+        assert set(PROGRESS_KEYS) <= set(header), set(PROGRESS_KEYS) - set(header)
+        evals = read_evaluations(folder / "evaluations.csv")
+        assert evals[0]["student_steps"] == 0 and evals[-1]["student_steps"] == learner["env_steps"]
+        assert evals[-1]["total_env_steps"] == 2 * learner["env_steps"]
+        assert any(p.name.startswith("events.out.tfevents") and p.stat().st_size > 0 for p in folder.iterdir())
+        assert (folder / "train_episodes.monitor.csv").read_text().count("\n") > 2
+    assert not os.path.exists("MUJOCO_LOG.TXT")
+
+    # dpd evaluate re-evaluates the saved students
+    assert main(["evaluate", str(out), "--episodes", "2"]) == 0
+    reeval = json.loads((out / "reevaluation.json").read_text())
+    assert set(reeval["learners"]) == {"student0", "student1"}
+    model, env = load_learner(out, "student1")
+    assert isinstance(env, VecNormalize) and not env.training and not env.norm_reward
+    action, _ = model.predict(env.reset(), deterministic=True)
+    assert action.shape == (1, 1)
+
+
+def test_vanilla_trains_one_learner_for_the_same_total_steps(tmp_path):
+    out = tmp_path / "vanilla"
+    summary = train(TrainConfig(env_id="CartPole-v1", method="vanilla", algo="a2c", total_steps=3000, eval_freq=1000,
+                                eval_episodes=2), out)
+    assert list(summary["learners"]) == ["vanilla"]
+    assert summary["learners"]["vanilla"]["env_steps"] >= 3000
+    assert A2C.load(out / "vanilla" / "model.zip").num_timesteps >= 3000
+    assert "distill/loss" not in (out / "vanilla" / "progress.csv").read_text().splitlines()[0]
+
+
+def test_first_distillation_of_student0_is_skipped_as_in_algorithm1():
+    summary = train(TrainConfig(env_id="CartPole-v1", total_steps=2048, eval_freq=10_000, eval_episodes=1))
+    # student0 distills before student1 has collected anything; student1 always finds student0's window full
+    assert summary["learners"]["student0"]["distill_skipped_empty"] == 1
+    assert summary["learners"]["student1"]["distill_skipped_empty"] == 0
+
+
+class StopAfter(BaseCallback):
+    def __init__(self, steps):
+        super().__init__()
+        self.steps = steps
+        self.calls = 0
+
+    def _on_step(self) -> bool:
+        self.calls += 1
+        return self.num_timesteps < self.steps
+
+
+def test_sb3_callbacks_run_per_learner_and_can_stop_training():
+    made = {}
+
+    def factory(name):
+        made[name] = StopAfter(600 if name == "student1" else 10**9)
+        return made[name]
+
+    summary = train(TrainConfig(env_id="CartPole-v1", total_steps=20_000, eval_freq=10_000, eval_episodes=1),
+                    callbacks=factory)
+    assert summary["status"] == "stopped_by_callback"
+    assert made["student0"].calls > 0 and made["student1"].num_timesteps >= 600
+    assert summary["total_env_steps"] < 20_000
+
+
+@pytest.mark.parametrize("weighting", ["indicator", "uniform"])
+def test_ablation_weightings_run(weighting):
+    summary = train(TrainConfig(env_id="CartPole-v1", total_steps=1024, weighting=weighting, eval_freq=10_000,
+                                eval_episodes=1))
+    assert summary["weighting"] == weighting and summary["status"] == "finished"
