@@ -87,7 +87,7 @@ def compare(runs: Annotated[list[Path], typer.Argument(help="finished run folder
 @app.command()
 def demo(
     env: Annotated[str, typer.Option("--env", help="task of the demo")] = "HalfCheetah-v5",
-    total_steps: Annotated[int, typer.Option(help="TOTAL env steps of each run")] = 300_000,
+    total_steps: Annotated[int, typer.Option(help="TOTAL env steps of each run")] = 200_000,
     seed: Annotated[int, typer.Option(help="seed of both runs")] = 0,
     out: Annotated[Path, typer.Option(help="folder holding the two runs")] = Path("runs/demo"),
 ) -> None:

@@ -217,7 +217,8 @@ class Student(ABC):
     def evaluate(self, n_episodes: int) -> EvalResult:
         """Deterministic episodes on the student's own eval env, with normalisation frozen at its current stats."""
         if self._eval_env is None:
-            self._eval_env = make_eval_env(self._eval_env_id, self._eval_seed, self.train_env)
+            # up to 5 env copies: episodes run side by side, deterministic split of the episodes among copies
+            self._eval_env = make_eval_env(self._eval_env_id, self._eval_seed, self.train_env, min(n_episodes, 5))
         sync_normalization(self.train_env, self._eval_env)
         return run_episodes(self.model, self._eval_env, n_episodes)
 
