@@ -23,7 +23,7 @@ demo: $(STAMP)
 test: $(STAMP) lint type pytest
 
 lint: $(STAMP)
-	$(BIN)/ruff check src tests benchmarks
+	$(BIN)/ruff check .
 
 type: $(STAMP)
 	$(BIN)/mypy
