@@ -20,10 +20,14 @@ from importlib import resources
 from typing import Any
 
 import gymnasium as gym
+import numpy as np
 import yaml
-from stable_baselines3 import A2C, PPO
+from stable_baselines3 import A2C, DDPG, PPO, SAC, TD3
 from stable_baselines3.common.base_class import BaseAlgorithm
-from stable_baselines3.common.policies import ActorCriticPolicy
+from stable_baselines3.common.noise import NormalActionNoise
+from stable_baselines3.common.policies import ActorCriticPolicy, BasePolicy
+from stable_baselines3.sac.policies import SACPolicy
+from stable_baselines3.td3.policies import TD3Policy
 from torch import nn
 
 from dpd.envs import check_env_id
@@ -34,16 +38,26 @@ from dpd.objective import DEFAULT_MAX_LOG_WEIGHT, WEIGHTINGS
 ALGOS: dict[str, tuple[type[BaseAlgorithm], str]] = {
     "ppo": (PPO, "on_policy"),
     "a2c": (A2C, "on_policy"),
+    "ddpg": (DDPG, "off_policy"),
+    "td3": (TD3, "off_policy"),
+    "sac": (SAC, "off_policy"),
 }
+POLICY_CLASSES: dict[str, type[BasePolicy]] = {
+    "ppo": ActorCriticPolicy, "a2c": ActorCriticPolicy, "ddpg": TD3Policy, "td3": TD3Policy, "sac": SACPolicy,
+}  # fmt: skip
 METHODS = ("dpd", "vanilla")
 PRESETS = ("zoo", "paper", "none")
 XI_SCALES = ("return_std", "none")
 
-#: Distillation defaults per algorithm family (paper §4.2: on-policy lr 1e-5, batch 256).
-#: steps: gradient steps per iteration; 10 batches of 256 = ~2.5 passes over the 1000-state window.
+#: Distillation defaults per algorithm family (paper §4.2: on-policy lr 1e-5, batch 256; off-policy lr 1e-4,
+#: batch 64). On-policy: 10 steps per iteration (10 batches of 256 = ~2.5 passes over the 1000-state window; the
+#: paper does not say). Off-policy: one distillation step per RL gradient step (the authors' DDPG schedule).
 DISTILL_DEFAULTS: dict[str, dict[str, Any]] = {
-    "on_policy": {"distill_lr": 1e-5, "distill_batch_size": 256, "distill_steps": 10},
+    "on_policy": {"distill_lr": 1e-5, "distill_batch_size": 256, "distill_steps": 10, "distill_ratio": 1.0},
+    "off_policy": {"distill_lr": 1e-4, "distill_batch_size": 64, "distill_steps": 10, "distill_ratio": 1.0},
 }
+#: Keys an off-policy preset may carry besides SB3's arguments: Gaussian action noise (std in [-1, 1] action units).
+OFF_POLICY_EXTRA_KEYS = {"noise_std"}
 
 ACTIVATIONS: dict[str, type[nn.Module]] = {
     "tanh": nn.Tanh,
@@ -63,7 +77,7 @@ class TrainConfig:
 
     #: Gymnasium environment id, e.g. ``HalfCheetah-v5``.
     env_id: str
-    #: base algorithm of each learner: ``ppo`` | ``a2c``.
+    #: base algorithm of each learner: ``ppo`` | ``a2c`` (on-policy) | ``ddpg`` | ``td3`` | ``sac`` (off-policy).
     algo: str = "ppo"
     #: ``dpd`` (two students, each gets total_steps / 2) or ``vanilla`` (one SB3 learner, total_steps).
     method: str = "dpd"
@@ -89,8 +103,12 @@ class TrainConfig:
     distill_lr: float | None = None
     #: states per distillation gradient step (default: on-policy 256).
     distill_batch_size: int | None = None
-    #: distillation gradient steps per iteration (default: on-policy 10).
+    #: on-policy: distillation gradient steps per iteration (default 10).
     distill_steps: int | None = None
+    #: off-policy: distillation gradient steps per RL gradient step (default 1.0).
+    distill_ratio: float | None = None
+    #: off-policy: env steps per learner per iteration, i.e. between two alternations of the students.
+    iteration_steps: int = 1000
     #: the peer's most recent visited states distilled on (paper §4.2: 1000).
     distill_window: int = 1000
 
@@ -103,6 +121,8 @@ class TrainConfig:
     n_envs: int | None = None
     #: VecNormalize observations and rewards, each learner with its own statistics (default: preset, else False).
     normalize: bool | None = None
+    #: with ``normalize``: also scale rewards (default: preset, else the same as ``normalize``).
+    normalize_reward: bool | None = None
     #: arguments of the SB3 algorithm (preset values, overridden by the user's), e.g. ``{"n_steps": 1024}``.
     algo_kwargs: dict[str, Any] = field(default_factory=dict)
 
@@ -155,10 +175,10 @@ class TrainConfig:
             cfg.n_envs = int(preset.pop("n_envs", 1))
         else:
             preset.pop("n_envs", None)
-        if cfg.normalize is None:
-            cfg.normalize = bool(preset.pop("normalize", False))
-        else:
-            preset.pop("normalize", None)
+        for key, fallback in (("normalize", False), ("normalize_reward", None)):
+            value = preset.pop(key, fallback)
+            if getattr(cfg, key) is None:
+                setattr(cfg, key, bool(value) if value is not None else cfg.normalize)
         merged_policy_kwargs = {**preset.pop("policy_kwargs", {}), **cfg.algo_kwargs.get("policy_kwargs", {})}
         cfg.algo_kwargs = {**preset, **cfg.algo_kwargs}
         if merged_policy_kwargs:
@@ -183,10 +203,12 @@ class TrainConfig:
         if not (math.isfinite(self.max_log_weight) and self.max_log_weight > 0):
             raise DPDUserError(f"max_log_weight must be a positive finite number, got {self.max_log_weight}")
         for key in ("distill_lr", "distill_batch_size", "distill_steps", "distill_window", "eval_freq", "eval_episodes",
-                    "n_envs", "torch_threads"):
+                    "n_envs", "torch_threads", "iteration_steps"):
             value = getattr(self, key)
             if value is None or not (math.isfinite(value) and value > 0):
                 raise DPDUserError(f"{key} must be positive, got {value}")
+        if self.distill_ratio is None or not (math.isfinite(self.distill_ratio) and self.distill_ratio >= 0):
+            raise DPDUserError(f"distill_ratio must be a non-negative number, got {self.distill_ratio}")
         _validate_algo_kwargs(self.algo, self.algo_kwargs)
         if check_env:
             self.check_env()
@@ -203,6 +225,11 @@ class TrainConfig:
         if not isinstance(act_space, (gym.spaces.Box, gym.spaces.Discrete)):
             raise DPDUserError(
                 f"{self.env_id} has a {type(act_space).__name__} action space; dpd supports Box and Discrete actions"
+            )
+        if self.family == "off_policy" and not isinstance(act_space, gym.spaces.Box):
+            raise DPDUserError(
+                f"{self.algo} needs continuous (Box) actions but {self.env_id} has {type(act_space).__name__} actions;"
+                " use --algo ppo or --algo a2c"
             )
 
 
@@ -227,8 +254,10 @@ def load_preset(algo: str, preset: str, env_id: str) -> dict[str, Any]:
 _TOP_LEVEL_TYPES: dict[str, type] = {
     "env_id": str, "algo": str, "method": str, "total_steps": int, "seed": int, "preset": str,
     "alpha": float, "weighting": str, "xi_scale": str, "max_log_weight": float, "normalize_weights": bool,
-    "distill_lr": float, "distill_batch_size": int, "distill_steps": int, "distill_window": int,
-    "eval_freq": int, "eval_episodes": int, "n_envs": int, "normalize": bool, "algo_kwargs": dict,
+    "distill_lr": float, "distill_batch_size": int, "distill_steps": int, "distill_ratio": float,
+    "iteration_steps": int, "distill_window": int,
+    "eval_freq": int, "eval_episodes": int, "n_envs": int, "normalize": bool, "normalize_reward": bool,
+    "algo_kwargs": dict,
     "device": str, "torch_threads": int,
 }  # fmt: skip
 
@@ -248,7 +277,8 @@ def parse_value(text: str) -> Any:
 
 def _coerce(key: str, value: Any) -> Any:
     expected = _TOP_LEVEL_TYPES[key]
-    if value is None and key in ("distill_lr", "distill_batch_size", "distill_steps", "n_envs", "normalize"):
+    if value is None and key in ("distill_lr", "distill_batch_size", "distill_steps", "distill_ratio", "n_envs",
+                                 "normalize", "normalize_reward"):
         return None
     if expected is float and isinstance(value, (int, float)) and not isinstance(value, bool):
         return float(value)
@@ -293,8 +323,11 @@ def _check_choice(name: str, value: str, choices: tuple[str, ...]) -> None:
 
 
 def _validate_algo_kwargs(algo: str, algo_kwargs: dict[str, Any]) -> None:
-    cls = ALGOS[algo][0]
+    cls, family = ALGOS[algo]
     allowed = set(inspect.signature(cls.__init__).parameters) - _RESERVED_ALGO_KEYS - {"self"}
+    if family == "off_policy":
+        allowed |= OFF_POLICY_EXTRA_KEYS
+        allowed.discard("action_noise")  # set with noise_std
     for key in algo_kwargs:
         if key not in allowed:
             raise DPDUserError(
@@ -303,7 +336,7 @@ def _validate_algo_kwargs(algo: str, algo_kwargs: dict[str, Any]) -> None:
     policy_kwargs = algo_kwargs.get("policy_kwargs", {})
     if not isinstance(policy_kwargs, dict):
         raise DPDUserError(f"algo.policy_kwargs must be a mapping, got {policy_kwargs!r}")
-    policy_allowed = set(inspect.signature(ActorCriticPolicy.__init__).parameters) - {
+    policy_allowed = set(inspect.signature(POLICY_CLASSES[algo].__init__).parameters) - {
         "self", "observation_space", "action_space", "lr_schedule"}
     for key in policy_kwargs:
         if key not in policy_allowed:
@@ -315,6 +348,9 @@ def _validate_algo_kwargs(algo: str, algo_kwargs: dict[str, Any]) -> None:
         value = algo_kwargs.get(key)
         if isinstance(value, str):
             _schedule(key, value)
+    noise = algo_kwargs.get("noise_std", 0.0)
+    if isinstance(noise, bool) or not isinstance(noise, (int, float)) or not (math.isfinite(noise) and noise >= 0):
+        raise DPDUserError(f"algo.noise_std must be a non-negative number, got {noise!r}")
 
 
 def _schedule(key: str, value: Any) -> Any:
@@ -339,9 +375,16 @@ class _LinearSchedule:
         return progress_remaining * self.start
 
 
-def build_algo_kwargs(config: TrainConfig) -> dict[str, Any]:
-    """SB3 constructor arguments for ``config.algo`` (schedules and activation classes made real)."""
+def build_algo_kwargs(config: TrainConfig, action_dim: int | None = None) -> dict[str, Any]:
+    """SB3 constructor arguments for ``config.algo`` (schedules, activation classes and action noise made real).
+
+    :param action_dim: size of a Box action space (needed for ``noise_std``).
+    """
     kwargs = {k: _schedule(k, v) if k in ("learning_rate", "clip_range") else v for k, v in config.algo_kwargs.items()}
+    noise_std = float(kwargs.pop("noise_std", 0.0))
+    if noise_std > 0:
+        assert action_dim is not None, "noise_std needs the action dimension"
+        kwargs["action_noise"] = NormalActionNoise(np.zeros(action_dim), noise_std * np.ones(action_dim))
     policy_kwargs = dict(kwargs.get("policy_kwargs", {}))
     if "activation_fn" in policy_kwargs:
         policy_kwargs["activation_fn"] = ACTIVATIONS[policy_kwargs["activation_fn"]]

@@ -150,7 +150,7 @@ def make_train_env(
     gamma: float,
     normalize: bool,
     log_dir: str | None,
-    norm_kwargs: dict[str, Any] | None = None,
+    normalize_reward: bool = True,
 ) -> tuple[VecEnv, RecentStates]:
     """Build a learner's training VecEnv. Returns (top env to give the SB3 model, the recorder)."""
     venv: VecEnv = DummyVecEnv([_env_factory(env_id) for _ in range(n_envs)])  # type: ignore[list-item]
@@ -160,7 +160,7 @@ def make_train_env(
     recorder = RecentStates(venv, window=window, gamma=gamma)
     top: VecEnv = recorder
     if normalize:
-        top = VecNormalize(recorder, gamma=gamma, **(norm_kwargs or {}))
+        top = VecNormalize(recorder, gamma=gamma, norm_reward=normalize_reward)
     return top, recorder
 
 

@@ -2,6 +2,7 @@
 
 from dpd.episodes import EvalResult
 from dpd.students.base import DistillSettings, PeerBatch, Student
+from dpd.students.off_policy import OffPolicyStudent
 from dpd.students.on_policy import OnPolicyStudent
 
-__all__ = ["DistillSettings", "EvalResult", "OnPolicyStudent", "PeerBatch", "Student"]
+__all__ = ["DistillSettings", "EvalResult", "OffPolicyStudent", "OnPolicyStudent", "PeerBatch", "Student"]

@@ -54,7 +54,10 @@ class DistillSettings:
     normalize_weights: bool
     lr: float
     batch_size: int
+    #: on-policy: distillation steps per iteration
     steps: int
+    #: off-policy: distillation steps per RL gradient step of the iteration
+    ratio: float
 
 
 class Student(ABC):
@@ -104,6 +107,19 @@ class Student(ABC):
     @abstractmethod
     def actor_parameters(self) -> list[th.nn.Parameter]:
         """The parameters distillation may change (the actor's mean/logit network only)."""
+
+    @abstractmethod
+    def dump_logs(self) -> None:
+        """Write one log row (SB3's own rollout/time keys plus whatever was recorded since the last row)."""
+
+    def recent_states(self) -> np.ndarray:
+        """(N, *obs_shape) the raw states of this student's most recent ``distill_window`` env steps."""
+        return self.recorder.recent_states()
+
+    def distill_steps_this_iteration(self) -> int:
+        """How many distillation steps follow the RL update of the current iteration."""
+        assert self.distill_settings is not None
+        return self.distill_settings.steps
 
     # ------------------------------------------------------------------ environment & units
     @property
@@ -164,7 +180,7 @@ class Student(ABC):
     def peer_batch(self) -> PeerBatch | None:
         """This student's recent raw states with its own deterministic outputs and raw values on them.
         None until this student has completed an iteration (its window then holds real experience)."""
-        states = self.recorder.recent_states()
+        states = self.recent_states()
         if self.iteration == 0 or len(states) == 0:
             return None
         obs = self.normalize_obs(states)
@@ -173,9 +189,9 @@ class Student(ABC):
         values = self.raw_values(obs)
         return PeerBatch(states=states, outputs=outputs.cpu().numpy(), values=values.cpu().numpy())
 
-    def distill(self, batch: PeerBatch) -> DistillStats | None:
-        """``steps`` gradient steps of the DPD objective toward the peer on the peer's states.
-        Returns the statistics averaged over the steps (None if every batch was skipped)."""
+    def distill(self, batch: PeerBatch, steps: int | None = None) -> DistillStats | None:
+        """``steps`` (default: :meth:`distill_steps_this_iteration`) gradient steps of the DPD objective toward
+        the peer on the peer's states. Returns the statistics averaged over the steps (None if no step was taken)."""
         settings = self.distill_settings
         assert settings is not None and self.optimizer is not None, "this learner has no distillation (vanilla)"
         obs_all = self.normalize_obs(batch.states)
@@ -186,7 +202,7 @@ class Student(ABC):
         n = len(batch)
         collected: list[DistillStats] = []
         self.model.policy.set_training_mode(True)
-        for _ in range(settings.steps):
+        for _ in range(self.distill_steps_this_iteration() if steps is None else steps):
             idx = th.as_tensor(self._rng.choice(n, size=settings.batch_size, replace=n < settings.batch_size))
             loss, stats = dpd_loss(
                 self.policy_outputs(obs_all[idx]),

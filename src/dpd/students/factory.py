@@ -6,6 +6,7 @@ import inspect
 import os
 from typing import cast
 
+import numpy as np
 import torch as th
 from stable_baselines3.common.logger import configure
 
@@ -13,9 +14,10 @@ from dpd.config import ALGOS, TrainConfig, build_algo_kwargs
 from dpd.envs import make_train_env
 from dpd.objective import Weighting
 from dpd.students.base import DistillSettings, Student
+from dpd.students.off_policy import OffPolicyStudent
 from dpd.students.on_policy import OnPolicyStudent
 
-STUDENT_CLASSES: dict[str, type[Student]] = {"on_policy": OnPolicyStudent}
+STUDENT_CLASSES: dict[str, type[Student]] = {"on_policy": OnPolicyStudent, "off_policy": OffPolicyStudent}
 
 
 def distill_settings(config: TrainConfig) -> DistillSettings:
@@ -29,6 +31,7 @@ def distill_settings(config: TrainConfig) -> DistillSettings:
         lr=config.distill_lr,
         batch_size=config.distill_batch_size,
         steps=config.distill_steps,
+        ratio=config.distill_ratio if config.distill_ratio is not None else 1.0,
     )
 
 
@@ -47,10 +50,14 @@ def build_student(config: TrainConfig, index: int, log_dir: str | None, verbose:
     seed = config.learner_seed(index)
     gamma = algo_gamma(config)
     env, recorder = make_train_env(
-        config.env_id, config.n_envs, seed, config.distill_window, gamma, config.normalize, log_dir
+        config.env_id, config.n_envs, seed, config.distill_window, gamma, config.normalize, log_dir,
+        normalize_reward=bool(config.normalize_reward),
     )
     cls = ALGOS[config.algo][0]
-    model = cls("MlpPolicy", env, seed=seed, device=config.device, verbose=verbose, **build_algo_kwargs(config))
+    shape = env.action_space.shape
+    action_dim = int(np.prod(shape)) if shape else None
+    model = cls("MlpPolicy", env, seed=seed, device=config.device, verbose=verbose,
+                **build_algo_kwargs(config, action_dim))
     if log_dir is not None:
         os.makedirs(log_dir, exist_ok=True)
         formats = ["csv", "tensorboard"] + (["stdout"] if verbose else [])
@@ -60,7 +67,10 @@ def build_student(config: TrainConfig, index: int, log_dir: str | None, verbose:
     settings = distill_settings(config) if config.method == "dpd" else None
     student_cls = STUDENT_CLASSES[config.family]
     # The distillation optimiser's sampling RNG gets its own stream, derived from the learner's seed.
-    return student_cls(name, model, recorder, config.env_id, seed + 5_000, settings, seed)
+    student = student_cls(name, model, recorder, config.env_id, seed + 5_000, settings, seed)
+    if isinstance(student, OffPolicyStudent):
+        student.iteration_steps = config.iteration_steps
+    return student
 
 
 def set_torch_threads(n: int) -> None:

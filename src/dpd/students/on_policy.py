@@ -50,3 +50,6 @@ class OnPolicyStudent(Student):
         if not p.share_features_extractor:
             modules.append(p.pi_features_extractor)
         return [param for module in modules for param in module.parameters()]
+
+    def dump_logs(self) -> None:
+        self.model.dump_logs(self.iteration)

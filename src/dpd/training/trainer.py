@@ -174,7 +174,7 @@ class DPDTrainer:
 
     def _dump(self, student: Student) -> None:
         student.model.logger.record("time/total_env_steps", student.num_timesteps * len(self.students))
-        student.model.dump_logs(student.iteration)  # type: ignore[attr-defined,call-arg]
+        student.dump_logs()
 
     def summary(self, stopped: bool = False) -> dict[str, Any]:
         wall = time.time() - self._start

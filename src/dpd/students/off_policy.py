@@ -1,0 +1,100 @@
+"""Students over SB3's off-policy algorithms (DDPG, TD3, SAC).
+
+One iteration = ``iteration_steps`` env steps of SB3's own ``collect_rollouts`` + ``train`` (exactly what
+``OffPolicyAlgorithm.learn`` does, in chunks), then ``distill_ratio`` distillation steps per RL gradient step
+taken in it (paper §4.2 / the authors' DDPG: one distillation step per RL step).
+
+- Peer states: the most recent ``distill_window`` transitions of the replay buffer (raw observations: SB3 stores
+  the un-normalised ones), wrapping around the ring correctly; not the whole buffer as the authors' code did.
+- Value of a state: the value the algorithm's own actor loss maximises, at the student's own deterministic action:
+  DDPG/TD3 ``Q1(s, mu(s))``; SAC ``min_i Q_i(s, tanh(mean(s)))`` (without the entropy bonus, which is not a return).
+- Actor: DDPG/TD3 the whole actor MLP; SAC the latent network and the mean head (not the log-std head).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import torch as th
+from stable_baselines3.common.callbacks import BaseCallback
+from stable_baselines3.common.off_policy_algorithm import OffPolicyAlgorithm
+from stable_baselines3.sac.policies import SACPolicy
+from stable_baselines3.td3.policies import TD3Policy
+
+from dpd.students.base import Student
+
+
+class OffPolicyStudent(Student):
+    model: OffPolicyAlgorithm
+
+    #: env steps of one iteration (set by the factory from the config)
+    iteration_steps: int = 1000
+    #: RL gradient steps taken in the last iteration
+    last_gradient_steps: int = 0
+
+    def _iterate(self, callback: BaseCallback) -> bool:
+        m = self.model
+        assert m.env is not None and m.replay_buffer is not None
+        start = m.num_timesteps
+        self.last_gradient_steps = 0
+        while m.num_timesteps - start < self.iteration_steps and m.num_timesteps < self.total_steps:
+            rollout = m.collect_rollouts(
+                m.env,
+                train_freq=m.train_freq,  # type: ignore[arg-type]
+                action_noise=m.action_noise,
+                callback=callback,
+                learning_starts=m.learning_starts,
+                replay_buffer=m.replay_buffer,
+                log_interval=None,  # the trainer writes one log row per iteration
+            )
+            if not rollout.continue_training:
+                return False
+            if m.num_timesteps > 0 and m.num_timesteps > m.learning_starts:
+                steps = m.gradient_steps if m.gradient_steps >= 0 else rollout.episode_timesteps
+                if steps > 0:
+                    m.train(batch_size=m.batch_size, gradient_steps=steps)
+                    self.last_gradient_steps += steps
+        return True
+
+    def distill_steps_this_iteration(self) -> int:
+        assert self.distill_settings is not None
+        return round(self.distill_settings.ratio * self.last_gradient_steps)
+
+    def recent_states(self) -> np.ndarray:
+        """The last ``window`` raw states of the replay buffer (oldest first), across the ring's wrap-around."""
+        rb = self.model.replay_buffer
+        assert rb is not None
+        stored = rb.buffer_size if rb.full else rb.pos
+        positions = min(stored, -(-self.recorder.window // rb.n_envs))  # ceil(window / n_envs) rows of n_envs
+        idx = np.arange(rb.pos - positions, rb.pos) % rb.buffer_size
+        states = rb.observations[idx].reshape(-1, *rb.obs_shape)
+        return np.asarray(states[-self.recorder.window :], dtype=np.float32)
+
+    def policy_outputs(self, obs: th.Tensor) -> th.Tensor:
+        policy = self.model.policy
+        if isinstance(policy, SACPolicy):
+            return policy.actor(obs, deterministic=True)  # tanh(mean): SAC's deterministic action, in [-1, 1]
+        assert isinstance(policy, TD3Policy)
+        return policy.actor(obs)  # mu(s) in [-1, 1] (tanh output)
+
+    def value_estimates(self, obs: th.Tensor) -> th.Tensor:
+        policy = self.model.policy
+        with th.no_grad():
+            if isinstance(policy, SACPolicy):
+                q = th.cat(policy.critic(obs, policy.actor(obs, deterministic=True)), dim=1)
+                return q.min(dim=1).values
+            assert isinstance(policy, TD3Policy)
+            return policy.critic.q1_forward(obs, policy.actor(obs)).squeeze(-1)
+
+    def actor_parameters(self) -> list[th.nn.Parameter]:
+        policy = self.model.policy
+        if isinstance(policy, SACPolicy):
+            modules: list[th.nn.Module] = [policy.actor.latent_pi, policy.actor.mu]
+        else:
+            assert isinstance(policy, TD3Policy)
+            modules = [policy.actor.mu]
+        if not policy.share_features_extractor:
+            modules.append(policy.actor.features_extractor)
+        return [p for module in modules for p in module.parameters()]
+
+    def dump_logs(self) -> None:
+        self.model.dump_logs()

@@ -1,0 +1,116 @@
+"""Off-policy students (DDPG, TD3, SAC): replay-window states, own-critic values, actor-only distillation."""
+
+import numpy as np
+import pytest
+import torch as th
+from stable_baselines3 import DDPG, SAC
+
+from dpd import TrainConfig, load_learner, train
+from dpd.cli import main
+from dpd.students.factory import build_student
+
+
+def make_pair(algo="td3", window=100, buffer_size=300, normalize=False, **overrides):
+    cfg = TrainConfig(
+        env_id="Pendulum-v1", algo=algo, preset="none", total_steps=10_000, distill_window=window, iteration_steps=250,
+        normalize=normalize,
+        algo_kwargs={"buffer_size": buffer_size, "learning_starts": 50, "policy_kwargs": {"net_arch": [32, 32]}},
+        **overrides,
+    ).resolve()
+    students = [build_student(cfg, i, None) for i in range(2)]
+    for s in students:
+        s.setup(cfg.steps_per_learner)
+    return cfg, students
+
+
+@pytest.mark.parametrize("normalize", [False, True])
+def test_peer_states_are_the_most_recent_replay_window_even_after_wrap_around(normalize):
+    _, (a, _b) = make_pair(window=100, buffer_size=480, normalize=normalize)
+    rb = a.model.replay_buffer
+    for expected_full in (False, True):  # 250 steps: not wrapped yet; 500 steps: the ring has wrapped
+        a.iterate()
+        assert rb.full == expected_full
+        states = a.recent_states()
+        assert states.shape == (100, 3)
+        idx = (np.arange(rb.pos - 100, rb.pos)) % rb.buffer_size
+        np.testing.assert_array_equal(states, rb.observations[idx, 0])
+        # independent witness: the raw states the env returned (recorded below VecNormalize), shifted by one
+        # because the buffer stores s_t while the recorder already holds s_{t+1}
+        witnessed = a.recorder.recent_states()
+        np.testing.assert_allclose(states[1:], witnessed[:-1], rtol=1e-6)
+    assert rb.pos < 100  # the window really straddled the end of the ring
+
+
+@pytest.mark.parametrize("algo", ["td3", "ddpg", "sac"])
+def test_value_is_the_students_own_critic_at_its_own_action(algo):
+    _, (a, b) = make_pair(algo, weighting="uniform", xi_scale="none", distill_batch_size=100)
+    a.iterate()
+    b.iterate()
+    obs = a.normalize_obs(a.recent_states())
+    policy = a.model.policy
+    with th.no_grad():
+        if algo == "sac":
+            action = policy.actor(obs, deterministic=True)
+            expected = th.min(*policy.critic(obs, action)).squeeze(-1)
+        else:
+            expected = policy.critic.q1_forward(obs, policy.actor(obs)).squeeze(-1)
+    th.testing.assert_close(a.value_estimates(obs), expected)
+    # and xi in distillation is V_peer (the peer's own critic and action) minus exactly this
+    batch = b.peer_batch()
+    own = a.raw_values(a.normalize_obs(batch.states))
+    stats = a.distill(batch, steps=1)  # one batch = the whole 100-state window
+    assert stats.xi_mean == pytest.approx(float((th.as_tensor(batch.values) - own).mean()), rel=1e-4, abs=1e-4)
+
+
+@pytest.mark.parametrize("algo", ["td3", "sac"])
+def test_distillation_changes_only_actor_parameters(algo):
+    _, (a, b) = make_pair(algo, distill_lr=1e-2)
+    a.iterate()
+    b.iterate()
+    before = {k: v.clone() for k, v in a.model.policy.state_dict().items()}
+    a.distill(b.peer_batch(), steps=3)
+    after = a.model.policy.state_dict()
+    changed = {k for k in before if not th.equal(before[k], after[k])}
+    allowed = ("actor.mu",) if algo == "td3" else ("actor.latent_pi", "actor.mu")
+    assert changed and all(k.startswith(allowed) for k in changed), changed
+    assert not any(k.startswith(("critic", "actor_target", "critic_target", "actor.log_std")) for k in changed)
+
+
+def test_one_distillation_step_per_rl_gradient_step_by_default():
+    _, (a, b) = make_pair()
+    a.iterate()
+    b.iterate()
+    assert a.last_gradient_steps == 250 - 50  # train_freq 1, gradient_steps 1, after learning_starts
+    assert a.distill_steps_this_iteration() == a.last_gradient_steps
+
+
+def test_dpd_td3_learns_pendulum():
+    # 12k steps per student. Random policies score about -1300; a solved Pendulum is about -150 to -200.
+    summary = train(TrainConfig(env_id="Pendulum-v1", algo="td3", total_steps=24_000, seed=0, eval_freq=4000,
+                                eval_episodes=5,
+                                algo_kwargs={"learning_starts": 1000, "policy_kwargs": {"net_arch": [64, 64]}}))
+    learners = summary["learners"].values()
+    assert max(v["final_eval_return"] for v in learners) >= -400, summary["learners"]
+    assert all(v["best_eval_return"] >= -800 for v in learners), summary["learners"]
+
+
+@pytest.mark.parametrize("algo,cls", [("sac", SAC), ("ddpg", DDPG)])
+def test_save_load_round_trip(tmp_path, algo, cls):
+    out = tmp_path / "run"
+    cfg = TrainConfig(env_id="Pendulum-v1", algo=algo, total_steps=1200, iteration_steps=300, eval_freq=600,
+                      eval_episodes=1, normalize=True, algo_kwargs={"learning_starts": 100, "buffer_size": 2000,
+                                                                      "policy_kwargs": {"net_arch": [16, 16]}})
+    summary = train(cfg, out)
+    assert summary["learners"]["student1"]["env_steps"] >= 600
+    model = cls.load(out / "student1" / "model.zip", device="cpu")
+    obs = np.random.default_rng(0).normal(size=(4, 3)).astype(np.float32)
+    loaded, _env = load_learner(out, "student1")
+    np.testing.assert_allclose(model.predict(obs, deterministic=True)[0], loaded.predict(obs, deterministic=True)[0])
+    assert isinstance(loaded, cls) and (out / "student1" / "vecnormalize.pkl").is_file()
+
+
+def test_off_policy_on_discrete_actions_is_a_clear_cli_error(capsys, tmp_path):
+    code = main(["train", "--env", "CartPole-v1", "--algo", "td3", "--out", str(tmp_path / "r")])
+    err = capsys.readouterr().err
+    assert code == 2 and "td3 needs continuous (Box) actions" in err and len(err.strip().splitlines()) == 1
+    assert not (tmp_path / "r").exists()
