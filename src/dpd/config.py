@@ -112,7 +112,7 @@ class TrainConfig:
     #: the peer's most recent visited states distilled on (paper §4.2: 1000).
     distill_window: int = 1000
 
-    #: evaluate each learner every this many of ITS OWN env steps (and at start and end).
+    #: evaluate each learner every this many of ITS OWN env steps (and at start and end); 0: never (benchmarks).
     eval_freq: int = 10_000
     #: deterministic evaluation episodes per evaluation.
     eval_episodes: int = 10
@@ -202,7 +202,9 @@ class TrainConfig:
             raise DPDUserError(f"alpha must be a finite number, got {self.alpha}")
         if not (math.isfinite(self.max_log_weight) and self.max_log_weight > 0):
             raise DPDUserError(f"max_log_weight must be a positive finite number, got {self.max_log_weight}")
-        for key in ("distill_lr", "distill_batch_size", "distill_steps", "distill_window", "eval_freq", "eval_episodes",
+        if self.eval_freq < 0:
+            raise DPDUserError(f"eval_freq must be >= 0 (0: no evaluation), got {self.eval_freq}")
+        for key in ("distill_lr", "distill_batch_size", "distill_steps", "distill_window", "eval_episodes",
                     "n_envs", "torch_threads", "iteration_steps"):
             value = getattr(self, key)
             if value is None or not (math.isfinite(value) and value > 0):

@@ -13,6 +13,7 @@ paper §4.2) and a running std of the discounted raw return (the scale that make
 
 from __future__ import annotations
 
+import importlib
 import logging
 import os
 import warnings
@@ -52,9 +53,18 @@ _route_mujoco_warnings()
 
 
 def check_env_id(env_id: str) -> gym.Env:
-    """Make one instance of ``env_id`` or raise a one-line :class:`DPDUserError`. The caller closes it."""
+    """Make one instance of ``env_id`` or raise a one-line :class:`DPDUserError`. The caller closes it.
+
+    ``module:EnvId-v0`` imports ``module`` first (where a user's package registers its envs), as ``gym.make`` does.
+    """
+    module, sep, name = env_id.rpartition(":")
+    if sep:
+        try:
+            importlib.import_module(module)
+        except ImportError as exc:
+            raise DPDUserError(f"cannot import {module!r} for environment {env_id!r}: {exc}") from None
     try:
-        gym.spec(env_id)
+        gym.spec(name)
     except gym.error.Error as exc:
         raise DPDUserError(
             f"unknown environment id {env_id!r} ({exc}); use a registered Gymnasium id such as "

@@ -139,6 +139,8 @@ class DPDTrainer:
 
     # ------------------------------------------------------------------ evaluation & logs
     def _maybe_evaluate(self, index: int, final: bool = False) -> EvalResult | None:
+        if self.config.eval_freq == 0:
+            return None
         student = self.students[index]
         steps = student.num_timesteps
         done = self.evaluations[student.name]

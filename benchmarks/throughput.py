@@ -1,0 +1,128 @@
+"""Wall time, env steps/s and peak memory of DPD against stock Stable-Baselines3 (not a test).
+
+Variants, each run in a fresh process (so its peak RSS is its own), interleaved A B C A B C ...:
+  vanilla_sb3   stock SB3 ``model.learn(2N)``: one learner, the fair baseline's budget
+  pair_sb3      two stock SB3 learners back to back, N steps each (what DPD does, minus distillation)
+  dpd_seq       the DPD pair, sequential Algorithm 1, N steps per student (2N in total)
+Evaluation is off in every variant. Ratios printed:
+  P2 = dpd_seq / pair_sb3   (the overhead DPD adds: distillation, peer batches, logging)
+  mem = peak RSS of dpd_seq / peak RSS of vanilla_sb3 (one learner)
+With --full-buffers (off-policy) the replay buffers are also filled completely before the peak RSS is read, so
+the memory column is that of a run at its default buffer size when the buffers are full.
+
+    python benchmarks/throughput.py --algo td3 --env HalfCheetah-v5 --steps 3000 --repeats 2
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import platform
+import resource
+import subprocess
+import sys
+import tempfile
+import time
+from typing import Any
+
+VARIANTS = ("vanilla_sb3", "pair_sb3", "dpd_seq")
+
+
+def _config(algo: str, env: str, method: str, total: int, learning_starts: int | None) -> Any:
+    from dpd import TrainConfig
+
+    kwargs: dict[str, Any] = {}
+    if learning_starts is not None and algo in ("ddpg", "td3", "sac"):
+        kwargs["learning_starts"] = learning_starts
+    preset = "paper" if algo == "ddpg" else "zoo"
+    return TrainConfig(env_id=env, algo=algo, method=method, total_steps=total, eval_freq=0, preset=preset,
+                       algo_kwargs=kwargs).resolve()
+
+
+def _fill(model: Any) -> None:
+    rb = getattr(model, "replay_buffer", None)
+    if rb is not None:  # touch every page of the replay buffer, as a full buffer would
+        for name in ("observations", "next_observations", "actions", "rewards", "dones", "timeouts"):
+            arr = getattr(rb, name, None)
+            if arr is not None:
+                arr.fill(1)
+
+
+def run_variant(variant: str, algo: str, env: str, steps: int, learning_starts: int | None, full: bool) -> dict:
+    """Runs inside the child process."""
+    import torch
+
+    torch.set_num_threads(1)
+    from dpd.students.factory import build_student
+    from dpd.training.trainer import DPDTrainer
+
+    start = time.perf_counter()
+    if variant == "dpd_seq":
+        cfg = _config(algo, env, "dpd", 2 * steps, learning_starts)
+        with tempfile.TemporaryDirectory() as tmp:
+            trainer = DPDTrainer(cfg, tmp)
+            trainer.learn()
+            wall = time.perf_counter() - start
+            if full:
+                for s in trainer.students:
+                    _fill(s.model)
+            trainer.close()
+    else:
+        cfg = _config(algo, env, "vanilla", 2 * steps, learning_starts)
+        n_learners, budget = (1, 2 * steps) if variant == "vanilla_sb3" else (2, steps)
+        models = []
+        for _ in range(n_learners):
+            # the same env stack as dpd's learners, so that only the algorithm layer differs
+            model = build_student(cfg, 0, None).model
+            model.learn(budget)  # stock SB3
+            models.append(model)
+        wall = time.perf_counter() - start
+        if full:
+            for m in models:
+                _fill(m)
+    peak_mib = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    return {"variant": variant, "wall_s": wall, "env_steps": 2 * steps, "steps_per_s": 2 * steps / wall,
+            "peak_rss_mib": peak_mib}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--algo", default="ppo")
+    parser.add_argument("--env", default="HalfCheetah-v5")
+    parser.add_argument("--steps", type=int, default=20_000, help="N: env steps per DPD student")
+    parser.add_argument("--repeats", type=int, default=2)
+    parser.add_argument("--learning-starts", type=int, default=1000,
+                        help="off-policy warm-up (short, so the timing covers training)")
+    parser.add_argument("--full-buffers", action="store_true", help="fill replay buffers before reading peak RSS")
+    parser.add_argument("--child", help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.child:
+        print(json.dumps(run_variant(args.child, args.algo, args.env, args.steps, args.learning_starts,
+                                     args.full_buffers)))
+        return
+    results: dict[str, list[dict]] = {v: [] for v in VARIANTS}
+    for r in range(args.repeats):
+        for v in VARIANTS:
+            cmd = [sys.executable, __file__, "--child", v, "--algo", args.algo, "--env", args.env, "--steps",
+                   str(args.steps), "--learning-starts", str(args.learning_starts)]
+            if args.full_buffers:
+                cmd.append("--full-buffers")
+            out = subprocess.run(cmd, check=True, capture_output=True, text=True).stdout.strip().splitlines()[-1]
+            results[v].append(json.loads(out))
+            print(f"repeat {r} {v:<12} {results[v][-1]['wall_s']:8.1f} s {results[v][-1]['steps_per_s']:8.0f} steps/s "
+                  f"{results[v][-1]['peak_rss_mib']:8.0f} MiB", flush=True)
+    best = {v: min(results[v], key=lambda x: x["wall_s"]) for v in VARIANTS}
+    print(f"\nmachine: {platform.processor() or platform.machine()}, {__import__('os').cpu_count()} cores, "
+          f"python {platform.python_version()}")
+    print(f"command: python benchmarks/throughput.py {' '.join(sys.argv[1:])}")
+    print("| variant | env steps | wall s (best of repeats) | env steps/s | peak RSS MiB |")
+    print("|---|---|---|---|---|")
+    for v in VARIANTS:
+        b = best[v]
+        print(f"| {v} | {b['env_steps']} | {b['wall_s']:.1f} | {b['steps_per_s']:.0f} | {b['peak_rss_mib']:.0f} |")
+    print(f"\nP2 = dpd_seq / pair_sb3 = {best['dpd_seq']['wall_s'] / best['pair_sb3']['wall_s']:.3f}")
+    print(f"mem = dpd_seq / vanilla_sb3 = {best['dpd_seq']['peak_rss_mib'] / best['vanilla_sb3']['peak_rss_mib']:.2f}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,292 @@
+"""``dpd sweep``: a grid of runs at one total env-step budget, on a local process pool or a Ray cluster.
+
+The grid is env x algo x variant x seed, where a variant is ``vanilla`` or a DPD weighting
+(``dpd`` = exp weighting, for each alpha; ``uniform``; ``indicator``). Every trial is one call of
+:func:`run_trial` -> :func:`dpd.training.train`, the same function on both backends. Each trial has its own run
+folder under ``SWEEP/runs/``; the state of a trial is read from that folder:
+
+    finished   summary.json exists           (skipped when the sweep is run again)
+    failed     error.txt exists              (retried when the sweep is run again)
+    unfinished config.yaml but no summary    (started again when the sweep is run again)
+    pending    no folder yet
+"""
+
+from __future__ import annotations
+
+import csv
+import dataclasses
+import itertools
+import multiprocessing as mp
+import os
+import traceback
+from collections.abc import Callable
+from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from dpd.config import TrainConfig, apply_overrides
+from dpd.errors import DPDUserError
+from dpd.training.run_dir import CONFIG_FILE, SUMMARY_FILE, read_yaml, write_yaml
+
+SWEEP_FILE = "sweep.yaml"
+RUNS_DIR = "runs"
+ERROR_FILE = "error.txt"
+VARIANTS = ("dpd", "vanilla", "uniform", "indicator")
+
+
+@dataclass
+class SweepSpec:
+    """What a sweep runs. Every trial gets the same ``total_steps`` (the paper's fairness rule)."""
+
+    envs: list[str]
+    total_steps: int
+    algos: list[str] = field(default_factory=lambda: ["ppo"])
+    variants: list[str] = field(default_factory=lambda: ["dpd", "vanilla"])
+    alphas: list[float] = field(default_factory=lambda: [1.0])
+    seeds: list[int] = field(default_factory=lambda: [0, 1, 2])
+    preset: str = "zoo"
+    #: ``key=value`` overrides applied to every trial (as ``dpd train --set``)
+    overrides: list[str] = field(default_factory=list)
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> SweepSpec:
+        names = {f.name for f in dataclasses.fields(cls)}
+        unknown = sorted(set(data) - names)
+        if unknown:
+            raise DPDUserError(f"unknown sweep key(s) {', '.join(unknown)}; valid keys: {', '.join(sorted(names))}")
+        if "envs" not in data or "total_steps" not in data:
+            raise DPDUserError("a sweep file needs at least envs and total_steps")
+        return cls(**data)
+
+
+@dataclass(frozen=True)
+class Trial:
+    name: str
+    config: TrainConfig
+
+
+def variant_label(config: TrainConfig) -> str:
+    """``vanilla``, ``dpd-a<alpha>``, ``uniform``, ``indicator`` (the name used in folders and reports)."""
+    if config.method == "vanilla":
+        return "vanilla"
+    if config.weighting == "exp":
+        return f"dpd-a{config.alpha:g}"
+    return config.weighting
+
+
+def expand(spec: SweepSpec) -> list[Trial]:
+    """All trials of the grid, validated (a bad entry is a user error before anything runs)."""
+    for variant in spec.variants:
+        if variant not in VARIANTS:
+            raise DPDUserError(f"unknown sweep variant {variant!r}; choose from: {', '.join(VARIANTS)}")
+    if not spec.envs or not spec.seeds or not spec.algos or not spec.variants:
+        raise DPDUserError("a sweep needs at least one env, algo, variant and seed")
+    if len(set(spec.seeds)) != len(spec.seeds):
+        raise DPDUserError(f"seeds must be distinct, got {spec.seeds}")
+    trials: dict[str, Trial] = {}
+    checked: set[tuple[str, str]] = set()
+    for env, algo, variant, seed in itertools.product(spec.envs, spec.algos, spec.variants, spec.seeds):
+        alphas = spec.alphas if variant == "dpd" else spec.alphas[:1]  # alpha only matters for exp weighting
+        for alpha in alphas:
+            base = TrainConfig(
+                env_id=env, algo=algo, total_steps=spec.total_steps, seed=seed, preset=spec.preset, alpha=float(alpha),
+                method="vanilla" if variant == "vanilla" else "dpd",
+                weighting="exp" if variant in ("dpd", "vanilla") else variant,
+            )  # fmt: skip
+            config = apply_overrides(base, spec.overrides)
+            check_env = (env, algo) not in checked
+            config = config.resolve(check_env=check_env)
+            checked.add((env, algo))
+            name = f"{env.replace(':', '_')}__{algo}__{variant_label(config)}__s{seed}"
+            trials[name] = Trial(name, config)
+    return list(trials.values())
+
+
+# ---------------------------------------------------------------------- the trial function (both backends)
+def run_trial(config_dict: dict[str, Any], run_dir: str) -> dict[str, Any]:
+    """Train one trial into ``run_dir``; on failure write ``error.txt`` there and return the error.
+
+    Runs in a worker process (pool) or a Ray worker: one torch thread (``config.torch_threads``).
+    """
+    from dpd.training import train
+
+    path = Path(run_dir)
+    try:
+        config = TrainConfig.from_dict(config_dict)
+        # an unfinished earlier attempt is started again from scratch (its folder is a dpd run folder)
+        summary = train(config, path, overwrite=True)
+        return {"status": "finished", "summary": summary}
+    except Exception as exc:  # a failed trial is reported, never fatal for the sweep
+        path.mkdir(parents=True, exist_ok=True)
+        text = "".join(traceback.format_exception(exc))
+        (path / ERROR_FILE).write_text(text)
+        return {"status": "failed", "error": f"{type(exc).__name__}: {exc}"}
+
+
+def trial_status(run_dir: Path) -> str:
+    if (run_dir / SUMMARY_FILE).is_file():
+        return "finished"
+    if (run_dir / ERROR_FILE).is_file():
+        return "failed"
+    if (run_dir / CONFIG_FILE).is_file():
+        return "unfinished"
+    return "pending"
+
+
+def trial_steps(run_dir: Path) -> int:
+    """Env steps done so far by a (running) trial, read from its learners' progress.csv files."""
+    total = 0
+    for progress in run_dir.glob("*/progress.csv"):
+        try:
+            with open(progress, newline="") as fh:
+                rows = list(csv.DictReader(fh))
+            if rows and rows[-1].get("time/total_timesteps"):
+                total += int(float(rows[-1]["time/total_timesteps"]))
+        except (OSError, ValueError, csv.Error):
+            continue  # being rewritten right now; next poll
+    return total
+
+
+# ---------------------------------------------------------------------- the sweep folder
+def prepare_sweep_dir(out: Path, spec: SweepSpec) -> None:
+    """Create the sweep folder, or check that an existing one holds the same sweep (then it is resumed)."""
+    sweep_file = out / SWEEP_FILE
+    if sweep_file.is_file():
+        stored = read_yaml(sweep_file)
+        if stored != spec.to_dict():
+            raise DPDUserError(
+                f"{out} holds a different sweep ({sweep_file}); run the same command to resume it, or choose another --out"
+            )
+        return
+    if out.exists() and any(out.iterdir()):
+        raise DPDUserError(f"--out {out} is not empty and holds no sweep; choose another --out")
+    try:
+        (out / RUNS_DIR).mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise DPDUserError(f"cannot write to --out {out}: {exc.strerror or exc}") from None
+    write_yaml(sweep_file, spec.to_dict())
+
+
+Reporter = Callable[[dict[str, Any]], None]
+
+
+@dataclass
+class SweepResult:
+    finished: list[str]
+    failed: dict[str, str]
+    skipped: list[str]
+
+    def as_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+
+def run_sweep(
+    spec: SweepSpec,
+    out: str | Path,
+    *,
+    backend: str = "local",
+    workers: int | None = None,
+    address: str | None = None,
+    on_update: Reporter | None = None,
+) -> SweepResult:
+    """Run (or resume) a sweep. Finished trials are skipped; failed and unfinished ones run again.
+
+    :param backend: ``local`` (process pool, ``workers`` processes, default: all cores) or ``ray``.
+    :param address: Ray cluster address (``auto``, ``ray://host:10001``); None starts a local Ray instance.
+    :param on_update: called with a status snapshot (counts, running trials' steps) every second or so.
+    """
+    if backend not in ("local", "ray"):
+        raise DPDUserError(f"unknown backend {backend!r}; choose local or ray")
+    trials = expand(spec)
+    out = Path(out)
+    prepare_sweep_dir(out, spec)
+    runs = out / RUNS_DIR
+    skipped = [t.name for t in trials if trial_status(runs / t.name) == "finished"]
+    todo = [t for t in trials if t.name not in skipped]
+    result = SweepResult(finished=[], failed={}, skipped=skipped)
+    if not todo:
+        return result
+    if backend == "local":
+        _run_local(todo, runs, workers or os.cpu_count() or 1, result, on_update, len(trials))
+    else:
+        _run_ray(todo, runs, address, result, on_update, len(trials))
+    return result
+
+
+def _snapshot(runs: Path, running: list[str], result: SweepResult, total: int, budget: int) -> dict[str, Any]:
+    return {
+        "total": total,
+        "done": len(result.finished) + len(result.skipped),
+        "failed": len(result.failed),
+        "running": {name: trial_steps(runs / name) for name in running},
+        "budget": budget,
+    }
+
+
+def _run_local(todo: list[Trial], runs: Path, workers: int, result: SweepResult, on_update: Reporter | None,
+               total: int) -> None:
+    budget = todo[0].config.total_steps
+    with ProcessPoolExecutor(max_workers=min(workers, len(todo)), mp_context=mp.get_context("spawn")) as pool:
+        futures: dict[Future[dict[str, Any]], str] = {
+            pool.submit(run_trial, t.config.to_dict(), str(runs / t.name)): t.name for t in todo
+        }
+        pending = set(futures)
+        while pending:
+            done, pending = wait(pending, timeout=1.0, return_when=FIRST_COMPLETED)
+            for fut in done:
+                name = futures[fut]
+                try:
+                    outcome = fut.result()
+                except Exception as exc:  # the worker process itself died
+                    outcome = {"status": "failed", "error": f"worker died: {type(exc).__name__}: {exc}"}
+                    (runs / name).mkdir(parents=True, exist_ok=True)
+                    (runs / name / ERROR_FILE).write_text(outcome["error"] + "\n")
+                if outcome["status"] == "finished":
+                    result.finished.append(name)
+                else:
+                    result.failed[name] = outcome["error"]
+            if on_update is not None:
+                running = [futures[f] for f in pending if f.running()]
+                on_update(_snapshot(runs, running, result, total, budget))
+
+
+def _ray_trainable(config: dict[str, Any]) -> None:
+    from ray import tune
+
+    cell = config["cell"]
+    outcome = run_trial(cell["trial"], cell["run_dir"])
+    summary = outcome.get("summary") or {}
+    tune.report({"status": outcome["status"], "env_steps": summary.get("total_env_steps", 0),
+                 "error": outcome.get("error", "")})
+
+
+def _run_ray(todo: list[Trial], runs: Path, address: str | None, result: SweepResult, on_update: Reporter | None,
+             total: int) -> None:
+    try:
+        import ray
+        from ray import tune
+    except ImportError:
+        raise DPDUserError("the ray backend needs Ray Tune: pip install 'ray[tune]'") from None
+    if not ray.is_initialized():
+        ray.init(address=address, include_dashboard=False, log_to_driver=False, configure_logging=False)
+    # one grid cell per pending trial: its full config and its run folder (absolute: workers may run elsewhere,
+    # so on a cluster the sweep folder must be on shared storage)
+    cells = [{"trial": t.config.to_dict(), "run_dir": str((runs / t.name).resolve())} for t in todo]
+    tuner = tune.Tuner(
+        tune.with_resources(_ray_trainable, {"cpu": 1}),
+        param_space={"cell": tune.grid_search(cells)},
+        run_config=tune.RunConfig(storage_path=str((runs.parent / "ray").resolve()), name="sweep", verbose=0),
+    )
+    for res in tuner.fit():
+        name = Path(res.config["cell"]["run_dir"]).name
+        metrics = res.metrics or {}
+        if res.error is None and metrics.get("status") == "finished":
+            result.finished.append(name)
+        else:
+            result.failed[name] = str(metrics.get("error") or res.error)
+    if on_update is not None:
+        on_update(_snapshot(runs, [], result, total, todo[0].config.total_steps))
