@@ -97,6 +97,77 @@ def demo(
     _print_table(run_demo(env, total_steps, seed, out, log=_echo))
 
 
+@app.command()
+def sweep(
+    env: Annotated[list[str] | None, typer.Option("--env", help="task (repeat for several)")] = None,
+    algo: Annotated[list[str] | None, typer.Option("--algo", help="algorithm (repeat for several)")] = None,
+    method: Annotated[
+        list[str] | None, typer.Option("--method", help="dpd | vanilla | uniform | indicator (repeat for several)")
+    ] = None,
+    alpha: Annotated[list[float] | None, typer.Option("--alpha", help="alpha of dpd (repeat for several)")] = None,
+    seeds: Annotated[int, typer.Option(help="number of seeds: 0 .. N-1")] = 3,
+    total_steps: Annotated[int, typer.Option(help="TOTAL env steps of every run")] = 1_000_000,
+    preset: Annotated[str, typer.Option(help="zoo | paper | none")] = "zoo",
+    set_: Annotated[list[str] | None, typer.Option("--set", help="key=value for every run (as dpd train --set)")] = None,
+    config: Annotated[Path | None, typer.Option(help="a sweep YAML file (keys of dpd.experiments.SweepSpec)")] = None,
+    backend: Annotated[str, typer.Option(help="local (process pool) | ray (Ray Tune)")] = "local",
+    workers: Annotated[int | None, typer.Option(help="local backend: parallel runs (default: all cores)")] = None,
+    address: Annotated[str | None, typer.Option(help="ray backend: cluster address (default: a local Ray)")] = None,
+    out: Annotated[Path, typer.Option(help="sweep folder; run the same command again to resume")] = Path("runs/sweep"),
+) -> None:
+    """Run a grid of runs (env x algo x method x alpha x seed) at the same total env steps; resumable."""
+    from dpd.experiments.sweep import SweepSpec, run_sweep
+    from dpd.training.run_dir import read_yaml
+
+    if config is not None:
+        if not config.is_file():
+            raise DPDUserError(f"--config {config} not found")
+        data = read_yaml(config)
+        if not isinstance(data, dict):
+            raise DPDUserError(f"--config {config} is not a YAML mapping")
+        spec = SweepSpec.from_dict(data)
+    else:
+        if not env:
+            raise DPDUserError("dpd sweep needs --env (repeatable) or --config FILE")
+        if seeds <= 0:
+            raise DPDUserError(f"--seeds must be positive, got {seeds}")
+        spec = SweepSpec(envs=env, total_steps=total_steps, algos=algo or ["ppo"], variants=method or ["dpd", "vanilla"],
+                         alphas=alpha or [1.0], seeds=list(range(seeds)), preset=preset, overrides=set_ or [])
+    result = run_sweep(spec, out, backend=backend, workers=workers, address=address, on_update=_SweepView())
+    for name, error in result.failed.items():
+        _echo(f"dpd sweep: {name} failed: {error}")
+    _echo(f"dpd sweep: {len(result.finished)} finished, {len(result.skipped)} already done, {len(result.failed)} failed"
+          f" -> {out}; next: dpd report {out}")
+    if result.failed:
+        raise typer.Exit(1)
+
+
+@app.command()
+def report(sweep_dir: Annotated[Path, typer.Argument(help="a sweep folder (finished or still running)")]) -> None:
+    """Write SWEEP/report/report.md: learning curves, a Table-1 style table, rliable IQM and P(improvement)."""
+    from dpd.experiments.report import write_report
+
+    path = write_report(sweep_dir)
+    typer.echo(str(path))
+
+
+class _SweepView:
+    """One status line whenever the counts change (done / running / failed, and the running runs' steps)."""
+
+    def __init__(self) -> None:
+        self._last = ""
+
+    def __call__(self, snap: dict[str, Any]) -> None:
+        running = snap["running"]
+        steps = sum(running.values())
+        line = (f"dpd sweep: {snap['done']}/{snap['total']} done, {len(running)} running, {snap['failed']} failed"
+                + (f"; running runs at {steps / max(1, len(running) * snap['budget']):.0%} of their steps" if running
+                   else ""))
+        if line != self._last:
+            _echo(line)
+            self._last = line
+
+
 def _print_table(rows: list[tuple[str, dict[str, Any]]]) -> None:
     typer.echo(f"{'run':<40} {'method':<8} {'learner':<9} {'env steps':>10} {'final eval':>11} {'best eval':>10}")
     for run, s in rows:

@@ -115,6 +115,7 @@ def run_trial(config_dict: dict[str, Any], run_dir: str) -> dict[str, Any]:
     from dpd.training import train
 
     path = Path(run_dir)
+    (path / ERROR_FILE).unlink(missing_ok=True)  # a retry: forget the earlier failure
     try:
         config = TrainConfig.from_dict(config_dict)
         # an unfinished earlier attempt is started again from scratch (its folder is a dpd run folder)
@@ -250,7 +251,7 @@ def _run_local(todo: list[Trial], runs: Path, workers: int, result: SweepResult,
                 else:
                     result.failed[name] = outcome["error"]
             if on_update is not None:
-                running = [futures[f] for f in pending if f.running()]
+                running = [futures[f] for f in pending if trial_status(runs / futures[f]) == "unfinished"]
                 on_update(_snapshot(runs, running, result, total, budget))
 
 
@@ -281,7 +282,8 @@ def _run_ray(todo: list[Trial], runs: Path, address: str | None, result: SweepRe
         param_space={"cell": tune.grid_search(cells)},
         run_config=tune.RunConfig(storage_path=str((runs.parent / "ray").resolve()), name="sweep", verbose=0),
     )
-    for res in tuner.fit():
+    grid = tuner.fit()
+    for res in (grid[i] for i in range(len(grid))):
         name = Path(res.config["cell"]["run_dir"]).name
         metrics = res.metrics or {}
         if res.error is None and metrics.get("status") == "finished":

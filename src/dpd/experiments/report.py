@@ -1,0 +1,273 @@
+"""``dpd report SWEEP_DIR``: learning curves, a Table-1 style table and rliable aggregates, in Markdown + PNG.
+
+Definitions (written into the report too):
+- a run's *final* return: its last deterministic evaluation (mean over ``eval_episodes`` episodes);
+- *mean* return: the mean of its evaluation returns over the whole run (every evaluation point, step 0 included);
+- *max* return: the largest evaluation return of the run;
+- DPD rows: each student, and the *better student* (per run, the student with the higher value of that column);
+- aggregates use the final return, normalised per task (``dpd.experiments.scores``), with 95% stratified bootstrap
+  CIs (rliable); "DPD (students' mean)" scores a DPD run by the mean of its two students.
+Only finished runs enter the statistics; unfinished, failed and missing runs are listed.
+"""
+
+from __future__ import annotations
+
+import json
+from collections import defaultdict
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from dpd.config import TrainConfig
+from dpd.errors import DPDUserError
+from dpd.experiments.scores import REFERENCE_SCORES
+from dpd.experiments.sweep import ERROR_FILE, RUNS_DIR, SWEEP_FILE, SweepSpec, expand, trial_status, variant_label
+from dpd.training.run_dir import CONFIG_FILE, EVAL_FILE, SUMMARY_FILE, read_evaluations, read_yaml
+
+REPORT_DIR = "report"
+BOOTSTRAP_REPS = 2000
+
+
+@dataclass
+class Run:
+    name: str
+    status: str
+    env_id: str = ""
+    algo: str = ""
+    variant: str = ""
+    seed: int = 0
+    summary: dict[str, Any] = field(default_factory=dict)
+    #: learner -> (total_env_steps (K,), mean_return (K,))
+    curves: dict[str, tuple[np.ndarray, np.ndarray]] = field(default_factory=dict)
+    error: str = ""
+
+    def metric(self, learner: str, kind: str) -> float:
+        """``final`` | ``mean`` | ``max`` evaluation return of one learner (``better``: the better student)."""
+        if learner == "better":
+            return max(self.metric(s, kind) for s in ("student0", "student1"))
+        if learner == "students_mean":
+            return float(np.mean([self.metric(s, kind) for s in ("student0", "student1")]))
+        y = self.curves[learner][1]
+        return float({"final": y[-1], "mean": y.mean(), "max": y.max()}[kind])
+
+
+def load_runs(sweep_dir: Path) -> list[Run]:
+    """Every trial of the sweep (from sweep.yaml) with its state; finished ones with their curves."""
+    if not (sweep_dir / SWEEP_FILE).is_file():
+        raise DPDUserError(f"{sweep_dir} is not a sweep folder (no {SWEEP_FILE}); run dpd sweep first")
+    spec = SweepSpec.from_dict(read_yaml(sweep_dir / SWEEP_FILE))
+    runs: list[Run] = []
+    for trial in expand(spec):
+        folder = sweep_dir / RUNS_DIR / trial.name
+        run = Run(trial.name, trial_status(folder), trial.config.env_id, trial.config.algo,
+                  variant_label(trial.config), trial.config.seed)
+        if run.status == "failed":
+            run.error = (folder / ERROR_FILE).read_text().strip().splitlines()[-1]
+        if run.status == "finished":
+            config = TrainConfig.from_dict(read_yaml(folder / CONFIG_FILE))
+            run.summary = json.loads((folder / SUMMARY_FILE).read_text())
+            for learner in config.learner_names:
+                rows = read_evaluations(folder / learner / EVAL_FILE)
+                if not rows:
+                    raise DPDUserError(f"{folder / learner / EVAL_FILE} has no evaluation; was eval_freq 0?")
+                run.curves[learner] = (np.array([r["total_env_steps"] for r in rows]),
+                                       np.array([r["mean_return"] for r in rows]))
+        runs.append(run)
+    return runs
+
+
+# ---------------------------------------------------------------------- statistics
+def bootstrap_ci(values: np.ndarray, rng: np.random.Generator, reps: int = BOOTSTRAP_REPS) -> tuple[float, float]:
+    """95% percentile bootstrap CI of the mean of ``values`` (1-D, NaNs dropped)."""
+    v = values[~np.isnan(values)]
+    if len(v) < 2:
+        return (float(v[0]), float(v[0])) if len(v) else (np.nan, np.nan)
+    means = rng.choice(v, size=(reps, len(v)), replace=True).mean(axis=1)
+    return float(np.percentile(means, 2.5)), float(np.percentile(means, 97.5))
+
+
+def mean_std(values: list[float]) -> str:
+    if not values:
+        return "—"
+    arr = np.asarray(values)
+    return f"{arr.mean():.1f} ± {arr.std(ddof=1) if len(arr) > 1 else 0.0:.1f}"
+
+
+def normalizer(task: str, finals: list[float]) -> tuple[float, float, str]:
+    if task in REFERENCE_SCORES:
+        return REFERENCE_SCORES[task]
+    lo, hi = (min(finals), max(finals)) if finals else (0.0, 1.0)
+    return lo, hi if hi > lo else lo + 1.0, "min-max of this sweep's final returns"
+
+
+def aggregates(runs: list[Run], algo: str, rng_seed: int = 0) -> tuple[dict[str, Any], list[str]]:
+    """rliable IQM / mean of normalised final returns with stratified-bootstrap CIs, and P(DPD > vanilla)."""
+    import warnings
+
+    from rliable import library as rly
+    from rliable import metrics
+
+    warnings.filterwarnings("ignore", message="random_state is deprecated", category=FutureWarning)
+
+    notes: list[str] = []
+    done = [r for r in runs if r.status == "finished" and r.algo == algo]
+    tasks = sorted({r.env_id for r in done})
+    groups: dict[str, dict[str, list[float]]] = defaultdict(lambda: defaultdict(list))
+    for r in done:
+        if r.variant == "vanilla":
+            groups["vanilla"][r.env_id].append(r.metric("vanilla", "final"))
+        else:
+            groups[f"{r.variant} (students' mean)"][r.env_id].append(r.metric("students_mean", "final"))
+            groups[f"{r.variant} (better student)"][r.env_id].append(r.metric("better", "final"))
+    norms = {t: normalizer(t, [x for g in groups.values() for x in g.get(t, [])]) for t in tasks}
+    complete = {g: d for g, d in groups.items() if all(d.get(t) for t in tasks)}
+    if not tasks or not complete:
+        return {}, ["no group has finished runs on every task"]
+    n = min(len(d[t]) for d in complete.values() for t in tasks)
+    if any(len(d[t]) != n for d in complete.values() for t in tasks):
+        notes.append(f"runs per task differ; the first {n} seeds of each task enter the aggregates")
+    scores = {g: np.array([[(d[t][i] - norms[t][0]) / (norms[t][1] - norms[t][0]) for t in tasks] for i in range(n)])
+              for g, d in complete.items()}
+
+    def agg(x: np.ndarray) -> np.ndarray:
+        return np.array([metrics.aggregate_iqm(x), metrics.aggregate_mean(x)])
+
+    result: dict[str, Any] = {"tasks": tasks, "runs_per_task": n, "normalisation": norms, "groups": {}}
+    if n >= 2:
+        point, ci = rly.get_interval_estimates(scores, agg, reps=BOOTSTRAP_REPS, random_state=np.random.RandomState(rng_seed))
+    else:
+        point = {g: agg(s) for g, s in scores.items()}
+        ci = {g: np.stack([p, p]) for g, p in point.items()}
+        notes.append("one run per task: no confidence intervals")
+    for g in scores:
+        result["groups"][g] = {"iqm": float(point[g][0]), "iqm_ci": [float(ci[g][0][0]), float(ci[g][1][0])],
+                               "mean": float(point[g][1]), "mean_ci": [float(ci[g][0][1]), float(ci[g][1][1])]}
+    result["probability_of_improvement"] = {}
+    if "vanilla" in scores:
+        for g in scores:
+            if g == "vanilla":
+                continue
+            pair = {g: (scores[g], scores["vanilla"])}
+            if n >= 2:
+                p, c = rly.get_interval_estimates(pair, metrics.probability_of_improvement, reps=BOOTSTRAP_REPS,
+                                                  random_state=np.random.RandomState(rng_seed))
+                lo, hi = np.asarray(c[g], dtype=float).ravel()
+                result["probability_of_improvement"][g] = {"p": float(np.asarray(p[g]).ravel()[0]), "ci": [lo, hi]}
+            else:
+                p0 = float(metrics.probability_of_improvement(scores[g], scores["vanilla"]))
+                result["probability_of_improvement"][g] = {"p": p0, "ci": [p0, p0]}
+    return result, notes
+
+
+# ---------------------------------------------------------------------- figures
+def plot_curves(runs: list[Run], env_id: str, algo: str, path: Path, rng: np.random.Generator) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    lines: dict[str, list[tuple[np.ndarray, np.ndarray]]] = defaultdict(list)
+    for r in runs:
+        if r.status != "finished" or r.env_id != env_id or r.algo != algo:
+            continue
+        for learner, curve in r.curves.items():
+            label = "vanilla" if learner == "vanilla" else f"{r.variant} {learner}"
+            lines[label].append(curve)
+    fig, ax = plt.subplots(figsize=(7, 4.2))
+    for label in sorted(lines):
+        curves = lines[label]
+        grid = np.unique(np.concatenate([x for x, _ in curves]))
+        ys = np.array([np.where((grid >= x[0]) & (grid <= x[-1]), np.interp(grid, x, y), np.nan) for x, y in curves])
+        mean = np.nanmean(ys, axis=0)
+        lo_hi = np.array([bootstrap_ci(ys[:, j], rng) for j in range(len(grid))])
+        ax.plot(grid, mean, label=f"{label} (n={len(curves)})", linestyle="-" if label == "vanilla" else "--")
+        ax.fill_between(grid, lo_hi[:, 0], lo_hi[:, 1], alpha=0.2)
+    ax.set_xlabel("total env steps (DPD: both students' steps)")
+    ax.set_ylabel("deterministic evaluation return")
+    ax.set_title(f"{env_id} · {algo} · mean and 95% bootstrap CI over seeds")
+    ax.legend(fontsize=8)
+    ax.grid(alpha=0.3)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
+# ---------------------------------------------------------------------- the report
+def write_report(sweep_dir: str | Path) -> Path:
+    """Write ``SWEEP/report/report.md`` (+ PNG curves, aggregates.json) and return the Markdown path."""
+    sweep_dir = Path(sweep_dir)
+    runs = load_runs(sweep_dir)
+    out = sweep_dir / REPORT_DIR
+    out.mkdir(exist_ok=True)
+    rng = np.random.default_rng(0)
+    spec = SweepSpec.from_dict(read_yaml(sweep_dir / SWEEP_FILE))
+    done = [r for r in runs if r.status == "finished"]
+    lines = [
+        f"# Sweep report: {sweep_dir.name}",
+        "",
+        f"Every run: **{spec.total_steps:,} total env steps** (a DPD student gets half, vanilla all), preset "
+        f"`{spec.preset}`, overrides `{' '.join(spec.overrides) or 'none'}`. {len(done)} of {len(runs)} runs finished.",
+        "",
+        "Definitions: *final* = a run's last deterministic evaluation; *mean* = the mean of its evaluation returns over "
+        "the whole run; *max* = its largest evaluation return; values are mean ± std over seeds. DPD rows show each "
+        "student and the *better student* (per run, the student with the higher value of that column: optimistic).",
+        "",
+    ]
+    missing = [r for r in runs if r.status != "finished"]
+    if missing:
+        lines += ["## Missing from the statistics", "", "| run | state | error |", "|---|---|---|"]
+        lines += [f"| {r.name} | {r.status} | {r.error.replace('|', '/')} |" for r in missing]
+        lines.append("")
+    for algo in sorted({r.algo for r in runs}):
+        for env_id in sorted({r.env_id for r in runs if r.algo == algo}):
+            these = [r for r in done if r.env_id == env_id and r.algo == algo]
+            lines += [f"## {env_id} · {algo}", ""]
+            if not these:
+                lines += ["No finished run yet.", ""]
+                continue
+            png = f"curves_{env_id.replace(':', '_')}_{algo}.png"
+            plot_curves(these, env_id, algo, out / png, rng)
+            lines += [f"![learning curves]({png})", "",
+                      "| method | learner | n | final | mean | max |", "|---|---|---|---|---|---|"]
+            for variant in sorted({r.variant for r in these}, key=lambda v: (v != "vanilla", v)):
+                group = [r for r in these if r.variant == variant]
+                learners = ["vanilla"] if variant == "vanilla" else ["student0", "student1", "better"]
+                for learner in learners:
+                    cells = [mean_std([r.metric(learner, k) for r in group]) for k in ("final", "mean", "max")]
+                    lines.append(f"| {variant} | {learner} | {len(group)} | " + " | ".join(cells) + " |")
+            lines.append("")
+        agg, notes = aggregates(runs, algo)
+        lines += [f"## Aggregates across tasks · {algo}", ""]
+        if not agg:
+            lines += [f"Not available: {'; '.join(notes)}.", ""]
+            continue
+        lines += ["Final returns normalised per task as (score − random) / (reference − random):", "",
+                  "| task | random | reference | source |", "|---|---|---|---|"]
+        lines += [f"| {t} | {lo:.2f} | {hi:.2f} | {src} |" for t, (lo, hi, src) in agg["normalisation"].items()]
+        lines += ["", f"{agg['runs_per_task']} runs per task; 95% stratified bootstrap CIs ({BOOTSTRAP_REPS} "
+                  "resamples, rliable).", "", "| group | IQM [95% CI] | mean [95% CI] |", "|---|---|---|"]
+        for g, v in agg["groups"].items():
+            lines.append(f"| {g} | {v['iqm']:.3f} [{v['iqm_ci'][0]:.3f}, {v['iqm_ci'][1]:.3f}] | "
+                         f"{v['mean']:.3f} [{v['mean_ci'][0]:.3f}, {v['mean_ci'][1]:.3f}] |")
+        if agg["probability_of_improvement"]:
+            lines += ["", "| P(group > vanilla) | estimate [95% CI] |", "|---|---|"]
+            for g, v in agg["probability_of_improvement"].items():
+                lines.append(f"| {g} | {v['p']:.3f} [{v['ci'][0]:.3f}, {v['ci'][1]:.3f}] |")
+        lines += [f"\nNote: {n}." for n in notes]
+        lines.append("")
+        (out / f"aggregates_{algo}.json").write_text(json.dumps(agg, indent=2, default=list) + "\n")
+    lines += ["## Runs", "", "| run | state | total env steps | wall time s | env steps/s | final eval (per learner) |",
+              "|---|---|---|---|---|---|"]
+    for r in runs:
+        if r.status == "finished":
+            s = r.summary
+            finals = ", ".join(f"{k} {v['final_eval_return']:.1f}" for k, v in s["learners"].items())
+            lines.append(f"| {r.name} | finished | {s['total_env_steps']} | {s['wall_time_s']:.0f} | "
+                         f"{s['env_steps_per_s']:.0f} | {finals} |")
+        else:
+            lines.append(f"| {r.name} | {r.status} | | | | |")
+    path = out / "report.md"
+    path.write_text("\n".join(lines) + "\n")
+    return path

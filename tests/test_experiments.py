@@ -1,0 +1,169 @@
+"""Sweeps (local pool, Ray local mode, resume, failures) and reports (numbers checked by hand)."""
+
+import csv
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+import yaml
+
+from dpd.cli import main
+from dpd.experiments.report import write_report
+from dpd.experiments.sweep import RUNS_DIR, SweepSpec, expand, run_sweep, trial_status
+
+TINY = ["eval_freq=512", "eval_episodes=2"]
+
+
+def tiny_spec(**kw):
+    return SweepSpec(envs=["CartPole-v1"], total_steps=2048, seeds=[0, 1], overrides=TINY, **kw)
+
+
+def test_tiny_sweep_on_the_local_pool_then_report(tmp_path):
+    updates = []
+    result = run_sweep(tiny_spec(), tmp_path / "sw", workers=2, on_update=updates.append)
+    assert sorted(result.finished) == sorted(t.name for t in expand(tiny_spec())) and not result.failed
+    assert updates and updates[-1]["done"] == 4
+    again = run_sweep(tiny_spec(), tmp_path / "sw", workers=2)
+    assert not again.finished and len(again.skipped) == 4  # rerunning a finished sweep runs nothing
+    report = write_report(tmp_path / "sw").read_text()
+    assert "| vanilla | vanilla | 2 |" in report and "| dpd-a1 | better | 2 |" in report
+    assert "P(group > vanilla)" in report and (tmp_path / "sw" / "report" / "curves_CartPole-v1_ppo.png").is_file()
+
+
+def test_tiny_sweep_through_ray_in_local_mode(tmp_path):
+    ray = pytest.importorskip("ray")
+    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False, configure_logging=False)
+    try:
+        result = run_sweep(tiny_spec(variants=["dpd", "vanilla"]), tmp_path / "sw", backend="ray")
+    finally:
+        ray.shutdown()
+    assert len(result.finished) == 4 and not result.failed
+    for name in result.finished:
+        assert (tmp_path / "sw" / RUNS_DIR / name / "summary.json").is_file()
+
+
+def test_a_failing_trial_is_reported_and_not_fatal(tmp_path, capsys):
+    spec = SweepSpec(envs=["dpd_test_envs:DpdCrash-v0", "CartPole-v1"], total_steps=2048, seeds=[0],
+                     variants=["vanilla"], overrides=TINY)
+    result = run_sweep(spec, tmp_path / "sw", workers=2)
+    assert list(result.failed) == ["dpd_test_envs_DpdCrash-v0__ppo__vanilla__s0"]
+    assert "simulator exploded" in result.failed["dpd_test_envs_DpdCrash-v0__ppo__vanilla__s0"]
+    assert result.finished == ["CartPole-v1__ppo__vanilla__s0"]
+    report = write_report(tmp_path / "sw").read_text()
+    assert "| dpd_test_envs_DpdCrash-v0__ppo__vanilla__s0 | failed | RuntimeError: simulator exploded |" in report
+
+
+def test_sweep_resumes_after_being_killed(tmp_path):
+    out = tmp_path / "sw"
+    cmd = [sys.executable, "-m", "dpd.cli", "sweep", "--env", "CartPole-v1", "--seeds", "2", "--total-steps", "6000",
+           "--workers", "1", "--out", str(out)] + [a for s in TINY for a in ("--set", s)]
+    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+    deadline = time.time() + 120
+    while time.time() < deadline and not list(out.glob("runs/*/summary.json")):
+        time.sleep(0.2)
+    os.killpg(proc.pid, signal.SIGKILL)  # the sweep and its worker, in the middle of the next run
+    proc.wait()
+    states = [trial_status(p) for p in sorted((out / RUNS_DIR).iterdir())]
+    assert states.count("finished") >= 1 and states.count("finished") < 4
+    code = main(["sweep", "--env", "CartPole-v1", "--seeds", "2", "--total-steps", "6000", "--workers", "2", "--out",
+                 str(out)] + [a for s in TINY for a in ("--set", s)])
+    assert code == 0
+    assert all(trial_status(p) == "finished" for p in (out / RUNS_DIR).iterdir())
+    assert len(list((out / RUNS_DIR).iterdir())) == 4
+
+
+# ---------------------------------------------------------------------- report on synthetic logs
+def write_fake_run(folder: Path, config, curves: dict[str, list[float]]):
+    """A finished run folder whose evaluations are exactly ``curves`` (learner -> returns at steps 0, 1000, ...)."""
+    folder.mkdir(parents=True)
+    (folder / "config.yaml").write_text(yaml.safe_dump(config.to_dict()))
+    learners = {}
+    for learner, returns in curves.items():
+        (folder / learner).mkdir()
+        with open(folder / learner / "evaluations.csv", "w", newline="") as fh:
+            w = csv.writer(fh)
+            w.writerow(["student_steps", "total_env_steps", "mean_return", "std_return", "mean_length", "time_s"])
+            for i, r in enumerate(returns):
+                w.writerow([i * 1000, i * 1000 * len(curves), r, 0.0, 10.0, i])
+        learners[learner] = {"env_steps": 1000 * (len(returns) - 1), "final_eval_return": returns[-1]}
+    summary = {"total_env_steps": 2000, "wall_time_s": 10.0, "env_steps_per_s": 200.0, "learners": learners}
+    (folder / "summary.json").write_text(json.dumps(summary))
+
+
+def test_report_numbers_match_a_hand_computation(tmp_path):
+    spec = SweepSpec(envs=["CartPole-v1", "InvertedPendulum-v5"], total_steps=2000, seeds=[0, 1, 2, 3])
+    sweep = tmp_path / "sw"
+    sweep.mkdir()
+    (sweep / "sweep.yaml").write_text(yaml.safe_dump(spec.to_dict()))
+    # final returns: vanilla v, DPD students (a, b); CartPole reference: random 25.08, max 500; IP: 4.84, 1000
+    finals = {
+        "CartPole-v1": {"vanilla": [100, 200, 300, 400], "dpd": [(150, 250), (450, 50), (500, 500), (25.08, 125.08)]},
+        "InvertedPendulum-v5": {"vanilla": [4.84, 1000, 502.42, 4.84], "dpd": [(1000, 1000), (1000, 4.84),
+                                                                                 (502.42, 502.42), (4.84, 4.84)]},
+    }
+    for trial in expand(spec):
+        env, seed = trial.config.env_id, trial.config.seed
+        if trial.config.method == "vanilla":
+            curves = {"vanilla": [0.0, 1000.0, finals[env]["vanilla"][seed]]}
+        else:
+            a, b = finals[env]["dpd"][seed]
+            curves = {"student0": [0.0, a], "student1": [0.0, b]}
+        write_fake_run(sweep / RUNS_DIR / trial.name, trial.config, curves)
+    text = write_report(sweep).read_text()
+    # Table: vanilla CartPole finals 100..400 -> mean 250, sample std 129.1; max column: max(1000, final) = 1000
+    assert "| vanilla | vanilla | 4 | 250.0 ± 129.1 |" in text
+    assert "| 1000.0 ± 0.0 |" in text
+    # better student per run on CartPole: 250, 450, 500, 125.08 -> mean 331.27, std 170.77
+    better = np.array([250, 450, 500, 125.08])
+    assert f"| dpd-a1 | better | 4 | {better.mean():.1f} ± {better.std(ddof=1):.1f} |" in text
+    # IQM of vanilla's normalised finals: CartPole (v - 25.08) / 474.92, IP (v - 4.84) / 995.16
+    cp = (np.array([100, 200, 300, 400]) - 25.08) / 474.92
+    ip = (np.array([4.84, 1000, 502.42, 4.84]) - 4.84) / 995.16
+    scores = np.sort(np.concatenate([cp, ip]))
+    iqm = scores[2:6].mean()  # 8 scores: the middle 50% is the 3rd..6th
+    agg = json.loads((sweep / "report" / "aggregates_ppo.json").read_text())
+    assert agg["groups"]["vanilla"]["iqm"] == pytest.approx(iqm, abs=1e-9)
+    assert agg["groups"]["vanilla"]["mean"] == pytest.approx(scores.mean(), abs=1e-9)
+    lo, hi = agg["groups"]["vanilla"]["iqm_ci"]
+    assert lo <= iqm <= hi
+    # the students' mean on IP: 1000, 502.42, 502.42, 4.84 -> normalised 1, .5, .5, 0
+    sm = agg["groups"]["dpd-a1 (students' mean)"]
+    assert sm["mean"] == pytest.approx(np.mean(np.concatenate([
+        (np.array([200, 250, 500, 75.08]) - 25.08) / 474.92, [1.0, 0.5, 0.5, 0.0]])), abs=1e-9)
+    assert 0.0 <= agg["probability_of_improvement"]["dpd-a1 (better student)"]["p"] <= 1.0
+
+
+def test_report_on_a_partial_sweep_says_what_is_missing(tmp_path):
+    spec = tiny_spec(variants=["vanilla"])
+    sweep = tmp_path / "sw"
+    run_sweep(SweepSpec(**{**spec.to_dict(), "seeds": [0]}), tmp_path / "other", workers=1)  # produce one real run
+    sweep.mkdir()
+    (sweep / "sweep.yaml").write_text(yaml.safe_dump(spec.to_dict()))
+    (sweep / RUNS_DIR).mkdir()
+    (tmp_path / "other" / RUNS_DIR / "CartPole-v1__ppo__vanilla__s0").rename(
+        sweep / RUNS_DIR / "CartPole-v1__ppo__vanilla__s0")
+    text = write_report(sweep).read_text()
+    assert "1 of 2 runs finished" in text and "| CartPole-v1__ppo__vanilla__s1 | pending |" in text
+
+
+@pytest.mark.parametrize("args,message", [
+    (["--method", "solo"], "unknown sweep variant"),
+    (["--seeds", "0"], "--seeds must be positive"),
+    (["--set", "alhpa=2"], "unknown config key"),
+])  # fmt: skip
+def test_sweep_bad_input(capsys, tmp_path, args, message):
+    code = main(["sweep", "--env", "CartPole-v1", "--out", str(tmp_path / "sw"), *args])
+    err = capsys.readouterr().err
+    assert code == 2 and message in err and len(err.strip().splitlines()) == 1
+    assert not (tmp_path / "sw").exists()
+
+
+def test_report_on_a_folder_that_is_not_a_sweep(capsys, tmp_path):
+    assert main(["report", str(tmp_path)]) == 2
+    assert "not a sweep folder" in capsys.readouterr().err
