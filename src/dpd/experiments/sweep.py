@@ -284,7 +284,7 @@ def _run_ray(todo: list[Trial], runs: Path, address: str | None, result: SweepRe
     )
     grid = tuner.fit()
     for res in (grid[i] for i in range(len(grid))):
-        name = Path(res.config["cell"]["run_dir"]).name
+        name = Path((res.config or {})["cell"]["run_dir"]).name
         metrics = res.metrics or {}
         if res.error is None and metrics.get("status") == "finished":
             result.finished.append(name)
