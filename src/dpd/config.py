@@ -130,6 +130,8 @@ class TrainConfig:
     device: str = "cpu"
     #: torch threads per process (1 avoids oversubscription when learners run side by side).
     torch_threads: int = 1
+    #: also write TensorBoard event files (progress.csv is always written).
+    tensorboard: bool = True
 
     # ------------------------------------------------------------------ conversion
     def to_dict(self) -> dict[str, Any]:
@@ -260,7 +262,7 @@ _TOP_LEVEL_TYPES: dict[str, type] = {
     "iteration_steps": int, "distill_window": int,
     "eval_freq": int, "eval_episodes": int, "n_envs": int, "normalize": bool, "normalize_reward": bool,
     "algo_kwargs": dict,
-    "device": str, "torch_threads": int,
+    "device": str, "torch_threads": int, "tensorboard": bool,
 }  # fmt: skip
 
 

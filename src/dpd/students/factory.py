@@ -60,7 +60,7 @@ def build_student(config: TrainConfig, index: int, log_dir: str | None, verbose:
                 **build_algo_kwargs(config, action_dim))
     if log_dir is not None:
         os.makedirs(log_dir, exist_ok=True)
-        formats = ["csv", "tensorboard"] + (["stdout"] if verbose else [])
+        formats = ["csv"] + (["tensorboard"] if config.tensorboard else []) + (["stdout"] if verbose else [])
         model.set_logger(configure(log_dir, formats))
     else:
         model.set_logger(configure(None, ["stdout"] if verbose else []))
