@@ -167,3 +167,15 @@ def test_sweep_bad_input(capsys, tmp_path, args, message):
 def test_report_on_a_folder_that_is_not_a_sweep(capsys, tmp_path):
     assert main(["report", str(tmp_path)]) == 2
     assert "not a sweep folder" in capsys.readouterr().err
+
+
+def test_sweep_from_a_yaml_file(tmp_path, capsys):
+    config = tmp_path / "sweep.yaml"
+    config.write_text(yaml.safe_dump({"envs": ["CartPole-v1"], "total_steps": 1024, "variants": ["vanilla"],
+                                      "seeds": [7], "overrides": TINY}))
+    code = main(["sweep", "--config", str(config), "--out", str(tmp_path / "sw"), "--workers", "1"])
+    assert code == 0 and "1 finished" in capsys.readouterr().err
+    assert trial_status(tmp_path / "sw" / RUNS_DIR / "CartPole-v1__ppo__vanilla__s7") == "finished"
+    config.write_text(yaml.safe_dump({"envs": ["CartPole-v1"], "total_steps": 1024, "bogus": 1}))
+    assert main(["sweep", "--config", str(config), "--out", str(tmp_path / "sw2")]) == 2
+    assert "unknown sweep key(s) bogus" in capsys.readouterr().err

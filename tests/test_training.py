@@ -116,3 +116,14 @@ def test_ablation_weightings_run(weighting):
     summary = train(TrainConfig(env_id="CartPole-v1", total_steps=1024, weighting=weighting, eval_freq=10_000,
                                 eval_episodes=1))
     assert summary["weighting"] == weighting and summary["status"] == "finished"
+
+
+def test_dpd_a2c_pair_runs_and_distills():
+    summary = train(TrainConfig(env_id="CartPole-v1", algo="a2c", total_steps=2000, eval_freq=10_000, eval_episodes=1))
+    assert summary["status"] == "finished" and summary["learners"]["student1"]["distill_skipped_empty"] == 0
+
+
+def test_progress_bar_does_not_break_a_run():
+    summary = train(TrainConfig(env_id="CartPole-v1", total_steps=1024, eval_freq=10_000, eval_episodes=1),
+                    progress_bar=True)
+    assert summary["status"] == "finished"
