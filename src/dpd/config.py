@@ -139,10 +139,7 @@ class TrainConfig:
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> TrainConfig:
-        names = {f.name for f in dataclasses.fields(cls)}
-        unknown = sorted(set(data) - names)
-        if unknown:
-            raise DPDUserError(f"unknown config key(s) {', '.join(unknown)}; valid keys: {', '.join(sorted(names))}")
+        check_known_keys(data, cls, "config")
         if "env_id" not in data:
             raise DPDUserError("config has no env_id")
         cfg = cls(env_id=data["env_id"])
@@ -235,6 +232,14 @@ class TrainConfig:
                 f"{self.algo} needs continuous (Box) actions but {self.env_id} has {type(act_space).__name__} actions;"
                 " use --algo ppo or --algo a2c"
             )
+
+
+def check_known_keys(data: dict[str, Any], cls: type, what: str) -> None:
+    """Raise a one-line error naming the keys of ``data`` that are not fields of the dataclass ``cls``."""
+    names = {f.name for f in dataclasses.fields(cls)}
+    unknown = sorted(set(data) - names)
+    if unknown:
+        raise DPDUserError(f"unknown {what} key(s) {', '.join(unknown)}; valid keys: {', '.join(sorted(names))}")
 
 
 # ---------------------------------------------------------------------- presets

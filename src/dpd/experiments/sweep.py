@@ -25,7 +25,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from dpd.config import TrainConfig, apply_overrides
+from dpd.config import TrainConfig, apply_overrides, check_known_keys
 from dpd.errors import DPDUserError
 from dpd.training.run_dir import CONFIG_FILE, SUMMARY_FILE, read_yaml, write_yaml
 
@@ -54,10 +54,7 @@ class SweepSpec:
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> SweepSpec:
-        names = {f.name for f in dataclasses.fields(cls)}
-        unknown = sorted(set(data) - names)
-        if unknown:
-            raise DPDUserError(f"unknown sweep key(s) {', '.join(unknown)}; valid keys: {', '.join(sorted(names))}")
+        check_known_keys(data, cls, "sweep")
         if "envs" not in data or "total_steps" not in data:
             raise DPDUserError("a sweep file needs at least envs and total_steps")
         return cls(**data)
