@@ -100,3 +100,32 @@ def test_no_arguments_prints_help_and_exits_2(capfd):
     code = main([])
     captured = capfd.readouterr()
     assert code == 2 and "train" in captured.out + captured.err
+
+
+def test_disk_full_is_one_line_and_leaves_no_half_written_file(capsys, tmp_path, monkeypatch):
+    import errno
+
+    import dpd.training.run_dir as run_dir
+
+    real_replace = run_dir.os.replace
+
+    def full(src, dst):
+        raise OSError(errno.ENOSPC, "No space left on device", str(dst))
+
+    monkeypatch.setattr(run_dir.os, "replace", full)
+    out = tmp_path / "run"
+    code, _, err = run_cli(capsys, "train", "--env", "CartPole-v1", "--total-steps", "1000", "--out", str(out))
+    monkeypatch.setattr(run_dir.os, "replace", real_replace)
+    assert code == 2 and "No space left on device" in err and len(err.strip().splitlines()) == 1
+    assert not (out / "config.yaml").exists() and not list(out.glob(".config.yaml.*"))
+
+
+def test_python_api_raises_the_same_one_line_errors():
+    from dpd import DPDUserError, TrainConfig
+
+    with pytest.raises(DPDUserError, match="unknown environment id"):
+        TrainConfig(env_id="Nope-v0").resolve()
+    with pytest.raises(DPDUserError, match="alpha must be a finite number"):
+        TrainConfig(env_id="CartPole-v1", alpha=float("nan")).resolve()
+    with pytest.raises(DPDUserError, match="unknown config key"):
+        TrainConfig.from_dict({"env_id": "CartPole-v1", "lr": 1})

@@ -179,3 +179,10 @@ def test_sweep_from_a_yaml_file(tmp_path, capsys):
     config.write_text(yaml.safe_dump({"envs": ["CartPole-v1"], "total_steps": 1024, "bogus": 1}))
     assert main(["sweep", "--config", str(config), "--out", str(tmp_path / "sw2")]) == 2
     assert "unknown sweep key(s) bogus" in capsys.readouterr().err
+
+
+def test_sweep_into_a_folder_holding_another_sweep_is_refused(tmp_path, capsys):
+    run_sweep(SweepSpec(envs=["CartPole-v1"], total_steps=512, seeds=[0], variants=["vanilla"], overrides=TINY),
+              tmp_path / "sw", workers=1)
+    code = main(["sweep", "--env", "CartPole-v1", "--seeds", "1", "--total-steps", "1024", "--out", str(tmp_path / "sw")])
+    assert code == 2 and "holds a different sweep" in capsys.readouterr().err

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import errno
 import sys
 import time
 from pathlib import Path
@@ -9,7 +10,7 @@ from typing import Annotated, Any
 
 import typer
 
-from dpd.errors import DPDUserError
+from dpd.errors import DPDUserError, TrainingDiverged
 
 app = typer.Typer(
     add_completion=False,
@@ -26,7 +27,8 @@ def _echo(msg: str) -> None:
 
 @app.command()
 def train(
-    env: Annotated[str, typer.Option("--env", help="Gymnasium id, e.g. HalfCheetah-v5, CartPole-v1")],
+    ctx: typer.Context,
+    env: Annotated[str | None, typer.Option("--env", help="Gymnasium id, e.g. HalfCheetah-v5, CartPole-v1")] = None,
     algo: Annotated[str, typer.Option(help="base algorithm: ppo | a2c")] = "ppo",
     total_steps: Annotated[int, typer.Option(help="TOTAL env steps over all learners (DPD: half per student)")] = 1_000_000,
     method: Annotated[str, typer.Option(help="dpd | vanilla (one SB3 learner, same total steps)")] = "dpd",
@@ -42,11 +44,31 @@ def train(
     overwrite: Annotated[bool, typer.Option(help="replace an existing run folder")] = False,
     progress: Annotated[bool, typer.Option(help="show a progress bar")] = True,
     verbose: Annotated[int, typer.Option(help="1: print SB3's log tables")] = 0,
+    resume: Annotated[Path | None, typer.Option(help="continue this run folder from its last checkpoint")] = None,
 ) -> None:
     """Train a DPD pair (or the vanilla baseline) and save logs, models and summary.json in the run folder."""
     from dpd.config import TrainConfig, apply_overrides
+    from dpd.errors import TrainingInterrupted
+    from dpd.training import resume as resume_training
     from dpd.training import train as run_training
 
+    show_bar = progress and sys.stderr.isatty()
+    if resume is not None:
+        given = [p for p in ("env", "algo", "total_steps", "method", "alpha", "weighting", "seed", "preset", "set_", "out",
+                             "overwrite") if ctx.get_parameter_source(p).name == "COMMANDLINE"]  # type: ignore[union-attr]
+        if given:
+            flags = ", ".join("--" + g.rstrip("_").replace("_", "-") for g in given)
+            raise DPDUserError(f"--resume continues the run's stored config.yaml; drop {flags} (a changed config "
+                               "cannot resume a run)")
+        try:
+            summary = resume_training(resume, progress_bar=show_bar, log=_echo, verbose=verbose)
+        except TrainingInterrupted as exc:
+            _echo(f"dpd: interrupted: {exc}")
+            raise typer.Exit(130) from None
+        _print_table([(str(resume), summary)])
+        return
+    if env is None:
+        raise DPDUserError("dpd train needs --env ID (or --resume RUN)")
     config = TrainConfig(
         env_id=env, algo=algo, method=method, total_steps=total_steps, seed=seed, preset=preset, alpha=alpha,
         weighting=weighting,
@@ -54,8 +76,11 @@ def train(
     config = apply_overrides(config, set_ or []).resolve()
     if out is None:
         out = Path("runs") / f"{config.env_id}_{config.algo}_{config.method}_s{config.seed}_{time.strftime('%Y%m%d-%H%M%S')}"
-    summary = run_training(config, out, overwrite=overwrite, progress_bar=progress and sys.stderr.isatty(), log=_echo,
-                           verbose=verbose)
+    try:
+        summary = run_training(config, out, overwrite=overwrite, progress_bar=show_bar, log=_echo, verbose=verbose)
+    except TrainingInterrupted as exc:
+        _echo(f"dpd: interrupted: {exc}")
+        raise typer.Exit(130) from None
     _print_table([(str(out), summary)])
 
 
@@ -205,6 +230,15 @@ def main(argv: list[str] | None = None) -> int:
     except DPDUserError as exc:
         _echo(f"dpd: error: {exc}")
         return 2
+    except TrainingDiverged as exc:
+        _echo(f"dpd: training stopped: {exc}")
+        return 1
+    except OSError as exc:  # the machine, not the code: say which file and why, in one line
+        if exc.errno in (errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EACCES, errno.EPERM):
+            _echo(f"dpd: error: cannot write {exc.filename or 'a file'}: {exc.strerror}; free space or choose another"
+                  " --out (files written so far are complete: writes are atomic)")
+            return 2
+        raise
 
 
 if __name__ == "__main__":

@@ -132,6 +132,12 @@ class TrainConfig:
     torch_threads: int = 1
     #: also write TensorBoard event files (progress.csv is always written).
     tensorboard: bool = True
+    #: write RUN/checkpoint.pt every this many TOTAL env steps (0: only on Ctrl-C / SIGTERM); see `dpd train --resume`.
+    checkpoint_freq: int = 0
+    #: off-policy: put the replay buffers into checkpoints (large; needed for an exact resume).
+    checkpoint_replay_buffer: bool = False
+    #: stop (with a checkpoint) when this many distillation batches in a row had a non-finite loss.
+    max_nonfinite_batches: int = 100
 
     # ------------------------------------------------------------------ conversion
     def to_dict(self) -> dict[str, Any]:
@@ -203,8 +209,10 @@ class TrainConfig:
             raise DPDUserError(f"max_log_weight must be a positive finite number, got {self.max_log_weight}")
         if self.eval_freq < 0:
             raise DPDUserError(f"eval_freq must be >= 0 (0: no evaluation), got {self.eval_freq}")
+        if self.checkpoint_freq < 0:
+            raise DPDUserError(f"checkpoint_freq must be >= 0 (0: only on Ctrl-C / SIGTERM), got {self.checkpoint_freq}")
         for key in ("distill_lr", "distill_batch_size", "distill_steps", "distill_window", "eval_episodes",
-                    "n_envs", "torch_threads", "iteration_steps"):
+                    "n_envs", "torch_threads", "iteration_steps", "max_nonfinite_batches"):
             value = getattr(self, key)
             if value is None or not (math.isfinite(value) and value > 0):
                 raise DPDUserError(f"{key} must be positive, got {value}")
@@ -267,7 +275,8 @@ _TOP_LEVEL_TYPES: dict[str, type] = {
     "iteration_steps": int, "distill_window": int,
     "eval_freq": int, "eval_episodes": int, "n_envs": int, "normalize": bool, "normalize_reward": bool,
     "algo_kwargs": dict,
-    "device": str, "torch_threads": int, "tensorboard": bool,
+    "device": str, "torch_threads": int, "tensorboard": bool, "checkpoint_freq": int, "checkpoint_replay_buffer": bool,
+    "max_nonfinite_batches": int,
 }  # fmt: skip
 
 

@@ -90,6 +90,8 @@ class Student(ABC):
         if distill is not None:
             self.optimizer = th.optim.Adam(self.actor_parameters(), lr=distill.lr)
         self.distill_skipped_nonfinite = 0
+        #: consecutive distillation batches skipped for a non-finite loss (reset by any finite one)
+        self.nonfinite_streak = 0
 
     # ------------------------------------------------------------------ subclass interface
     @abstractmethod
@@ -159,10 +161,18 @@ class Student(ABC):
         return self.recorder.return_std if self.distill_settings.xi_scale == "return_std" else 1.0
 
     # ------------------------------------------------------------------ Algorithm 1 steps
-    def setup(self, total_steps: int, callback: BaseCallback | list[BaseCallback] | None = None) -> None:
-        """Prepare SB3's learning state for ``total_steps`` of this learner's own env steps."""
+    def setup(
+        self, total_steps: int, callback: BaseCallback | list[BaseCallback] | None = None, resume: bool = False
+    ) -> None:
+        """Prepare SB3's learning state for ``total_steps`` of this learner's own env steps.
+
+        :param resume: the model's counters and last observation were restored from a checkpoint: keep them
+            (SB3's ``reset_num_timesteps=False``: no env reset, the step counter continues).
+        """
         self.total_steps = total_steps
-        _, self._callback = self.model._setup_learn(total_steps, callback, True, self.name, False)
+        m = self.model
+        remaining = total_steps - m.num_timesteps if resume else total_steps
+        _, self._callback = m._setup_learn(remaining, callback, not resume, self.name, False)
         self._callback.on_training_start(locals(), globals())
 
     def iterate(self) -> bool:
@@ -218,7 +228,9 @@ class Student(ABC):
             )
             if not math.isfinite(stats.loss):
                 self.distill_skipped_nonfinite += 1  # never let a non-finite loss reach the optimiser
+                self.nonfinite_streak += 1
                 continue
+            self.nonfinite_streak = 0
             self.optimizer.zero_grad()
             loss.backward()
             self.optimizer.step()
@@ -243,6 +255,63 @@ class Student(ABC):
             self._eval_env.close()
         self.train_env.close()
 
-    def extra_state(self) -> dict[str, Any]:
-        """Student state beyond the SB3 model (for checkpoints)."""
-        return {"iteration": self.iteration, "recorder": self.recorder.get_state()}
+    # ------------------------------------------------------------------ checkpoints
+    _MODEL_ATTRS = ("num_timesteps", "_n_updates", "_episode_num", "_current_progress_remaining", "_last_obs",
+                    "_last_episode_starts", "_last_original_obs")
+
+    def state_dict(self) -> dict[str, Any]:
+        """Everything needed to continue this student exactly: plain data (see :mod:`dpd.training.checkpoint`)."""
+        from stable_baselines3.common.save_util import recursive_getattr
+
+        from dpd.training.checkpoint import _gen_state, plain, vec_env_state
+
+        m = self.model
+        modules, variables = m._get_torch_save_params()
+        return {
+            "torch": {name: recursive_getattr(m, name).state_dict() for name in modules},
+            "torch_variables": {name: recursive_getattr(m, name).detach().clone() for name in variables},
+            "distill_optimizer": self.optimizer.state_dict() if self.optimizer is not None else None,
+            "model": plain({k: getattr(m, k, None) for k in self._MODEL_ATTRS}),
+            "ep_info_buffer": plain(list(m.ep_info_buffer or [])),
+            "ep_success_buffer": plain(list(m.ep_success_buffer or [])),
+            "student": {"iteration": self.iteration, "rng": _gen_state(self._rng),
+                        "skipped_nonfinite": self.distill_skipped_nonfinite},
+            "train_env": vec_env_state(self.train_env),
+            "eval_env": vec_env_state(self._eval_env) if self._eval_env is not None else None,
+            "eval_env_copies": self._eval_env.num_envs if self._eval_env is not None else 0,
+        }
+
+    def load_model_state(self, state: dict[str, Any]) -> None:
+        """First half of a restore, BEFORE :meth:`setup`: networks, optimisers, counters, last observation."""
+        from stable_baselines3.common.save_util import recursive_getattr
+
+        from dpd.training.checkpoint import arr
+
+        m = self.model
+        for name, sd in state["torch"].items():
+            recursive_getattr(m, name).load_state_dict(sd)
+        for name, value in state["torch_variables"].items():
+            with th.no_grad():
+                recursive_getattr(m, name).copy_(value)
+        if self.optimizer is not None and state["distill_optimizer"] is not None:
+            self.optimizer.load_state_dict(state["distill_optimizer"])
+        for key, value in state["model"].items():
+            if hasattr(m, key):
+                setattr(m, key, arr(value) if isinstance(value, th.Tensor) else value)
+
+    def load_env_state(self, state: dict[str, Any]) -> None:
+        """Second half, AFTER :meth:`setup`: episode buffers, environments (train and eval), sampler RNG."""
+        from collections import deque
+
+        from dpd.training.checkpoint import _set_gen_state, set_vec_env_state
+
+        m = self.model
+        m.ep_info_buffer = deque(state["ep_info_buffer"], maxlen=m._stats_window_size)
+        m.ep_success_buffer = deque(state["ep_success_buffer"], maxlen=m._stats_window_size)
+        set_vec_env_state(self.train_env, state["train_env"])
+        if state["eval_env"] is not None:
+            self._eval_env = make_eval_env(self._eval_env_id, self._eval_seed, self.train_env, state["eval_env_copies"])
+            set_vec_env_state(self._eval_env, state["eval_env"])
+        self.iteration = state["student"]["iteration"]
+        self.distill_skipped_nonfinite = state["student"]["skipped_nonfinite"]
+        _set_gen_state(self._rng, state["student"]["rng"])

@@ -13,6 +13,8 @@ taken in it (paper §4.2 / the authors' DDPG: one distillation step per RL step)
 
 from __future__ import annotations
 
+from typing import Any
+
 import numpy as np
 import torch as th
 from stable_baselines3.common.callbacks import BaseCallback
@@ -98,3 +100,24 @@ class OffPolicyStudent(Student):
 
     def dump_logs(self) -> None:
         self.model.dump_logs()
+
+    # the replay buffer is part of a checkpoint only when asked (it is large): without it a resumed run refills it
+    _BUFFER_FIELDS = ("observations", "next_observations", "actions", "rewards", "dones", "timeouts")
+
+    def replay_buffer_state(self) -> dict[str, Any]:
+        from dpd.training.checkpoint import plain
+
+        rb = self.model.replay_buffer
+        assert rb is not None
+        return {"pos": rb.pos, "full": rb.full,
+                **{k: plain(getattr(rb, k)) for k in self._BUFFER_FIELDS if getattr(rb, k, None) is not None}}
+
+    def load_replay_buffer_state(self, state: dict[str, Any]) -> None:
+        from dpd.training.checkpoint import arr
+
+        rb = self.model.replay_buffer
+        assert rb is not None
+        rb.pos, rb.full = int(state["pos"]), bool(state["full"])
+        for k in self._BUFFER_FIELDS:
+            if k in state:
+                getattr(rb, k)[...] = arr(state[k])

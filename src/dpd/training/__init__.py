@@ -1,5 +1,6 @@
 """Training: Algorithm 1 over students, evaluation schedule, logs, run folder."""
 
-from dpd.training.trainer import DPDTrainer, train
+from dpd.errors import TrainingDiverged, TrainingInterrupted
+from dpd.training.trainer import DPDTrainer, resume, train
 
-__all__ = ["DPDTrainer", "train"]
+__all__ = ["DPDTrainer", "TrainingDiverged", "TrainingInterrupted", "resume", "train"]

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import fcntl
 import json
 import os
 import shutil
@@ -40,16 +41,50 @@ def check_run_dir(out: str | os.PathLike[str], overwrite: bool) -> Path:
     return path
 
 
-def create_run_dir(out: str | os.PathLike[str], overwrite: bool) -> Path:
-    """Create (or, with ``overwrite``, empty) the run folder after :func:`check_run_dir` passed."""
+LOCK_FILE = ".lock"
+
+
+class RunLock:
+    """An exclusive lock on a run folder, held while a process writes it (a second writer gets a one-line error)."""
+
+    def __init__(self, run_dir: Path) -> None:
+        self.path = run_dir / LOCK_FILE
+        self._fh: Any = None
+
+    def acquire(self) -> RunLock:
+        fh = open(self.path, "a+")  # noqa: SIM115 - held until release()
+        try:
+            fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            fh.seek(0)
+            owner = fh.read().strip() or "?"
+            fh.close()
+            raise DPDUserError(f"{self.path.parent} is being written by another dpd process (pid {owner}); wait for it"
+                               " or choose another --out") from None
+        fh.seek(0)
+        fh.truncate()
+        fh.write(str(os.getpid()))
+        fh.flush()
+        self._fh = fh
+        return self
+
+    def release(self) -> None:
+        if self._fh is not None:
+            self._fh.close()
+            self._fh = None
+
+
+def create_run_dir(out: str | os.PathLike[str], overwrite: bool) -> tuple[Path, RunLock]:
+    """Create (or, with ``overwrite``, empty) the run folder after :func:`check_run_dir` passed; returns it locked."""
     path = check_run_dir(out, overwrite)
     try:
         if path.is_dir() and any(path.iterdir()):
+            RunLock(path).acquire().release()  # refuse to delete a folder another process is writing
             shutil.rmtree(path)
         path.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
         raise DPDUserError(f"cannot write to --out {path}: {exc.strerror or exc}") from None
-    return path
+    return path, RunLock(path).acquire()
 
 
 def atomic_write_text(path: str | os.PathLike[str], text: str) -> None:
@@ -57,6 +92,7 @@ def atomic_write_text(path: str | os.PathLike[str], text: str) -> None:
     path = Path(path)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
+        os.chmod(tmp, 0o666 & ~_umask())  # mkstemp makes 0600 files; give the file the usual permissions
         with os.fdopen(fd, "w") as fh:
             fh.write(text)
             fh.flush()
@@ -66,6 +102,12 @@ def atomic_write_text(path: str | os.PathLike[str], text: str) -> None:
         if os.path.exists(tmp):
             os.unlink(tmp)
         raise
+
+
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
 
 
 def write_json(path: str | os.PathLike[str], data: Any) -> None:

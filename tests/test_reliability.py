@@ -1,0 +1,216 @@
+"""Checkpoints, exact resume, crash safety, determinism, the non-finite guard and safe loading."""
+
+import csv
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import torch as th
+from stable_baselines3 import PPO, TD3
+
+from dpd import TrainConfig, train
+from dpd.cli import main
+from dpd.errors import DPDUserError, TrainingDiverged, TrainingInterrupted
+from dpd.training import resume
+from dpd.training.checkpoint import CHECKPOINT_FILE, load_checkpoint, save_checkpoint
+
+CARTPOLE = ["--env", "CartPole-v1", "--total-steps", "12288", "--set", "checkpoint_freq=2048", "--set", "eval_freq=2048",
+            "--set", "eval_episodes=2", "--no-progress"]
+
+
+def rows(path: Path) -> list[dict]:
+    return list(csv.DictReader(path.read_text().splitlines()))
+
+
+def assert_same_run(a: Path, b: Path, cls=PPO, learners=("student0", "student1")):
+    """Bitwise-equal parameters, and logs with the same rows (no duplicated or missing ones)."""
+    for name in learners:
+        pa = cls.load(a / name / "model.zip", device="cpu").policy.state_dict()
+        pb = cls.load(b / name / "model.zip", device="cpu").policy.state_dict()
+        assert pa.keys() == pb.keys() and all(th.equal(pa[k], pb[k]) for k in pa), f"{name}: parameters differ"
+        ra, rb = (rows(x / name / "progress.csv") for x in (a, b))
+        keys = ("time/total_timesteps", "train/loss", "train/actor_loss", "distill/loss", "eval/mean_return")
+        assert [[r.get(k) for k in keys] for r in ra] == [[r.get(k) for k in keys] for r in rb]
+        ea, eb = ([row.split(",")[:3] for row in (x / name / "evaluations.csv").read_text().splitlines()] for x in (a, b))
+        assert ea == eb
+        ma, mb = ([row.split(",")[:2] for row in (x / name / "train_episodes.monitor.csv").read_text().splitlines()[1:]]
+                  for x in (a, b))
+        assert ma == mb
+
+
+def test_sigkill_then_resume_equals_an_uninterrupted_run(tmp_path):
+    a, b = tmp_path / "a", tmp_path / "b"
+    assert subprocess.run([sys.executable, "-m", "dpd.cli", "train", *CARTPOLE, "--out", str(a)],
+                          capture_output=True).returncode == 0
+    proc = subprocess.Popen([sys.executable, "-m", "dpd.cli", "train", *CARTPOLE, "--out", str(b)],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.time() + 120
+    while not (b / CHECKPOINT_FILE).exists() and time.time() < deadline:
+        time.sleep(0.02)
+    time.sleep(1.0)  # somewhere after the first checkpoint, mid-iteration
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    assert not (b / "summary.json").exists()
+    assert main(["train", "--resume", str(b), "--no-progress"]) == 0
+    assert_same_run(a, b)
+
+
+class SignalAt:
+    """An SB3 callback that sends a signal to this process once the learner passed ``steps``."""
+
+    def __new__(cls, steps, sig):
+        from stable_baselines3.common.callbacks import BaseCallback
+
+        class _Cb(BaseCallback):
+            sent = False
+
+            def _on_step(self) -> bool:
+                if not _Cb.sent and self.num_timesteps >= steps:
+                    _Cb.sent = True
+                    os.kill(os.getpid(), sig)
+                return True
+
+        return _Cb()
+
+
+@pytest.mark.parametrize("case", ["mujoco_ppo", "td3_replay"])
+def test_sigterm_checkpoints_and_resume_is_exact(tmp_path, case):
+    if case == "mujoco_ppo":  # MuJoCo physics mid-episode, VecNormalize statistics
+        cfg, cls = TrainConfig(env_id="InvertedPendulum-v5", total_steps=4096, eval_freq=1024, eval_episodes=2), PPO
+    else:  # off-policy: replay buffers in the checkpoint, action noise, TD3's delayed updates
+        cfg = TrainConfig(env_id="Pendulum-v1", algo="td3", total_steps=3000, iteration_steps=250, eval_freq=1000,
+                          eval_episodes=1, checkpoint_replay_buffer=True,
+                          algo_kwargs={"learning_starts": 200, "buffer_size": 5000, "noise_std": 0.1,
+                                       "policy_kwargs": {"net_arch": [32, 32]}})
+        cls = TD3
+    train(cfg, tmp_path / "a")
+    state = {}
+
+    def factory(name):
+        return SignalAt(900, signal.SIGTERM) if name == "student1" else None
+
+    with pytest.raises(TrainingInterrupted, match="resume with"):
+        train(cfg, tmp_path / "b", callbacks=factory)
+    state["ckpt"] = load_checkpoint(tmp_path / "b" / CHECKPOINT_FILE)
+    assert 0 < sum(s["model"]["num_timesteps"] for s in state["ckpt"]["students"]) < cfg.total_steps
+    resume(tmp_path / "b")
+    assert_same_run(tmp_path / "a", tmp_path / "b", cls)
+
+
+def test_same_seed_same_result(tmp_path):
+    cfg = TrainConfig(env_id="CartPole-v1", total_steps=4096, eval_freq=1024, eval_episodes=2, seed=3)
+    s1, s2 = train(cfg, tmp_path / "a"), train(cfg, tmp_path / "b")
+    assert s1["learners"] == s2["learners"]
+    assert_same_run(tmp_path / "a", tmp_path / "b")
+    s3 = train(TrainConfig(**{**cfg.to_dict(), "seed": 4}), tmp_path / "c")
+    assert s3["learners"] != s1["learners"]
+
+
+def test_a_crash_while_writing_leaves_the_previous_checkpoint_valid(tmp_path):
+    path = tmp_path / CHECKPOINT_FILE
+    save_checkpoint(path, {"config": {"a": 1}, "x": th.ones(3)})
+    before = path.read_bytes()
+
+    class Unpicklable:
+        def __reduce__(self):
+            raise RuntimeError("disk full")
+
+    with pytest.raises(RuntimeError, match="disk full"):
+        save_checkpoint(path, {"config": {"a": 2}, "x": th.zeros(10**6), "boom": Unpicklable()})
+    assert path.read_bytes() == before and load_checkpoint(path)["config"] == {"a": 1}
+    assert [p.name for p in tmp_path.iterdir()] == [CHECKPOINT_FILE]  # no temporary file left behind
+    (tmp_path / f".{CHECKPOINT_FILE}.123.tmp").write_bytes(b"half a checkp")  # what a SIGKILL mid-write leaves
+    assert load_checkpoint(path)["config"] == {"a": 1}
+
+
+class Evil:
+    def __reduce__(self):
+        return (os.system, ("touch pwned",))
+
+
+def test_a_malicious_checkpoint_is_refused_and_runs_nothing(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    path = tmp_path / CHECKPOINT_FILE
+    th.save({"format": "dpd-checkpoint-1", "payload": Evil()}, path)
+    with pytest.raises(DPDUserError, match="not a readable dpd checkpoint"):
+        load_checkpoint(path)
+    assert not (tmp_path / "pwned").exists()
+
+
+@pytest.mark.parametrize("content", [b"", b"garbage" * 10, b"PK\x03\x04 truncated zip"])
+def test_corrupt_or_foreign_checkpoints_give_one_line_errors(tmp_path, content):
+    path = tmp_path / CHECKPOINT_FILE
+    path.write_bytes(content)
+    with pytest.raises(DPDUserError) as info:
+        load_checkpoint(path)
+    assert str(path) in str(info.value) and "\n" not in str(info.value)
+    th.save({"something": "else"}, path)
+    with pytest.raises(DPDUserError, match="not a dpd checkpoint"):
+        load_checkpoint(path)
+
+
+def test_non_finite_distillation_is_skipped_counted_and_stops_the_run(tmp_path, monkeypatch):
+    from dpd.students.on_policy import OnPolicyStudent
+
+    original = OnPolicyStudent.value_estimates
+
+    def nan_values(self, obs):
+        return original(self, obs) * float("nan")
+
+    monkeypatch.setattr(OnPolicyStudent, "value_estimates", nan_values)
+    cfg = TrainConfig(env_id="CartPole-v1", total_steps=20_000, eval_freq=10_000, eval_episodes=1,
+                      max_nonfinite_batches=25)
+    with pytest.raises(TrainingDiverged, match="non-finite"):
+        train(cfg, tmp_path / "run")
+    ckpt = load_checkpoint(tmp_path / "run" / CHECKPOINT_FILE)
+    assert ckpt["students"][0]["student"]["skipped_nonfinite"] >= 20
+    progress = rows(tmp_path / "run" / "student0" / "progress.csv")
+    assert float(progress[-1]["distill/skipped_nonfinite"]) >= 20
+    assert not (tmp_path / "run" / "summary.json").exists()
+
+
+def test_two_processes_cannot_write_the_same_run(tmp_path, capsys):
+    out = tmp_path / "run"
+    proc = subprocess.Popen([sys.executable, "-m", "dpd.cli", "train", "--env", "CartPole-v1", "--total-steps", "200000",
+                             "--out", str(out), "--no-progress"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        deadline = time.time() + 60
+        while not (out / "config.yaml").exists() and time.time() < deadline:
+            time.sleep(0.05)
+        code = main(["train", "--env", "CartPole-v1", "--total-steps", "1000", "--out", str(out), "--overwrite"])
+        err = capsys.readouterr().err
+        assert code == 2 and "being written by another dpd process" in err and len(err.strip().splitlines()) == 1
+        assert proc.poll() is None  # the first run was not disturbed
+    finally:
+        proc.kill()
+        proc.wait()
+
+
+@pytest.mark.parametrize("setup,args,message", [
+    ("none", ["--resume", "{run}"], "no such run folder"),
+    ("empty", ["--resume", "{run}"], "not a dpd run folder"),
+    ("finished", ["--resume", "{run}"], "nothing to resume"),
+    ("no_checkpoint", ["--resume", "{run}"], "no checkpoint"),
+    ("corrupt", ["--resume", "{run}"], "not a readable dpd checkpoint"),
+    ("no_checkpoint", ["--resume", "{run}", "--alpha", "3"], "drop --alpha"),
+])  # fmt: skip
+def test_bad_resume(tmp_path, capsys, setup, args, message):
+    run = tmp_path / "run"
+    if setup != "none":
+        run.mkdir()
+    if setup in ("finished", "no_checkpoint", "corrupt"):
+        train(TrainConfig(env_id="CartPole-v1", total_steps=512, eval_freq=10_000, eval_episodes=1), run,
+              overwrite=True)
+        if setup != "finished":
+            (run / "summary.json").unlink()
+        if setup == "corrupt":
+            (run / CHECKPOINT_FILE).write_bytes(b"\x80\x04 not really")
+    before = sorted(p.name for p in run.rglob("*")) if run.exists() else []
+    code = main(["train", *[a.format(run=run) for a in args]])
+    err = capsys.readouterr().err
+    assert code == 2 and message in err and len(err.strip().splitlines()) == 1, err
+    assert (sorted(p.name for p in run.rglob("*")) if run.exists() else []) == before
