@@ -16,6 +16,7 @@ def run_cli(capsys, *args):
 BAD_TRAIN_ARGS = {
     "unknown env id": (["--env", "NoSuchEnv-v0"], "unknown environment id"),
     "unknown preset": (["--env", "CartPole-v1", "--preset", "best"], "unknown preset"),
+    "env module not importable": (["--env", "no_such_module_xyz:Foo-v0"], "cannot import 'no_such_module_xyz'"),
     "paper preset for a2c": (["--env", "CartPole-v1", "--algo", "a2c", "--preset", "paper"], "no 'paper' preset"),
     "unknown config key": (["--env", "CartPole-v1", "--set", "alhpa=1"], "unknown config key 'alhpa'"),
     "unknown SB3 argument": (["--env", "CartPole-v1", "--set", "algo.nsteps=8"], "PPO has no argument 'nsteps'"),
