@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import os
 import random
-import tempfile
 import warnings
 from pathlib import Path
 from typing import Any
@@ -28,7 +27,7 @@ from stable_baselines3.common.vec_env import DummyVecEnv, VecEnv, VecEnvWrapper,
 
 from dpd.envs import RecentStates
 from dpd.errors import DPDUserError
-from dpd.training.run_dir import _umask
+from dpd.training.run_dir import atomic_write
 
 CHECKPOINT_FILE = "checkpoint.pt"
 FORMAT = "dpd-checkpoint-1"
@@ -210,19 +209,7 @@ def set_vec_env_state(venv: VecEnv, state: dict[str, Any]) -> None:
 # ---------------------------------------------------------------------- the file
 def save_checkpoint(path: str | os.PathLike[str], payload: dict[str, Any]) -> None:
     """Atomically write ``payload`` (plain data) to ``path``."""
-    path = Path(path)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        os.chmod(tmp, 0o666 & ~_umask())
-        with os.fdopen(fd, "wb") as fh:
-            th.save({"format": FORMAT, **payload}, fh)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
+    atomic_write(path, lambda fh: th.save({"format": FORMAT, **payload}, fh), binary=True)
 
 
 def load_checkpoint(path: str | os.PathLike[str]) -> dict[str, Any]:
