@@ -4,9 +4,11 @@ Variants, each run in a fresh process (so its peak RSS is its own), interleaved 
   vanilla_sb3   stock SB3 ``model.learn(2N)``: one learner, the fair baseline's budget
   pair_sb3      two stock SB3 learners back to back, N steps each (what DPD does, minus distillation)
   dpd_seq       the DPD pair, sequential Algorithm 1, N steps per student (2N in total)
+  dpd_par       the DPD pair, parallel mode (one process per student), N steps per student
 Evaluation is off in every variant. Ratios printed:
-  P2 = dpd_seq / pair_sb3   (the overhead DPD adds: distillation, peer batches, logging)
-  mem = peak RSS of dpd_seq / peak RSS of vanilla_sb3 (one learner)
+  P1 = dpd_par / vanilla_sb3  (wall time of DPD against the baseline it is compared with; the limit is 0.5)
+  P2 = dpd_seq / pair_sb3     (the overhead DPD adds: distillation, peer batches, logging)
+  mem = peak RSS of dpd_seq / peak RSS of vanilla_sb3 (one learner); dpd_par sums its three processes
 With --full-buffers (off-policy) the replay buffers are also filled completely before the peak RSS is read, so
 the memory column is that of a run at its default buffer size when the buffers are full.
 
@@ -25,10 +27,10 @@ import tempfile
 import time
 from typing import Any
 
-VARIANTS = ("vanilla_sb3", "pair_sb3", "dpd_seq")
+VARIANTS = ("vanilla_sb3", "pair_sb3", "dpd_seq", "dpd_par")
 
 
-def _config(algo: str, env: str, method: str, total: int, learning_starts: int | None) -> Any:
+def _config(algo: str, env: str, method: str, total: int, learning_starts: int | None, parallel: bool = False) -> Any:
     from dpd import TrainConfig
 
     kwargs: dict[str, Any] = {}
@@ -36,7 +38,7 @@ def _config(algo: str, env: str, method: str, total: int, learning_starts: int |
         kwargs["learning_starts"] = learning_starts
     preset = "paper" if algo == "ddpg" else "zoo"
     return TrainConfig(env_id=env, algo=algo, method=method, total_steps=total, eval_freq=0, preset=preset,
-                       algo_kwargs=kwargs).resolve()
+                       algo_kwargs=kwargs, parallel=parallel).resolve()
 
 
 def _fill(model: Any) -> None:
@@ -57,15 +59,18 @@ def run_variant(variant: str, algo: str, env: str, steps: int, learning_starts: 
     from dpd.training.trainer import DPDTrainer
 
     start = time.perf_counter()
-    if variant == "dpd_seq":
-        cfg = _config(algo, env, "dpd", 2 * steps, learning_starts)
+    extra_mib = 0.0
+    if variant in ("dpd_seq", "dpd_par"):
+        cfg = _config(algo, env, "dpd", 2 * steps, learning_starts, parallel=variant == "dpd_par")
         with tempfile.TemporaryDirectory() as tmp:
             trainer = DPDTrainer(cfg, tmp)
             trainer.learn()
             wall = time.perf_counter() - start
-            if full:
+            if full and variant == "dpd_seq":
                 for s in trainer.students:
                     _fill(s.model)
+            if variant == "dpd_par":  # the students' processes: their own peaks, added to the parent's
+                extra_mib = sum(trainer._all("peak_rss_mib"))
             trainer.close()
     else:
         cfg = _config(algo, env, "vanilla", 2 * steps, learning_starts)
@@ -80,7 +85,7 @@ def run_variant(variant: str, algo: str, env: str, steps: int, learning_starts: 
         if full:
             for m in models:
                 _fill(m)
-    peak_mib = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    peak_mib = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024 + extra_mib
     return {"variant": variant, "wall_s": wall, "env_steps": 2 * steps, "steps_per_s": 2 * steps / wall,
             "peak_rss_mib": peak_mib}
 
@@ -120,7 +125,8 @@ def main() -> None:
     for v in VARIANTS:
         b = best[v]
         print(f"| {v} | {b['env_steps']} | {b['wall_s']:.1f} | {b['steps_per_s']:.0f} | {b['peak_rss_mib']:.0f} |")
-    print(f"\nP2 = dpd_seq / pair_sb3 = {best['dpd_seq']['wall_s'] / best['pair_sb3']['wall_s']:.3f}")
+    print(f"\nP1 = dpd_par / vanilla_sb3 = {best['dpd_par']['wall_s'] / best['vanilla_sb3']['wall_s']:.3f}")
+    print(f"P2 = dpd_seq / pair_sb3 = {best['dpd_seq']['wall_s'] / best['pair_sb3']['wall_s']:.3f}")
     print(f"mem = dpd_seq / vanilla_sb3 = {best['dpd_seq']['peak_rss_mib'] / best['vanilla_sb3']['peak_rss_mib']:.2f}")
 
 

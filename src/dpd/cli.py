@@ -42,6 +42,9 @@ def train(
     ] = None,
     out: Annotated[Path | None, typer.Option(help="run folder (default: runs/<env>_<algo>_<method>_s<seed>_<time>)")] = None,
     overwrite: Annotated[bool, typer.Option(help="replace an existing run folder")] = False,
+    parallel: Annotated[
+        bool | None, typer.Option("--parallel/--sequential", help="each student in its own process / Algorithm 1 exactly")
+    ] = None,
     progress: Annotated[bool, typer.Option(help="show a progress bar")] = True,
     verbose: Annotated[int, typer.Option(help="1: print SB3's log tables")] = 0,
     resume: Annotated[Path | None, typer.Option(help="continue this run folder from its last checkpoint")] = None,
@@ -55,7 +58,7 @@ def train(
     show_bar = progress and sys.stderr.isatty()
     if resume is not None:
         given = [p for p in ("env", "algo", "total_steps", "method", "alpha", "weighting", "seed", "preset", "set_", "out",
-                             "overwrite") if ctx.get_parameter_source(p).name == "COMMANDLINE"]  # type: ignore[union-attr]
+                             "overwrite", "parallel") if ctx.get_parameter_source(p).name == "COMMANDLINE"]  # type: ignore[union-attr]
         if given:
             flags = ", ".join("--" + g.rstrip("_").replace("_", "-") for g in given)
             raise DPDUserError(f"--resume continues the run's stored config.yaml; drop {flags} (a changed config "
@@ -73,6 +76,8 @@ def train(
         env_id=env, algo=algo, method=method, total_steps=total_steps, seed=seed, preset=preset, alpha=alpha,
         weighting=weighting,
     )  # fmt: skip
+    if parallel is not None:
+        config.parallel = parallel
     config = apply_overrides(config, set_ or []).resolve()
     if out is None:
         out = Path("runs") / f"{config.env_id}_{config.algo}_{config.method}_s{config.seed}_{time.strftime('%Y%m%d-%H%M%S')}"

@@ -130,6 +130,8 @@ class TrainConfig:
     device: str = "cpu"
     #: torch threads per process (1 avoids oversubscription when learners run side by side).
     torch_threads: int = 1
+    #: each DPD student in its own process (see DPDTrainer); False: Algorithm 1 exactly, in one process.
+    parallel: bool = False
     #: also write TensorBoard event files (progress.csv is always written).
     tensorboard: bool = True
     #: write RUN/checkpoint.pt every this many TOTAL env steps (0: only on Ctrl-C / SIGTERM); see `dpd train --resume`.
@@ -275,7 +277,8 @@ _TOP_LEVEL_TYPES: dict[str, type] = {
     "iteration_steps": int, "distill_window": int,
     "eval_freq": int, "eval_episodes": int, "n_envs": int, "normalize": bool, "normalize_reward": bool,
     "algo_kwargs": dict,
-    "device": str, "torch_threads": int, "tensorboard": bool, "checkpoint_freq": int, "checkpoint_replay_buffer": bool,
+    "device": str, "torch_threads": int, "parallel": bool, "tensorboard": bool, "checkpoint_freq": int,
+    "checkpoint_replay_buffer": bool,
     "max_nonfinite_batches": int,
 }  # fmt: skip
 

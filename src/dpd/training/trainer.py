@@ -16,36 +16,42 @@ from __future__ import annotations
 import signal
 import threading
 import time
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-import torch as th
-from stable_baselines3.common.callbacks import BaseCallback
-
 import dpd
 from dpd.config import TrainConfig
-from dpd.episodes import EvalResult
 from dpd.errors import DPDUserError, TrainingDiverged, TrainingInterrupted
-from dpd.objective import DistillStats, dpd_weights
-from dpd.students.base import PeerBatch, Student
-from dpd.students.factory import build_student, set_torch_threads
-from dpd.training import logs
-from dpd.training.run_dir import CONFIG_FILE, EVAL_FILE, SUMMARY_FILE, EvalLog, create_run_dir, write_json, write_yaml
-
-CallbackFactory = Callable[[str], BaseCallback | list[BaseCallback] | None]
-LogFn = Callable[[str], None]
+from dpd.students.base import Student
+from dpd.students.factory import set_torch_threads
+from dpd.training.learner import CallbackFactory, Learner, LogFn
+from dpd.training.parallel import RemoteLearner
+from dpd.training.run_dir import CONFIG_FILE, SUMMARY_FILE, create_run_dir, write_json, write_yaml
 
 
 class DPDTrainer:
-    """Owns the learners of one run and runs Algorithm 1 over them.
+    """Owns the learners of one run and runs Algorithm 1 over them, in one process or one process per learner.
+
+    Sequential (``config.parallel`` false) is Algorithm 1 exactly::
+
+        A.iterate(); A.distill(B.peer_batch()); B.iterate(); B.distill(A.peer_batch())
+
+    Parallel runs each learner in its own process and each round as::
+
+        A.iterate() || B.iterate();  then  A.distill(B.peer_batch()) || B.distill(A.peer_batch())
+
+    so both students distill from the peer's batch taken right after the peer's RL update of the same round.
+    The difference from Algorithm 1: there, A distills from B's policy of the previous round (B has not iterated
+    yet) and B from A's policy after A's update AND A's distillation of this round.
 
     :param config: a resolved :class:`TrainConfig` (``config.resolve()``).
     :param run_dir: folder for logs, models and summary (created by :func:`dpd.training.run_dir.create_run_dir`);
         None keeps everything in memory.
-    :param callbacks: optional factory ``learner_name -> SB3 callback(s)``, called once per learner.
+    :param callbacks: optional factory ``learner_name -> SB3 callback(s)``, called once per learner (parallel mode:
+        a picklable, module-level function).
     :param progress_bar: one rich progress bar over the total env steps.
     :param log: where one-line progress messages go (default: nowhere).
+    :param resume_state: a checkpoint (:func:`dpd.training.checkpoint.load_checkpoint`) to continue from.
     """
 
     def __init__(
@@ -62,24 +68,21 @@ class DPDTrainer:
         self.run_dir = Path(run_dir) if run_dir is not None else None
         self.progress_bar = progress_bar
         self.log: LogFn = log or (lambda _msg: None)
-        self._resume = resume_state
+        self.parallel = bool(config.parallel)
         set_torch_threads(config.torch_threads)
-        kept = logs.keep_rows(self.run_dir, config.learner_names, resume_state["log_rows"]) if (
-            resume_state and self.run_dir) else {}
-        self.students: list[Student] = [
-            build_student(config, i, str(self.run_dir / name) if self.run_dir else None, verbose)
-            for i, name in enumerate(config.learner_names)
-        ]
-        if kept:
-            for s, st in zip(self.students, resume_state["students"] if resume_state else [], strict=True):
-                logs.restore_rows(s, kept[s.name], int(st["model"]["num_timesteps"]))
-        self._callbacks = callbacks
-        self._eval_logs = [EvalLog(self.run_dir / s.name / EVAL_FILE) if self.run_dir else None for s in self.students]
-        self.evaluations: dict[str, list[dict[str, float]]] = {s.name: [] for s in self.students}
-        self.skipped_empty = dict.fromkeys(config.learner_names, 0)
+        states = resume_state["students"] if resume_state is not None else [None] * len(config.learner_names)
+        self.learners: list[Any] = []
+        try:
+            for i, state in enumerate(states):
+                cls = RemoteLearner if self.parallel else Learner
+                self.learners.append(cls(config, i, self.run_dir, verbose, state, callbacks, log=self.log))
+        except BaseException:
+            self.close()
+            raise
+        self._steps = [0] * len(self.learners)
+        self._resume = resume_state
         self._start = time.time()
         self._elapsed_before = 0.0  # wall time of the run before a resume
-        self._next_eval = [0] * len(self.students)
         self._next_checkpoint = config.checkpoint_freq
         self._stop_signal: str | None = None
         self._diverged: str | None = None
@@ -88,8 +91,26 @@ class DPDTrainer:
     def dpd(self) -> bool:
         return self.config.method == "dpd"
 
+    @property
+    def students(self) -> list[Student]:
+        """The Student objects (sequential mode only: in parallel mode they live in other processes)."""
+        if self.parallel:
+            raise RuntimeError("in parallel mode the students live in their own processes")
+        return [learner.student for learner in self.learners]
+
     def total_env_steps(self) -> int:
-        return sum(s.num_timesteps for s in self.students)
+        return sum(self._steps)
+
+    # ------------------------------------------------------------------ calls on all learners
+    def _all(self, method: str, args: list[tuple[Any, ...]] | None = None, only: list[int] | None = None) -> list[Any]:
+        """``method`` on the learners ``only`` (default: all): in parallel mode at the same time."""
+        idx = list(range(len(self.learners))) if only is None else only
+        calls = [(self.learners[i], args[i] if args else ()) for i in idx]
+        if not self.parallel:
+            return [getattr(learner, method)(*a) for learner, a in calls]
+        for learner, a in calls:
+            learner.send(method, *a)
+        return [learner.recv() for learner, _ in calls]
 
     # ------------------------------------------------------------------ the loop
     def learn(self) -> dict[str, Any]:
@@ -97,48 +118,72 @@ class DPDTrainer:
         cfg = self.config
         per_learner = cfg.steps_per_learner
         if self._resume is not None:
-            self._restore(self._resume)
+            from dpd.training.checkpoint import set_rng_state
+
+            self._steps = self._all("setup")
+            self._elapsed_before = float(self._resume["trainer"]["elapsed_s"])
+            self._next_checkpoint = int(self._resume["trainer"]["next_checkpoint"])
+            if not self.parallel:
+                set_rng_state(self._resume["rng"])  # last: the restore above draws random numbers
+            self.log(f"dpd: resumed at {self.total_env_steps()} env steps")
         else:
-            for s in self.students:
-                s.setup(per_learner, self._callbacks(s.name) if self._callbacks else None)
-            self._start = time.time()
-            for i, s in enumerate(self.students):
-                self._maybe_evaluate(i)  # the untrained policies: the curves start at step 0
-                self._dump(s)
+            self._steps = self._all("setup")
+        self._start = time.time()
         stopped = False
         with _Progress(self.progress_bar, cfg.total_steps) as bar, _StopSignals(self):
-            while not stopped and any(s.num_timesteps < per_learner for s in self.students):
+            while not stopped and any(steps < per_learner for steps in self._steps):
                 self._round_boundary()  # checkpoints happen between two rounds of Algorithm 1
-                for i, student in enumerate(self.students):
-                    if student.num_timesteps >= per_learner:
-                        continue
-                    if not student.iterate():
-                        self.log(f"{student.name}: a callback stopped training at {student.num_timesteps} steps")
-                        stopped = True
-                        break
-                    if self.dpd:
-                        self._distill(student, self.students[1 - i])
-                    self._maybe_evaluate(i)
-                    self._dump(student)
-                    bar.update(self.total_env_steps())
-        for i in range(len(self.students)):
-            self._maybe_evaluate(i, final=True)
-        for s in self.students:
-            s.finish()
-        summary = self.summary(stopped)
+                stopped = self._parallel_round() if self.parallel else self._sequential_round(bar)
+                bar.update(self.total_env_steps())
+        entries = self._all("finish")
+        summary = self.summary(dict(zip(self.config.learner_names, entries, strict=True)), stopped)
         if self.run_dir is not None:
-            self.save(self.run_dir)
+            self._all("save")
             write_json(self.run_dir / SUMMARY_FILE, summary)
         return summary
+
+    def _sequential_round(self, bar: _Progress) -> bool:
+        """Algorithm 1, lines 3-8. Returns True when a callback stopped training."""
+        per_learner = self.config.steps_per_learner
+        for i, learner in enumerate(self.learners):
+            if learner.num_timesteps >= per_learner:
+                continue
+            if not learner.iterate():
+                return True
+            if self.dpd:
+                self._check_streak(learner.name, learner.distill(self.learners[1 - i].peer_batch()))
+            self._steps[i] = learner.after_iteration()
+            bar.update(self.total_env_steps())
+        return False
+
+    def _parallel_round(self) -> bool:
+        """Both learners iterate at the same time, then distill at the same time (see the class docstring)."""
+        per_learner = self.config.steps_per_learner
+        active = [i for i, steps in enumerate(self._steps) if steps < per_learner]
+        if not all(self._all("iterate", only=active)):
+            return True
+        if self.dpd:
+            batches = self._all("peer_batch")
+            streaks = self._all("distill", [(batches[1 - i],) for i in active], only=active)
+            for i, streak in zip(active, streaks, strict=True):
+                self._check_streak(self.config.learner_names[i], streak)
+        for i, steps in zip(active, self._all("after_iteration", only=active), strict=True):
+            self._steps[i] = steps
+        return False
+
+    def _check_streak(self, name: str, streak: int) -> None:
+        if streak >= self.config.max_nonfinite_batches and self._diverged is None:
+            self._diverged = (f"{name}: {streak} distillation batches in a row had a non-finite loss "
+                              "(values or actions are NaN/inf)")
 
     # ------------------------------------------------------------------ checkpoints
     def _round_boundary(self) -> None:
         total = self.total_env_steps()
         due = self.config.checkpoint_freq > 0 and total >= self._next_checkpoint and total > 0
         if self.run_dir is not None and (due or self._stop_signal or self._diverged):
-            self.save_checkpoint()
             while self.config.checkpoint_freq > 0 and self._next_checkpoint <= total:
                 self._next_checkpoint += self.config.checkpoint_freq
+            self.save_checkpoint()
         if self._diverged:
             raise TrainingDiverged(f"{self._diverged}; stopped at {total} env steps"
                                    + (f", checkpoint in {self.run_dir}" if self.run_dir is not None else ""))
@@ -148,19 +193,11 @@ class DPDTrainer:
     def checkpoint_state(self) -> dict[str, Any]:
         from dpd.training.checkpoint import rng_state
 
-        students = []
-        for s in self.students:
-            st = s.state_dict()
-            if self.config.checkpoint_replay_buffer and hasattr(s, "replay_buffer_state"):
-                st["replay_buffer"] = s.replay_buffer_state()
-            students.append(st)
         return {
             "config": self.config.to_dict(),
-            "students": students,
-            "trainer": {"next_eval": list(self._next_eval), "next_checkpoint": self._next_checkpoint,
-                        "evaluations": self.evaluations, "skipped_empty": self.skipped_empty,
+            "students": self._all("state", [(self.parallel,)] * len(self.learners)),
+            "trainer": {"next_checkpoint": self._next_checkpoint,
                         "elapsed_s": self._elapsed_before + time.time() - self._start},
-            "log_rows": logs.count_rows(self.run_dir, self.config.learner_names) if self.run_dir else {},
             "rng": rng_state(),  # last: nothing above draws random numbers
         }
 
@@ -173,110 +210,9 @@ class DPDTrainer:
         self.log(f"dpd: checkpoint at {self.total_env_steps()} env steps -> {path}")
         return path
 
-    def _restore(self, state: dict[str, Any]) -> None:
-        from dpd.training.checkpoint import set_rng_state
-
-        per_learner = self.config.steps_per_learner
-        for s, st in zip(self.students, state["students"], strict=True):
-            s.load_model_state(st)
-            s.setup(per_learner, self._callbacks(s.name) if self._callbacks else None, resume=True)
-            s.load_env_state(st)
-            if "replay_buffer" in st and hasattr(s, "load_replay_buffer_state"):
-                s.load_replay_buffer_state(st["replay_buffer"])
-        t = state["trainer"]
-        self._next_eval, self._next_checkpoint = list(t["next_eval"]), int(t["next_checkpoint"])
-        self.evaluations = {k: [dict(r) for r in v] for k, v in t["evaluations"].items()}
-        self.skipped_empty = dict(t["skipped_empty"])
-        self._elapsed_before, self._start = float(t["elapsed_s"]), time.time()
-        set_rng_state(state["rng"])
-        self.log(f"dpd: resumed at {self.total_env_steps()} env steps")
-
-    def _distill(self, student: Student, peer: Student) -> None:
-        batch = peer.peer_batch()
-        logger = student.model.logger
-        if batch is None:  # the peer has not visited any state yet
-            self.skipped_empty[student.name] += 1
-            logger.record("distill/skipped_empty", self.skipped_empty[student.name])
-            return
-        stats = student.distill(batch)
-        self._log_distill(student, batch, stats)
-        if student.nonfinite_streak >= self.config.max_nonfinite_batches and self._diverged is None:
-            self._diverged = (f"{student.name}: {student.nonfinite_streak} distillation batches in a row had a "
-                              "non-finite loss (values or actions are NaN/inf)")
-
-    def _log_distill(self, student: Student, batch: PeerBatch, stats: DistillStats | None) -> None:
-        logger = student.model.logger
-        if stats is not None:
-            for key, value in stats.as_dict().items():
-                logger.record(f"distill/{key}", value)
-        logger.record("distill/skipped_nonfinite", student.distill_skipped_nonfinite)
-        logger.record("distill/xi_scale", student.xi_scale())
-        # Histogram of the weights over the whole peer window (TensorBoard only): shows saturation at the clip.
-        settings = student.distill_settings
-        assert settings is not None
-        obs = student.normalize_obs(batch.states)
-        xi = (th.as_tensor(batch.values) - student.raw_values(obs).cpu()) / student.xi_scale()
-        weights, _ = dpd_weights(xi, settings.alpha, settings.weighting, settings.max_log_weight)
-        weights = weights[th.isfinite(weights)]
-        if weights.numel():
-            logger.record("distill/weights", weights, exclude=("stdout", "log", "json", "csv"))
-
-    # ------------------------------------------------------------------ evaluation & logs
-    def _maybe_evaluate(self, index: int, final: bool = False) -> EvalResult | None:
-        if self.config.eval_freq == 0:
-            return None
-        student = self.students[index]
-        steps = student.num_timesteps
-        done = self.evaluations[student.name]
-        if final:
-            if done and done[-1]["student_steps"] == steps:
-                return None
-        elif steps < self._next_eval[index]:
-            return None
-        while self._next_eval[index] <= steps:
-            self._next_eval[index] += self.config.eval_freq
-        result = student.evaluate(self.config.eval_episodes)
-        row = {
-            "student_steps": float(steps),
-            # The paper's x-axis for DPD: both students' steps (each student's steps x number of learners).
-            "total_env_steps": float(steps * len(self.students)),
-            "mean_return": result.mean_return,
-            "std_return": result.std_return,
-            "mean_length": result.mean_length,
-            "time_s": self._elapsed_before + time.time() - self._start,
-        }
-        done.append(row)
-        log_file = self._eval_logs[index]
-        if log_file is not None:
-            log_file.append(row)
-        logger = student.model.logger
-        logger.record("eval/mean_return", result.mean_return)
-        logger.record("eval/std_return", result.std_return)
-        logger.record("eval/mean_ep_length", result.mean_length)
-        self.log(f"{student.name} {steps:>9d} steps  eval return {result.mean_return:10.2f} ± {result.std_return:.2f}")
-        if final:
-            self._dump(student)
-        return result
-
-    def _dump(self, student: Student) -> None:
-        student.model.logger.record("time/total_env_steps", student.num_timesteps * len(self.students))
-        student.dump_logs()
-
-    def summary(self, stopped: bool = False) -> dict[str, Any]:
+    # ------------------------------------------------------------------ results
+    def summary(self, learners: dict[str, Any], stopped: bool = False) -> dict[str, Any]:
         wall = self._elapsed_before + time.time() - self._start
-        learners: dict[str, Any] = {}
-        for s in self.students:
-            evals = self.evaluations[s.name]
-            learners[s.name] = {
-                "env_steps": s.num_timesteps,
-                "iterations": s.iteration,
-                "final_eval_return": evals[-1]["mean_return"] if evals else None,
-                "final_eval_std": evals[-1]["std_return"] if evals else None,
-                "best_eval_return": max(e["mean_return"] for e in evals) if evals else None,
-                "evaluations": len(evals),
-                "distill_skipped_empty": self.skipped_empty[s.name],
-                "distill_skipped_nonfinite": s.distill_skipped_nonfinite,
-            }
         finals = {name: v["final_eval_return"] for name, v in learners.items() if v["final_eval_return"] is not None}
         cfg = self.config
         return {
@@ -285,6 +221,7 @@ class DPDTrainer:
             "env_id": cfg.env_id,
             "algo": cfg.algo,
             "method": cfg.method,
+            "parallel": self.parallel,
             "seed": cfg.seed,
             "preset": cfg.preset,
             "alpha": cfg.alpha,
@@ -296,22 +233,9 @@ class DPDTrainer:
             "learners": learners,
         }
 
-    def save(self, run_dir: Path) -> None:
-        """Each learner as an SB3 zip (``PPO.load`` opens it) plus its VecNormalize statistics."""
-        for s in self.students:
-            folder = run_dir / s.name
-            folder.mkdir(parents=True, exist_ok=True)
-            s.model.save(folder / "model.zip")
-            vn = s.vec_normalize
-            if vn is not None:
-                vn.save(str(folder / "vecnormalize.pkl"))
-
     def close(self) -> None:
-        for log in self._eval_logs:
-            if log is not None:
-                log.close()
-        for s in self.students:
-            s.close()
+        for learner in self.learners:
+            learner.close()
 
 
 class _StopSignals:

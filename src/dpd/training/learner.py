@@ -1,0 +1,236 @@
+"""One learner of a run: a Student plus its run-time bookkeeping (evaluation schedule and log, log rows, counters).
+
+The trainer drives learners through this small interface; the parallel trainer drives the very same class inside a
+worker process (:mod:`dpd.training.parallel`), so both modes share every line of per-learner logic.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import torch as th
+from stable_baselines3.common.callbacks import BaseCallback
+
+from dpd.config import TrainConfig
+from dpd.objective import DistillStats, dpd_weights
+from dpd.students.base import PeerBatch, Student
+from dpd.students.factory import build_student
+from dpd.training import logs
+from dpd.training.run_dir import EVAL_FILE, EvalLog
+
+CallbackFactory = Callable[[str], BaseCallback | list[BaseCallback] | None]
+LogFn = Callable[[str], None]
+
+
+class Learner:
+    """Learner ``index`` of ``config`` (``student0``, ``student1`` or ``vanilla``).
+
+    :param resume_state: this learner's part of a checkpoint (its logs are then cut back to the checkpoint).
+    """
+
+    def __init__(
+        self,
+        config: TrainConfig,
+        index: int,
+        run_dir: Path | None,
+        verbose: int = 0,
+        resume_state: dict[str, Any] | None = None,
+        callbacks: CallbackFactory | None = None,
+        log: LogFn | None = None,
+    ) -> None:
+        self.config = config
+        self.name = config.learner_names[index]
+        self.n_learners = len(config.learner_names)
+        self.log: LogFn = log or (lambda _msg: None)
+        folder = run_dir / self.name if run_dir is not None else None
+        kept = logs.keep_rows(run_dir, [self.name], {self.name: resume_state["log_rows"]})[self.name] if (
+            resume_state is not None and run_dir is not None) else None
+        self.student: Student = build_student(config, index, str(folder) if folder else None, verbose)
+        if kept is not None and resume_state is not None:
+            logs.restore_rows(self.student, kept, int(resume_state["model"]["num_timesteps"]))
+        self.folder = folder
+        self._callbacks = callbacks
+        self._resume = resume_state
+        self.eval_log = EvalLog(folder / EVAL_FILE) if folder is not None else None
+        self.evaluations: list[dict[str, float]] = []
+        self.skipped_empty = 0
+        self.next_eval = 0
+        self._t0 = time.time()
+        self.elapsed_before = 0.0
+
+    @property
+    def num_timesteps(self) -> int:
+        return self.student.num_timesteps
+
+    # ------------------------------------------------------------------ lifecycle
+    def setup(self) -> int:
+        """Start (evaluating the untrained policy at step 0), or continue from the resume state. Returns steps."""
+        s, per_learner = self.student, self.config.steps_per_learner
+        callback = self._callbacks(self.name) if self._callbacks else None
+        if self._resume is None:
+            s.setup(per_learner, callback)
+            self.maybe_evaluate()
+            self.dump()
+            return s.num_timesteps
+        st = self._resume
+        s.load_model_state(st)
+        s.setup(per_learner, callback, resume=True)
+        s.load_env_state(st)
+        if "replay_buffer" in st and hasattr(s, "load_replay_buffer_state"):
+            s.load_replay_buffer_state(st["replay_buffer"])
+        b = st["learner"]
+        self.next_eval, self.skipped_empty = int(b["next_eval"]), int(b["skipped_empty"])
+        self.evaluations = [dict(r) for r in b["evaluations"]]
+        self.elapsed_before, self._t0 = float(b["elapsed_s"]), time.time()
+        if "rng" in st:  # a learner in its own process restores its process's random generators
+            from dpd.training.checkpoint import set_rng_state
+
+            set_rng_state(st["rng"])
+        self._resume = None
+        return s.num_timesteps
+
+    def iterate(self) -> bool:
+        """Collect + RL update; False: a callback asked to stop."""
+        ok = self.student.iterate()
+        if not ok:
+            self.log(f"{self.name}: a callback stopped training at {self.num_timesteps} steps")
+        return ok
+
+    def peer_batch(self) -> PeerBatch | None:
+        return self.student.peer_batch()
+
+    def distill(self, batch: PeerBatch | None) -> int:
+        """Distill toward the peer's batch (None: the peer has not collected yet, skipped and counted).
+        Returns the current streak of non-finite distillation batches."""
+        student, logger = self.student, self.student.model.logger
+        if batch is None:
+            self.skipped_empty += 1
+            logger.record("distill/skipped_empty", self.skipped_empty)
+            return student.nonfinite_streak
+        stats = student.distill(batch)
+        self._log_distill(batch, stats)
+        return student.nonfinite_streak
+
+    def _log_distill(self, batch: PeerBatch, stats: DistillStats | None) -> None:
+        student, logger = self.student, self.student.model.logger
+        if stats is not None:
+            for key, value in stats.as_dict().items():
+                logger.record(f"distill/{key}", value)
+        logger.record("distill/skipped_nonfinite", student.distill_skipped_nonfinite)
+        logger.record("distill/xi_scale", student.xi_scale())
+        # Histogram of the weights over the whole peer window (TensorBoard only): shows saturation at the clip.
+        settings = student.distill_settings
+        assert settings is not None
+        obs = student.normalize_obs(batch.states)
+        xi = (th.as_tensor(batch.values) - student.raw_values(obs).cpu()) / student.xi_scale()
+        weights, _ = dpd_weights(xi, settings.alpha, settings.weighting, settings.max_log_weight)
+        weights = weights[th.isfinite(weights)]
+        if weights.numel():
+            logger.record("distill/weights", weights, exclude=("stdout", "log", "json", "csv"))
+
+    def after_iteration(self) -> int:
+        """Evaluate if due, write the iteration's log row. Returns steps."""
+        self.maybe_evaluate()
+        self.dump()
+        return self.num_timesteps
+
+    def finish(self) -> dict[str, Any]:
+        """Final evaluation (unless one ran at this step), end callbacks; returns the summary entry."""
+        self.maybe_evaluate(final=True)
+        self.student.finish()
+        return self.summary_entry()
+
+    # ------------------------------------------------------------------ evaluation & logs
+    def maybe_evaluate(self, final: bool = False) -> None:
+        cfg, student = self.config, self.student
+        if cfg.eval_freq == 0:
+            return
+        steps = student.num_timesteps
+        if final:
+            if self.evaluations and self.evaluations[-1]["student_steps"] == steps:
+                return
+        elif steps < self.next_eval:
+            return
+        while self.next_eval <= steps:
+            self.next_eval += cfg.eval_freq
+        result = student.evaluate(cfg.eval_episodes)
+        row = {
+            "student_steps": float(steps),
+            # The paper's x-axis for DPD: both students' steps (each student's steps x number of learners).
+            "total_env_steps": float(steps * self.n_learners),
+            "mean_return": result.mean_return,
+            "std_return": result.std_return,
+            "mean_length": result.mean_length,
+            "time_s": self.elapsed(),
+        }
+        self.evaluations.append(row)
+        if self.eval_log is not None:
+            self.eval_log.append(row)
+        logger = student.model.logger
+        logger.record("eval/mean_return", result.mean_return)
+        logger.record("eval/std_return", result.std_return)
+        logger.record("eval/mean_ep_length", result.mean_length)
+        self.log(f"{self.name} {steps:>9d} steps  eval return {result.mean_return:10.2f} ± {result.std_return:.2f}")
+        if final:
+            self.dump()
+
+    def dump(self) -> None:
+        self.student.model.logger.record("time/total_env_steps", self.num_timesteps * self.n_learners)
+        self.student.dump_logs()
+
+    def elapsed(self) -> float:
+        return self.elapsed_before + time.time() - self._t0
+
+    def summary_entry(self) -> dict[str, Any]:
+        evals = self.evaluations
+        return {
+            "env_steps": self.num_timesteps,
+            "iterations": self.student.iteration,
+            "final_eval_return": evals[-1]["mean_return"] if evals else None,
+            "final_eval_std": evals[-1]["std_return"] if evals else None,
+            "best_eval_return": max(e["mean_return"] for e in evals) if evals else None,
+            "evaluations": len(evals),
+            "distill_skipped_empty": self.skipped_empty,
+            "distill_skipped_nonfinite": self.student.distill_skipped_nonfinite,
+        }
+
+    # ------------------------------------------------------------------ checkpoints and saving
+    def state(self, include_rng: bool = False) -> dict[str, Any]:
+        """This learner's part of a checkpoint (plain data). ``include_rng``: also this process's generators."""
+        from dpd.training.checkpoint import rng_state
+
+        s = self.student
+        st = s.state_dict()
+        if self.config.checkpoint_replay_buffer and hasattr(s, "replay_buffer_state"):
+            st["replay_buffer"] = s.replay_buffer_state()
+        st["learner"] = {"next_eval": self.next_eval, "skipped_empty": self.skipped_empty,
+                         "evaluations": self.evaluations, "elapsed_s": self.elapsed()}
+        st["log_rows"] = logs.count_rows(self.folder.parent, [self.name])[self.name] if self.folder else {}
+        if include_rng:
+            st["rng"] = rng_state()
+        return st
+
+    def save(self) -> None:
+        """The learner as an SB3 zip (``PPO.load`` opens it) plus its VecNormalize statistics."""
+        if self.folder is None:
+            return
+        self.folder.mkdir(parents=True, exist_ok=True)
+        self.student.model.save(self.folder / "model.zip")
+        vn = self.student.vec_normalize
+        if vn is not None:
+            vn.save(str(self.folder / "vecnormalize.pkl"))
+
+    @staticmethod
+    def peak_rss_mib() -> float:
+        """Peak resident memory of the process this learner runs in (MiB; benchmarks of parallel mode)."""
+        import resource
+
+        return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+    def close(self) -> None:
+        if self.eval_log is not None:
+            self.eval_log.close()
+        self.student.close()
