@@ -4,11 +4,11 @@ Variants, each run in a fresh process (so its peak RSS is its own), interleaved 
   vanilla_sb3   stock SB3 ``model.learn(2N)``: one learner, the fair baseline's budget
   pair_sb3      two stock SB3 learners back to back, N steps each (what DPD does, minus distillation)
   dpd_seq       the DPD pair, sequential Algorithm 1, N steps per student (2N in total)
-  dpd_par       the DPD pair, parallel mode (one process per student), N steps per student
+  dpd_par       the DPD pair, parallel mode (student1 in a second process), N steps per student
 Evaluation is off in every variant. Ratios printed:
   P1 = dpd_par / vanilla_sb3  (wall time of DPD against the baseline it is compared with; the limit is 0.5)
   P2 = dpd_seq / pair_sb3     (the overhead DPD adds: distillation, peer batches, logging)
-  mem = peak RSS of dpd_seq / peak RSS of vanilla_sb3 (one learner); dpd_par sums its three processes
+  mem = peak RSS of dpd_seq / peak RSS of vanilla_sb3 (one learner); dpd_par sums its two processes
 With --full-buffers (off-policy) the replay buffers are also filled completely before the peak RSS is read, so
 the memory column is that of a run at its default buffer size when the buffers are full.
 
@@ -69,8 +69,10 @@ def run_variant(variant: str, algo: str, env: str, steps: int, learning_starts: 
             if full and variant == "dpd_seq":
                 for s in trainer.students:
                     _fill(s.model)
-            if variant == "dpd_par":  # the students' processes: their own peaks, added to the parent's
-                extra_mib = sum(trainer._all("peak_rss_mib"))
+            if variant == "dpd_par":  # student1's process: its own peak, added to this process's
+                from dpd.training.parallel import RemoteLearner
+
+                extra_mib = sum(x.call("peak_rss_mib") for x in trainer.learners if isinstance(x, RemoteLearner))
             trainer.close()
     else:
         cfg = _config(algo, env, "vanilla", 2 * steps, learning_starts)

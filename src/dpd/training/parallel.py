@@ -1,4 +1,4 @@
-"""Parallel mode: each learner in its own process, driven through a pipe with the same :class:`Learner` methods.
+"""Parallel mode: a learner in its own process, driven through a pipe with the same :class:`Learner` methods.
 
 The parent sends ``(method, args)``; the worker runs ``getattr(learner, method)(*args)`` and answers
 ``("ok", result)`` or ``("error", traceback)``. Only small things cross the pipe: PeerBatches (the peer's recent raw
@@ -62,7 +62,9 @@ class RemoteLearner:
     """A :class:`Learner` in its own process. ``send`` + ``recv`` let the parent drive two of them at once."""
 
     def __init__(self, config: TrainConfig, index: int, run_dir: Path | None, verbose: int = 0,
-                 resume_state: dict[str, Any] | None = None, callbacks: Any = None, log: Any = None) -> None:
+                 resume_state: dict[str, Any] | None = None, callbacks: Any = None, log: Any = None,
+                 wait: bool = True) -> None:
+        """:param wait: wait until the learner is built; False: the caller calls :meth:`recv` for that later."""
         self.name = config.learner_names[index]
         self.log = log or (lambda _msg: None)
         ctx = mp.get_context("spawn")
@@ -79,7 +81,8 @@ class RemoteLearner:
                                "parallel=false") from None
         child.close()
         self.num_timesteps = 0
-        self.recv()  # constructed (or failed to)
+        if wait:
+            self.recv()  # constructed (or failed to)
 
     def send(self, method: str, *args: Any) -> None:
         self._conn.send((method, args))

@@ -36,7 +36,7 @@ class DPDTrainer:
 
         A.iterate(); A.distill(B.peer_batch()); B.iterate(); B.distill(A.peer_batch())
 
-    Parallel runs each learner in its own process and each round as::
+    Parallel runs student1 in a process of its own (student0 stays in this one) and each round as::
 
         A.iterate() || B.iterate();  then  A.distill(B.peer_batch()) || B.distill(A.peer_batch())
 
@@ -71,11 +71,20 @@ class DPDTrainer:
         self.parallel = bool(config.parallel)
         set_torch_threads(config.torch_threads)
         states = resume_state["students"] if resume_state is not None else [None] * len(config.learner_names)
-        self.learners: list[Any] = []
+        # Parallel: student0 in this process, every other student in a process of its own (one process less to
+        # start and to hold in memory than one per student, and the parent would otherwise only wait).
+        self.learners: list[Any] = [None] * len(states)
         try:
             for i, state in enumerate(states):
-                cls = RemoteLearner if self.parallel else Learner
-                self.learners.append(cls(config, i, self.run_dir, verbose, state, callbacks, log=self.log))
+                if self.parallel and i > 0:  # started first, so that it builds while this process builds student0
+                    self.learners[i] = RemoteLearner(config, i, self.run_dir, verbose, state, callbacks, log=self.log,
+                                                     wait=False)
+            for i, state in enumerate(states):
+                if self.learners[i] is None:
+                    self.learners[i] = Learner(config, i, self.run_dir, verbose, state, callbacks, log=self.log)
+            for learner in self.learners:
+                if isinstance(learner, RemoteLearner):
+                    learner.recv()  # built (or failed)
         except BaseException:
             self.close()
             raise
@@ -93,9 +102,9 @@ class DPDTrainer:
 
     @property
     def students(self) -> list[Student]:
-        """The Student objects (sequential mode only: in parallel mode they live in other processes)."""
+        """The Student objects (sequential mode only: in parallel mode student1 lives in another process)."""
         if self.parallel:
-            raise RuntimeError("in parallel mode the students live in their own processes")
+            raise RuntimeError("in parallel mode student1 lives in its own process")
         return [learner.student for learner in self.learners]
 
     def total_env_steps(self) -> int:
@@ -106,11 +115,12 @@ class DPDTrainer:
         """``method`` on the learners ``only`` (default: all): in parallel mode at the same time."""
         idx = list(range(len(self.learners))) if only is None else only
         calls = [(self.learners[i], args[i] if args else ()) for i in idx]
-        if not self.parallel:
-            return [getattr(learner, method)(*a) for learner, a in calls]
         for learner, a in calls:
-            learner.send(method, *a)
-        return [learner.recv() for learner, _ in calls]
+            if isinstance(learner, RemoteLearner):
+                learner.send(method, *a)  # the other processes start now ...
+        local = {id(learner): getattr(learner, method)(*a) for learner, a in calls
+                 if not isinstance(learner, RemoteLearner)}  # ... while this one does its own learner's part
+        return [learner.recv() if isinstance(learner, RemoteLearner) else local[id(learner)] for learner, _ in calls]
 
     # ------------------------------------------------------------------ the loop
     def learn(self) -> dict[str, Any]:
@@ -235,7 +245,8 @@ class DPDTrainer:
 
     def close(self) -> None:
         for learner in self.learners:
-            learner.close()
+            if learner is not None:
+                learner.close()
 
 
 class _StopSignals:
