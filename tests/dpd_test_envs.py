@@ -26,3 +26,24 @@ class CrashingEnv(gym.Env):
 
 if "DpdCrash-v0" not in gym.registry:
     gym.register("DpdCrash-v0", entry_point=CrashingEnv)
+
+
+class CrashingForStudent1Env(CrashingEnv):
+    """Raises after 300 steps only in the copies seeded for student1 (seed >= 10000): a failure in parallel mode's
+    second process while student0, in the main process, runs on."""
+
+    crashes = False
+
+    def reset(self, *, seed=None, options=None):
+        if seed is not None:
+            self.crashes = seed >= 10_000
+        return super().reset(seed=seed, options=options)
+
+    def step(self, action):
+        if not self.crashes:
+            self.t = 0
+        return super().step(action)
+
+
+if "DpdCrashStudent1-v0" not in gym.registry:
+    gym.register("DpdCrashStudent1-v0", entry_point=CrashingForStudent1Env)

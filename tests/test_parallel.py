@@ -36,10 +36,14 @@ def test_parallel_dpd_ppo_learns_cartpole():
     assert not mp.active_children()
 
 
-def test_a_failing_worker_stops_the_run_and_leaves_no_process(tmp_path):
-    sys.path.insert(0, str(Path(__file__).parent))  # dpd_test_envs, importable by the workers too
-    cfg = TrainConfig(env_id="dpd_test_envs:DpdCrash-v0", total_steps=4000, eval_freq=0, parallel=True)
-    with pytest.raises(WorkerError, match="simulator exploded"):
+@pytest.mark.parametrize("env_id,error", [
+    ("dpd_test_envs:DpdCrashStudent1-v0", WorkerError),  # student1, in the second process
+    ("dpd_test_envs:DpdCrash-v0", RuntimeError),  # both; student0, in the main process, fails first
+])  # fmt: skip
+def test_a_failing_student_stops_the_run_and_leaves_no_process(tmp_path, env_id, error):
+    sys.path.insert(0, str(Path(__file__).parent))  # dpd_test_envs, importable by the second process too
+    cfg = TrainConfig(env_id=env_id, total_steps=4000, eval_freq=0, parallel=True)
+    with pytest.raises(error, match="simulator exploded"):
         train(cfg, tmp_path / "run")
     assert not mp.active_children()
     assert not (tmp_path / "run" / "summary.json").exists()
