@@ -101,15 +101,20 @@ def main() -> None:
     parser.add_argument("--learning-starts", type=int, default=1000,
                         help="off-policy warm-up (short, so the timing covers training)")
     parser.add_argument("--full-buffers", action="store_true", help="fill replay buffers before reading peak RSS")
+    parser.add_argument("--variants", default=",".join(VARIANTS), help="comma-separated subset of the variants")
     parser.add_argument("--child", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.child:
         print(json.dumps(run_variant(args.child, args.algo, args.env, args.steps, args.learning_starts,
                                      args.full_buffers)))
         return
-    results: dict[str, list[dict]] = {v: [] for v in VARIANTS}
+    variants = [v for v in args.variants.split(",") if v]
+    unknown = sorted(set(variants) - set(VARIANTS))
+    if unknown:
+        parser.error(f"unknown variant(s) {', '.join(unknown)}; choose from {', '.join(VARIANTS)}")
+    results: dict[str, list[dict]] = {v: [] for v in variants}
     for r in range(args.repeats):
-        for v in VARIANTS:
+        for v in variants:
             cmd = [sys.executable, __file__, "--child", v, "--algo", args.algo, "--env", args.env, "--steps",
                    str(args.steps), "--learning-starts", str(args.learning_starts)]
             if args.full_buffers:
@@ -118,18 +123,23 @@ def main() -> None:
             results[v].append(json.loads(out))
             print(f"repeat {r} {v:<12} {results[v][-1]['wall_s']:8.1f} s {results[v][-1]['steps_per_s']:8.0f} steps/s "
                   f"{results[v][-1]['peak_rss_mib']:8.0f} MiB", flush=True)
-    best = {v: min(results[v], key=lambda x: x["wall_s"]) for v in VARIANTS}
+    best = {v: min(results[v], key=lambda x: x["wall_s"]) for v in variants}
     print(f"\nmachine: {platform.processor() or platform.machine()}, {__import__('os').cpu_count()} cores, "
           f"python {platform.python_version()}")
     print(f"command: python benchmarks/throughput.py {' '.join(sys.argv[1:])}")
     print("| variant | env steps | wall s (best of repeats) | env steps/s | peak RSS MiB |")
     print("|---|---|---|---|---|")
-    for v in VARIANTS:
+    for v in variants:
         b = best[v]
         print(f"| {v} | {b['env_steps']} | {b['wall_s']:.1f} | {b['steps_per_s']:.0f} | {b['peak_rss_mib']:.0f} |")
-    print(f"\nP1 = dpd_par / vanilla_sb3 = {best['dpd_par']['wall_s'] / best['vanilla_sb3']['wall_s']:.3f}")
-    print(f"P2 = dpd_seq / pair_sb3 = {best['dpd_seq']['wall_s'] / best['pair_sb3']['wall_s']:.3f}")
-    print(f"mem = dpd_seq / vanilla_sb3 = {best['dpd_seq']['peak_rss_mib'] / best['vanilla_sb3']['peak_rss_mib']:.2f}")
+    ratios = {"P1 = dpd_par / vanilla_sb3": ("dpd_par", "vanilla_sb3", "wall_s"),
+              "P2 = dpd_seq / pair_sb3": ("dpd_seq", "pair_sb3", "wall_s"),
+              "mem = dpd_seq / vanilla_sb3": ("dpd_seq", "vanilla_sb3", "peak_rss_mib"),
+              "mem = dpd_par / vanilla_sb3": ("dpd_par", "vanilla_sb3", "peak_rss_mib")}
+    print()
+    for label, (a, b, key) in ratios.items():
+        if a in best and b in best:
+            print(f"{label} = {best[a][key] / best[b][key]:.3f}")
 
 
 if __name__ == "__main__":
