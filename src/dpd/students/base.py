@@ -23,7 +23,7 @@ from stable_baselines3.common.vec_env import VecEnv, VecNormalize
 
 from dpd.envs import RecentStates, make_eval_env, sync_normalization
 from dpd.episodes import EvalResult, run_episodes
-from dpd.objective import DistillStats, Weighting, dpd_loss
+from dpd.objective import DistillStats, Weighting, dpd_loss, dpd_weights
 
 
 @dataclass
@@ -90,6 +90,8 @@ class Student(ABC):
         if distill is not None:
             self.optimizer = th.optim.Adam(self.actor_parameters(), lr=distill.lr)
         self.distill_skipped_nonfinite = 0
+        #: (N,) the weights exp(alpha * xi) over the peer window of the last distillation (for logging)
+        self.window_weights: th.Tensor | None = None
         #: consecutive distillation batches skipped for a non-finite loss (reset by any finite one)
         self.nonfinite_streak = 0
 
@@ -209,6 +211,9 @@ class Student(ABC):
         peer_values = th.as_tensor(batch.values, device=obs_all.device, dtype=th.float32)
         own_values = self.raw_values(obs_all)  # fixed during these steps: the critic is not distilled
         scale = self.xi_scale()
+        # the weights over the whole peer window, kept for the logs (the weight histogram)
+        self.window_weights, _ = dpd_weights((peer_values - own_values) / scale, settings.alpha, settings.weighting,
+                                             settings.max_log_weight)
         n = len(batch)
         collected: list[DistillStats] = []
         self.model.policy.set_training_mode(True)

@@ -15,7 +15,7 @@ import torch as th
 from stable_baselines3.common.callbacks import BaseCallback
 
 from dpd.config import TrainConfig
-from dpd.objective import DistillStats, dpd_weights
+from dpd.objective import DistillStats
 from dpd.students.base import PeerBatch, Student
 from dpd.students.factory import build_student
 from dpd.training import logs
@@ -111,10 +111,10 @@ class Learner:
             logger.record("distill/skipped_empty", self.skipped_empty)
             return student.nonfinite_streak
         stats = student.distill(batch)
-        self._log_distill(batch, stats)
+        self._log_distill(stats)
         return student.nonfinite_streak
 
-    def _log_distill(self, batch: PeerBatch, stats: DistillStats | None) -> None:
+    def _log_distill(self, stats: DistillStats | None) -> None:
         student, logger = self.student, self.student.model.logger
         if stats is not None:
             for key, value in stats.as_dict().items():
@@ -122,11 +122,9 @@ class Learner:
         logger.record("distill/skipped_nonfinite", student.distill_skipped_nonfinite)
         logger.record("distill/xi_scale", student.xi_scale())
         # Histogram of the weights over the whole peer window (TensorBoard only): shows saturation at the clip.
-        settings = student.distill_settings
-        assert settings is not None
-        obs = student.normalize_obs(batch.states)
-        xi = (th.as_tensor(batch.values) - student.raw_values(obs).cpu()) / student.xi_scale()
-        weights, _ = dpd_weights(xi, settings.alpha, settings.weighting, settings.max_log_weight)
+        if student.window_weights is None:
+            return
+        weights = student.window_weights.cpu()
         weights = weights[th.isfinite(weights)]
         if weights.numel():
             logger.record("distill/weights", weights, exclude=("stdout", "log", "json", "csv"))
