@@ -181,6 +181,35 @@ def report(sweep_dir: Annotated[Path, typer.Argument(help="a sweep folder (finis
     typer.echo(str(path))
 
 
+@app.command()
+def analyze(
+    run: Annotated[Path, typer.Argument(help="a finished DPD run folder (with snapshots)")],
+    against: Annotated[
+        tuple[Path, Path] | None,
+        typer.Option(help="two finished vanilla runs (same env and algo): their action distance, for comparison"),
+    ] = None,
+    out: Annotated[Path | None, typer.Option(help="output folder (default: RUN/analysis)")] = None,
+    states: Annotated[int, typer.Option(help="states drawn from a rollout of the better student")] = 100,
+    value_states: Annotated[int, typer.Option(help="of those, how many the value plot shows")] = 10,
+    seed: Annotated[int, typer.Option(help="seed of the rollout and of the state draw")] = 0,
+) -> None:
+    """Figure 3 of the paper: each student's values and the two students' action distance at early / middle /
+    late snapshots (vs two vanilla runs with --against). Writes analysis.json and figure3.png."""
+    from dpd.experiments.analyze import analyze as run_analysis
+
+    result = run_analysis(run, against, out, n_states=states, n_value_states=value_states, seed=seed)
+    has_vanilla = against is not None
+    typer.echo(f"{'total env steps':>16} {'mean V student0':>16} {'mean V student1':>16} {'s0 higher':>10} "
+               f"{'dist DPD':>9}" + (f" {'dist vanilla':>13}" if has_vanilla else ""))
+    for st in result["stages"]:
+        typer.echo(f"{st['total_env_steps']:>16,} {st['mean_value']['student0']:>16.2f} "
+                   f"{st['mean_value']['student1']:>16.2f} {st['share_student0_higher']:>10.0%} "
+                   f"{st['mean_action_distance_dpd']:>9.3f}"
+                   + (f" {st['mean_action_distance_vanilla']:>13.3f}" if has_vanilla else ""))
+    for path in result["files"]:
+        typer.echo(path)
+
+
 class _SweepView:
     """One status line whenever the counts change (done / running / failed, and the running runs' steps)."""
 

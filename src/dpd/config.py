@@ -140,6 +140,10 @@ class TrainConfig:
     checkpoint_replay_buffer: bool = False
     #: stop (with a checkpoint) when this many distillation batches in a row had a non-finite loss.
     max_nonfinite_batches: int = 100
+    #: keep a copy of each learner (model.zip + vecnormalize.pkl) in LEARNER/snapshots/<steps>/ when its own
+    #: steps first reach each of these fractions of its budget (early / middle / late; `dpd analyze` reads
+    #: them); [] keeps none.
+    snapshots: list[float] = field(default_factory=lambda: [0.1, 0.5, 1.0])
 
     # ------------------------------------------------------------------ conversion
     def to_dict(self) -> dict[str, Any]:
@@ -218,6 +222,8 @@ class TrainConfig:
             value = getattr(self, key)
             if value is None or not (math.isfinite(value) and value > 0):
                 raise DPDUserError(f"{key} must be positive, got {value}")
+        if not all(isinstance(f, (int, float)) and not isinstance(f, bool) and 0 < f <= 1 for f in self.snapshots):
+            raise DPDUserError(f"snapshots must be a list of fractions in (0, 1], e.g. [0.1,0.5,1.0]; got {self.snapshots}")
         if self.distill_ratio is None or not (math.isfinite(self.distill_ratio) and self.distill_ratio >= 0):
             raise DPDUserError(f"distill_ratio must be a non-negative number, got {self.distill_ratio}")
         _validate_algo_kwargs(self.algo, self.algo_kwargs)
@@ -279,7 +285,7 @@ _TOP_LEVEL_TYPES: dict[str, type] = {
     "algo_kwargs": dict,
     "device": str, "torch_threads": int, "parallel": bool, "tensorboard": bool, "checkpoint_freq": int,
     "checkpoint_replay_buffer": bool,
-    "max_nonfinite_batches": int,
+    "max_nonfinite_batches": int, "snapshots": list,
 }  # fmt: skip
 
 

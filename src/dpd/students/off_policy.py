@@ -23,6 +23,7 @@ from stable_baselines3.sac.policies import SACPolicy
 from stable_baselines3.td3.policies import TD3Policy
 
 from dpd.students.base import Student
+from dpd.students.outputs import deterministic_outputs, value_estimates
 
 
 class OffPolicyStudent(Student):
@@ -72,20 +73,11 @@ class OffPolicyStudent(Student):
         return np.asarray(states[-self.recorder.window :], dtype=np.float32)
 
     def policy_outputs(self, obs: th.Tensor) -> th.Tensor:
-        policy = self.model.policy
-        if isinstance(policy, SACPolicy):
-            return policy.actor(obs, deterministic=True)  # tanh(mean): SAC's deterministic action, in [-1, 1]
-        assert isinstance(policy, TD3Policy)
-        return policy.actor(obs)  # mu(s) in [-1, 1] (tanh output)
+        return deterministic_outputs(self.model.policy, obs)
 
     def value_estimates(self, obs: th.Tensor) -> th.Tensor:
-        policy = self.model.policy
-        with th.no_grad():
-            if isinstance(policy, SACPolicy):
-                q = th.cat(policy.critic(obs, policy.actor(obs, deterministic=True)), dim=1)
-                return q.min(dim=1).values
-            assert isinstance(policy, TD3Policy)
-            return policy.critic.q1_forward(obs, policy.actor(obs)).squeeze(-1)
+        # SAC without the entropy term: xi compares the students' greedy values (see outputs.value_estimates)
+        return value_estimates(self.model.policy, obs)
 
     def actor_parameters(self) -> list[th.nn.Parameter]:
         policy = self.model.policy

@@ -5,11 +5,11 @@ from __future__ import annotations
 
 import torch as th
 from stable_baselines3.common.callbacks import BaseCallback
-from stable_baselines3.common.distributions import CategoricalDistribution, DiagGaussianDistribution
 from stable_baselines3.common.on_policy_algorithm import OnPolicyAlgorithm
 from stable_baselines3.common.policies import ActorCriticPolicy
 
 from dpd.students.base import Student
+from dpd.students.outputs import deterministic_outputs, value_estimates
 
 
 class OnPolicyStudent(Student):
@@ -31,16 +31,10 @@ class OnPolicyStudent(Student):
         return True
 
     def policy_outputs(self, obs: th.Tensor) -> th.Tensor:
-        # PPO's deterministic action is the Gaussian mean (not a sample); for discrete actions, the logits.
-        dist = self.policy.get_distribution(obs)
-        if isinstance(dist, DiagGaussianDistribution):
-            return dist.distribution.mean
-        if isinstance(dist, CategoricalDistribution):
-            return dist.distribution.logits
-        raise TypeError(f"distillation does not support {type(dist).__name__} policies")
+        return deterministic_outputs(self.policy, obs)
 
     def value_estimates(self, obs: th.Tensor) -> th.Tensor:
-        return self.policy.predict_values(obs).squeeze(-1)
+        return value_estimates(self.policy, obs)
 
     def actor_parameters(self) -> list[th.nn.Parameter]:
         # Policy-mean network only: the value net and log_std are left to the RL objective. A features

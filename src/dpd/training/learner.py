@@ -21,6 +21,7 @@ from dpd.students.factory import build_student
 from dpd.training import logs
 from dpd.training.run_dir import EVAL_FILE, EvalLog
 
+SNAPSHOT_DIR = "snapshots"
 CallbackFactory = Callable[[str], BaseCallback | list[BaseCallback] | None]
 LogFn = Callable[[str], None]
 
@@ -58,6 +59,7 @@ class Learner:
         self.evaluations: list[dict[str, float]] = []
         self.skipped_empty = 0
         self.next_eval = 0
+        self.snapshots_taken = 0
         self._t0 = time.time()
         self.elapsed_before = 0.0
 
@@ -83,6 +85,7 @@ class Learner:
             s.load_replay_buffer_state(st["replay_buffer"])
         b = st["learner"]
         self.next_eval, self.skipped_empty = int(b["next_eval"]), int(b["skipped_empty"])
+        self.snapshots_taken = int(b.get("snapshots_taken", 0))
         self.evaluations = [dict(r) for r in b["evaluations"]]
         self.elapsed_before, self._t0 = float(b["elapsed_s"]), time.time()
         if "rng" in st:  # a learner in its own process restores its process's random generators
@@ -130,14 +133,16 @@ class Learner:
             logger.record("distill/weights", weights, exclude=("stdout", "log", "json", "csv"))
 
     def after_iteration(self) -> int:
-        """Evaluate if due, write the iteration's log row. Returns steps."""
+        """Evaluate if due, keep a snapshot if due, write the iteration's log row. Returns steps."""
         self.maybe_evaluate()
+        self.maybe_snapshot()
         self.dump()
         return self.num_timesteps
 
     def finish(self) -> dict[str, Any]:
         """Final evaluation (unless one ran at this step), end callbacks; returns the summary entry."""
         self.maybe_evaluate(final=True)
+        self.maybe_snapshot(final=True)
         self.student.finish()
         return self.summary_entry()
 
@@ -205,21 +210,39 @@ class Learner:
         if self.config.checkpoint_replay_buffer and hasattr(s, "replay_buffer_state"):
             st["replay_buffer"] = s.replay_buffer_state()
         st["learner"] = {"next_eval": self.next_eval, "skipped_empty": self.skipped_empty,
-                         "evaluations": self.evaluations, "elapsed_s": self.elapsed()}
+                         "evaluations": self.evaluations, "elapsed_s": self.elapsed(),
+                         "snapshots_taken": self.snapshots_taken}
         st["log_rows"] = logs.count_rows(self.folder.parent, [self.name])[self.name] if self.folder else {}
         if include_rng:
             st["rng"] = rng_state()
         return st
 
-    def save(self) -> None:
-        """The learner as an SB3 zip (``PPO.load`` opens it) plus its VecNormalize statistics."""
-        if self.folder is None:
+    def save(self, folder: Path | None = None) -> None:
+        """The learner as an SB3 zip (``PPO.load`` opens it) plus its VecNormalize statistics, into ``folder``
+        (default: the learner's folder)."""
+        folder = folder or self.folder
+        if folder is None:
             return
-        self.folder.mkdir(parents=True, exist_ok=True)
-        self.student.model.save(self.folder / "model.zip")
+        folder.mkdir(parents=True, exist_ok=True)
+        self.student.model.save(folder / "model.zip")
         vn = self.student.vec_normalize
         if vn is not None:
-            vn.save(str(self.folder / "vecnormalize.pkl"))
+            vn.save(str(folder / "vecnormalize.pkl"))
+
+    def maybe_snapshot(self, final: bool = False) -> None:
+        """Keep a copy of the learner in ``snapshots/<steps>/`` when its steps reach the next fraction of its
+        budget (``config.snapshots``); ``final``: also every fraction not reached (a run stopped early)."""
+        fractions = sorted(self.config.snapshots)
+        if self.folder is None or self.snapshots_taken >= len(fractions):
+            return
+        steps, budget = self.num_timesteps, self.config.steps_per_learner
+        due = 0
+        for fraction in fractions[self.snapshots_taken:]:
+            if steps >= fraction * budget or final:
+                due += 1
+        if due:
+            self.save(self.folder / SNAPSHOT_DIR / str(steps))
+            self.snapshots_taken += due
 
     @staticmethod
     def peak_rss_mib() -> float:

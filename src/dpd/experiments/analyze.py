@@ -1,0 +1,255 @@
+"""``dpd analyze``: the paper's Figure 3 for one DPD run (values and actions of the two students through training).
+
+1. States: a deterministic rollout of the run's better student (its final model) in a fresh copy of the env;
+   ``n_states`` raw states are drawn from it at random (the paper: a pre-trained model's rollouts).
+2. Stages: the learners' snapshots (``config.snapshots``, default 10% / 50% / 100% of each learner's budget,
+   written by training into ``LEARNER/snapshots/<steps>/``).
+3. At each stage: each student's value estimate on those states, in raw return units (PPO/A2C: V(s); DDPG/TD3:
+   Q1(s, mu(s)); SAC: min Q(s, tanh mean)), each student normalising with its own saved statistics; and the
+   Euclidean distance between the two students' deterministic actions (env units, as ``model.predict`` gives
+   them; discrete actions: 1 where they differ). With ``against``: the same distance between two independent
+   vanilla runs at their own stage k (same fractions of their budgets, i.e. the same TOTAL env steps).
+
+Writes ``analysis.json`` (all numbers) and ``figure3.png`` (values on the first ``n_value_states`` states on top,
+action distances with their means below, one column per stage).
+"""
+
+from __future__ import annotations
+
+import json
+import pickle
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import gymnasium as gym
+import numpy as np
+import torch as th
+from stable_baselines3.common.base_class import BaseAlgorithm
+from stable_baselines3.common.vec_env import VecNormalize
+
+from dpd.config import ALGOS, TrainConfig
+from dpd.envs import check_env_id
+from dpd.errors import DPDUserError
+from dpd.loading import load_learner, read_run_config
+from dpd.students.outputs import value_estimates
+from dpd.training.learner import SNAPSHOT_DIR
+from dpd.training.run_dir import SUMMARY_FILE, atomic_write_text
+
+ANALYSIS_FILE = "analysis.json"
+FIGURE_FILE = "figure3.png"
+
+
+@dataclass
+class Snapshot:
+    """One saved copy of a learner: its SB3 model and, if the run normalised, its frozen VecNormalize."""
+
+    steps: int
+    model: BaseAlgorithm
+    normalizer: VecNormalize | None
+
+    def _obs(self, raw_states: np.ndarray) -> np.ndarray:
+        obs = self.normalizer.normalize_obs(raw_states) if self.normalizer is not None else raw_states
+        return np.asarray(obs, dtype=np.float32)
+
+    def values(self, raw_states: np.ndarray) -> np.ndarray:
+        """(N,) value estimates in raw return units (reward normalisation undone)."""
+        obs = th.as_tensor(self._obs(raw_states), device=self.model.device)
+        scale = 1.0
+        vn = self.normalizer
+        if vn is not None and vn.norm_reward:
+            scale = float(np.sqrt(vn.ret_rms.var + vn.epsilon))
+        return value_estimates(self.model.policy, obs).cpu().numpy().astype(np.float64) * scale
+
+    def actions(self, raw_states: np.ndarray) -> np.ndarray:
+        """(N, A) deterministic actions in env units (PPO's clipped to the action bounds), or (N,) discrete."""
+        actions, _ = self.model.predict(self._obs(raw_states), deterministic=True)
+        return np.asarray(actions, dtype=np.float64)
+
+
+def list_snapshots(run: Path, learner: str) -> list[Path]:
+    """The snapshot folders of ``learner`` in ``run``, earliest first (empty if the run kept none)."""
+    folder = run / learner / SNAPSHOT_DIR
+    found = [p for p in folder.iterdir() if p.is_dir() and p.name.isdigit() and (p / "model.zip").is_file()] if (
+        folder.is_dir()) else []
+    return sorted(found, key=lambda p: int(p.name))
+
+
+def load_snapshot(config: TrainConfig, folder: Path) -> Snapshot:
+    model = ALGOS[config.algo][0].load(folder / "model.zip", device="cpu")
+    normalizer = None
+    stats = folder / "vecnormalize.pkl"
+    if stats.is_file():
+        with open(stats, "rb") as fh:
+            normalizer = pickle.load(fh)  # a file this library wrote into the user's own run folder
+        assert isinstance(normalizer, VecNormalize)
+        normalizer.training = False
+    return Snapshot(int(folder.name), model, normalizer)
+
+
+def _snapshots(run: Path, config: TrainConfig) -> dict[str, list[Path]]:
+    found = {name: list_snapshots(run, name) for name in config.learner_names}
+    counts = {len(v) for v in found.values()}
+    if 0 in counts:
+        raise DPDUserError(
+            f"{run} has no snapshots (it was trained with snapshots=[] or before dpd kept them);"
+            " train it again, e.g. with --set snapshots=[0.1,0.5,1.0]"
+        )
+    if len(counts) != 1:
+        raise DPDUserError(f"{run}: the learners have different numbers of snapshots ({found}); the run is unfinished")
+    return found
+
+
+def _check_run(run: Path, method: str) -> TrainConfig:
+    config = read_run_config(run)
+    if config.method != method:
+        what = "a DPD run (method dpd)" if method == "dpd" else "vanilla runs (method vanilla)"
+        raise DPDUserError(f"{run} is a {config.method} run; dpd analyze needs {what} here")
+    if not (run / SUMMARY_FILE).is_file():
+        raise DPDUserError(f"{run} has not finished (no {SUMMARY_FILE}); analyze it when training is done")
+    return config
+
+
+def sample_states(run: Path, learner: str, n_states: int, seed: int, rollout_steps: int = 1000) -> np.ndarray:
+    """(n_states, *obs_shape) raw states drawn at random from a deterministic rollout of ``learner``'s final model."""
+    model, env = load_learner(run, learner, seed=seed)
+    try:
+        states = []
+        obs = env.reset()
+        for _ in range(max(rollout_steps, n_states)):
+            raw = env.get_original_obs() if isinstance(env, VecNormalize) else obs
+            states.append(np.array(raw[0], dtype=np.float64))
+            action, _ = model.predict(obs, deterministic=True)
+            obs, _, _, _ = env.step(action)
+    finally:
+        env.close()
+    rng = np.random.default_rng(seed)
+    idx = rng.choice(len(states), size=n_states, replace=False)
+    return np.stack([states[i] for i in idx])
+
+
+def action_distance(a: np.ndarray, b: np.ndarray, discrete: bool) -> np.ndarray:
+    """(N,) per-state distance between two learners' actions: Euclidean (continuous) or 1 where they differ."""
+    if discrete:
+        return (a.reshape(len(a), -1) != b.reshape(len(b), -1)).any(axis=1).astype(np.float64)
+    return np.linalg.norm(a.reshape(len(a), -1) - b.reshape(len(b), -1), axis=1)
+
+
+def analyze(
+    run: str | Path,
+    against: tuple[str | Path, str | Path] | None = None,
+    out: str | Path | None = None,
+    n_states: int = 100,
+    n_value_states: int = 10,
+    seed: int = 0,
+) -> dict[str, Any]:
+    """Analyse a finished DPD run (and optionally two vanilla runs); write JSON + PNG into ``out`` (default: RUN/analysis).
+
+    :return: the numbers written to ``analysis.json``.
+    """
+    run = Path(run)
+    if n_states < 2 or not 1 <= n_value_states <= n_states:
+        raise DPDUserError(f"need n_states >= 2 and 1 <= value states <= n_states; got {n_states}, {n_value_states}")
+    config = _check_run(run, "dpd")
+    pair = _snapshots(run, config)
+    vanilla: list[list[Path]] | None = None
+    if against is not None:
+        runs_v = [Path(p) for p in against]
+        if runs_v[0].resolve() == runs_v[1].resolve():
+            raise DPDUserError("--against needs two DIFFERENT vanilla runs (e.g. two seeds)")
+        vanilla = []
+        for rv in runs_v:
+            cv = _check_run(rv, "vanilla")
+            if (cv.env_id, cv.algo) != (config.env_id, config.algo):
+                raise DPDUserError(f"{rv} is {cv.algo} on {cv.env_id}; the DPD run is {config.algo} on {config.env_id}")
+            vanilla.append(_snapshots(rv, cv)["vanilla"])
+        if len(vanilla[0]) != len(vanilla[1]) or len(vanilla[0]) != len(pair["student0"]):
+            raise DPDUserError(
+                "the vanilla runs and the DPD run kept different numbers of snapshots; train them with the same"
+                " snapshots setting"
+            )
+    summary = json.loads((run / SUMMARY_FILE).read_text())
+    source = summary.get("best_learner") or "student0"
+    states = sample_states(run, source, n_states, seed)
+    probe = check_env_id(config.env_id)
+    space = probe.action_space
+    probe.close()
+    discrete = isinstance(space, gym.spaces.Discrete)
+
+    stages: list[dict[str, Any]] = []
+    n_stages = len(pair["student0"])
+    for k in range(n_stages):
+        snaps = [load_snapshot(config, pair[name][k]) for name in config.learner_names]
+        values = [s.values(states) for s in snaps]
+        distance = action_distance(snaps[0].actions(states), snaps[1].actions(states), discrete)
+        stage: dict[str, Any] = {
+            "stage": k,
+            "student_steps": snaps[0].steps,
+            "total_env_steps": snaps[0].steps * 2,
+            "values": {name: v.tolist() for name, v in zip(config.learner_names, values, strict=True)},
+            "mean_value": {name: float(v.mean()) for name, v in zip(config.learner_names, values, strict=True)},
+            # complementarity (paper §4.4): on how many states is each student the better one by its own critic
+            "share_student0_higher": float(np.mean(values[0] > values[1])),
+            "action_distance_dpd": distance.tolist(),
+            "mean_action_distance_dpd": float(distance.mean()),
+        }
+        if vanilla is not None:
+            sv = [load_snapshot(read_run_config(Path(p)), vanilla[i][k]) for i, p in enumerate(against or ())]
+            dv = action_distance(sv[0].actions(states), sv[1].actions(states), discrete)
+            stage["vanilla_steps"] = [s.steps for s in sv]
+            stage["action_distance_vanilla"] = dv.tolist()
+            stage["mean_action_distance_vanilla"] = float(dv.mean())
+        stages.append(stage)
+
+    result: dict[str, Any] = {
+        "run": str(run),
+        "env_id": config.env_id,
+        "algo": config.algo,
+        "against": [str(p) for p in against] if against is not None else None,
+        "states": {"n": n_states, "n_value_states": n_value_states, "seed": seed,
+                   "source": f"deterministic rollout (1000 steps) of {source}'s final model"},
+        "action_distance_units": "1 if the actions differ" if discrete else "Euclidean, env action units",
+        "stages": stages,
+    }
+    folder = Path(out) if out is not None else run / "analysis"
+    folder.mkdir(parents=True, exist_ok=True)
+    plot_figure3(result, folder / FIGURE_FILE)
+    atomic_write_text(folder / ANALYSIS_FILE, json.dumps(result, indent=1))
+    result["files"] = [str(folder / ANALYSIS_FILE), str(folder / FIGURE_FILE)]
+    return result
+
+
+def plot_figure3(result: dict[str, Any], path: Path) -> None:
+    """Values (top row) and action distances (bottom row), one column per stage, as in the paper's Figure 3."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    stages = result["stages"]
+    n_value = result["states"]["n_value_states"]
+    fig, axes = plt.subplots(2, len(stages), figsize=(4.2 * len(stages), 6.4), squeeze=False)
+    for k, stage in enumerate(stages):
+        top, bottom = axes[0][k], axes[1][k]
+        for name, marker in (("student0", "o"), ("student1", "s")):
+            top.plot(range(n_value), stage["values"][name][:n_value], marker=marker, label=f"DPD {name}")
+        top.set_title(f"{stage['total_env_steps']:,} total env steps")
+        top.set_xlabel("state index")
+        top.set_ylabel("value estimate (raw return)" if k == 0 else "")
+        series = [("DPD students", "action_distance_dpd", "mean_action_distance_dpd", "tab:blue")]
+        if "action_distance_vanilla" in stage:
+            series.append(("vanilla runs", "action_distance_vanilla", "mean_action_distance_vanilla", "tab:orange"))
+        for label, key, mean_key, color in series:
+            xs = range(len(stage[key]))
+            bottom.plot(xs, stage[key], color=color, alpha=0.45, label=f"{label} (mean {stage[mean_key]:.3f})")
+            bottom.axhline(stage[mean_key], color=color, linewidth=2.2)
+        bottom.set_xlabel("state index")
+        bottom.set_ylabel("action distance" if k == 0 else "")
+        top.legend(fontsize=8)
+        bottom.legend(fontsize=8)
+    fig.suptitle(f"{result['algo'].upper()} on {result['env_id']}: values and actions through training")
+    fig.tight_layout()
+    tmp = path.with_suffix(".tmp.png")
+    fig.savefig(tmp, dpi=110)
+    plt.close(fig)
+    tmp.replace(path)
