@@ -117,9 +117,9 @@ def sample_states(run: Path, learner: str, n_states: int, seed: int, rollout_ste
         states = []
         obs = env.reset()
         for _ in range(max(rollout_steps, n_states)):
-            raw = env.get_original_obs() if isinstance(env, VecNormalize) else obs
+            raw = np.asarray(env.get_original_obs() if isinstance(env, VecNormalize) else obs)
             states.append(np.array(raw[0], dtype=np.float64))
-            action, _ = model.predict(obs, deterministic=True)
+            action, _ = model.predict(np.asarray(obs), deterministic=True)
             obs, _, _, _ = env.step(action)
     finally:
         env.close()
