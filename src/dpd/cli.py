@@ -168,6 +168,10 @@ def sweep(
         _echo(f"dpd sweep: {name} failed: {error}")
     _echo(f"dpd sweep: {len(result.finished)} finished, {len(result.skipped)} already done, {len(result.failed)} failed"
           f" -> {out}; next: dpd report {out}")
+    if result.stopped_by is not None:
+        _echo(f"dpd sweep: {result.stopped_by}: stopped; {len(result.interrupted)} running trial(s) checkpointed;"
+              " run the same command again to resume")
+        raise typer.Exit(130)
     if result.failed:
         raise typer.Exit(1)
 

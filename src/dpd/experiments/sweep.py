@@ -13,11 +13,14 @@ folder under ``SWEEP/runs/``; the state of a trial is read from that folder:
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import dataclasses
 import itertools
 import multiprocessing as mp
 import os
+import signal
+import threading
 import traceback
 from collections.abc import Callable
 from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
@@ -107,22 +110,39 @@ def expand(spec: SweepSpec) -> list[Trial]:
 def run_trial(config_dict: dict[str, Any], run_dir: str) -> dict[str, Any]:
     """Train one trial into ``run_dir``; on failure write ``error.txt`` there and return the error.
 
-    Runs in a worker process (pool) or a Ray worker: one torch thread (``config.torch_threads``).
+    A trial stopped by SIGTERM / Ctrl-C (e.g. a sweep cut at a deadline) leaves its checkpoint; the next run of
+    the sweep resumes it from there (``resume``) instead of starting it again. Runs in a worker process (pool)
+    or a Ray worker: one torch thread (``config.torch_threads``).
     """
-    from dpd.training import train
+    from dpd.errors import TrainingInterrupted
+    from dpd.training import resume, train
+    from dpd.training.checkpoint import CHECKPOINT_FILE
 
     path = Path(run_dir)
     (path / ERROR_FILE).unlink(missing_ok=True)  # a retry: forget the earlier failure
     try:
         config = TrainConfig.from_dict(config_dict)
-        # an unfinished earlier attempt is started again from scratch (its folder is a dpd run folder)
-        summary = train(config, path, overwrite=True)
+        if (path / CHECKPOINT_FILE).is_file() and _same_trial(path, config):
+            summary = resume(path)
+        else:  # an unfinished earlier attempt without a checkpoint starts again from scratch
+            summary = train(config, path, overwrite=True)
         return {"status": "finished", "summary": summary}
+    except TrainingInterrupted as exc:  # checkpoint written: "unfinished", resumed next time
+        return {"status": "interrupted", "error": str(exc)}
     except Exception as exc:  # a failed trial is reported, never fatal for the sweep
         path.mkdir(parents=True, exist_ok=True)
         text = "".join(traceback.format_exception(exc))
         (path / ERROR_FILE).write_text(text)
         return {"status": "failed", "error": f"{type(exc).__name__}: {exc}"}
+
+
+def _same_trial(path: Path, config: TrainConfig) -> bool:
+    """Whether the run folder holds this very trial (its stored resolved config equals the trial's)."""
+    try:
+        stored = read_yaml(path / CONFIG_FILE)
+        return bool(stored == config.resolve(check_env=False).to_dict())
+    except (OSError, DPDUserError, ValueError):
+        return False
 
 
 def trial_status(run_dir: Path) -> str:
@@ -177,6 +197,10 @@ class SweepResult:
     finished: list[str]
     failed: dict[str, str]
     skipped: list[str]
+    #: trials stopped by Ctrl-C / SIGTERM after a checkpoint (resumed when the sweep is run again)
+    interrupted: list[str] = field(default_factory=list)
+    #: the signal that stopped the sweep early, if any
+    stopped_by: str | None = None
 
     def as_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
@@ -225,15 +249,59 @@ def _snapshot(runs: Path, running: list[str], result: SweepResult, total: int, b
     }
 
 
+def _worker_init() -> None:
+    """Pool workers ignore Ctrl-C / SIGTERM between trials; during a trial the trainer handles them (checkpoint,
+    stop at the end of the round). The sweep's main process forwards SIGTERM to them (see :class:`_StopSweep`)."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
+
+
+class _StopSweep:
+    """First Ctrl-C / SIGTERM to the sweep: start no more trials, ask the running ones to checkpoint and stop
+    (SIGTERM to each worker), wait for them; a second Ctrl-C aborts at once."""
+
+    def __init__(self, pool: ProcessPoolExecutor) -> None:
+        self.pool = pool
+        self.signal_name: str | None = None
+        self._old: dict[int, Any] = {}
+
+    def _handle(self, signum: int, _frame: Any) -> None:
+        if self.signal_name is not None and signum == signal.SIGINT:
+            raise KeyboardInterrupt
+        self.signal_name = signal.Signals(signum).name
+        self.forward()
+
+    def forward(self) -> None:
+        """SIGTERM to every worker. Sent again each second while trials run: the pool hands a few queued trials to
+        workers even after the stop, and a trial listens only once its trainer runs."""
+        for proc in list((getattr(self.pool, "_processes", None) or {}).values()):
+            with contextlib.suppress(ProcessLookupError, AttributeError):
+                os.kill(proc.pid, signal.SIGTERM)
+
+    def __enter__(self) -> _StopSweep:
+        if threading.current_thread() is threading.main_thread():
+            for sig in (signal.SIGINT, signal.SIGTERM):
+                self._old[sig] = signal.signal(sig, self._handle)
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        for sig, handler in self._old.items():
+            signal.signal(sig, handler)
+
+
 def _run_local(todo: list[Trial], runs: Path, workers: int, result: SweepResult, on_update: Reporter | None,
                total: int) -> None:
     budget = todo[0].config.total_steps
-    with ProcessPoolExecutor(max_workers=min(workers, len(todo)), mp_context=mp.get_context("spawn")) as pool:
+    with ProcessPoolExecutor(max_workers=min(workers, len(todo)), mp_context=mp.get_context("spawn"),
+                             initializer=_worker_init) as pool, _StopSweep(pool) as stop:
         futures: dict[Future[dict[str, Any]], str] = {
             pool.submit(run_trial, t.config.to_dict(), str(runs / t.name)): t.name for t in todo
         }
         pending = set(futures)
         while pending:
+            if stop.signal_name is not None:  # trials not started yet stay pending (they run next time)
+                pending = {f for f in pending if not f.cancel()}
+                stop.forward()
             done, pending = wait(pending, timeout=1.0, return_when=FIRST_COMPLETED)
             for fut in done:
                 name = futures[fut]
@@ -245,11 +313,14 @@ def _run_local(todo: list[Trial], runs: Path, workers: int, result: SweepResult,
                     (runs / name / ERROR_FILE).write_text(outcome["error"] + "\n")
                 if outcome["status"] == "finished":
                     result.finished.append(name)
+                elif outcome["status"] == "interrupted":
+                    result.interrupted.append(name)
                 else:
                     result.failed[name] = outcome["error"]
             if on_update is not None:
                 running = [futures[f] for f in pending if trial_status(runs / futures[f]) == "unfinished"]
                 on_update(_snapshot(runs, running, result, total, budget))
+        result.stopped_by = stop.signal_name
 
 
 def _ray_trainable(config: dict[str, Any]) -> None:
