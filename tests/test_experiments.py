@@ -78,6 +78,52 @@ def test_sweep_resumes_after_being_killed(tmp_path):
     assert len(list((out / RUNS_DIR).iterdir())) == 4
 
 
+def _progress_steps(run: Path) -> list[int]:
+    with open(run / "student0" / "progress.csv", newline="") as fh:
+        return [int(float(r["time/total_timesteps"])) for r in csv.DictReader(fh)]
+
+
+def test_sigterm_checkpoints_running_trials_and_the_next_sweep_resumes_them(tmp_path):
+    out = tmp_path / "sw"
+    args = ["sweep", "--env", "CartPole-v1", "--seeds", "2", "--total-steps", "16000", "--workers", "2",
+            "--method", "dpd", "--out", str(out), "--set", "eval_freq=0"]
+    proc = subprocess.Popen([sys.executable, "-m", "dpd.cli", *args], stdout=subprocess.DEVNULL,
+                            stderr=subprocess.PIPE, text=True)
+    deadline = time.time() + 120
+    runs = [out / RUNS_DIR / f"CartPole-v1__ppo__dpd-a1__s{s}" for s in (0, 1)]
+    while time.time() < deadline and not all((r / "student0" / "progress.csv").is_file() for r in runs):
+        time.sleep(0.2)
+    time.sleep(0.5)
+    proc.send_signal(signal.SIGTERM)  # to the sweep's main process only: it forwards the stop to its workers
+    _, err = proc.communicate(timeout=120)
+    assert proc.returncode == 130, err
+    assert "2 running trial(s) checkpointed" in err
+    stopped_at = {}
+    for run in runs:
+        assert (run / "checkpoint.pt").is_file() and trial_status(run) == "unfinished"
+        stopped_at[run] = _progress_steps(run)[-1]
+        assert 0 < stopped_at[run] < 8_000
+    assert not [p for p in psutil_children_of(proc.pid)]  # no worker left behind
+    assert main(args) == 0
+    for run in runs:
+        steps = _progress_steps(run)
+        assert steps == sorted(steps) and len(set(steps)) == len(steps)  # resumed: no restart from 0, no repeats
+        assert steps[-1] >= 8_000 and trial_status(run) == "finished"
+
+
+def psutil_children_of(pid: int) -> list[int]:
+    """Live processes whose parent is ``pid`` (from /proc; the sweep's pool workers)."""
+    found = []
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        if int(fields[1]) == pid and fields[0] != "Z":
+            found.append(int(stat.parent.name))
+    return found
+
+
 # ---------------------------------------------------------------------- report on synthetic logs
 def write_fake_run(folder: Path, config, curves: dict[str, list[float]]):
     """A finished run folder whose evaluations are exactly ``curves`` (learner -> returns at steps 0, 1000, ...)."""

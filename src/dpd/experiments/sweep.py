@@ -318,7 +318,7 @@ def _run_local(todo: list[Trial], runs: Path, workers: int, result: SweepResult,
                 else:
                     result.failed[name] = outcome["error"]
             if on_update is not None:
-                running = [futures[f] for f in pending if trial_status(runs / futures[f]) == "unfinished"]
+                running = [futures[f] for f in pending if f.running() and trial_status(runs / futures[f]) == "unfinished"]
                 on_update(_snapshot(runs, running, result, total, budget))
         result.stopped_by = stop.signal_name
 
