@@ -326,7 +326,10 @@ def train(
         write_yaml(run_dir / CONFIG_FILE, resolved.to_dict())
     if log is not None:
         where = f" -> {run_dir}" if run_dir is not None else ""
-        log(f"dpd: training {resolved.method} {resolved.algo} on {resolved.env_id}, {resolved.total_steps} env steps{where}")
+        mode = " (students in parallel processes; --sequential: Algorithm 1's exact order)" if (
+            resolved.parallel and resolved.method == "dpd") else ""
+        log(f"dpd: training {resolved.method} {resolved.algo} on {resolved.env_id}, {resolved.total_steps} env steps"
+            f"{where}{mode}")
     try:
         trainer = DPDTrainer(resolved, run_dir, callbacks=callbacks, progress_bar=progress_bar, log=log,
                              verbose=verbose)
