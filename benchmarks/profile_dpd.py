@@ -1,6 +1,7 @@
 """Where a DPD run's time goes (issue 6): cProfile of one sequential DPD pair, CPU time per part of an iteration.
 
-    python benchmarks/profile_dpd.py --algo ppo --env HalfCheetah-v5 --steps 20000
+    python benchmarks/profile_dpd.py --algo ppo --env HalfCheetah-v5 --steps 10000
+    python benchmarks/profile_dpd.py --algo td3 --env HalfCheetah-v5 --steps 3000 --set algo.learning_starts=1000
 
 Prints the CPU seconds (process time, so other load on the machine does not distort the shares) spent in SB3's
 own collect / train, in DPD's distillation and peer batches, and in logging; the rest is set-up and glue.
@@ -17,7 +18,7 @@ import time
 
 import torch as th
 
-from dpd.config import TrainConfig
+from dpd.config import TrainConfig, apply_overrides
 from dpd.training import train
 
 #: (label, file fragment, function name) of the parts reported
@@ -37,10 +38,12 @@ def main() -> None:
     ap.add_argument("--env", default="HalfCheetah-v5")
     ap.add_argument("--steps", type=int, default=20_000, help="env steps PER STUDENT")
     ap.add_argument("--preset", default="zoo")
+    ap.add_argument("--set", action="append", default=[], help="config override key=value (as dpd train --set)")
     args = ap.parse_args()
     th.set_num_threads(1)
     config = TrainConfig(env_id=args.env, algo=args.algo, preset=args.preset, total_steps=2 * args.steps,
                          eval_freq=0, tensorboard=False)
+    config = apply_overrides(config, args.set)
     profiler = cProfile.Profile(time.process_time)
     with tempfile.TemporaryDirectory() as tmp:
         profiler.enable()
