@@ -165,6 +165,8 @@ def test_report_numbers_match_a_hand_computation(tmp_path):
     # Table: vanilla CartPole finals 100..400 -> mean 250, sample std 129.1; max column: max(1000, final) = 1000
     assert "| vanilla | vanilla | 4 | 250.0 ± 129.1 |" in text
     assert "| 1000.0 ± 0.0 |" in text
+    # vanilla at half its steps: evaluations at total steps 0 and 1000 of 2000 -> final 1000, mean 500, max 1000
+    assert "| vanilla | at half its steps | 4 | 1000.0 ± 0.0 | 500.0 ± 0.0 | 1000.0 ± 0.0 |" in text
     # better student per run on CartPole: 250, 450, 500, 125.08 -> mean 331.27, std 170.77
     better = np.array([250, 450, 500, 125.08])
     assert f"| dpd-a1 | better | 4 | {better.mean():.1f} ± {better.std(ddof=1):.1f} |" in text

@@ -28,6 +28,8 @@ from dpd.training.run_dir import CONFIG_FILE, EVAL_FILE, SUMMARY_FILE, read_eval
 
 REPORT_DIR = "report"
 BOOTSTRAP_REPS = 2000
+#: the table row of vanilla cut at half its budget (the same OWN env steps as each DPD student)
+HALF = "at half its steps"
 
 
 @dataclass
@@ -49,6 +51,10 @@ class Run:
             return max(self.metric(s, kind) for s in ("student0", "student1"))
         if learner == "students_mean":
             return float(np.mean([self.metric(s, kind) for s in ("student0", "student1")]))
+        if learner == HALF:  # vanilla's evaluations up to half its budget: as many own env steps as a DPD student
+            x, y = self.curves["vanilla"]
+            y = y[x <= x[-1] / 2]
+            return float({"final": y[-1], "mean": y.mean(), "max": y.max()}[kind])
         y = self.curves[learner][1]
         return float({"final": y[-1], "mean": y.mean(), "max": y.max()}[kind])
 
@@ -212,7 +218,9 @@ def write_report(sweep_dir: str | Path) -> Path:
         "",
         "Definitions: *final* = a run's last deterministic evaluation; *mean* = the mean of its evaluation returns over "
         "the whole run; *max* = its largest evaluation return; values are mean ± std over seeds. DPD rows show each "
-        "student and the *better student* (per run, the student with the higher value of that column: optimistic).",
+        "student and the *better student* (per run, the student with the higher value of that column: optimistic). "
+        f"*vanilla {HALF}* = vanilla's evaluations up to half its budget, i.e. with as much of its own experience as "
+        "each DPD student (its last evaluation at or below half its steps).",
         "",
     ]
     missing = [r for r in runs if r.status != "finished"]
@@ -233,7 +241,7 @@ def write_report(sweep_dir: str | Path) -> Path:
                       "| method | learner | n | final | mean | max |", "|---|---|---|---|---|---|"]
             for variant in sorted({r.variant for r in these}, key=lambda v: (v != "vanilla", v)):
                 group = [r for r in these if r.variant == variant]
-                learners = ["vanilla"] if variant == "vanilla" else ["student0", "student1", "better"]
+                learners = ["vanilla", HALF] if variant == "vanilla" else ["student0", "student1", "better"]
                 for learner in learners:
                     cells = [mean_std([r.metric(learner, k) for r in group]) for k in ("final", "mean", "max")]
                     lines.append(f"| {variant} | {learner} | {len(group)} | " + " | ".join(cells) + " |")
