@@ -34,6 +34,7 @@ BAD_TRAIN_ARGS = {
     "bad schedule": (["--env", "CartPole-v1", "--set", "algo.learning_rate=fast"], "learning_rate must be"),
     "unknown activation": (["--env", "CartPole-v1", "--set", "algo.policy_kwargs.activation_fn=swish"], "activation_fn"),
     "unknown option": (["--env", "CartPole-v1", "--bogus"], "No such option"),
+    "snapshots not fractions": (["--env", "CartPole-v1", "--set", "snapshots=[2]"], "snapshots must be a list of fractions"),
 }
 
 
