@@ -111,6 +111,23 @@ def test_sigterm_checkpoints_running_trials_and_the_next_sweep_resumes_them(tmp_
         assert steps[-1] >= 8_000 and trial_status(run) == "finished"
 
 
+def test_trials_queued_when_the_sweep_stops_do_not_start(tmp_path):
+    out = tmp_path / "sw"
+    args = ["sweep", "--env", "CartPole-v1", "--seeds", "4", "--total-steps", "16000", "--workers", "1",
+            "--method", "vanilla", "--out", str(out), "--set", "eval_freq=0"]
+    proc = subprocess.Popen([sys.executable, "-m", "dpd.cli", *args], stdout=subprocess.DEVNULL,
+                            stderr=subprocess.PIPE, text=True)
+    deadline = time.time() + 120
+    while time.time() < deadline and not list(out.glob("runs/*/vanilla/progress.csv")):
+        time.sleep(0.2)
+    proc.send_signal(signal.SIGTERM)
+    _, err = proc.communicate(timeout=120)
+    assert proc.returncode == 130, err
+    # one worker: one trial ran and checkpointed; the one the pool had queued returned without creating a run
+    assert [p.name for p in (out / RUNS_DIR).iterdir()] == ["CartPole-v1__ppo__vanilla__s0"]
+    assert "1 running trial(s) checkpointed" in err
+
+
 def psutil_children_of(pid: int) -> list[int]:
     """Live processes whose parent is ``pid`` (from /proc; the sweep's pool workers)."""
     found = []

@@ -35,6 +35,8 @@ from dpd.training.run_dir import CONFIG_FILE, SUMMARY_FILE, read_yaml, write_yam
 SWEEP_FILE = "sweep.yaml"
 RUNS_DIR = "runs"
 ERROR_FILE = "error.txt"
+#: written into SWEEP/runs/ when the sweep is asked to stop: a trial the pool had already queued then starts no run
+STOP_FILE = ".stopping"
 VARIANTS = ("dpd", "vanilla", "uniform", "indicator")
 
 
@@ -119,6 +121,8 @@ def run_trial(config_dict: dict[str, Any], run_dir: str) -> dict[str, Any]:
     from dpd.training.checkpoint import CHECKPOINT_FILE
 
     path = Path(run_dir)
+    if (path.parent / STOP_FILE).is_file():  # the sweep is stopping: do not start (the next sweep runs it)
+        return {"status": "not_started", "error": "not started: the sweep was stopping"}
     (path / ERROR_FILE).unlink(missing_ok=True)  # a retry: forget the earlier failure
     try:
         config = TrainConfig.from_dict(config_dict)
@@ -227,6 +231,7 @@ def run_sweep(
     out = Path(out)
     prepare_sweep_dir(out, spec)
     runs = out / RUNS_DIR
+    (runs / STOP_FILE).unlink(missing_ok=True)  # left by a stopped earlier run of this sweep
     skipped = [t.name for t in trials if trial_status(runs / t.name) == "finished"]
     todo = [t for t in trials if t.name not in skipped]
     result = SweepResult(finished=[], failed={}, skipped=skipped)
@@ -260,8 +265,9 @@ class _StopSweep:
     """First Ctrl-C / SIGTERM to the sweep: start no more trials, ask the running ones to checkpoint and stop
     (SIGTERM to each worker), wait for them; a second Ctrl-C aborts at once."""
 
-    def __init__(self, pool: ProcessPoolExecutor) -> None:
+    def __init__(self, pool: ProcessPoolExecutor, stop_file: Path) -> None:
         self.pool = pool
+        self.stop_file = stop_file
         self.signal_name: str | None = None
         self._old: dict[int, Any] = {}
 
@@ -269,6 +275,8 @@ class _StopSweep:
         if self.signal_name is not None and signum == signal.SIGINT:
             raise KeyboardInterrupt
         self.signal_name = signal.Signals(signum).name
+        with contextlib.suppress(OSError):
+            self.stop_file.touch()
         self.forward()
 
     def forward(self) -> None:
@@ -293,7 +301,7 @@ def _run_local(todo: list[Trial], runs: Path, workers: int, result: SweepResult,
                total: int) -> None:
     budget = todo[0].config.total_steps
     with ProcessPoolExecutor(max_workers=min(workers, len(todo)), mp_context=mp.get_context("spawn"),
-                             initializer=_worker_init) as pool, _StopSweep(pool) as stop:
+                             initializer=_worker_init) as pool, _StopSweep(pool, runs / STOP_FILE) as stop:
         futures: dict[Future[dict[str, Any]], str] = {
             pool.submit(run_trial, t.config.to_dict(), str(runs / t.name)): t.name for t in todo
         }
@@ -315,12 +323,15 @@ def _run_local(todo: list[Trial], runs: Path, workers: int, result: SweepResult,
                     result.finished.append(name)
                 elif outcome["status"] == "interrupted":
                     result.interrupted.append(name)
+                elif outcome["status"] == "not_started":  # pending, as the trials the pool never handed out
+                    pass
                 else:
                     result.failed[name] = outcome["error"]
             if on_update is not None:
                 running = [futures[f] for f in pending if f.running() and trial_status(runs / futures[f]) == "unfinished"]
                 on_update(_snapshot(runs, running, result, total, budget))
         result.stopped_by = stop.signal_name
+    (runs / STOP_FILE).unlink(missing_ok=True)  # every queued trial has returned
 
 
 def _ray_trainable(config: dict[str, Any]) -> None:
