@@ -21,14 +21,15 @@ import torch as th
 from dpd.config import TrainConfig, apply_overrides
 from dpd.training import train
 
-#: (label, file fragment, function name) of the parts reported
+#: (label, fragments of which one must be in the function's file, function name) of the parts reported
 PARTS = [
-    ("SB3 collect (env steps + policy)", "algorithm.py", "collect_rollouts"),
-    ("SB3 train (RL update)", "", "train"),
-    ("DPD distill (incl. xi / weights)", "students/base.py", "distill"),
-    ("DPD peer batch (states + normalise)", "students/base.py", "peer_batch"),
-    ("logging (SB3 logger rows)", "training/learner.py", "dump"),
-    ("checkpoint / snapshots", "training/learner.py", "maybe_snapshot"),
+    ("SB3 collect (env steps + policy)", ("on_policy_algorithm.py", "off_policy_algorithm.py"), "collect_rollouts"),
+    ("SB3 train (RL update)", ("stable_baselines3/ppo", "stable_baselines3/a2c", "stable_baselines3/td3",
+                               "stable_baselines3/sac"), "train"),
+    ("DPD distill (incl. xi / weights)", ("dpd/students/base.py",), "distill"),
+    ("DPD peer batch (states + normalise)", ("dpd/students/base.py",), "peer_batch"),
+    ("logging (SB3 logger rows)", ("dpd/training/learner.py",), "dump"),
+    ("checkpoint / snapshots", ("dpd/training/learner.py",), "maybe_snapshot"),
 ]
 
 
@@ -52,13 +53,9 @@ def main() -> None:
     stats = pstats.Stats(profiler)
     total = max(v[3] for v in stats.stats.values())  # type: ignore[attr-defined]
     print(f"{args.algo} {args.env}, 2 x {args.steps} env steps, CPU time {total:.1f} s")
-    for label, fragment, name in PARTS:
+    for label, fragments, name in PARTS:
         cum = sum(v[3] for (file, _line, func), v in stats.stats.items()  # type: ignore[attr-defined]
-                  if func == name and fragment in file and ("stable_baselines3" in file or "dpd" in file))
-        if name == "train":  # SB3's algorithm train() only (not dpd.training.train)
-            cum = sum(v[3] for (file, _line, func), v in stats.stats.items()  # type: ignore[attr-defined]
-                      if func == "train" and "stable_baselines3" in file and ("ppo" in file or "a2c" in file
-                                                                             or "td3" in file or "sac" in file))
+                  if func == name and any(f in file for f in fragments))
         print(f"  {label:<40} {cum:8.2f} s  {cum / total:6.1%}")
 
 

@@ -83,20 +83,27 @@ def _progress_steps(run: Path) -> list[int]:
         return [int(float(r["time/total_timesteps"])) for r in csv.DictReader(fh)]
 
 
+def _sigterm_sweep_when(args: list[str], ready) -> tuple[subprocess.Popen, str]:
+    """Start ``dpd sweep ARGS`` in a subprocess, SIGTERM its main process once ``ready()`` (it forwards the stop
+    to its workers); check that it exits with 130 and return it with its stderr."""
+    proc = subprocess.Popen([sys.executable, "-m", "dpd.cli", *args], stdout=subprocess.DEVNULL,
+                            stderr=subprocess.PIPE, text=True)
+    deadline = time.time() + 120
+    while time.time() < deadline and not ready():
+        time.sleep(0.2)
+    time.sleep(0.5)
+    proc.send_signal(signal.SIGTERM)
+    _, err = proc.communicate(timeout=120)
+    assert proc.returncode == 130, err
+    return proc, err
+
+
 def test_sigterm_checkpoints_running_trials_and_the_next_sweep_resumes_them(tmp_path):
     out = tmp_path / "sw"
     args = ["sweep", "--env", "CartPole-v1", "--seeds", "2", "--total-steps", "16000", "--workers", "2",
             "--method", "dpd", "--out", str(out), "--set", "eval_freq=0"]
-    proc = subprocess.Popen([sys.executable, "-m", "dpd.cli", *args], stdout=subprocess.DEVNULL,
-                            stderr=subprocess.PIPE, text=True)
-    deadline = time.time() + 120
     runs = [out / RUNS_DIR / f"CartPole-v1__ppo__dpd-a1__s{s}" for s in (0, 1)]
-    while time.time() < deadline and not all((r / "student0" / "progress.csv").is_file() for r in runs):
-        time.sleep(0.2)
-    time.sleep(0.5)
-    proc.send_signal(signal.SIGTERM)  # to the sweep's main process only: it forwards the stop to its workers
-    _, err = proc.communicate(timeout=120)
-    assert proc.returncode == 130, err
+    proc, err = _sigterm_sweep_when(args, lambda: all((r / "student0" / "progress.csv").is_file() for r in runs))
     assert "2 running trial(s) checkpointed" in err
     stopped_at = {}
     for run in runs:
@@ -115,14 +122,7 @@ def test_trials_queued_when_the_sweep_stops_do_not_start(tmp_path):
     out = tmp_path / "sw"
     args = ["sweep", "--env", "CartPole-v1", "--seeds", "4", "--total-steps", "16000", "--workers", "1",
             "--method", "vanilla", "--out", str(out), "--set", "eval_freq=0"]
-    proc = subprocess.Popen([sys.executable, "-m", "dpd.cli", *args], stdout=subprocess.DEVNULL,
-                            stderr=subprocess.PIPE, text=True)
-    deadline = time.time() + 120
-    while time.time() < deadline and not list(out.glob("runs/*/vanilla/progress.csv")):
-        time.sleep(0.2)
-    proc.send_signal(signal.SIGTERM)
-    _, err = proc.communicate(timeout=120)
-    assert proc.returncode == 130, err
+    _, err = _sigterm_sweep_when(args, lambda: bool(list(out.glob("runs/*/vanilla/progress.csv"))))
     # one worker: one trial ran and checkpointed; the one the pool had queued returned without creating a run
     assert [p.name for p in (out / RUNS_DIR).iterdir()] == ["CartPole-v1__ppo__vanilla__s0"]
     assert "1 running trial(s) checkpointed" in err

@@ -194,3 +194,16 @@ def sync_normalization(src: VecEnv, dst: VecEnv) -> None:
         dst.obs_rms = src.obs_rms.copy()
         dst.ret_rms = src.ret_rms.copy()
         dst.clip_obs, dst.epsilon, dst.norm_obs = src.clip_obs, src.epsilon, src.norm_obs
+
+
+def normalize_raw(vn: VecNormalize | None, raw_states: np.ndarray) -> np.ndarray:
+    """Raw states -> float32 observations as a network trained under ``vn`` sees them (``vn`` None: unchanged)."""
+    obs = vn.normalize_obs(raw_states) if vn is not None else raw_states
+    return np.asarray(obs, dtype=np.float32)
+
+
+def return_scale(vn: VecNormalize | None) -> float:
+    """Factor from value estimates in ``vn``'s reward-normalised units to raw return units (1 if rewards are raw)."""
+    if vn is not None and vn.norm_reward:
+        return float(np.sqrt(vn.ret_rms.var + vn.epsilon))
+    return 1.0

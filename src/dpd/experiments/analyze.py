@@ -29,7 +29,7 @@ from stable_baselines3.common.base_class import BaseAlgorithm
 from stable_baselines3.common.vec_env import VecNormalize
 
 from dpd.config import ALGOS, TrainConfig
-from dpd.envs import check_env_id
+from dpd.envs import normalize_raw, return_scale
 from dpd.errors import DPDUserError
 from dpd.loading import load_learner, read_run_config
 from dpd.students.outputs import value_estimates
@@ -48,22 +48,15 @@ class Snapshot:
     model: BaseAlgorithm
     normalizer: VecNormalize | None
 
-    def _obs(self, raw_states: np.ndarray) -> np.ndarray:
-        obs = self.normalizer.normalize_obs(raw_states) if self.normalizer is not None else raw_states
-        return np.asarray(obs, dtype=np.float32)
-
     def values(self, raw_states: np.ndarray) -> np.ndarray:
         """(N,) value estimates in raw return units (reward normalisation undone)."""
-        obs = th.as_tensor(self._obs(raw_states), device=self.model.device)
-        scale = 1.0
-        vn = self.normalizer
-        if vn is not None and vn.norm_reward:
-            scale = float(np.sqrt(vn.ret_rms.var + vn.epsilon))
+        obs = th.as_tensor(normalize_raw(self.normalizer, raw_states), device=self.model.device)
+        scale = return_scale(self.normalizer)
         return value_estimates(self.model.policy, obs).cpu().numpy().astype(np.float64) * scale
 
     def actions(self, raw_states: np.ndarray) -> np.ndarray:
         """(N, A) deterministic actions in env units (PPO's clipped to the action bounds), or (N,) discrete."""
-        actions, _ = self.model.predict(self._obs(raw_states), deterministic=True)
+        actions, _ = self.model.predict(normalize_raw(self.normalizer, raw_states), deterministic=True)
         return np.asarray(actions, dtype=np.float64)
 
 
@@ -163,6 +156,7 @@ def analyze(
             if (cv.env_id, cv.algo) != (config.env_id, config.algo):
                 raise DPDUserError(f"{rv} is {cv.algo} on {cv.env_id}; the DPD run is {config.algo} on {config.env_id}")
             vanilla.append(_snapshots(rv, cv)["vanilla"])
+        # same env and algo as the DPD run (checked above): its config loads their snapshots too
         if len(vanilla[0]) != len(vanilla[1]) or len(vanilla[0]) != len(pair["student0"]):
             raise DPDUserError(
                 "the vanilla runs and the DPD run kept different numbers of snapshots; train them with the same"
@@ -171,15 +165,12 @@ def analyze(
     summary = json.loads((run / SUMMARY_FILE).read_text())
     source = summary.get("best_learner") or "student0"
     states = sample_states(run, source, n_states, seed)
-    probe = check_env_id(config.env_id)
-    space = probe.action_space
-    probe.close()
-    discrete = isinstance(space, gym.spaces.Discrete)
 
     stages: list[dict[str, Any]] = []
     n_stages = len(pair["student0"])
     for k in range(n_stages):
         snaps = [load_snapshot(config, pair[name][k]) for name in config.learner_names]
+        discrete = isinstance(snaps[0].model.action_space, gym.spaces.Discrete)
         values = [s.values(states) for s in snaps]
         distance = action_distance(snaps[0].actions(states), snaps[1].actions(states), discrete)
         stage: dict[str, Any] = {
@@ -194,7 +185,7 @@ def analyze(
             "mean_action_distance_dpd": float(distance.mean()),
         }
         if vanilla is not None:
-            sv = [load_snapshot(read_run_config(Path(p)), vanilla[i][k]) for i, p in enumerate(against or ())]
+            sv = [load_snapshot(config, folders[k]) for folders in vanilla]
             dv = action_distance(sv[0].actions(states), sv[1].actions(states), discrete)
             stage["vanilla_steps"] = [s.steps for s in sv]
             stage["action_distance_vanilla"] = dv.tolist()

@@ -20,7 +20,6 @@ import itertools
 import multiprocessing as mp
 import os
 import signal
-import threading
 import traceback
 from collections.abc import Callable
 from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
@@ -31,6 +30,7 @@ from typing import Any
 from dpd.config import TrainConfig, apply_overrides, check_known_keys
 from dpd.errors import DPDUserError
 from dpd.training.run_dir import CONFIG_FILE, SUMMARY_FILE, read_yaml, write_yaml
+from dpd.training.signals import StopSignals
 
 SWEEP_FILE = "sweep.yaml"
 RUNS_DIR = "runs"
@@ -262,75 +262,63 @@ def _worker_init() -> None:
 
 
 class _StopSweep:
-    """First Ctrl-C / SIGTERM to the sweep: start no more trials, ask the running ones to checkpoint and stop
-    (SIGTERM to each worker), wait for them; a second Ctrl-C aborts at once."""
+    """What a sweep does on the first Ctrl-C / SIGTERM (see :class:`StopSignals`): start no more trials (the stop
+    file tells trials the pool already queued not to start), ask the running ones to checkpoint and stop (SIGTERM
+    to each worker), and wait for them."""
 
     def __init__(self, pool: ProcessPoolExecutor, stop_file: Path) -> None:
         self.pool = pool
         self.stop_file = stop_file
-        self.signal_name: str | None = None
-        self._old: dict[int, Any] = {}
 
-    def _handle(self, signum: int, _frame: Any) -> None:
-        if self.signal_name is not None and signum == signal.SIGINT:
-            raise KeyboardInterrupt
-        self.signal_name = signal.Signals(signum).name
+    def __call__(self, _signal_name: str) -> None:
         with contextlib.suppress(OSError):
             self.stop_file.touch()
         self.forward()
 
     def forward(self) -> None:
-        """SIGTERM to every worker. Sent again each second while trials run: the pool hands a few queued trials to
-        workers even after the stop, and a trial listens only once its trainer runs."""
+        """SIGTERM to every worker. Sent again each second while trials run: a trial listens only once its
+        trainer runs."""
         for proc in list((getattr(self.pool, "_processes", None) or {}).values()):
             with contextlib.suppress(ProcessLookupError, AttributeError):
                 os.kill(proc.pid, signal.SIGTERM)
-
-    def __enter__(self) -> _StopSweep:
-        if threading.current_thread() is threading.main_thread():
-            for sig in (signal.SIGINT, signal.SIGTERM):
-                self._old[sig] = signal.signal(sig, self._handle)
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        for sig, handler in self._old.items():
-            signal.signal(sig, handler)
 
 
 def _run_local(todo: list[Trial], runs: Path, workers: int, result: SweepResult, on_update: Reporter | None,
                total: int) -> None:
     budget = todo[0].config.total_steps
     with ProcessPoolExecutor(max_workers=min(workers, len(todo)), mp_context=mp.get_context("spawn"),
-                             initializer=_worker_init) as pool, _StopSweep(pool, runs / STOP_FILE) as stop:
-        futures: dict[Future[dict[str, Any]], str] = {
-            pool.submit(run_trial, t.config.to_dict(), str(runs / t.name)): t.name for t in todo
-        }
-        pending = set(futures)
-        while pending:
-            if stop.signal_name is not None:  # trials not started yet stay pending (they run next time)
-                pending = {f for f in pending if not f.cancel()}
-                stop.forward()
-            done, pending = wait(pending, timeout=1.0, return_when=FIRST_COMPLETED)
-            for fut in done:
-                name = futures[fut]
-                try:
-                    outcome = fut.result()
-                except Exception as exc:  # the worker process itself died
-                    outcome = {"status": "failed", "error": f"worker died: {type(exc).__name__}: {exc}"}
-                    (runs / name).mkdir(parents=True, exist_ok=True)
-                    (runs / name / ERROR_FILE).write_text(outcome["error"] + "\n")
-                if outcome["status"] == "finished":
-                    result.finished.append(name)
-                elif outcome["status"] == "interrupted":
-                    result.interrupted.append(name)
-                elif outcome["status"] == "not_started":  # pending, as the trials the pool never handed out
-                    pass
-                else:
-                    result.failed[name] = outcome["error"]
-            if on_update is not None:
-                running = [futures[f] for f in pending if f.running() and trial_status(runs / futures[f]) == "unfinished"]
-                on_update(_snapshot(runs, running, result, total, budget))
-        result.stopped_by = stop.signal_name
+                             initializer=_worker_init) as pool:
+        stop = _StopSweep(pool, runs / STOP_FILE)
+        with StopSignals(stop) as signals:
+            futures: dict[Future[dict[str, Any]], str] = {
+                pool.submit(run_trial, t.config.to_dict(), str(runs / t.name)): t.name for t in todo
+            }
+            pending = set(futures)
+            while pending:
+                if signals.name is not None:  # trials not started yet stay pending (they run next time)
+                    pending = {f for f in pending if not f.cancel()}
+                    stop.forward()
+                done, pending = wait(pending, timeout=1.0, return_when=FIRST_COMPLETED)
+                for fut in done:
+                    name = futures[fut]
+                    try:
+                        outcome = fut.result()
+                    except Exception as exc:  # the worker process itself died
+                        outcome = {"status": "failed", "error": f"worker died: {type(exc).__name__}: {exc}"}
+                        (runs / name).mkdir(parents=True, exist_ok=True)
+                        (runs / name / ERROR_FILE).write_text(outcome["error"] + "\n")
+                    if outcome["status"] == "finished":
+                        result.finished.append(name)
+                    elif outcome["status"] == "interrupted":
+                        result.interrupted.append(name)
+                    elif outcome["status"] == "not_started":  # pending, as the trials the pool never handed out
+                        pass
+                    else:
+                        result.failed[name] = outcome["error"]
+                if on_update is not None:
+                    running = [futures[f] for f in pending if f.running() and trial_status(runs / futures[f]) == "unfinished"]
+                    on_update(_snapshot(runs, running, result, total, budget))
+            result.stopped_by = signals.name
     (runs / STOP_FILE).unlink(missing_ok=True)  # every queued trial has returned
 
 

@@ -21,7 +21,7 @@ from stable_baselines3.common.base_class import BaseAlgorithm
 from stable_baselines3.common.callbacks import BaseCallback
 from stable_baselines3.common.vec_env import VecEnv, VecNormalize
 
-from dpd.envs import RecentStates, make_eval_env, sync_normalization
+from dpd.envs import RecentStates, make_eval_env, normalize_raw, return_scale, sync_normalization
 from dpd.episodes import EvalResult, run_episodes
 from dpd.objective import DistillStats, Weighting, dpd_loss, dpd_weights
 
@@ -142,16 +142,11 @@ class Student(ABC):
 
     def normalize_obs(self, raw_states: np.ndarray) -> th.Tensor:
         """Raw states -> the tensor this student's networks expect, using the student's OWN statistics."""
-        vn = self.vec_normalize
-        obs = vn.normalize_obs(raw_states) if vn is not None else raw_states
-        return th.as_tensor(np.asarray(obs, dtype=np.float32), device=self.model.device)
+        return th.as_tensor(normalize_raw(self.vec_normalize, raw_states), device=self.model.device)
 
     def reward_scale(self) -> float:
         """Factor from the model's value units to raw return units (VecNormalize divides rewards by it)."""
-        vn = self.vec_normalize
-        if vn is not None and vn.norm_reward:
-            return float(np.sqrt(vn.ret_rms.var + vn.epsilon))
-        return 1.0
+        return return_scale(self.vec_normalize)
 
     def raw_values(self, obs: th.Tensor) -> th.Tensor:
         """(B,) value estimates in raw return units (reward normalisation undone)."""

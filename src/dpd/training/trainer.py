@@ -13,8 +13,6 @@ TOTAL number of env steps (each DPD student gets half of it).
 
 from __future__ import annotations
 
-import signal
-import threading
 import time
 from pathlib import Path
 from typing import Any
@@ -27,6 +25,7 @@ from dpd.students.factory import set_torch_threads
 from dpd.training.learner import CallbackFactory, Learner, LogFn
 from dpd.training.parallel import RemoteLearner
 from dpd.training.run_dir import CONFIG_FILE, SUMMARY_FILE, create_run_dir, write_json, write_yaml
+from dpd.training.signals import StopSignals
 
 
 class DPDTrainer:
@@ -140,7 +139,7 @@ class DPDTrainer:
             self._steps = self._all("setup")
         self._start = time.time()
         stopped = False
-        with _Progress(self.progress_bar, cfg.total_steps) as bar, _StopSignals(self):
+        with _Progress(self.progress_bar, cfg.total_steps) as bar, StopSignals(self._on_stop_signal):
             while not stopped and any(steps < per_learner for steps in self._steps):
                 self._round_boundary()  # checkpoints happen between two rounds of Algorithm 1
                 stopped = self._parallel_round() if self.parallel else self._sequential_round(bar)
@@ -211,6 +210,11 @@ class DPDTrainer:
             "rng": rng_state(),  # last: nothing above draws random numbers
         }
 
+    def _on_stop_signal(self, name: str) -> None:
+        """The first Ctrl-C / SIGTERM: checkpoint and stop at the end of this round (see StopSignals)."""
+        self._stop_signal = name
+        self.log(f"dpd: {name}: stopping after this round (Ctrl-C again to abort now)")
+
     def save_checkpoint(self) -> Path:
         from dpd.training.checkpoint import CHECKPOINT_FILE, save_checkpoint
 
@@ -247,31 +251,6 @@ class DPDTrainer:
         for learner in self.learners:
             if learner is not None:
                 learner.close()
-
-
-class _StopSignals:
-    """The first Ctrl-C / SIGTERM asks the loop to checkpoint and stop at the end of the round; a second Ctrl-C
-    interrupts at once. Only in the main thread (signal handlers cannot be set elsewhere)."""
-
-    def __init__(self, trainer: DPDTrainer) -> None:
-        self.trainer = trainer
-        self._old: dict[int, Any] = {}
-
-    def _handle(self, signum: int, _frame: Any) -> None:
-        if self.trainer._stop_signal is not None and signum == signal.SIGINT:
-            raise KeyboardInterrupt
-        self.trainer._stop_signal = signal.Signals(signum).name
-        self.trainer.log(f"dpd: {self.trainer._stop_signal}: stopping after this round (Ctrl-C again to abort now)")
-
-    def __enter__(self) -> _StopSignals:
-        if threading.current_thread() is threading.main_thread():
-            for sig in (signal.SIGINT, signal.SIGTERM):
-                self._old[sig] = signal.signal(sig, self._handle)
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        for sig, handler in self._old.items():
-            signal.signal(sig, handler)
 
 
 class _Progress:
