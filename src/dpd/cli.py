@@ -32,7 +32,8 @@ def train(
     env: Annotated[str | None, typer.Option("--env", help="Gymnasium id, e.g. HalfCheetah-v5, CartPole-v1")] = None,
     algo: Annotated[str, typer.Option(help="base algorithm: ppo | a2c")] = "ppo",
     total_steps: Annotated[int, typer.Option(help="TOTAL env steps over all learners (DPD: half per student)")] = 1_000_000,
-    method: Annotated[str, typer.Option(help="dpd | vanilla (one SB3 learner, same total steps)")] = "dpd",
+    method: Annotated[str, typer.Option(
+        help="dpd | vanilla (one learner, same total steps) | independent (the pair, undistilled)")] = "dpd",
     alpha: Annotated[float, typer.Option(help="confidence alpha of the weight exp(alpha * xi)")] = 1.0,
     weighting: Annotated[str, typer.Option(help="exp (paper) | indicator (Eq. 9) | uniform (mutual distillation)")] = "exp",
     seed: Annotated[int, typer.Option(help="base seed (student k: seed + 10000 k)")] = 0,
@@ -194,7 +195,7 @@ def _auto_parallel(method: str) -> bool:
         cores = len(os.sched_getaffinity(0))
     except AttributeError:  # not Linux
         cores = os.cpu_count() or 1
-    return method == "dpd" and cores >= 2
+    return method != "vanilla" and cores >= 2
 
 
 @app.command()

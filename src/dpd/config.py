@@ -45,17 +45,47 @@ ALGOS: dict[str, tuple[type[BaseAlgorithm], str]] = {
 POLICY_CLASSES: dict[str, type[BasePolicy]] = {
     "ppo": ActorCriticPolicy, "a2c": ActorCriticPolicy, "ddpg": TD3Policy, "td3": TD3Policy, "sac": SACPolicy,
 }  # fmt: skip
-METHODS = ("dpd", "vanilla")
+#: ``dpd``: two students that distill; ``independent``: the same pair (seeds, budget split, windows, evaluation,
+#: logging) with no distillation at all, the control that separates distillation from selecting the better of two;
+#: ``vanilla``: one SB3 learner with the whole budget.
+METHODS = ("dpd", "vanilla", "independent")
 PRESETS = ("zoo", "paper", "none")
 XI_SCALES = ("return_std", "none")
 
-#: Distillation defaults per algorithm family (paper §4.2: on-policy lr 1e-5, batch 256; off-policy lr 1e-4,
-#: batch 64). On-policy: 10 steps per iteration (10 batches of 256 = ~2.5 passes over the 1000-state window; the
-#: paper does not say). Off-policy: one distillation step per RL gradient step (the authors' DDPG schedule).
-DISTILL_DEFAULTS: dict[str, dict[str, Any]] = {
-    "on_policy": {"distill_lr": 1e-5, "distill_batch_size": 256, "distill_steps": 10, "distill_ratio": 1.0},
-    "off_policy": {"distill_lr": 1e-4, "distill_batch_size": 64, "distill_steps": 10, "distill_ratio": 1.0},
+#: The distillation schedules (``distill_schedule``): every ``distill_*`` key left unset takes its schedule's value.
+#:
+#: - ``dense``: paper §4.2's rates (on-policy lr 1e-5, batch 256; off-policy lr 1e-4, batch 64) with an own Adam,
+#:   on-policy 10 steps after every iteration (~2.5 passes over the 1000-state window; the paper does not say),
+#:   off-policy one step per RL gradient step (the authors' DDPG schedule).
+#: - ``authors``: the authors' PPO code as it ran: one step of 512 states every 5 iterations, regressing the mean on an
+#:   action SAMPLED from the peer, through PPO's own (shared) Adam with the loss scaled by 1/512, on the peer's last
+#:   100,000 states. Off-policy it equals ``dense`` (the authors' DDPG already took one step per RL step).
+#: - ``adaptive``: ``dense``, with the number of steps per phase scaled by a strength that keeps the pair's action
+#:   distance within [adaptive_low, adaptive_high] x the largest (smoothed) distance it has reached
+#:   (:class:`dpd.schedule.AdaptiveStrength`).
+SCHEDULES = ("dense", "authors", "adaptive")
+DISTILL_TARGETS = ("mean", "sample")
+DISTILL_OPTIMIZERS = ("own", "shared")
+_DENSE: dict[str, dict[str, Any]] = {
+    "on_policy": {"distill_lr": 1e-5, "distill_batch_size": 256, "distill_steps": 10, "distill_ratio": 1.0,
+                  "distill_every": 1, "distill_window": 1000, "distill_target": "mean", "distill_optimizer": "own",
+                  "distill_loss_coef": 1.0},
+    "off_policy": {"distill_lr": 1e-4, "distill_batch_size": 64, "distill_steps": 10, "distill_ratio": 1.0,
+                   "distill_every": 1, "distill_window": 1000, "distill_target": "mean", "distill_optimizer": "own",
+                   "distill_loss_coef": 1.0},
 }
+DISTILL_SCHEDULES: dict[str, dict[str, dict[str, Any]]] = {
+    "dense": _DENSE,
+    "authors": {
+        "on_policy": {**_DENSE["on_policy"], "distill_lr": 5e-5, "distill_batch_size": 512, "distill_steps": 1,
+                      "distill_every": 5, "distill_window": 100_000, "distill_target": "sample",
+                      "distill_optimizer": "shared", "distill_loss_coef": 1 / 512},
+        "off_policy": dict(_DENSE["off_policy"]),
+    },
+    "adaptive": _DENSE,
+}
+#: kept for callers of earlier versions: the ``dense`` schedule's values
+DISTILL_DEFAULTS = _DENSE
 #: Keys an off-policy preset may carry besides SB3's arguments: Gaussian action noise (std in [-1, 1] action units).
 OFF_POLICY_EXTRA_KEYS = {"noise_std"}
 
@@ -99,18 +129,34 @@ class TrainConfig:
     max_log_weight: float = DEFAULT_MAX_LOG_WEIGHT
     #: True: loss = sum(w D) / sum(w); False: mean(w D) (Eq. 11 literally).
     normalize_weights: bool = True
-    #: distillation Adam learning rate (default by family: on-policy 1e-5).
+    #: ``dense`` | ``authors`` | ``adaptive``: the values of the ``distill_*`` keys left unset (see SCHEDULES).
+    distill_schedule: str = "dense"
+    #: distillation learning rate of the own Adam (``distill_optimizer=own``; dense: on-policy 1e-5, off-policy 1e-4).
     distill_lr: float | None = None
-    #: states per distillation gradient step (default: on-policy 256).
+    #: states per distillation gradient step (dense: on-policy 256, off-policy 64; authors 512).
     distill_batch_size: int | None = None
-    #: on-policy: distillation gradient steps per iteration (default 10).
+    #: on-policy: distillation gradient steps per distillation phase (dense 10, authors 1).
     distill_steps: int | None = None
-    #: off-policy: distillation gradient steps per RL gradient step (default 1.0).
+    #: off-policy: distillation gradient steps per RL gradient step of the iteration (default 1.0).
     distill_ratio: float | None = None
+    #: RL iterations from one distillation phase to the next (dense 1: after every iteration; authors 5).
+    distill_every: int | None = None
+    #: the peer's most recent visited states distilled on (paper §4.2: 1000; authors' PPO code: 100,000).
+    distill_window: int | None = None
+    #: what the student's mean is regressed on: ``mean`` (the peer's deterministic action / logits) | ``sample``
+    #: (an action sampled from the peer's policy, as the authors' PPO did; on-policy only).
+    distill_target: str | None = None
+    #: ``own`` (a separate Adam, lr ``distill_lr``) | ``shared`` (the algorithm's own actor optimiser, its moments
+    #: and learning rate, as the authors' PPO did).
+    distill_optimizer: str | None = None
+    #: factor on the distillation loss (authors 1/512; with an own Adam it barely matters: Adam is scale-free).
+    distill_loss_coef: float | None = None
+    #: ``adaptive``: the band of the pair's action distance, as fractions of the largest smoothed distance so far:
+    #: below ``adaptive_low`` the strength halves (the pair is collapsing), above ``adaptive_high`` it doubles.
+    adaptive_low: float = 0.5
+    adaptive_high: float = 0.8
     #: off-policy: env steps per learner per iteration, i.e. between two alternations of the students.
     iteration_steps: int = 1000
-    #: the peer's most recent visited states distilled on (paper §4.2: 1000).
-    distill_window: int = 1000
 
     #: evaluate each learner every this many of ITS OWN env steps (and at start and end); 0: never (benchmarks).
     eval_freq: int = 10_000
@@ -165,7 +211,7 @@ class TrainConfig:
 
     @property
     def learner_names(self) -> list[str]:
-        return ["student0", "student1"] if self.method == "dpd" else ["vanilla"]
+        return ["vanilla"] if self.method == "vanilla" else ["student0", "student1"]
 
     @property
     def steps_per_learner(self) -> int:
@@ -194,7 +240,8 @@ class TrainConfig:
         cfg.algo_kwargs = {**preset, **cfg.algo_kwargs}
         if merged_policy_kwargs:
             cfg.algo_kwargs["policy_kwargs"] = merged_policy_kwargs
-        for key, value in DISTILL_DEFAULTS[cfg.family].items():
+        _check_choice("distill_schedule", cfg.distill_schedule, SCHEDULES)
+        for key, value in DISTILL_SCHEDULES[cfg.distill_schedule][cfg.family].items():
             if getattr(cfg, key) is None:
                 setattr(cfg, key, value)
         cfg.validate(check_env=check_env)
@@ -217,8 +264,18 @@ class TrainConfig:
             raise DPDUserError(f"eval_freq must be >= 0 (0: no evaluation), got {self.eval_freq}")
         if self.checkpoint_freq < 0:
             raise DPDUserError(f"checkpoint_freq must be >= 0 (0: only on Ctrl-C / SIGTERM), got {self.checkpoint_freq}")
+        _check_choice("distill_schedule", self.distill_schedule, SCHEDULES)
+        _check_choice("distill_target", str(self.distill_target), DISTILL_TARGETS)
+        _check_choice("distill_optimizer", str(self.distill_optimizer), DISTILL_OPTIMIZERS)
+        if self.distill_target == "sample" and self.family == "off_policy":
+            raise DPDUserError(f"distill_target=sample needs a stochastic policy; {self.algo} distills its"
+                               " deterministic action: use distill_target=mean")
+        if not (0 <= self.adaptive_low < self.adaptive_high <= 1):
+            raise DPDUserError("adaptive_low and adaptive_high must satisfy 0 <= low < high <= 1, got "
+                               f"{self.adaptive_low} and {self.adaptive_high}")
         for key in ("distill_lr", "distill_batch_size", "distill_steps", "distill_window", "eval_episodes",
-                    "n_envs", "torch_threads", "iteration_steps", "max_nonfinite_batches"):
+                    "n_envs", "torch_threads", "iteration_steps", "max_nonfinite_batches", "distill_every",
+                    "distill_loss_coef"):
             value = getattr(self, key)
             if value is None or not (math.isfinite(value) and value > 0):
                 raise DPDUserError(f"{key} must be positive, got {value}")
@@ -276,17 +333,26 @@ def load_preset(algo: str, preset: str, env_id: str) -> dict[str, Any]:
 
 
 # ---------------------------------------------------------------------- --set overrides
-_TOP_LEVEL_TYPES: dict[str, type] = {
-    "env_id": str, "algo": str, "method": str, "total_steps": int, "seed": int, "preset": str,
-    "alpha": float, "weighting": str, "xi_scale": str, "max_log_weight": float, "normalize_weights": bool,
-    "distill_lr": float, "distill_batch_size": int, "distill_steps": int, "distill_ratio": float,
-    "iteration_steps": int, "distill_window": int,
-    "eval_freq": int, "eval_episodes": int, "n_envs": int, "normalize": bool, "normalize_reward": bool,
-    "algo_kwargs": dict,
-    "device": str, "torch_threads": int, "parallel": bool, "tensorboard": bool, "checkpoint_freq": int,
-    "checkpoint_replay_buffer": bool,
-    "max_nonfinite_batches": int, "snapshots": list,
-}  # fmt: skip
+def _field_types() -> tuple[dict[str, type], set[str]]:
+    """Each TrainConfig field's plain type (int, float, str, bool, dict, list) and the fields that may be None:
+    read from the dataclass itself, so a new field needs no second list."""
+    import types
+    import typing
+
+    hints = typing.get_type_hints(TrainConfig)
+    plain: dict[str, type] = {}
+    nullable: set[str] = set()
+    for f in dataclasses.fields(TrainConfig):
+        hint = hints[f.name]
+        args = typing.get_args(hint) if isinstance(hint, types.UnionType) else ()
+        if type(None) in args:
+            nullable.add(f.name)
+            hint = next(a for a in args if a is not type(None))
+        plain[f.name] = typing.get_origin(hint) or hint
+    return plain, nullable
+
+
+_TOP_LEVEL_TYPES, _NULLABLE = _field_types()
 
 
 def parse_value(text: str) -> Any:
@@ -304,8 +370,7 @@ def parse_value(text: str) -> Any:
 
 def _coerce(key: str, value: Any) -> Any:
     expected = _TOP_LEVEL_TYPES[key]
-    if value is None and key in ("distill_lr", "distill_batch_size", "distill_steps", "distill_ratio", "n_envs",
-                                 "normalize", "normalize_reward"):
+    if value is None and key in _NULLABLE:
         return None
     if expected is float and isinstance(value, (int, float)) and not isinstance(value, bool):
         return float(value)

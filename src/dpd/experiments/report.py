@@ -23,7 +23,7 @@ import numpy as np
 from dpd.config import TrainConfig
 from dpd.errors import DPDUserError
 from dpd.experiments.scores import REFERENCE_SCORES
-from dpd.experiments.sweep import ERROR_FILE, RUNS_DIR, SWEEP_FILE, SweepSpec, expand, trial_status, variant_label
+from dpd.experiments.sweep import ERROR_FILE, RUNS_DIR, SWEEP_FILE, SweepSpec, expand, trial_status
 from dpd.training.run_dir import CONFIG_FILE, EVAL_FILE, SUMMARY_FILE, read_evaluations, read_yaml
 
 REPORT_DIR = "report"
@@ -68,7 +68,7 @@ def load_runs(sweep_dir: Path) -> list[Run]:
     for trial in expand(spec):
         folder = sweep_dir / RUNS_DIR / trial.name
         run = Run(trial.name, trial_status(folder), trial.config.env_id, trial.config.algo,
-                  variant_label(trial.config), trial.config.seed)
+                  trial.label, trial.config.seed)
         if run.status == "failed":
             run.error = (folder / ERROR_FILE).read_text().strip().splitlines()[-1]
         if run.status == "finished":

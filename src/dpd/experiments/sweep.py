@@ -1,8 +1,9 @@
 """``dpd sweep``: a grid of runs at one total env-step budget, on a local process pool or a Ray cluster.
 
-The grid is env x algo x variant x seed, where a variant is ``vanilla`` or a DPD weighting
-(``dpd`` = exp weighting, for each alpha; ``uniform``; ``indicator``). Every trial is one call of
-:func:`run_trial` -> :func:`dpd.training.train`, the same function on both backends. Each trial has its own run
+The grid is env x algo x variant x seed, where a variant is ``vanilla``, ``independent`` (the pair, never
+distilled), a DPD weighting (``dpd`` = exp weighting, for each alpha and each distillation schedule; ``uniform``;
+``indicator``), or a named arm of the sweep's ``arms`` (a DPD trial with its own ``--set`` overrides). Every trial is
+one call of :func:`run_trial` -> :func:`dpd.training.train`, the same function on both backends. Each trial has its own run
 folder under ``SWEEP/runs/``; the state of a trial is read from that folder:
 
     finished   summary.json exists           (skipped when the sweep is run again)
@@ -19,6 +20,7 @@ import dataclasses
 import itertools
 import multiprocessing as mp
 import os
+import re
 import signal
 import traceback
 from collections.abc import Callable
@@ -37,7 +39,8 @@ RUNS_DIR = "runs"
 ERROR_FILE = "error.txt"
 #: written into SWEEP/runs/ when the sweep is asked to stop: a trial the pool had already queued then starts no run
 STOP_FILE = ".stopping"
-VARIANTS = ("dpd", "vanilla", "uniform", "indicator")
+VARIANTS = ("dpd", "vanilla", "independent", "uniform", "indicator")
+_ARM_NAME = re.compile(r"^[A-Za-z][A-Za-z0-9_.-]{0,40}$")
 
 
 @dataclass
@@ -49,6 +52,11 @@ class SweepSpec:
     algos: list[str] = field(default_factory=lambda: ["ppo"])
     variants: list[str] = field(default_factory=lambda: ["dpd", "vanilla"])
     alphas: list[float] = field(default_factory=lambda: [1.0])
+    #: distillation schedules of the ``dpd`` / ``uniform`` / ``indicator`` variants (``distill_schedule``)
+    schedules: list[str] = field(default_factory=lambda: ["dense"])
+    #: named extra variants: arm name -> ``key=value`` overrides on top of a ``dpd`` trial (e.g.
+    #: ``{"dense1": ["distill_steps=1"]}``); an arm runs for every alpha and seed
+    arms: dict[str, list[str]] = field(default_factory=dict)
     seeds: list[int] = field(default_factory=lambda: [0, 1, 2])
     preset: str = "zoo"
     #: ``key=value`` overrides applied to every trial (as ``dpd train --set``)
@@ -69,42 +77,66 @@ class SweepSpec:
 class Trial:
     name: str
     config: TrainConfig
+    #: the variant's label in folder names and reports (``vanilla``, ``independent``, ``dpd-a1``, an arm's name ...)
+    label: str = ""
 
 
 def variant_label(config: TrainConfig) -> str:
-    """``vanilla``, ``dpd-a<alpha>``, ``uniform``, ``indicator`` (the name used in folders and reports)."""
-    if config.method == "vanilla":
-        return "vanilla"
-    if config.weighting == "exp":
-        return f"dpd-a{config.alpha:g}"
-    return config.weighting
+    """``vanilla``, ``independent``, ``dpd-a<alpha>[-<schedule>]``, ``uniform[-<schedule>]``, ``indicator[...]``
+    (the name used in folders and reports; the ``dense`` schedule is not named)."""
+    if config.method in ("vanilla", "independent"):
+        return config.method
+    label = f"dpd-a{config.alpha:g}" if config.weighting == "exp" else config.weighting
+    return label if config.distill_schedule == "dense" else f"{label}-{config.distill_schedule}"
+
+
+def _variant_configs(spec: SweepSpec, variant: str) -> list[tuple[str, list[str], dict[str, Any]]]:
+    """(label suffix, extra overrides, TrainConfig fields) of each trial of one variant at one env/algo/seed."""
+    if variant == "vanilla":
+        return [("", [], {"method": "vanilla"})]
+    if variant == "independent":
+        return [("", [], {"method": "independent"})]
+    if variant in spec.arms:
+        alphas = spec.alphas
+        return [(f"-a{a:g}" if len(alphas) > 1 else "", list(spec.arms[variant]), {"alpha": float(a)}) for a in alphas]
+    weighting = "exp" if variant == "dpd" else variant
+    alphas = spec.alphas if variant == "dpd" else spec.alphas[:1]  # alpha only matters for exp weighting
+    return [("", [], {"alpha": float(a), "weighting": weighting, "distill_schedule": sched})
+            for sched in spec.schedules for a in alphas]
 
 
 def expand(spec: SweepSpec) -> list[Trial]:
-    """All trials of the grid, validated (a bad entry is a user error before anything runs)."""
+    """All trials of the grid, validated (a bad entry is a user error before anything runs). Ordered seed by seed:
+    a sweep cut short has whole seeds of every variant rather than every seed of a few."""
+    for name, overrides in spec.arms.items():
+        if not isinstance(name, str) or not _ARM_NAME.match(name) or name in VARIANTS:
+            raise DPDUserError(f"arm name {name!r}: use letters, digits, '_', '.', '-' (not a built-in variant)")
+        if not isinstance(overrides, list) or not all(isinstance(o, str) for o in overrides):
+            raise DPDUserError(f"arm {name!r}: give a list of key=value strings, e.g. [distill_steps=1]")
     for variant in spec.variants:
-        if variant not in VARIANTS:
-            raise DPDUserError(f"unknown sweep variant {variant!r}; choose from: {', '.join(VARIANTS)}")
-    if not spec.envs or not spec.seeds or not spec.algos or not spec.variants:
-        raise DPDUserError("a sweep needs at least one env, algo, variant and seed")
+        if variant not in VARIANTS and variant not in spec.arms:
+            raise DPDUserError(f"unknown sweep variant {variant!r}; choose from: {', '.join(VARIANTS + tuple(spec.arms))}")
+    if not spec.envs or not spec.seeds or not spec.algos or not spec.variants or not spec.schedules:
+        raise DPDUserError("a sweep needs at least one env, algo, variant, schedule and seed")
     if len(set(spec.seeds)) != len(spec.seeds):
         raise DPDUserError(f"seeds must be distinct, got {spec.seeds}")
     trials: dict[str, Trial] = {}
     checked: set[tuple[str, str]] = set()
-    for env, algo, variant, seed in itertools.product(spec.envs, spec.algos, spec.variants, spec.seeds):
-        alphas = spec.alphas if variant == "dpd" else spec.alphas[:1]  # alpha only matters for exp weighting
-        for alpha in alphas:
-            base = TrainConfig(
-                env_id=env, algo=algo, total_steps=spec.total_steps, seed=seed, preset=spec.preset, alpha=float(alpha),
-                method="vanilla" if variant == "vanilla" else "dpd",
-                weighting="exp" if variant in ("dpd", "vanilla") else variant,
-            )  # fmt: skip
-            config = apply_overrides(base, spec.overrides)
+    for seed, env, algo, variant in itertools.product(spec.seeds, spec.envs, spec.algos, spec.variants):
+        for suffix, extra, fields in _variant_configs(spec, variant):
+            base = TrainConfig(env_id=env, algo=algo, total_steps=spec.total_steps, seed=seed, preset=spec.preset,
+                               alpha=float(spec.alphas[0]))
+            base = dataclasses.replace(base, **fields)
+            config = apply_overrides(base, [*spec.overrides, *extra])
             check_env = (env, algo) not in checked
             config = config.resolve(check_env=check_env)
             checked.add((env, algo))
-            name = f"{env.replace(':', '_')}__{algo}__{variant_label(config)}__s{seed}"
-            trials[name] = Trial(name, config)
+            label = f"{variant}{suffix}" if variant in spec.arms else variant_label(config)
+            name = f"{env.replace(':', '_')}__{algo}__{label}__s{seed}"
+            if name in trials:
+                raise DPDUserError(f"two trials of this sweep would share the folder {name} (alphas or arms that "
+                                   "print alike?); make them distinct")
+            trials[name] = Trial(name, config, label)
     return list(trials.values())
 
 
@@ -178,7 +210,10 @@ def prepare_sweep_dir(out: Path, spec: SweepSpec) -> None:
     """Create the sweep folder, or check that an existing one holds the same sweep (then it is resumed)."""
     sweep_file = out / SWEEP_FILE
     if sweep_file.is_file():
-        stored = read_yaml(sweep_file)
+        try:
+            stored = SweepSpec.from_dict(read_yaml(sweep_file)).to_dict()  # an older file: the new keys' defaults
+        except (DPDUserError, TypeError):
+            stored = None
         if stored != spec.to_dict():
             raise DPDUserError(
                 f"{out} holds a different sweep ({sweep_file}); run the same command to resume it, or choose another --out"

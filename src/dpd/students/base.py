@@ -24,6 +24,10 @@ from stable_baselines3.common.vec_env import VecEnv, VecNormalize
 from dpd.envs import RecentStates, make_eval_env, normalize_raw, return_scale, sync_normalization
 from dpd.episodes import EvalResult, run_episodes
 from dpd.objective import DistillStats, Weighting, dpd_loss, dpd_weights
+from dpd.schedule import AdaptiveStrength, StepCarry
+
+#: logit given to the actions NOT sampled when a discrete peer's sampled action is the target (a one-hot policy)
+_ONE_HOT_LOW_LOGIT = -30.0
 
 
 @dataclass
@@ -38,6 +42,8 @@ class PeerBatch:
     states: np.ndarray
     outputs: np.ndarray
     values: np.ndarray
+    #: (N, A) the std of the peer's Gaussian policy (continuous on-policy peers; for ``distill_target=sample``)
+    action_std: np.ndarray | None = None
 
     def __len__(self) -> int:
         return int(self.states.shape[0])
@@ -54,10 +60,22 @@ class DistillSettings:
     normalize_weights: bool
     lr: float
     batch_size: int
-    #: on-policy: distillation steps per iteration
+    #: on-policy: distillation steps per phase
     steps: int
     #: off-policy: distillation steps per RL gradient step of the iteration
     ratio: float
+    #: False: the ``independent`` control: the pair is measured (action distance, xi) but never distilled
+    active: bool = True
+    #: RL iterations from one distillation phase to the next
+    every: int = 1
+    #: ``mean`` | ``sample`` (regress on an action sampled from the peer's policy)
+    target: str = "mean"
+    #: ``own`` Adam | ``shared``: the algorithm's own actor optimiser
+    optimizer: str = "own"
+    #: factor on the loss
+    loss_coef: float = 1.0
+    #: ``adaptive`` schedule: (low, high) band of the pair's action distance; None: fixed steps
+    adaptive_band: tuple[float, float] | None = None
 
 
 class Student(ABC):
@@ -87,9 +105,20 @@ class Student(ABC):
         self._eval_env_id, self._eval_seed = eval_env_id, eval_seed
         self._eval_env: VecEnv | None = None
         self.optimizer: th.optim.Optimizer | None = None
-        if distill is not None:
-            self.optimizer = th.optim.Adam(self.actor_parameters(), lr=distill.lr)
+        if distill is not None and distill.active:
+            self.optimizer = (th.optim.Adam(self.actor_parameters(), lr=distill.lr) if distill.optimizer == "own"
+                              else self.shared_optimizer())
+        self.adaptive: AdaptiveStrength | None = None
+        if distill is not None and distill.adaptive_band is not None:
+            self.adaptive = AdaptiveStrength(*distill.adaptive_band)
+        self._step_carry = StepCarry()
+        #: statistics of the pair on the whole peer window before the last phase (action distance, xi, weights)
+        self.pair_stats: DistillStats | None = None
+        #: distillation gradient steps taken in the last phase
+        self.last_phase_steps = 0
         self.distill_skipped_nonfinite = 0
+        #: distillation batches whose weights were all zero (no optimiser step: Adam's momentum would still move)
+        self.distill_skipped_zero_weight = 0
         #: (N,) the weights exp(alpha * xi) over the peer window of the last distillation (for logging)
         self.window_weights: th.Tensor | None = None
         #: consecutive distillation batches skipped for a non-finite loss (reset by any finite one)
@@ -116,14 +145,26 @@ class Student(ABC):
     def dump_logs(self) -> None:
         """Write one log row (SB3's own rollout/time keys plus whatever was recorded since the last row)."""
 
+    @abstractmethod
+    def shared_optimizer(self) -> th.optim.Optimizer:
+        """The algorithm's own optimiser over the actor (``distill_optimizer=shared``)."""
+
+    def action_std(self, obs: th.Tensor) -> th.Tensor | None:
+        """(B, A) the std of a Gaussian policy's actions on NORMALISED obs; None where there is none."""
+        return None
+
     def recent_states(self) -> np.ndarray:
         """(N, *obs_shape) the raw states of this student's most recent ``distill_window`` env steps."""
         return self.recorder.recent_states()
 
     def distill_steps_this_iteration(self) -> int:
-        """How many distillation steps follow the RL update of the current iteration."""
+        """How many distillation steps a phase after the current iteration takes (before any adaptive strength)."""
         assert self.distill_settings is not None
         return self.distill_settings.steps
+
+    def distill_due(self) -> bool:
+        """Whether a distillation phase (or, for the independent pair, a measurement) follows this iteration."""
+        return self.distill_settings is not None and self.iteration % self.distill_settings.every == 0
 
     # ------------------------------------------------------------------ environment & units
     @property
@@ -193,30 +234,82 @@ class Student(ABC):
         obs = self.normalize_obs(states)
         with th.no_grad():
             outputs = self.policy_outputs(obs)
+            std = self.action_std(obs)
         values = self.raw_values(obs)
-        return PeerBatch(states=states, outputs=outputs.cpu().numpy(), values=values.cpu().numpy())
+        return PeerBatch(states=states, outputs=outputs.cpu().numpy(), values=values.cpu().numpy(),
+                         action_std=std.cpu().numpy() if std is not None else None)
 
-    def distill(self, batch: PeerBatch, steps: int | None = None) -> DistillStats | None:
-        """``steps`` (default: :meth:`distill_steps_this_iteration`) gradient steps of the DPD objective toward
-        the peer on the peer's states. Returns the statistics averaged over the steps (None if no step was taken)."""
+    def _window(self, batch: PeerBatch) -> tuple[th.Tensor, th.Tensor, th.Tensor, th.Tensor, float]:
+        """The peer's window in this student's terms: (normalised obs, peer outputs, own raw values, peer raw
+        values, xi scale); the pair's statistics on the whole window go to ``pair_stats``/``window_weights``."""
         settings = self.distill_settings
-        assert settings is not None and self.optimizer is not None, "this learner has no distillation (vanilla)"
+        assert settings is not None, "this learner has no peer (vanilla)"
         obs_all = self.normalize_obs(batch.states)
         peer_out = th.as_tensor(batch.outputs, device=obs_all.device)
         peer_values = th.as_tensor(batch.values, device=obs_all.device, dtype=th.float32)
-        own_values = self.raw_values(obs_all)  # fixed during these steps: the critic is not distilled
+        own_values = self.raw_values(obs_all)  # fixed during a phase: the critic is not distilled
         scale = self.xi_scale()
-        # the weights over the whole peer window, kept for the logs (the weight histogram)
+        with th.no_grad():
+            _, self.pair_stats = dpd_loss(
+                self.policy_outputs(obs_all), peer_out, own_values, peer_values, settings.alpha,
+                weighting=settings.weighting, discrete=self.discrete, xi_scale=scale,
+                max_log_weight=settings.max_log_weight, normalize_weights=settings.normalize_weights,
+            )
         self.window_weights, _ = dpd_weights((peer_values - own_values) / scale, settings.alpha, settings.weighting,
                                              settings.max_log_weight)
+        return obs_all, peer_out, own_values, peer_values, scale
+
+    def measure(self, batch: PeerBatch) -> DistillStats:
+        """The pair's statistics on the peer's window, with no distillation (the ``independent`` control)."""
+        self._window(batch)
+        assert self.pair_stats is not None
+        self.last_phase_steps = 0
+        return self.pair_stats
+
+    def _targets(self, peer_out: th.Tensor, batch: PeerBatch, idx: th.Tensor) -> th.Tensor:
+        """(B, A) what the student regresses on: the peer's outputs, or an action sampled from the peer's policy
+        (``distill_target=sample``; drawn with this student's own generator)."""
+        assert self.distill_settings is not None
+        out = peer_out[idx]
+        if self.distill_settings.target != "sample":
+            return out
+        if self.discrete:  # a sampled action as a one-hot policy (KL to it = the student's NLL of that action)
+            probs = th.softmax(out.double(), dim=-1).cpu().numpy()
+            picks = [self._rng.choice(probs.shape[1], p=p / p.sum()) for p in probs]
+            onehot = th.full_like(out, _ONE_HOT_LOW_LOGIT)
+            onehot[th.arange(len(picks)), th.as_tensor(picks)] = 0.0
+            return onehot
+        assert batch.action_std is not None, "distill_target=sample needs a Gaussian peer"
+        std = th.as_tensor(batch.action_std, device=out.device)[idx]
+        noise = th.as_tensor(self._rng.standard_normal(out.shape), dtype=out.dtype, device=out.device)
+        return out + std * noise
+
+    def distill(self, batch: PeerBatch, steps: int | None = None) -> DistillStats | None:
+        """One distillation phase: gradient steps of the DPD objective toward the peer on the peer's states.
+
+        :param steps: None: the schedule's steps for this phase (:meth:`distill_steps_this_iteration`, times the
+            ``adaptive`` strength); a number: exactly that many.
+        :return: the statistics averaged over the steps taken (None if none was taken).
+        """
+        settings = self.distill_settings
+        assert settings is not None and settings.active and self.optimizer is not None, \
+            "this learner does not distill (vanilla or independent)"
+        obs_all, peer_out, own_values, peer_values, scale = self._window(batch)
+        assert self.pair_stats is not None
+        if steps is None:
+            strength = self.adaptive.update(self.pair_stats.action_distance) if self.adaptive is not None else 1.0
+            steps = self._step_carry.take(self.distill_steps_this_iteration() * strength)
         n = len(batch)
+        actor = self.actor_parameters()
+        max_grad_norm = getattr(self.model, "max_grad_norm", None) if settings.optimizer == "shared" else None
         collected: list[DistillStats] = []
+        self.last_phase_steps = 0
         self.model.policy.set_training_mode(True)
-        for _ in range(self.distill_steps_this_iteration() if steps is None else steps):
+        for _ in range(steps):
             idx = th.as_tensor(self._rng.choice(n, size=settings.batch_size, replace=n < settings.batch_size))
             loss, stats = dpd_loss(
                 self.policy_outputs(obs_all[idx]),
-                peer_out[idx],
+                self._targets(peer_out, batch, idx),
                 own_values[idx],
                 peer_values[idx],
                 settings.alpha,
@@ -231,10 +324,16 @@ class Student(ABC):
                 self.nonfinite_streak += 1
                 continue
             self.nonfinite_streak = 0
-            self.optimizer.zero_grad()
-            loss.backward()
-            self.optimizer.step()
             collected.append(stats)
+            if stats.weight_max <= 0:  # all weights zero (indicator, peer worse everywhere): nothing to learn, and
+                self.distill_skipped_zero_weight += 1  # a step would still move the actor by Adam's momentum
+                continue
+            self.optimizer.zero_grad()
+            (loss * settings.loss_coef).backward()
+            if max_grad_norm is not None:  # the algorithm's own clipping, as its own steps get
+                th.nn.utils.clip_grad_norm_(actor, max_grad_norm)
+            self.optimizer.step()
+            self.last_phase_steps += 1
         self.model.policy.set_training_mode(False)
         if not collected:
             return None
@@ -256,6 +355,10 @@ class Student(ABC):
         self.train_env.close()
 
     # ------------------------------------------------------------------ checkpoints
+    def _own_optimizer(self) -> bool:
+        return self.optimizer is not None and self.distill_settings is not None and \
+            self.distill_settings.optimizer == "own"
+
     _MODEL_ATTRS = ("num_timesteps", "_n_updates", "_episode_num", "_current_progress_remaining", "_last_obs",
                     "_last_episode_starts", "_last_original_obs")
 
@@ -270,12 +373,17 @@ class Student(ABC):
         return {
             "torch": {name: recursive_getattr(m, name).state_dict() for name in modules},
             "torch_variables": {name: recursive_getattr(m, name).detach().clone() for name in variables},
-            "distill_optimizer": self.optimizer.state_dict() if self.optimizer is not None else None,
+            # a shared optimiser is the model's own and is saved with it
+            "distill_optimizer": self.optimizer.state_dict() if self.optimizer is not None and self._own_optimizer()
+            else None,
             "model": plain({k: getattr(m, k, None) for k in self._MODEL_ATTRS}),
             "ep_info_buffer": plain(list(m.ep_info_buffer or [])),
             "ep_success_buffer": plain(list(m.ep_success_buffer or [])),
             "student": {"iteration": self.iteration, "rng": _gen_state(self._rng),
-                        "skipped_nonfinite": self.distill_skipped_nonfinite},
+                        "skipped_nonfinite": self.distill_skipped_nonfinite,
+                        "skipped_zero_weight": self.distill_skipped_zero_weight,
+                        "step_carry": self._step_carry.carry,
+                        "adaptive": self.adaptive.state() if self.adaptive is not None else None},
             "train_env": vec_env_state(self.train_env),
             "eval_env": vec_env_state(self._eval_env) if self._eval_env is not None else None,
             "eval_env_copies": self._eval_env.num_envs if self._eval_env is not None else 0,
@@ -293,7 +401,8 @@ class Student(ABC):
         for name, value in state["torch_variables"].items():
             with th.no_grad():
                 recursive_getattr(m, name).copy_(value)
-        if self.optimizer is not None and state["distill_optimizer"] is not None:
+        if self._own_optimizer() and state["distill_optimizer"] is not None:
+            assert self.optimizer is not None
             self.optimizer.load_state_dict(state["distill_optimizer"])
         for key, value in state["model"].items():
             if hasattr(m, key):
@@ -314,4 +423,8 @@ class Student(ABC):
             set_vec_env_state(self._eval_env, state["eval_env"])
         self.iteration = state["student"]["iteration"]
         self.distill_skipped_nonfinite = state["student"]["skipped_nonfinite"]
+        self.distill_skipped_zero_weight = state["student"].get("skipped_zero_weight", 0)
+        self._step_carry.carry = float(state["student"].get("step_carry", 0.0))
+        if self.adaptive is not None and state["student"].get("adaptive") is not None:
+            self.adaptive.load(state["student"]["adaptive"])
         _set_gen_state(self._rng, state["student"]["rng"])

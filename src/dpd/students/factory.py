@@ -32,6 +32,12 @@ def distill_settings(config: TrainConfig) -> DistillSettings:
         batch_size=config.distill_batch_size,
         steps=config.distill_steps,
         ratio=config.distill_ratio if config.distill_ratio is not None else 1.0,
+        active=config.method == "dpd",
+        every=int(config.distill_every or 1),
+        target=str(config.distill_target or "mean"),
+        optimizer=str(config.distill_optimizer or "own"),
+        loss_coef=float(config.distill_loss_coef if config.distill_loss_coef is not None else 1.0),
+        adaptive_band=(config.adaptive_low, config.adaptive_high) if config.distill_schedule == "adaptive" else None,
     )
 
 
@@ -50,7 +56,7 @@ def build_student(config: TrainConfig, index: int, log_dir: str | None, verbose:
     seed = config.learner_seed(index)
     gamma = algo_gamma(config)
     env, recorder = make_train_env(
-        config.env_id, config.n_envs, seed, config.distill_window, gamma, config.normalize, log_dir,
+        config.env_id, config.n_envs, seed, int(config.distill_window or 1000), gamma, config.normalize, log_dir,
         normalize_reward=bool(config.normalize_reward),
     )
     cls = ALGOS[config.algo][0]
@@ -64,7 +70,7 @@ def build_student(config: TrainConfig, index: int, log_dir: str | None, verbose:
         model.set_logger(configure(log_dir, formats))
     else:
         model.set_logger(configure(None, ["stdout"] if verbose else []))
-    settings = distill_settings(config) if config.method == "dpd" else None
+    settings = distill_settings(config) if config.method != "vanilla" else None
     student_cls = STUDENT_CLASSES[config.family]
     # The distillation optimiser's sampling RNG gets its own stream, derived from the learner's seed.
     student = student_cls(name, model, recorder, config.env_id, seed + 5_000, settings, seed)

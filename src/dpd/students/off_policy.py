@@ -79,6 +79,11 @@ class OffPolicyStudent(Student):
         # SAC without the entropy term: xi compares the students' greedy values (see outputs.value_estimates)
         return value_estimates(self.model.policy, obs)
 
+    def shared_optimizer(self) -> th.optim.Optimizer:
+        optimizer = self.model.actor.optimizer  # type: ignore[attr-defined]
+        assert isinstance(optimizer, th.optim.Optimizer)
+        return optimizer
+
     def actor_parameters(self) -> list[th.nn.Parameter]:
         policy = self.model.policy
         if isinstance(policy, SACPolicy):

@@ -33,6 +33,15 @@ class OnPolicyStudent(Student):
     def policy_outputs(self, obs: th.Tensor) -> th.Tensor:
         return deterministic_outputs(self.policy, obs)
 
+    def action_std(self, obs: th.Tensor) -> th.Tensor | None:
+        if self.discrete or not hasattr(self.policy, "log_std"):
+            return None
+        mean = self.policy_outputs(obs)
+        return self.policy.log_std.exp().expand_as(mean)  # SB3's diagonal Gaussian: one std per action dim
+
+    def shared_optimizer(self) -> th.optim.Optimizer:
+        return self.policy.optimizer
+
     def value_estimates(self, obs: th.Tensor) -> th.Tensor:
         return value_estimates(self.policy, obs)
 

@@ -6,10 +6,11 @@ worker process (:mod:`dpd.training.parallel`), so both modes share every line of
 
 from __future__ import annotations
 
+import functools
 import time
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import torch as th
 from stable_baselines3.common.callbacks import BaseCallback
@@ -22,6 +23,32 @@ from dpd.training import logs
 from dpd.training.run_dir import EVAL_FILE, EvalLog
 
 SNAPSHOT_DIR = "snapshots"
+_F = TypeVar("_F", bound=Callable[..., Any])
+
+
+def _own_random_state(method: _F) -> _F:
+    """Run a Learner method with the learner's OWN global random state (python, numpy, torch) swapped in.
+
+    SB3 draws from the global generators (minibatch order, action sampling) and its constructor reseeds them. With
+    two students in one process they would otherwise share one stream, so a student's rollouts would depend on its
+    peer's draws; swapped in and out around each turn, every student draws exactly what it would draw alone (and
+    what it draws in its own process in parallel mode).
+    """
+
+    @functools.wraps(method)
+    def wrapper(self: Learner, *args: Any, **kwargs: Any) -> Any:
+        from dpd.training.checkpoint import rng_state, set_rng_state
+
+        outside = rng_state()
+        set_rng_state(self._random_state)
+        try:
+            return method(self, *args, **kwargs)
+        finally:
+            self._random_state = rng_state()
+            set_rng_state(outside)
+
+    return wrapper  # type: ignore[return-value]
+
 CallbackFactory = Callable[[str], BaseCallback | list[BaseCallback] | None]
 LogFn = Callable[[str], None]
 
@@ -49,7 +76,12 @@ class Learner:
         folder = run_dir / self.name if run_dir is not None else None
         kept = logs.keep_rows(run_dir, [self.name], {self.name: resume_state["log_rows"]})[self.name] if (
             resume_state is not None and run_dir is not None) else None
+        from dpd.training.checkpoint import rng_state, set_rng_state
+
+        outside = rng_state()
         self.student: Student = build_student(config, index, str(folder) if folder else None, verbose)
+        self._random_state = rng_state()  # as SB3's constructor seeded it: this learner's own stream starts here
+        set_rng_state(outside)
         if kept is not None and resume_state is not None:
             logs.restore_rows(self.student, kept, int(resume_state["model"]["num_timesteps"]))
         self.folder = folder
@@ -68,6 +100,7 @@ class Learner:
         return self.student.num_timesteps
 
     # ------------------------------------------------------------------ lifecycle
+    @_own_random_state
     def setup(self) -> int:
         """Start (evaluating the untrained policy at step 0), or continue from the resume state. Returns steps."""
         s, per_learner = self.student, self.config.steps_per_learner
@@ -88,13 +121,14 @@ class Learner:
         self.snapshots_taken = int(b.get("snapshots_taken", 0))
         self.evaluations = [dict(r) for r in b["evaluations"]]
         self.elapsed_before, self._t0 = float(b["elapsed_s"]), time.time()
-        if "rng" in st:  # a learner in its own process restores its process's random generators
+        if "rng" in st:  # the learner's own random state (kept by _own_random_state when this method returns)
             from dpd.training.checkpoint import set_rng_state
 
             set_rng_state(st["rng"])
         self._resume = None
         return s.num_timesteps
 
+    @_own_random_state
     def iterate(self) -> bool:
         """Collect + RL update; False: a callback asked to stop."""
         ok = self.student.iterate()
@@ -102,9 +136,15 @@ class Learner:
             self.log(f"{self.name}: a callback stopped training at {self.num_timesteps} steps")
         return ok
 
+    @_own_random_state
     def peer_batch(self) -> PeerBatch | None:
         return self.student.peer_batch()
 
+    def distill_due(self) -> bool:
+        """Whether a distillation phase (independent pair: a measurement) follows this iteration."""
+        return self.student.distill_due()
+
+    @_own_random_state
     def distill(self, batch: PeerBatch | None) -> int:
         """Distill toward the peer's batch (None: the peer has not collected yet, skipped and counted).
         Returns the current streak of non-finite distillation batches."""
@@ -117,12 +157,33 @@ class Learner:
         self._log_distill(stats)
         return student.nonfinite_streak
 
+    @_own_random_state
+    def measure(self, batch: PeerBatch | None) -> int:
+        """The ``independent`` control: log the pair's statistics on the peer's batch, take no step."""
+        if batch is not None:
+            self.student.measure(batch)
+            self._log_pair()
+        return 0
+
+    def _log_pair(self) -> None:
+        """The pair on the whole peer window before the phase: comparable between dpd and independent runs."""
+        student, logger = self.student, self.student.model.logger
+        if student.pair_stats is not None:
+            logger.record("pair/action_distance", student.pair_stats.action_distance)
+            logger.record("pair/xi_mean", student.pair_stats.xi_mean)
+            logger.record("pair/peer_better_frac", student.pair_stats.peer_better_frac)
+        logger.record("distill/phase_steps", student.last_phase_steps)
+        if student.adaptive is not None:
+            logger.record("distill/strength", student.adaptive.strength)
+
     def _log_distill(self, stats: DistillStats | None) -> None:
         student, logger = self.student, self.student.model.logger
+        self._log_pair()
         if stats is not None:
             for key, value in stats.as_dict().items():
                 logger.record(f"distill/{key}", value)
         logger.record("distill/skipped_nonfinite", student.distill_skipped_nonfinite)
+        logger.record("distill/skipped_zero_weight", student.distill_skipped_zero_weight)
         logger.record("distill/xi_scale", student.xi_scale())
         # Histogram of the weights over the whole peer window (TensorBoard only): shows saturation at the clip.
         if student.window_weights is None:
@@ -132,6 +193,7 @@ class Learner:
         if weights.numel():
             logger.record("distill/weights", weights, exclude=("stdout", "log", "json", "csv"))
 
+    @_own_random_state
     def after_iteration(self) -> int:
         """Evaluate if due, keep a snapshot if due, write the iteration's log row. Returns steps."""
         self.maybe_evaluate()
@@ -139,6 +201,7 @@ class Learner:
         self.dump()
         return self.num_timesteps
 
+    @_own_random_state
     def finish(self) -> dict[str, Any]:
         """Final evaluation (unless one ran at this step), end callbacks; returns the summary entry."""
         self.maybe_evaluate(final=True)
@@ -198,11 +261,13 @@ class Learner:
             "evaluations": len(evals),
             "distill_skipped_empty": self.skipped_empty,
             "distill_skipped_nonfinite": self.student.distill_skipped_nonfinite,
+            "distill_skipped_zero_weight": self.student.distill_skipped_zero_weight,
         }
 
     # ------------------------------------------------------------------ checkpoints and saving
-    def state(self, include_rng: bool = False) -> dict[str, Any]:
-        """This learner's part of a checkpoint (plain data). ``include_rng``: also this process's generators."""
+    @_own_random_state
+    def state(self) -> dict[str, Any]:
+        """This learner's part of a checkpoint (plain data), its own random state included."""
         from dpd.training.checkpoint import rng_state
 
         s = self.student
@@ -213,8 +278,7 @@ class Learner:
                          "evaluations": self.evaluations, "elapsed_s": self.elapsed(),
                          "snapshots_taken": self.snapshots_taken}
         st["log_rows"] = logs.count_rows(self.folder.parent, [self.name])[self.name] if self.folder else {}
-        if include_rng:
-            st["rng"] = rng_state()
+        st["rng"] = rng_state()  # the learner's own (swapped in by _own_random_state)
         return st
 
     def save(self, folder: Path | None = None) -> None:

@@ -100,6 +100,11 @@ class DPDTrainer:
         return self.config.method == "dpd"
 
     @property
+    def pair(self) -> bool:
+        """Two students (dpd or the independent control): the pair is distilled or measured after iterations."""
+        return self.config.method != "vanilla"
+
+    @property
     def students(self) -> list[Student]:
         """The Student objects (sequential mode only: in parallel mode student1 lives in another process)."""
         if self.parallel:
@@ -111,9 +116,10 @@ class DPDTrainer:
 
     # ------------------------------------------------------------------ calls on all learners
     def _all(self, method: str, args: list[tuple[Any, ...]] | None = None, only: list[int] | None = None) -> list[Any]:
-        """``method`` on the learners ``only`` (default: all): in parallel mode at the same time."""
+        """``method`` on the learners ``only`` (default: all), ``args[k]`` for the k-th of them: in parallel mode at
+        the same time. Returns the results in the order of ``only``."""
         idx = list(range(len(self.learners))) if only is None else only
-        calls = [(self.learners[i], args[i] if args else ()) for i in idx]
+        calls = [(self.learners[i], args[k] if args else ()) for k, i in enumerate(idx)]
         for learner, a in calls:
             if isinstance(learner, RemoteLearner):
                 learner.send(method, *a)  # the other processes start now ...
@@ -129,11 +135,10 @@ class DPDTrainer:
         if self._resume is not None:
             from dpd.training.checkpoint import set_rng_state
 
-            self._steps = self._all("setup")
+            self._steps = self._all("setup")  # each learner restores its own random state
             self._elapsed_before = float(self._resume["trainer"]["elapsed_s"])
             self._next_checkpoint = int(self._resume["trainer"]["next_checkpoint"])
-            if not self.parallel:
-                set_rng_state(self._resume["rng"])  # last: the restore above draws random numbers
+            set_rng_state(self._resume["rng"])  # the process's own, as it was (nothing of a learner draws from it)
             self.log(f"dpd: resumed at {self.total_env_steps()} env steps")
         else:
             self._steps = self._all("setup")
@@ -159,8 +164,9 @@ class DPDTrainer:
                 continue
             if not learner.iterate():
                 return True
-            if self.dpd:
-                self._check_streak(learner.name, learner.distill(self.learners[1 - i].peer_batch()))
+            if self.pair and learner.distill_due():
+                batch = self.learners[1 - i].peer_batch()
+                self._check_streak(learner.name, learner.distill(batch) if self.dpd else learner.measure(batch))
             self._steps[i] = learner.after_iteration()
             bar.update(self.total_env_steps())
         return False
@@ -171,10 +177,12 @@ class DPDTrainer:
         active = [i for i, steps in enumerate(self._steps) if steps < per_learner]
         if not all(self._all("iterate", only=active)):
             return True
-        if self.dpd:
-            batches = self._all("peer_batch")
-            streaks = self._all("distill", [(batches[1 - i],) for i in active], only=active)
-            for i, streak in zip(active, streaks, strict=True):
+        if self.pair:
+            due = [i for i, d in zip(active, self._all("distill_due", only=active), strict=True) if d]
+            peers = sorted({1 - i for i in due})
+            batches = dict(zip(peers, self._all("peer_batch", only=peers), strict=True))  # by learner index
+            streaks = self._all("distill" if self.dpd else "measure", [(batches[1 - i],) for i in due], only=due)
+            for i, streak in zip(due, streaks, strict=True):
                 self._check_streak(self.config.learner_names[i], streak)
         for i, steps in zip(active, self._all("after_iteration", only=active), strict=True):
             self._steps[i] = steps
@@ -204,7 +212,7 @@ class DPDTrainer:
 
         return {
             "config": self.config.to_dict(),
-            "students": self._all("state", [(self.parallel,)] * len(self.learners)),
+            "students": self._all("state"),
             "trainer": {"next_checkpoint": self._next_checkpoint,
                         "elapsed_s": self._elapsed_before + time.time() - self._start},
             "rng": rng_state(),  # last: nothing above draws random numbers
@@ -240,6 +248,7 @@ class DPDTrainer:
             "preset": cfg.preset,
             "alpha": cfg.alpha,
             "weighting": cfg.weighting,
+            "distill_schedule": cfg.distill_schedule,
             "total_env_steps": self.total_env_steps(),
             "wall_time_s": round(wall, 3),
             "env_steps_per_s": round(self.total_env_steps() / max(wall, 1e-9), 1),
@@ -306,7 +315,7 @@ def train(
     if log is not None:
         where = f" -> {run_dir}" if run_dir is not None else ""
         mode = " (students in parallel processes; --sequential: Algorithm 1's exact order)" if (
-            resolved.parallel and resolved.method == "dpd") else ""
+            resolved.parallel and resolved.method != "vanilla") else ""
         log(f"dpd: training {resolved.method} {resolved.algo} on {resolved.env_id}, {resolved.total_steps} env steps"
             f"{where}{mode}")
     try:

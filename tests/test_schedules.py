@@ -1,0 +1,214 @@
+"""The independent control, the distillation schedules (dense / authors / adaptive, distill_every, targets) and
+the zero-weight mend."""
+
+import numpy as np
+import pytest
+import torch as th
+from stable_baselines3 import PPO
+from stable_baselines3.common.vec_env import DummyVecEnv, VecMonitor, VecNormalize
+
+from dpd import TrainConfig, train
+from dpd.config import build_algo_kwargs
+from dpd.errors import DPDUserError
+from dpd.schedule import MAX_STRENGTH, AdaptiveStrength, StepCarry
+from dpd.students.base import PeerBatch
+from dpd.students.factory import build_student
+from dpd.training.trainer import DPDTrainer
+
+TINY = {"n_steps": 256, "batch_size": 64, "n_epochs": 2}
+
+
+def tiny(env_id="Pendulum-v1", **kw):
+    base = dict(env_id=env_id, total_steps=2048, eval_freq=0, algo_kwargs=dict(TINY), snapshots=[],
+                tensorboard=False)
+    return TrainConfig(**{**base, **kw})
+
+
+def plain_sb3_learner(config: TrainConfig, index: int, steps: int) -> PPO:
+    """A stock SB3 PPO with the student's seed and the same env stack, trained with model.learn()."""
+    import gymnasium as gym
+
+    cfg = config.resolve()
+    seed = cfg.learner_seed(index)
+    venv = DummyVecEnv([lambda: gym.make(cfg.env_id) for _ in range(cfg.n_envs)])
+    venv.seed(seed)
+    env = VecNormalize(VecMonitor(venv), gamma=cfg.algo_kwargs.get("gamma", 0.99)) if cfg.normalize else VecMonitor(venv)
+    model = PPO("MlpPolicy", env, seed=seed, device="cpu", **build_algo_kwargs(cfg))
+    model.learn(steps)
+    return model
+
+
+@pytest.mark.parametrize("parallel", [False, True])
+def test_independent_students_equal_two_plain_sb3_learners(parallel):
+    config = tiny("CartPole-v1", method="independent", seed=3, parallel=parallel, eval_freq=512, eval_episodes=1)
+    trainer = DPDTrainer(config.resolve(), None)
+    try:
+        trainer.learn()
+        states = [trainer._all("state")[i]["torch"]["policy"] for i in range(2)]
+    finally:
+        trainer.close()
+    for index in (0, 1):
+        reference = plain_sb3_learner(config, index, 1024).policy.state_dict()
+        mine = states[index]
+        assert mine.keys() == reference.keys()
+        assert all(th.equal(mine[k], reference[k]) for k in mine), f"student{index} differs from plain SB3"
+
+
+def test_a_students_first_rollout_is_the_same_in_sequential_and_parallel_mode(tmp_path):
+    runs = {}
+    for parallel in (False, True):
+        out = tmp_path / str(parallel)
+        train(tiny("CartPole-v1", parallel=parallel, total_steps=512, algo_kwargs={**TINY, "n_steps": 128}), out)
+        runs[parallel] = [(out / s / "train_episodes.monitor.csv").read_text().splitlines()[2:]
+                          for s in ("student0", "student1")]
+    strip = [[[row.split(",")[:2] for row in rows] for rows in runs[p]] for p in (False, True)]
+    assert strip[0] == strip[1] and all(strip[0])
+
+
+def test_independent_takes_no_distillation_step_but_logs_the_pair(tmp_path):
+    summary = train(tiny(method="independent"), tmp_path / "run")
+    assert summary["method"] == "independent" and set(summary["learners"]) == {"student0", "student1"}
+    import csv
+
+    rows = list(csv.DictReader((tmp_path / "run" / "student1" / "progress.csv").read_text().splitlines()))
+    distances = [float(r["pair/action_distance"]) for r in rows if r.get("pair/action_distance")]
+    assert len(distances) >= 3 and all(d > 0 for d in distances)
+    assert all(float(r["distill/phase_steps"]) == 0 for r in rows if r.get("distill/phase_steps"))
+    assert "distill/loss" not in rows[0]
+
+
+def phase_counts(config: TrainConfig) -> tuple[int, int]:
+    """(distillation gradient steps taken by student1, its iterations) in a tiny sequential run."""
+    trainer = DPDTrainer(config.resolve(), None)
+    taken = 0
+    student = trainer.students[1]
+    original = student.distill
+
+    def counting(*a, **k):
+        nonlocal taken
+        result = original(*a, **k)
+        taken += student.last_phase_steps
+        return result
+
+    student.distill = counting
+    try:
+        trainer.learn()
+    finally:
+        trainer.close()
+    return taken, student.iteration
+
+
+def test_distill_every_5_takes_exactly_a_fifth_of_the_distillation_steps():
+    cfg = tiny(total_steps=2 * 256 * 10, algo_kwargs={**TINY, "n_epochs": 1})
+    every1, iters = phase_counts(cfg)
+    every5, iters5 = phase_counts(TrainConfig(**{**cfg.to_dict(), "distill_every": 5}))
+    assert iters == iters5 == 10
+    assert every1 == 10 * 10  # 10 steps after each of 10 iterations
+    assert every5 == every1 / 5
+
+
+def test_authors_schedule_values_and_the_shared_optimiser():
+    cfg = tiny(distill_schedule="authors").resolve()
+    assert (cfg.distill_every, cfg.distill_steps, cfg.distill_batch_size, cfg.distill_window, cfg.distill_target,
+            cfg.distill_optimizer) == (5, 1, 512, 100_000, "sample", "shared")
+    assert cfg.distill_loss_coef == pytest.approx(1 / 512)
+    # a key set by the user overrides its schedule's value
+    assert tiny(distill_schedule="authors", distill_every=2).resolve().distill_every == 2
+    student = build_student(cfg, 0, None)
+    assert student.optimizer is student.model.policy.optimizer  # PPO's own Adam, as the authors' code
+    taken, _ = phase_counts(tiny(distill_schedule="authors", total_steps=2 * 256 * 5))
+    assert taken == 1  # one step after the 5th iteration
+
+
+def test_sample_target_draws_around_the_peers_mean():
+    cfg = tiny(distill_target="sample").resolve()
+    student = build_student(cfg, 0, None)
+    n = 4000
+    batch = PeerBatch(states=np.zeros((n, 3), np.float32), outputs=np.full((n, 1), 0.5, np.float32),
+                      values=np.zeros(n, np.float32), action_std=np.full((n, 1), 2.0, np.float32))
+    targets = student._targets(th.as_tensor(batch.outputs), batch, th.arange(n)).numpy()
+    assert abs(targets.mean() - 0.5) < 0.15 and abs(targets.std() - 2.0) < 0.15
+    with pytest.raises(DPDUserError, match="distill_target=sample"):
+        tiny(algo="td3", distill_target="sample").resolve()
+
+
+def test_a_zero_weight_batch_leaves_the_actor_unchanged():
+    cfg = tiny(weighting="indicator").resolve()
+    student = build_student(cfg, 0, None)
+    obs = np.random.default_rng(0).normal(size=(300, 3)).astype(np.float32)
+    good = PeerBatch(states=obs, outputs=np.ones((300, 1), np.float32), values=np.full(300, 1e6, np.float32))
+    worse = PeerBatch(states=obs, outputs=np.ones((300, 1), np.float32), values=np.full(300, -1e6, np.float32))
+    student.distill(good, steps=3)  # Adam now has momentum
+    before = [p.detach().clone() for p in student.actor_parameters()]
+    student.distill(worse, steps=3)  # the peer is worse everywhere: every weight is zero
+    after = student.actor_parameters()
+    assert all(th.equal(a, b) for a, b in zip(before, after, strict=True))
+    assert student.distill_skipped_zero_weight == 3
+    student.distill(good, steps=1)
+    assert not all(th.equal(a, b) for a, b in zip(before, student.actor_parameters(), strict=True))
+
+
+def test_adaptive_rule_raises_strength_when_apart_and_lowers_it_when_converging():
+    rule = AdaptiveStrength(low=0.5, high=0.8)
+    for d in (0.1, 0.2, 0.4, 0.8):  # drifting apart: the distance keeps growing
+        rule.update(d)
+    assert rule.strength == MAX_STRENGTH
+    for _ in range(12):  # converging: the distance collapses
+        rule.update(0.01)
+    assert rule.strength < 0.1
+    kept = rule.strength
+    rule.update(float("nan"))
+    assert rule.strength == kept
+
+
+def test_step_carry_keeps_fractions():
+    carry = StepCarry()
+    assert [carry.take(2.5) for _ in range(4)] == [2, 3, 2, 3]
+    assert sum(carry.take(0.25) for _ in range(8)) == 2
+
+
+def test_adaptive_on_a_tiny_run_follows_the_pair_distance(monkeypatch):
+    """On a real run: a pair whose distance grows gets a stronger schedule, one whose distance collapses a weaker."""
+    trainer = DPDTrainer(tiny(distill_schedule="adaptive", total_steps=2 * 256 * 8).resolve(), None)
+    student = trainer.students[1]
+    forced = iter([0.1, 0.2, 0.4, 0.8, 0.8, 0.01, 0.01, 0.01])
+    strengths, steps = [], []
+    original = student._window
+
+    def window(batch):
+        out = original(batch)
+        student.pair_stats = type(student.pair_stats)(**{**student.pair_stats.as_dict(),
+                                                         "action_distance": next(forced)})
+        return out
+
+    monkeypatch.setattr(student, "_window", window)
+    real_distill = student.distill
+
+    def distill(batch, steps=None):
+        result = real_distill(batch, steps)
+        strengths.append(student.adaptive.strength)
+        steps_taken.append(student.last_phase_steps)
+        return result
+
+    steps_taken = steps
+    monkeypatch.setattr(student, "distill", distill)
+    try:
+        trainer.learn()
+    finally:
+        trainer.close()
+    assert strengths[:4] == [2.0, 4.0, 4.0, 4.0] and strengths[-1] < strengths[-2]
+    assert steps[1] == 40 and steps[-1] < steps[-2]
+
+
+@pytest.mark.parametrize("setting, message", [
+    ("distill_schedule=fast", "unknown distill_schedule"),
+    ("distill_every=0", "distill_every must be positive"),
+    ("distill_target=mode", "unknown distill_target"),
+    ("distill_optimizer=sgd", "unknown distill_optimizer"),
+    ("adaptive_low=0.9", "adaptive_low and adaptive_high"),
+])  # fmt: skip
+def test_bad_schedule_settings_are_one_line_errors(setting, message):
+    from dpd.config import apply_overrides
+
+    with pytest.raises(DPDUserError, match=message):
+        apply_overrides(tiny(), [setting]).resolve()
