@@ -106,8 +106,9 @@ def _variant_configs(spec: SweepSpec, variant: str) -> list[tuple[str, list[str]
 
 
 def expand(spec: SweepSpec) -> list[Trial]:
-    """All trials of the grid, validated (a bad entry is a user error before anything runs). Ordered seed by seed:
-    a sweep cut short has whole seeds of every variant rather than every seed of a few."""
+    """All trials of the grid, validated (a bad entry is a user error before anything runs). Ordered task by task,
+    and within a task seed by seed: a sweep cut short has whole seeds of every variant of its first tasks rather
+    than every seed of a few variants."""
     for name, overrides in spec.arms.items():
         if not isinstance(name, str) or not _ARM_NAME.match(name) or name in VARIANTS:
             raise DPDUserError(f"arm name {name!r}: use letters, digits, '_', '.', '-' (not a built-in variant)")
@@ -122,7 +123,7 @@ def expand(spec: SweepSpec) -> list[Trial]:
         raise DPDUserError(f"seeds must be distinct, got {spec.seeds}")
     trials: dict[str, Trial] = {}
     checked: set[tuple[str, str]] = set()
-    for seed, env, algo, variant in itertools.product(spec.seeds, spec.envs, spec.algos, spec.variants):
+    for env, algo, seed, variant in itertools.product(spec.envs, spec.algos, spec.seeds, spec.variants):
         for suffix, extra, fields in _variant_configs(spec, variant):
             base = TrainConfig(env_id=env, algo=algo, total_steps=spec.total_steps, seed=seed, preset=spec.preset,
                                alpha=float(spec.alphas[0]))
