@@ -251,3 +251,58 @@ def test_sweep_into_a_folder_holding_another_sweep_is_refused(tmp_path, capsys):
               tmp_path / "sw", workers=1)
     code = main(["sweep", "--env", "CartPole-v1", "--seeds", "1", "--total-steps", "1024", "--out", str(tmp_path / "sw")])
     assert code == 2 and "holds a different sweep" in capsys.readouterr().err
+
+
+def test_report_distillation_and_selection_gains_match_a_hand_computation(tmp_path):
+    spec = SweepSpec(envs=["CartPole-v1", "InvertedPendulum-v5"], total_steps=2000, seeds=[0, 1, 2],
+                     variants=["vanilla", "independent", "dpd"])
+    sweep = tmp_path / "sw"
+    sweep.mkdir()
+    (sweep / "sweep.yaml").write_text(yaml.safe_dump(spec.to_dict()))
+    # (student0, student1) finals per seed; CartPole normalised by (x - 25.08) / 474.92, IP by (x - 4.84) / 995.16
+    pairs = {
+        "CartPole-v1": {"independent": [(100, 300), (200, 200), (50, 450)], "dpd-a1": [(300, 320), (280, 300), (250, 290)]},
+        "InvertedPendulum-v5": {"independent": [(10, 1000), (500, 500), (4.84, 800)],
+                                "dpd-a1": [(900, 1000), (600, 700), (800, 800)]},
+    }
+    for trial in expand(spec):
+        env, seed = trial.config.env_id, trial.config.seed
+        if trial.label == "vanilla":
+            curves = {"vanilla": [0.0, 1000.0, 250.0]}
+        else:
+            a, b = pairs[env][trial.label][seed]
+            curves = {"student0": [0.0, a], "student1": [0.0, b]}
+        write_fake_run(sweep / RUNS_DIR / trial.name, trial.config, curves)
+    text = write_report(sweep).read_text()
+    agg = json.loads((sweep / "report" / "aggregates_ppo.json").read_text())
+    g = agg["gains"]["distillation"]
+    worse_cp = np.mean([300, 280, 250]) - np.mean([100, 200, 50])  # worse students: DPD 276.7, independent 116.7
+    assert g["dpd-a1 (worse student)"]["per_task"]["CartPole-v1"][0] == pytest.approx(worse_cp)
+    mean_ip = np.mean([950, 650, 800]) - np.mean([505, 500, 402.42])
+    assert g["dpd-a1 (students' mean)"]["per_task"]["InvertedPendulum-v5"][0] == pytest.approx(mean_ip)
+    better_cp = np.mean([320, 300, 290]) - np.mean([300, 200, 450])
+    better_ip = np.mean([1000, 700, 800]) - np.mean([1000, 500, 800])
+    pooled = (better_cp / 474.92 + better_ip / 995.16) / 2
+    point, lo, hi = g["dpd-a1 (better student)"]["pooled"]
+    assert point == pytest.approx(pooled) and lo <= point <= hi
+    # selection gain of the independent pair on CartPole: better - mean = 100, 0, 200 -> 100
+    sel = agg["gains"]["selection"]["independent"]["per_task"]["CartPole-v1"]
+    assert sel[0] == pytest.approx(100.0) and sel[1] <= 100.0 <= sel[2]
+    assert "| independent | worse | 3 |" in text and "### Distillation gain and selection gain" in text
+    assert "P(group > independent, same statistic)" in text
+    assert agg["probability_over_independent"]["dpd-a1 (worse student)"]["p"] == pytest.approx(1.0)
+
+
+def test_sweep_arms_schedules_and_colliding_names():
+    spec = SweepSpec(envs=["CartPole-v1"], total_steps=2048, seeds=[0], variants=["independent", "dpd", "one"],
+                     schedules=["dense", "authors"], arms={"one": ["distill_steps=1"]})
+    trials = {t.label: t.config for t in expand(spec)}
+    assert set(trials) == {"independent", "dpd-a1", "dpd-a1-authors", "one"}
+    assert trials["one"].distill_steps == 1 and trials["dpd-a1-authors"].distill_every == 5
+    assert trials["independent"].method == "independent"
+    from dpd.errors import DPDUserError
+
+    with pytest.raises(DPDUserError, match="share the folder"):
+        expand(SweepSpec(envs=["CartPole-v1"], total_steps=2048, seeds=[0], alphas=[1.0, 1.0000001]))
+    with pytest.raises(DPDUserError, match="arm name"):
+        expand(SweepSpec(envs=["CartPole-v1"], total_steps=2048, seeds=[0], arms={"../x": []}))

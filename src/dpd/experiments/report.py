@@ -4,7 +4,11 @@ Definitions (written into the report too):
 - a run's *final* return: its last deterministic evaluation (mean over ``eval_episodes`` episodes);
 - *mean* return: the mean of its evaluation returns over the whole run (every evaluation point, step 0 included);
 - *max* return: the largest evaluation return of the run;
-- DPD rows: each student, and the *better student* (per run, the student with the higher value of that column);
+- pair rows (DPD and the ``independent`` control): each student, the *students' mean*, the *better student* and the
+  *worse student* (per run, the student with the higher / lower value of that column);
+- *distillation gain*: a DPD variant's statistic minus the independent pair's same statistic (same budget split, no
+  distillation); *selection gain*: better student minus students' mean (what picking the better of two learners buys
+  without any distillation); both with 95% bootstrap CIs, per task in raw returns and pooled in normalised units;
 - aggregates use the final return, normalised per task (``dpd.experiments.scores``), with 95% stratified bootstrap
   CIs (rliable); "DPD (students' mean)" scores a DPD run by the mean of its two students.
 Only finished runs enter the statistics; unfinished, failed and missing runs are listed.
@@ -30,6 +34,9 @@ REPORT_DIR = "report"
 BOOTSTRAP_REPS = 2000
 #: the table row of vanilla cut at half its budget (the same OWN env steps as each DPD student)
 HALF = "at half its steps"
+#: the control that every DPD variant is compared with (the pair without distillation)
+INDEPENDENT = "independent"
+PAIR_STATS = {"students_mean": "students' mean", "better": "better student", "worse": "worse student"}
 
 
 @dataclass
@@ -43,12 +50,16 @@ class Run:
     summary: dict[str, Any] = field(default_factory=dict)
     #: learner -> (total_env_steps (K,), mean_return (K,))
     curves: dict[str, tuple[np.ndarray, np.ndarray]] = field(default_factory=dict)
+    #: student -> (total_env_steps (K,), the pair's action distance on the peer's window before each phase (K,))
+    distances: dict[str, tuple[np.ndarray, np.ndarray]] = field(default_factory=dict)
     error: str = ""
 
     def metric(self, learner: str, kind: str) -> float:
         """``final`` | ``mean`` | ``max`` evaluation return of one learner (``better``: the better student)."""
         if learner == "better":
             return max(self.metric(s, kind) for s in ("student0", "student1"))
+        if learner == "worse":
+            return min(self.metric(s, kind) for s in ("student0", "student1"))
         if learner == "students_mean":
             return float(np.mean([self.metric(s, kind) for s in ("student0", "student1")]))
         if learner == HALF:  # vanilla's evaluations up to half its budget: as many own env steps as a DPD student
@@ -80,8 +91,27 @@ def load_runs(sweep_dir: Path) -> list[Run]:
                     raise DPDUserError(f"{folder / learner / EVAL_FILE} has no evaluation; was eval_freq 0?")
                 run.curves[learner] = (np.array([r["total_env_steps"] for r in rows]),
                                        np.array([r["mean_return"] for r in rows]))
+                if learner != "vanilla":
+                    run.distances[learner] = _pair_distance(folder / learner / "progress.csv")
         runs.append(run)
     return runs
+
+
+def _pair_distance(progress: Path) -> tuple[np.ndarray, np.ndarray]:
+    """(total env steps, pair/action_distance) of the rows of a student's progress.csv that carry a distance."""
+    import csv
+
+    xs, ys = [], []
+    try:
+        with open(progress, newline="") as fh:
+            for row in csv.DictReader(fh):
+                d, x = row.get("pair/action_distance"), row.get("time/total_env_steps")
+                if d and x:
+                    xs.append(float(x))
+                    ys.append(float(d))
+    except (OSError, ValueError, csv.Error):
+        pass
+    return np.array(xs), np.array(ys)
 
 
 # ---------------------------------------------------------------------- statistics
@@ -125,8 +155,8 @@ def aggregates(runs: list[Run], algo: str, rng_seed: int = 0) -> tuple[dict[str,
         if r.variant == "vanilla":
             groups["vanilla"][r.env_id].append(r.metric("vanilla", "final"))
         else:
-            groups[f"{r.variant} (students' mean)"][r.env_id].append(r.metric("students_mean", "final"))
-            groups[f"{r.variant} (better student)"][r.env_id].append(r.metric("better", "final"))
+            for stat, label in PAIR_STATS.items():
+                groups[f"{r.variant} ({label})"][r.env_id].append(r.metric(stat, "final"))
     norms = {t: normalizer(t, [x for g in groups.values() for x in g.get(t, [])]) for t in tasks}
     complete = {g: d for g, d in groups.items() if all(d.get(t) for t in tasks)}
     if not tasks or not complete:
@@ -150,21 +180,92 @@ def aggregates(runs: list[Run], algo: str, rng_seed: int = 0) -> tuple[dict[str,
     for g in scores:
         result["groups"][g] = {"iqm": float(point[g][0]), "iqm_ci": [float(ci[g][0][0]), float(ci[g][1][0])],
                                "mean": float(point[g][1]), "mean_ci": [float(ci[g][0][1]), float(ci[g][1][1])]}
+    def improvement(g: str, other: str) -> dict[str, Any]:
+        if n >= 2:
+            p, c = rly.get_interval_estimates({g: (scores[g], scores[other])}, metrics.probability_of_improvement,
+                                              reps=BOOTSTRAP_REPS, random_state=np.random.RandomState(rng_seed))
+            lo, hi = np.asarray(c[g], dtype=float).ravel()
+            return {"p": float(np.asarray(p[g]).ravel()[0]), "ci": [lo, hi]}
+        p0 = float(metrics.probability_of_improvement(scores[g], scores[other]))
+        return {"p": p0, "ci": [p0, p0]}
+
     result["probability_of_improvement"] = {}
-    if "vanilla" in scores:
-        for g in scores:
-            if g == "vanilla":
-                continue
-            pair = {g: (scores[g], scores["vanilla"])}
-            if n >= 2:
-                p, c = rly.get_interval_estimates(pair, metrics.probability_of_improvement, reps=BOOTSTRAP_REPS,
-                                                  random_state=np.random.RandomState(rng_seed))
-                lo, hi = np.asarray(c[g], dtype=float).ravel()
-                result["probability_of_improvement"][g] = {"p": float(np.asarray(p[g]).ravel()[0]), "ci": [lo, hi]}
-            else:
-                p0 = float(metrics.probability_of_improvement(scores[g], scores["vanilla"]))
-                result["probability_of_improvement"][g] = {"p": p0, "ci": [p0, p0]}
+    result["probability_over_independent"] = {}
+    for g in scores:
+        if g != "vanilla" and "vanilla" in scores:
+            result["probability_of_improvement"][g] = improvement(g, "vanilla")
+        if not g.startswith(f"{INDEPENDENT} ") and g != "vanilla":
+            same = f"{INDEPENDENT} {g[g.index('('):]}"  # the independent pair's same statistic
+            if same in scores:
+                result["probability_over_independent"][g] = improvement(g, same)
     return result, notes
+
+
+def _diff_ci(a: np.ndarray, b: np.ndarray, rng: np.random.Generator) -> tuple[float, float, float]:
+    """mean(a) - mean(b) and its 95% bootstrap CI (a and b resampled independently)."""
+    if len(a) == 0 or len(b) == 0:
+        return np.nan, np.nan, np.nan
+    d = float(a.mean() - b.mean())
+    if len(a) < 2 or len(b) < 2:
+        return d, np.nan, np.nan
+    boot = (rng.choice(a, (BOOTSTRAP_REPS, len(a))).mean(1) - rng.choice(b, (BOOTSTRAP_REPS, len(b))).mean(1))
+    return d, float(np.percentile(boot, 2.5)), float(np.percentile(boot, 97.5))
+
+
+def gains(runs: list[Run], algo: str, rng: np.random.Generator) -> dict[str, Any]:
+    """Distillation gain of every DPD variant over the independent pair (students' mean, better, worse student) and
+    the selection gain (better student minus students' mean) of every pair variant: per task in raw final returns,
+    pooled over tasks in normalised units (the mean over tasks of the per-task differences; stratified bootstrap)."""
+    done = [r for r in runs if r.status == "finished" and r.algo == algo and r.variant != "vanilla"]
+    tasks = sorted({r.env_id for r in done})
+    finals = [r.metric(s, "final") for r in runs if r.status == "finished" and r.algo == algo
+              for s in (["vanilla"] if r.variant == "vanilla" else ["student0", "student1"])]
+    norms = {t: normalizer(t, finals) for t in tasks}
+    out: dict[str, Any] = {"distillation": {}, "selection": {}}
+
+    def values(variant: str, task: str, stat: str) -> np.ndarray:
+        return np.array([r.metric(stat, "final") for r in done if r.variant == variant and r.env_id == task])
+
+    def pooled(pairs: dict[str, tuple[np.ndarray, np.ndarray]]) -> tuple[float, float, float]:
+        """Mean over tasks of normalised mean(a) - mean(b), with a stratified bootstrap CI."""
+        usable = {t: ab for t, ab in pairs.items() if len(ab[0]) and len(ab[1])}
+        if not usable:
+            return np.nan, np.nan, np.nan
+        scale = {t: norms[t][1] - norms[t][0] for t in usable}
+        point = float(np.mean([(a.mean() - b.mean()) / scale[t] for t, (a, b) in usable.items()]))
+        if any(len(a) < 2 or len(b) < 2 for a, b in usable.values()):
+            return point, np.nan, np.nan
+        boot = np.mean([(rng.choice(a, (BOOTSTRAP_REPS, len(a))).mean(1) - rng.choice(b, (BOOTSTRAP_REPS, len(b)))
+                         .mean(1)) / scale[t] for t, (a, b) in usable.items()], axis=0)
+        return point, float(np.percentile(boot, 2.5)), float(np.percentile(boot, 97.5))
+
+    variants = sorted({r.variant for r in done})
+    for v in variants:
+        if v != INDEPENDENT and INDEPENDENT in variants:
+            for stat in PAIR_STATS:
+                pairs = {t: (values(v, t, stat), values(INDEPENDENT, t, stat)) for t in tasks}
+                out["distillation"][f"{v} ({PAIR_STATS[stat]})"] = {
+                    "per_task": {t: _diff_ci(a, b, rng) for t, (a, b) in pairs.items()}, "pooled": pooled(pairs)}
+        sel = {t: (values(v, t, "better") - values(v, t, "students_mean"), np.zeros(1)) for t in tasks}
+        out["selection"][v] = {"per_task": {t: _diff_ci(a, np.zeros(1), rng)[:1] + _boot_mean(a, rng)
+                                            for t, (a, _) in sel.items()},
+                               "pooled": pooled({t: (a, np.zeros(len(a))) for t, (a, _) in sel.items()})}
+    return out
+
+
+def _boot_mean(a: np.ndarray, rng: np.random.Generator) -> tuple[float, float]:
+    lo, hi = bootstrap_ci(a, rng) if len(a) else (np.nan, np.nan)
+    return (lo, hi) if len(a) >= 2 else (np.nan, np.nan)
+
+
+def _fmt(v: tuple[float, ...], digits: int = 1) -> str:
+    """``point [lo, hi]`` (``—`` when there is no value; no interval below 2 runs per group)."""
+    point, lo, hi = v
+    if np.isnan(point):
+        return "—"
+    if np.isnan(lo):
+        return f"{point:+.{digits}f} (no CI: < 2 runs)"
+    return f"{point:+.{digits}f} [{lo:+.{digits}f}, {hi:+.{digits}f}]"
 
 
 # ---------------------------------------------------------------------- figures
@@ -193,6 +294,37 @@ def plot_curves(runs: list[Run], env_id: str, algo: str, path: Path, rng: np.ran
     ax.set_xlabel("total env steps (DPD: both students' steps)")
     ax.set_ylabel("deterministic evaluation return")
     ax.set_title(f"{env_id} · {algo} · mean and 95% bootstrap CI over seeds")
+    ax.legend(fontsize=8)
+    ax.grid(alpha=0.3)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
+def _json_default(x: Any) -> Any:
+    return list(x) if isinstance(x, (tuple, np.ndarray)) else float(x)
+
+
+def plot_distances(runs: list[Run], env_id: str, algo: str, path: Path) -> None:
+    """The pair's action distance over training, one line per pair variant (mean over seeds and students)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(7, 4.2))
+    for variant in sorted({r.variant for r in runs if r.distances}):
+        curves = [c for r in runs if r.variant == variant for c in r.distances.values() if len(c[0])]
+        if not curves:
+            continue
+        grid = np.unique(np.concatenate([x for x, _ in curves]))
+        ys = np.array([np.where((grid >= x[0]) & (grid <= x[-1]), np.interp(grid, x, y), np.nan) for x, y in curves])
+        ax.plot(grid, np.nanmean(ys, axis=0), label=f"{variant} (n={len(curves) // 2} runs)",
+                linestyle="-" if variant == INDEPENDENT else "--")
+    ax.set_yscale("log")
+    ax.set_xlabel("total env steps (both students' steps)")
+    ax.set_ylabel("pair action distance (log scale)")
+    ax.set_title(f"{env_id} · {algo} · how far apart the two students are")
     ax.legend(fontsize=8)
     ax.grid(alpha=0.3)
     fig.tight_layout()
@@ -239,13 +371,23 @@ def write_report(sweep_dir: str | Path) -> Path:
             plot_curves(these, env_id, algo, out / png, rng)
             lines += [f"![learning curves]({png})", "",
                       "| method | learner | n | final | mean | max |", "|---|---|---|---|---|---|"]
-            for variant in sorted({r.variant for r in these}, key=lambda v: (v != "vanilla", v)):
+            order = {"vanilla": 0, INDEPENDENT: 1}
+            for variant in sorted({r.variant for r in these}, key=lambda v: (order.get(v, 2), v)):
                 group = [r for r in these if r.variant == variant]
-                learners = ["vanilla", HALF] if variant == "vanilla" else ["student0", "student1", "better"]
+                learners = ["vanilla", HALF] if variant == "vanilla" else ["student0", "student1", *PAIR_STATS]
                 for learner in learners:
                     cells = [mean_std([r.metric(learner, k) for r in group]) for k in ("final", "mean", "max")]
-                    lines.append(f"| {variant} | {learner} | {len(group)} | " + " | ".join(cells) + " |")
+                    name = PAIR_STATS.get(learner, learner).removesuffix(" student")
+                    lines.append(f"| {variant} | {name} | {len(group)} | " + " | ".join(cells) + " |")
             lines.append("")
+            if any(len(c[0]) for r in these for c in r.distances.values()):
+                png = f"distance_{env_id.replace(':', '_')}_{algo}.png"
+                plot_distances(these, env_id, algo, out / png)
+                lines += [f"![pair action distance]({png})", "",
+                          "The pair's action distance (mean squared difference of the two students' actions on the "
+                          "peer's recent states, before each distillation phase; `pair/action_distance`), mean over "
+                          "seeds and both students. The independent pair shows how far two learners drift apart "
+                          "on their own.", ""]
         agg, notes = aggregates(runs, algo)
         lines += [f"## Aggregates across tasks · {algo}", ""]
         if not agg:
@@ -260,12 +402,34 @@ def write_report(sweep_dir: str | Path) -> Path:
             lines.append(f"| {g} | {v['iqm']:.3f} [{v['iqm_ci'][0]:.3f}, {v['iqm_ci'][1]:.3f}] | "
                          f"{v['mean']:.3f} [{v['mean_ci'][0]:.3f}, {v['mean_ci'][1]:.3f}] |")
         if agg["probability_of_improvement"]:
-            lines += ["", "| P(group > vanilla) | estimate [95% CI] |", "|---|---|"]
+            over = agg.get("probability_over_independent", {})
+            lines += ["", "| group | P(group > vanilla) [95% CI] | P(group > independent, same statistic) [95% CI] |",
+                      "|---|---|---|"]
             for g, v in agg["probability_of_improvement"].items():
-                lines.append(f"| {g} | {v['p']:.3f} [{v['ci'][0]:.3f}, {v['ci'][1]:.3f}] |")
+                o = over.get(g)
+                other = f"{o['p']:.3f} [{o['ci'][0]:.3f}, {o['ci'][1]:.3f}]" if o else "—"
+                lines.append(f"| {g} | {v['p']:.3f} [{v['ci'][0]:.3f}, {v['ci'][1]:.3f}] | {other} |")
+        g_all = gains(runs, algo, rng)
+        agg["gains"] = g_all
+        if g_all["distillation"] or g_all["selection"]:
+            tasks = agg["tasks"]
+            lines += ["", f"### Distillation gain and selection gain · {algo}", "",
+                      "Final returns; per task the difference of means in raw return, pooled the mean over tasks of "
+                      "the normalised difference; 95% bootstrap CIs. *Distillation gain* = DPD variant minus the "
+                      "independent pair (same statistic); *selection gain* = better student minus students' mean.", "",
+                      "| distillation gain of | " + " | ".join(tasks) + " | pooled (normalised) |",
+                      "|---|" + "---|" * (len(tasks) + 1)]
+            for g, v in g_all["distillation"].items():
+                lines.append(f"| {g} | " + " | ".join(_fmt(v["per_task"][t]) for t in tasks) +
+                             f" | {_fmt(v['pooled'], 3)} |")
+            lines += ["", "| selection gain of | " + " | ".join(tasks) + " | pooled (normalised) |",
+                      "|---|" + "---|" * (len(tasks) + 1)]
+            for g, v in g_all["selection"].items():
+                lines.append(f"| {g} | " + " | ".join(_fmt(v["per_task"][t]) for t in tasks) +
+                             f" | {_fmt(v['pooled'], 3)} |")
         lines += [f"\nNote: {n}." for n in notes]
         lines.append("")
-        (out / f"aggregates_{algo}.json").write_text(json.dumps(agg, indent=2, default=list) + "\n")
+        (out / f"aggregates_{algo}.json").write_text(json.dumps(agg, indent=2, default=_json_default) + "\n")
     lines += ["## Runs", "", "| run | state | total env steps | wall time s | env steps/s | final eval (per learner) |",
               "|---|---|---|---|---|---|"]
     for r in runs:
