@@ -84,6 +84,7 @@ def test_one_distillation_step_per_rl_gradient_step_by_default():
     assert a.distill_steps_this_iteration() == a.last_gradient_steps
 
 
+@pytest.mark.slow  # a learning threshold on one seed: `make slow`
 def test_dpd_td3_learns_pendulum():
     # 12k steps per student. Random policies score about -1300; a solved Pendulum is about -150 to -200.
     summary = train(TrainConfig(env_id="Pendulum-v1", algo="td3", total_steps=24_000, seed=0, eval_freq=4000,

@@ -28,6 +28,7 @@ def alive(pids: set[int]) -> set[int]:
     return {p for p in pids if Path(f"/proc/{p}").exists() and "Z" not in Path(f"/proc/{p}/stat").read_text().split()[2]}
 
 
+@pytest.mark.slow  # a learning threshold on one seed: `make slow`
 def test_parallel_dpd_ppo_learns_cartpole():
     summary = train(TrainConfig(env_id="CartPole-v1", total_steps=60_000, seed=0, eval_freq=10_000, parallel=True))
     finals = [v["final_eval_return"] for v in summary["learners"].values()]

@@ -212,3 +212,23 @@ def test_bad_schedule_settings_are_one_line_errors(setting, message):
 
     with pytest.raises(DPDUserError, match=message):
         apply_overrides(tiny(), [setting]).resolve()
+
+
+def test_demo_runs_three_methods_with_a_progress_line_and_says_what_they_mean(tmp_path):
+    from dpd.demo import run_demo, verdict
+
+    lines, status = [], []
+    results = run_demo("CartPole-v1", 1024, 0, tmp_path / "demo", log=lines.append, status=status.append)
+    assert [s["method"] for _, s in results] == ["vanilla", "independent", "dpd"]
+    assert status and all(s.startswith("dpd demo: vanilla") and "elapsed" in s for s in status)
+    assert status[-1].count("100%") == 3
+    words = "\n".join(verdict(results))
+    assert "distillation gain" in words and "selection gain" in words and "docs/reproduction.md" in words
+
+
+def test_a_run_with_evaluation_off_prints_its_table_and_exits_0(tmp_path, capsys):
+    from dpd.cli import main
+
+    code = main(["train", "--env", "CartPole-v1", "--total-steps", "1024", "--set", "eval_freq=0", "--sequential",
+                 "--no-progress", "--out", str(tmp_path / "r")])
+    assert code == 0 and "—" in capsys.readouterr().out

@@ -15,6 +15,7 @@ from dpd.cli import main
 from dpd.training.run_dir import read_evaluations
 
 
+@pytest.mark.slow  # a learning threshold on one seed: `make slow`
 def test_dpd_ppo_learns_cartpole():
     summary = train(TrainConfig(env_id="CartPole-v1", total_steps=60_000, seed=0, eval_freq=10_000))
     finals = [v["final_eval_return"] for v in summary["learners"].values()]

@@ -121,13 +121,26 @@ def compare(runs: Annotated[list[Path], typer.Argument(help="finished run folder
 def demo(
     env: Annotated[str, typer.Option("--env", help="task of the demo")] = "HalfCheetah-v5",
     total_steps: Annotated[int, typer.Option(help="TOTAL env steps of each run")] = 200_000,
-    seed: Annotated[int, typer.Option(help="seed of both runs")] = 0,
-    out: Annotated[Path, typer.Option(help="folder holding the two runs")] = Path("runs/demo"),
+    seed: Annotated[int, typer.Option(help="seed of the three runs")] = 0,
+    out: Annotated[Path, typer.Option(help="folder holding the three runs")] = Path("runs/demo"),
 ) -> None:
-    """DPD-PPO and vanilla PPO at the same total env steps, side by side (one process each), then a table."""
-    from dpd.demo import run_demo
+    """Vanilla PPO, the independent pair and DPD-PPO at the same total env steps, side by side, then a table and
+    what the numbers mean."""
+    import sys
 
-    _print_table(run_demo(env, total_steps, seed, out, log=_echo))
+    from dpd.demo import run_demo, verdict
+
+    status = None
+    if sys.stderr.isatty():
+        def status(line: str) -> None:  # one line, redrawn in place
+            sys.stderr.write("\r" + line + " " * 4)
+            sys.stderr.flush()
+    results = run_demo(env, total_steps, seed, out, log=_echo, status=status)
+    if status is not None:
+        sys.stderr.write("\n")
+    _print_table(results)
+    for line in verdict(results):
+        typer.echo(line)
 
 
 @app.command()
@@ -245,15 +258,16 @@ class _SweepView:
 
 
 def _print_table(rows: list[tuple[str, dict[str, Any]]]) -> None:
-    typer.echo(f"{'run':<40} {'method':<8} {'learner':<9} {'env steps':>10} {'final eval':>11} {'best eval':>10}")
+    typer.echo(f"{'run':<40} {'method':<11} {'learner':<9} {'env steps':>10} {'final eval':>11} {'best eval':>10}")
     for run, s in rows:
         for name, learner in s["learners"].items():
-            final = learner["final_eval_return"]
-            best = learner["best_eval_return"]
-            typer.echo(
-                f"{_short(run):<40} {s['method']:<8} {name:<9} {learner['env_steps']:>10d} "
-                f"{final if final is None else f'{final:.1f}':>11} {best if best is None else f'{best:.1f}':>10}"
-            )
+            final, best = (_number(learner[k]) for k in ("final_eval_return", "best_eval_return"))
+            typer.echo(f"{_short(run):<40} {s['method']:<11} {name:<9} {learner['env_steps']:>10d} {final:>11} {best:>10}")
+
+
+def _number(x: float | None) -> str:
+    """A return for the table; ``—`` where there is none (evaluation off: eval_freq=0)."""
+    return "—" if x is None else f"{x:.1f}"
 
 
 def _short(text: str, width: int = 40) -> str:
