@@ -207,3 +207,40 @@ def return_scale(vn: VecNormalize | None) -> float:
     if vn is not None and vn.norm_reward:
         return float(np.sqrt(vn.ret_rms.var + vn.epsilon))
     return 1.0
+
+
+# ---------------------------------------------------------------------- normalisation statistics as plain data
+_NORM_SCALARS = ("clip_obs", "clip_reward", "gamma", "epsilon", "norm_obs", "norm_reward")
+
+
+def normalization_state(vn: VecNormalize) -> dict[str, Any]:
+    """A VecNormalize's statistics and settings as plain JSON-able data (read back by :func:`frozen_normalization`)."""
+    def rms(r: RunningMeanStd) -> dict[str, Any]:
+        return {"mean": np.asarray(r.mean).tolist(), "var": np.asarray(r.var).tolist(), "count": float(r.count)}
+
+    assert isinstance(vn.obs_rms, RunningMeanStd), "dpd supports Box observations only"
+    return {"format": "dpd-vecnormalize-1", "obs_rms": rms(vn.obs_rms), "ret_rms": rms(vn.ret_rms),
+            **{k: getattr(vn, k) for k in _NORM_SCALARS}}
+
+
+def frozen_normalization(state: dict[str, Any], venv: VecEnv, raw_rewards: bool = True) -> VecNormalize:
+    """A VecNormalize around ``venv`` with the statistics of :func:`normalization_state`, frozen (no updates);
+    ``raw_rewards``: rewards pass unscaled (else as in training). Raises DPDUserError on a file that is not such a
+    state."""
+    try:
+        if state.get("format") != "dpd-vecnormalize-1":
+            raise ValueError("unknown format")
+        norm_reward = bool(state["norm_reward"]) and not raw_rewards
+        vn = VecNormalize(venv, training=False, norm_obs=bool(state["norm_obs"]), norm_reward=norm_reward,
+                          clip_obs=float(state["clip_obs"]), clip_reward=float(state["clip_reward"]),
+                          gamma=float(state["gamma"]), epsilon=float(state["epsilon"]))
+        for name in ("obs_rms", "ret_rms"):
+            target: RunningMeanStd = getattr(vn, name)
+            mean = np.asarray(state[name]["mean"], dtype=np.float64)
+            var = np.asarray(state[name]["var"], dtype=np.float64)
+            if mean.shape != np.shape(target.mean) or var.shape != mean.shape:
+                raise ValueError(f"{name} has shape {mean.shape}, the env needs {np.shape(target.mean)}")
+            target.mean, target.var, target.count = mean, var, float(state[name]["count"])
+        return vn
+    except (KeyError, TypeError, ValueError, AttributeError) as exc:
+        raise DPDUserError(f"normalisation statistics unreadable ({exc}); the run folder was edited or damaged") from None

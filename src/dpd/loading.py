@@ -5,11 +5,12 @@ from __future__ import annotations
 from pathlib import Path
 
 from stable_baselines3.common.base_class import BaseAlgorithm
-from stable_baselines3.common.vec_env import DummyVecEnv, VecEnv, VecNormalize
+from stable_baselines3.common.vec_env import DummyVecEnv, VecEnv
 
 from dpd.config import ALGOS, TrainConfig
-from dpd.envs import _env_factory, check_env_id
+from dpd.envs import _env_factory, check_env_id, frozen_normalization
 from dpd.errors import DPDUserError
+from dpd.safe_load import load_model, read_normalization
 from dpd.training.run_dir import CONFIG_FILE, read_yaml
 
 
@@ -39,11 +40,7 @@ def load_learner(run: str | Path, name: str, seed: int = 0) -> tuple[BaseAlgorit
     check_env_id(config.env_id).close()
     venv: VecEnv = DummyVecEnv([_env_factory(config.env_id, monitor=True)])  # type: ignore[list-item]
     venv.seed(seed)
-    stats = folder / "vecnormalize.pkl"
-    env: VecEnv = venv
-    if stats.is_file():
-        vn = VecNormalize.load(str(stats), venv)
-        vn.training, vn.norm_reward = False, False
-        env = vn
-    model = ALGOS[config.algo][0].load(zip_path, env=env, device="cpu")
+    state = read_normalization(folder)  # plain JSON: opening a run folder executes no code from it
+    env: VecEnv = frozen_normalization(state, venv) if state is not None else venv
+    model = load_model(ALGOS[config.algo][0], zip_path, env=env)
     return model, env

@@ -17,7 +17,6 @@ action distances with their means below, one column per stage).
 from __future__ import annotations
 
 import json
-import pickle
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -69,14 +68,15 @@ def list_snapshots(run: Path, learner: str) -> list[Path]:
 
 
 def load_snapshot(config: TrainConfig, folder: Path) -> Snapshot:
-    model = ALGOS[config.algo][0].load(folder / "model.zip", device="cpu")
-    normalizer = None
-    stats = folder / "vecnormalize.pkl"
-    if stats.is_file():
-        with open(stats, "rb") as fh:
-            normalizer = pickle.load(fh)  # a file this library wrote into the user's own run folder
-        assert isinstance(normalizer, VecNormalize)
-        normalizer.training = False
+    from stable_baselines3.common.vec_env import DummyVecEnv
+
+    from dpd.envs import _env_factory, frozen_normalization
+    from dpd.safe_load import load_model, read_normalization
+
+    venv = DummyVecEnv([_env_factory(config.env_id)])
+    model = load_model(ALGOS[config.algo][0], folder / "model.zip", env=venv)
+    state = read_normalization(folder)  # plain JSON: nothing in a run folder is unpickled
+    normalizer = frozen_normalization(state, venv, raw_rewards=False) if state is not None else None
     return Snapshot(int(folder.name), model, normalizer)
 
 

@@ -32,7 +32,7 @@ from typing import Any
 from dpd.config import TrainConfig, apply_overrides, check_known_keys
 from dpd.errors import DPDUserError
 from dpd.training.run_dir import CONFIG_FILE, SUMMARY_FILE, read_yaml, write_yaml
-from dpd.training.signals import StopSignals
+from dpd.training.signals import ParentWatch, StopSignals
 
 SWEEP_FILE = "sweep.yaml"
 RUNS_DIR = "runs"
@@ -290,11 +290,30 @@ def _snapshot(runs: Path, running: list[str], result: SweepResult, total: int, b
     }
 
 
-def _worker_init() -> None:
+_WATCH: ParentWatch | None = None
+
+
+def _worker_init(parent_pid: int) -> None:
     """Pool workers ignore Ctrl-C / SIGTERM between trials; during a trial the trainer handles them (checkpoint,
-    stop at the end of the round). The sweep's main process forwards SIGTERM to them (see :class:`_StopSweep`)."""
+    stop at the end of the round). The sweep's main process forwards SIGTERM to them (see :class:`_StopSweep`).
+    A worker whose sweep process died (e.g. SIGKILL) stops too (:class:`ParentWatch`)."""
+    global _WATCH
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     signal.signal(signal.SIGTERM, signal.SIG_IGN)
+    _WATCH = ParentWatch(parent_pid)
+
+
+def _pool_trial(config_dict: dict[str, Any], run_dir: str) -> dict[str, Any]:
+    """:func:`run_trial` in a pool worker, marked busy for the parent watch."""
+    if _WATCH is not None:
+        if _WATCH.orphaned:  # the sweep process died: start nothing (the next sweep runs it)
+            return {"status": "not_started", "error": "not started: the sweep process is gone"}
+        _WATCH.busy = True
+    try:
+        return run_trial(config_dict, run_dir)
+    finally:
+        if _WATCH is not None:
+            _WATCH.busy = False
 
 
 class _StopSweep:
@@ -323,11 +342,11 @@ def _run_local(todo: list[Trial], runs: Path, workers: int, result: SweepResult,
                total: int) -> None:
     budget = todo[0].config.total_steps
     with ProcessPoolExecutor(max_workers=min(workers, len(todo)), mp_context=mp.get_context("spawn"),
-                             initializer=_worker_init) as pool:
+                             initializer=_worker_init, initargs=(os.getpid(),)) as pool:
         stop = _StopSweep(pool, runs / STOP_FILE)
         with StopSignals(stop) as signals:
             futures: dict[Future[dict[str, Any]], str] = {
-                pool.submit(run_trial, t.config.to_dict(), str(runs / t.name)): t.name for t in todo
+                pool.submit(_pool_trial, t.config.to_dict(), str(runs / t.name)): t.name for t in todo
             }
             pending = set(futures)
             while pending:

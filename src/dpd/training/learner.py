@@ -23,6 +23,11 @@ from dpd.training import logs
 from dpd.training.run_dir import EVAL_FILE, EvalLog
 
 SNAPSHOT_DIR = "snapshots"
+MODEL_FILE = "model.zip"
+#: SB3's own VecNormalize pickle (``VecNormalize.load``), written for users' tools; dpd never unpickles it
+VECNORMALIZE_PICKLE = "vecnormalize.pkl"
+#: the same statistics as plain JSON: what dpd reads (opening a run folder executes nothing)
+VECNORMALIZE_JSON = "vecnormalize.json"
 _F = TypeVar("_F", bound=Callable[..., Any])
 
 
@@ -83,7 +88,7 @@ class Learner:
         self._random_state = rng_state()  # as SB3's constructor seeded it: this learner's own stream starts here
         set_rng_state(outside)
         if kept is not None and resume_state is not None:
-            logs.restore_rows(self.student, kept, int(resume_state["model"]["num_timesteps"]))
+            logs.restore_rows(self.student, kept, int(resume_state["model"]["num_timesteps"]), folder)
         self.folder = folder
         self._callbacks = callbacks
         self._resume = resume_state
@@ -287,11 +292,18 @@ class Learner:
         folder = folder or self.folder
         if folder is None:
             return
+        import pickle
+
+        from dpd.envs import normalization_state
+        from dpd.training.run_dir import atomic_write, write_json
+
         folder.mkdir(parents=True, exist_ok=True)
-        self.student.model.save(folder / "model.zip")
+        # every file to a temporary name, then renamed: a full disk or a kill never leaves a cut-off model
+        atomic_write(folder / MODEL_FILE, lambda fh: self.student.model.save(fh), binary=True)  # type: ignore[arg-type]
         vn = self.student.vec_normalize
         if vn is not None:
-            vn.save(str(folder / "vecnormalize.pkl"))
+            atomic_write(folder / VECNORMALIZE_PICKLE, lambda fh: pickle.dump(vn, fh), binary=True)  # for SB3 users
+            write_json(folder / VECNORMALIZE_JSON, normalization_state(vn))  # what dpd itself reads
 
     def maybe_snapshot(self, final: bool = False) -> None:
         """Keep a copy of the learner in ``snapshots/<steps>/`` when its steps reach the next fraction of its

@@ -4,11 +4,16 @@ At a checkpoint the number of data rows of each learner's ``progress.csv``, ``ev
 ``train_episodes.monitor.csv`` is recorded. On resume the rows written after the checkpoint (by the killed process)
 are dropped, the writers of the new process continue after the kept rows, and TensorBoard purges its events
 from the checkpoint's step on (``SummaryWriter(purge_step=...)``).
+
+The new writers empty ``progress.csv`` and the monitor file when they open them, so the kept rows are first saved
+atomically beside them (``<file>.kept``) and removed only once they are back in place: a resume stopped at any moment
+loses no row, and the next resume reads the ``.kept`` copy.
 """
 
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 from typing import Any
 
@@ -16,12 +21,13 @@ from stable_baselines3.common.logger import CSVOutputFormat, TensorBoardOutputFo
 from stable_baselines3.common.vec_env import VecEnvWrapper, VecMonitor
 
 from dpd.students.base import Student
-from dpd.training.run_dir import EVAL_FILE
+from dpd.training.run_dir import EVAL_FILE, atomic_write_text
 
 PROGRESS = "progress.csv"
 MONITOR = "train_episodes.monitor.csv"
 #: file -> number of header lines before the data rows
 HEADERS = {PROGRESS: 1, EVAL_FILE: 1, MONITOR: 2}
+KEPT_SUFFIX = ".kept"
 
 
 def _lines(path: Path) -> list[str]:
@@ -39,18 +45,25 @@ def keep_rows(run_dir: Path, learners: list[str], counts: dict[str, dict[str, in
     for name in learners:
         kept[name] = {}
         for f, h in HEADERS.items():
-            lines = _lines(run_dir / name / f)
+            path = run_dir / name / f
+            saved = path.with_name(path.name + KEPT_SUFFIX)
+            lines = _lines(saved) if saved.is_file() else _lines(path)  # .kept: an earlier resume was cut short
             kept[name][f] = lines[: h + counts[name][f]] if lines else []
-        (run_dir / name / EVAL_FILE).write_text("".join(kept[name][EVAL_FILE]))
+            if f == EVAL_FILE:  # dpd's own writer appends: cut the file itself (atomically)
+                atomic_write_text(path, "".join(kept[name][f]))
+            elif kept[name][f]:  # SB3's writers empty these files when they open them
+                atomic_write_text(saved, "".join(kept[name][f]))
     return kept
 
 
-def restore_rows(student: Student, kept: dict[str, list[str]], steps: int) -> None:
-    """After the student's writers were created (which emptied the files): put the kept rows back."""
+def restore_rows(student: Student, kept: dict[str, list[str]], steps: int, folder: Path | None = None) -> None:
+    """After the student's writers were created (which emptied the files): put the kept rows back, then drop the
+    ``.kept`` copies of ``folder`` (the learner's folder)."""
     for fmt in student.model.logger.output_formats:
         if isinstance(fmt, CSVOutputFormat) and kept[PROGRESS]:
             fmt.file.write("".join(kept[PROGRESS]))
             fmt.file.flush()
+            os.fsync(fmt.file.fileno())
             fmt.keys = kept[PROGRESS][0].rstrip("\n").split(",")
         elif isinstance(fmt, TensorBoardOutputFormat):
             from torch.utils.tensorboard import SummaryWriter
@@ -66,6 +79,10 @@ def restore_rows(student: Student, kept: dict[str, list[str]], steps: int) -> No
             fh.truncate()
             fh.write("".join(kept[MONITOR]))
             fh.flush()
+            os.fsync(fh.fileno())
             header = json.loads(kept[MONITOR][0][1:])
             layer.t_start = float(header.get("t_start", layer.t_start))
         layer = layer.venv
+    if folder is not None:
+        for f in (PROGRESS, MONITOR):
+            (folder / (f + KEPT_SUFFIX)).unlink(missing_ok=True)

@@ -17,6 +17,11 @@ import yaml
 from dpd.errors import DPDUserError
 
 CONFIG_FILE = "config.yaml"
+#: written first into every run folder dpd creates: only a folder carrying it may be replaced by --overwrite
+MARKER_FILE = ".dpd-run"
+#: what a run folder may hold at its top level (besides the learners' folders): anything else is not dpd's
+_RUN_ENTRIES = {CONFIG_FILE, MARKER_FILE, "summary.json", "checkpoint.pt", ".lock", "reevaluation.json",
+                "analysis.json", "figure3.png", "error.txt", "student0", "student1", "vanilla"}
 SUMMARY_FILE = "summary.json"
 EVAL_FILE = "evaluations.csv"
 EVAL_COLUMNS = ["student_steps", "total_env_steps", "mean_return", "std_return", "mean_length", "time_s"]
@@ -30,8 +35,10 @@ def check_run_dir(out: str | os.PathLike[str], overwrite: bool) -> Path:
     if path.is_dir() and any(path.iterdir()):
         if not overwrite:
             raise DPDUserError(f"--out {path} is not empty; pass --overwrite to replace it, or choose another --out")
-        if not (path / CONFIG_FILE).is_file():
-            raise DPDUserError(f"--out {path} is not empty and is not a dpd run folder; refusing to overwrite it")
+        foreign = _foreign_entries(path)
+        if foreign is not None:
+            raise DPDUserError(f"--out {path} is not a dpd run folder ({foreign}); refusing to overwrite it:"
+                               " choose another --out")
     existing = path
     while not existing.exists():
         existing = existing.parent
@@ -40,6 +47,29 @@ def check_run_dir(out: str | os.PathLike[str], overwrite: bool) -> Path:
     if not os.access(existing, os.W_OK | os.X_OK):
         raise DPDUserError(f"cannot write to --out {path}: {existing} is not writable; choose another --out")
     return path
+
+
+def _foreign_entries(path: Path) -> str | None:
+    """Why ``path`` is not provably a dpd run folder, or None if it is (marker present, every entry dpd's own)."""
+    if not (path / MARKER_FILE).is_file() or (path / MARKER_FILE).is_symlink():
+        return f"no {MARKER_FILE} marker"
+    for entry in path.iterdir():
+        name = entry.name
+        if entry.is_symlink():
+            return f"{name} is a symbolic link"
+        if name not in _RUN_ENTRIES and not (name.startswith(".") and name.endswith(".tmp")):
+            return f"it holds {name}"
+    return None
+
+
+def refuse_links(run_dir: Path) -> None:
+    """Raise DPDUserError if anything inside ``run_dir`` is a symbolic link: dpd writes into run folders and never
+    follows a link there (a planted link would make it overwrite a file elsewhere)."""
+    for root, dirs, files in os.walk(run_dir):
+        for name in dirs + files:
+            if os.path.islink(os.path.join(root, name)):
+                raise DPDUserError(f"{os.path.join(root, name)} is a symbolic link; dpd does not write through links"
+                                   " in a run folder: remove it")
 
 
 LOCK_FILE = ".lock"
@@ -53,7 +83,11 @@ class RunLock:
         self._fh: Any = None
 
     def acquire(self) -> RunLock:
-        fh = open(self.path, "a+")  # noqa: SIM115 - held until release()
+        try:  # never through a link: a planted .lock -> ~/file would be overwritten with our pid
+            fd = os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW, 0o644)
+        except OSError as exc:
+            raise DPDUserError(f"cannot lock {self.path}: {exc.strerror or exc} (a symbolic link? remove it)") from None
+        fh = os.fdopen(fd, "r+")
         try:
             fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except OSError:
@@ -83,6 +117,7 @@ def create_run_dir(out: str | os.PathLike[str], overwrite: bool) -> tuple[Path, 
             RunLock(path).acquire().release()  # refuse to delete a folder another process is writing
             shutil.rmtree(path)
         path.mkdir(parents=True, exist_ok=True)
+        (path / MARKER_FILE).touch()
     except OSError as exc:
         raise DPDUserError(f"cannot write to --out {path}: {exc.strerror or exc}") from None
     return path, RunLock(path).acquire()
@@ -134,7 +169,8 @@ class EvalLog:
 
     def __init__(self, path: str | os.PathLike[str]) -> None:
         self.path = Path(path)
-        self._fh = open(self.path, "a", newline="")  # noqa: SIM115 - kept open for the run
+        fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_NOFOLLOW, 0o644)
+        self._fh = os.fdopen(fd, "a", newline="")  # kept open for the run
         self._writer = csv.DictWriter(self._fh, fieldnames=EVAL_COLUMNS)
         if self.path.stat().st_size == 0:
             self._writer.writeheader()

@@ -7,8 +7,10 @@ Ctrl-C raises KeyboardInterrupt at once. Handlers can only be set in the main th
 
 from __future__ import annotations
 
+import os
 import signal
 import threading
+import time
 from collections.abc import Callable
 from typing import Any
 
@@ -35,3 +37,35 @@ class StopSignals:
     def __exit__(self, *exc: object) -> None:
         for sig, handler in self._old.items():
             signal.signal(sig, handler)
+
+
+#: seconds a running trial gets to checkpoint and stop after its parent died, before the worker exits anyway
+ORPHAN_GRACE_S = 300.0
+
+
+class ParentWatch:
+    """Makes a worker process die with its parent (a sweep's pool worker: a SIGKILLed sweep must leave no process).
+
+    A daemon thread polls the parent pid each second. When the parent is gone: a worker that is running something
+    (``busy``) gets SIGTERM (a trial then checkpoints and stops, as on a normal stop) and ``ORPHAN_GRACE_S`` seconds;
+    an idle one exits at once.
+    """
+
+    def __init__(self, parent_pid: int) -> None:
+        self.parent_pid = parent_pid
+        self.busy = False
+        #: the parent is gone: start nothing new
+        self.orphaned = False
+        threading.Thread(target=self._watch, name="dpd-parent-watch", daemon=True).start()
+
+    def _watch(self) -> None:
+        while os.getppid() == self.parent_pid:
+            time.sleep(1.0)
+        self.orphaned = True
+        deadline = time.time() + ORPHAN_GRACE_S
+        while self.busy and time.time() < deadline:
+            # handled in the main thread by the trial's trainer; sent again each second, since a trial listens
+            # only once its trainer runs
+            os.kill(os.getpid(), signal.SIGTERM)
+            time.sleep(1.0)
+        os._exit(0)

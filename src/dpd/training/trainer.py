@@ -341,7 +341,7 @@ def resume(
     """Continue a run from its last checkpoint (``RUN/checkpoint.pt``) to its budget; returns the summary."""
     from dpd.loading import read_run_config
     from dpd.training.checkpoint import CHECKPOINT_FILE, load_checkpoint
-    from dpd.training.run_dir import RunLock
+    from dpd.training.run_dir import RunLock, refuse_links
 
     run_dir = Path(run)
     if not run_dir.is_dir():
@@ -349,6 +349,7 @@ def resume(
     config = read_run_config(run_dir)
     if (run_dir / SUMMARY_FILE).is_file():
         raise DPDUserError(f"{run_dir} has finished (summary.json exists); nothing to resume")
+    refuse_links(run_dir)
     lock = RunLock(run_dir).acquire()
     try:
         state = load_checkpoint(run_dir / CHECKPOINT_FILE)
