@@ -47,3 +47,16 @@ class CrashingForStudent1Env(CrashingEnv):
 
 if "DpdCrashStudent1-v0" not in gym.registry:
     gym.register("DpdCrashStudent1-v0", entry_point=CrashingForStudent1Env)
+
+
+class NaNObservationEnv(CrashingEnv):
+    """Returns a NaN observation after 100 steps (a broken simulator)."""
+
+    def step(self, action):
+        self.t += 1
+        obs = np.full(3, np.nan if self.t > 100 else 0.0, np.float32)
+        return obs, 1.0, False, False, {}
+
+
+if "DpdNaN-v0" not in gym.registry:
+    gym.register("DpdNaN-v0", entry_point=NaNObservationEnv)

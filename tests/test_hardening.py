@@ -205,3 +205,102 @@ def test_a_killed_sweep_leaves_no_worker_behind(tmp_path):
     assert not left, f"processes left behind: {left}"
     # the running trials checkpointed on the way out: the same command resumes them
     assert len(list(out.glob(f"runs/*/{CHECKPOINT_FILE}"))) == 2
+
+
+@pytest.mark.parametrize("extra, message", [
+    (["--seed", "-1"], "seed must be in"),
+    (["--seed", "5000000000"], "seed must be in"),
+    (["--set", "algo.n_steps=0"], "algo.n_steps must be in"),
+    (["--set", "algo.learning_rate=-1"], "algo.learning_rate must be in"),
+    (["--set", "algo.n_steps=[1,2]"], "algo.n_steps expects int"),
+    (["--set", "algo.policy_kwargs.net_arch=hello"], "net_arch must be a list"),
+    (["--set", "device=bogus"], "not a torch device"),
+    (["--set", "algo.n_epochs={a: 1}"], "algo.n_epochs expects int"),
+    (["--set", "algo.n_epochs="], "algo.n_epochs expects int"),
+    (["--set", "algo.n_epochs=true"], "algo.n_epochs expects int"),
+    (["--set", "max_log_weight=1e308"], "max_log_weight must be in"),
+    (["--env", ":CartPole-v1"], "is not a module name"),
+    (["--env", "..evil:CartPole-v1"], "is not a module name"),
+])  # fmt: skip
+def test_values_that_crashed_mid_run_are_one_line_errors_before_any_folder(tmp_path, capsys, extra, message):
+    out = tmp_path / "run"
+    one_line_error(capsys, main([*T, *extra, "--out", str(out)]), message)
+    assert not out.exists()
+
+
+def test_an_over_long_out_name_and_an_analyze_out_that_is_a_file(tmp_path, capsys):
+    one_line_error(capsys, main([*T, "--out", str(tmp_path / ("x" * 300))]), "at most 255")
+    a_file = tmp_path / "f"
+    a_file.write_text("x")
+    one_line_error(capsys, main(["analyze", str(tmp_path), "--out", str(a_file)]), "is not a folder")
+
+
+def test_module_prefixed_env_gets_the_tasks_preset():
+    assert TrainConfig(env_id="json:CartPole-v1").resolve().n_envs == TrainConfig(env_id="CartPole-v1").resolve().n_envs
+
+
+def test_non_finite_observations_name_the_env(tmp_path, capsys):
+    code = main(["train", "--env", "dpd_test_envs:DpdNaN-v0", "--total-steps", "1024", "--sequential", "--no-progress",
+                 "--set", "eval_freq=0", "--set", "algo.n_steps=256", "--out", str(tmp_path / "r")])
+    err = capsys.readouterr().err
+    assert code == 2 and "DpdNaN-v0 returned a non-finite observation" in err, err
+
+
+@pytest.mark.parametrize("text, message", [
+    ("envs: [CartPole-v1\n", "not valid YAML"),
+    ("!!python/object/apply:os.system ['touch pwned']\n", "not valid YAML"),
+    ("envs: [CartPole-v1]\ntotal_steps: 1e3\n", "total_steps must be a positive integer"),
+    ("envs: [CartPole-v1]\ntotal_steps: 1000\nseeds: 3\n", "seeds must be a list"),
+    ("envs: [CartPole-v1]\ntotal_steps: 1000\nalphas: [big]\n", "alphas must be a list of numbers"),
+    ("- a\n- b\n", "is not a YAML mapping"),
+])  # fmt: skip
+def test_bad_sweep_files(tmp_path, capsys, text, message):
+    cfg = tmp_path / "sweep.yaml"
+    cfg.write_text(text)
+    one_line_error(capsys, main(["sweep", "--config", str(cfg), "--out", str(tmp_path / "sw")]), message)
+    assert not (tmp_path / "pwned").exists() and not (tmp_path / "sw").exists()
+
+
+@pytest.mark.parametrize("workers", ["0", "-1"])
+def test_sweep_workers_must_be_positive(tmp_path, capsys, workers):
+    one_line_error(capsys, main(["sweep", "--env", "CartPole-v1", "--workers", workers, "--out", str(tmp_path / "s")]),
+                   "--workers must be at least 1")
+
+
+@pytest.mark.parametrize("damage, message", [
+    ("empty_error", None),
+    ("cut_summary", "is damaged"),
+    ("bad_sweep_yaml", "not valid YAML"),
+])  # fmt: skip
+def test_report_on_a_damaged_sweep(tmp_path, capsys, damage, message):
+    from dpd.experiments.sweep import RUNS_DIR, SweepSpec, expand
+
+    spec = SweepSpec(envs=["CartPole-v1"], total_steps=2048, seeds=[0], variants=["vanilla"],
+                     overrides=["eval_freq=1024", "eval_episodes=1"])
+    sweep = tmp_path / "sw"
+    from dpd.experiments.sweep import run_sweep
+
+    run_sweep(spec, sweep, workers=1)
+    run = sweep / RUNS_DIR / expand(spec)[0].name
+    if damage == "empty_error":
+        (run / "summary.json").unlink()
+        (run / "error.txt").write_text("")
+    elif damage == "cut_summary":
+        (run / "summary.json").write_text('{"learners": {"van')
+    else:
+        (sweep / "sweep.yaml").write_text("envs: [\n")
+    code = main(["report", str(sweep)])
+    if message is None:
+        assert code == 0 and "(no error text)" in (sweep / "report" / "report.md").read_text()
+    else:
+        one_line_error(capsys, code, message)
+
+
+def test_resume_removes_stale_temporary_files(tmp_path):
+    from dpd.training import resume
+
+    run = _checkpointed_run(tmp_path)
+    stale = run / ".checkpoint.pt.abc123.tmp"
+    stale.write_bytes(b"half")
+    resume(run)
+    assert not stale.exists()

@@ -165,6 +165,9 @@ def sweep(
     from dpd.experiments.sweep import SweepSpec, run_sweep
     from dpd.training.run_dir import read_yaml
 
+    if workers is not None and workers < 1:
+        raise DPDUserError(f"--workers must be at least 1, got {workers}")
+
     if config is not None:
         if not config.is_file():
             raise DPDUserError(f"--config {config} not found")

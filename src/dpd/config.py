@@ -13,6 +13,7 @@ Validation raises :class:`dpd.errors.DPDUserError` with a one-line message that 
 from __future__ import annotations
 
 import dataclasses
+import functools
 import inspect
 import math
 from dataclasses import dataclass, field
@@ -97,6 +98,8 @@ ACTIVATIONS: dict[str, type[nn.Module]] = {
     "gelu": nn.GELU,
     "silu": nn.SiLU,
 }
+#: bound on max_log_weight: exp(80) ~ 5.5e34 still fits a float32
+MAX_LOG_WEIGHT_LIMIT = 80.0
 # SB3 constructor arguments that the run itself owns.
 _RESERVED_ALGO_KEYS = {"policy", "env", "seed", "device", "verbose", "tensorboard_log", "_init_setup_model"}
 
@@ -258,8 +261,14 @@ class TrainConfig:
             raise DPDUserError(f"total_steps must be a positive number of env steps, got {self.total_steps}")
         if not math.isfinite(self.alpha):
             raise DPDUserError(f"alpha must be a finite number, got {self.alpha}")
-        if not (math.isfinite(self.max_log_weight) and self.max_log_weight > 0):
-            raise DPDUserError(f"max_log_weight must be a positive finite number, got {self.max_log_weight}")
+        if not (math.isfinite(self.max_log_weight) and 0 < self.max_log_weight <= MAX_LOG_WEIGHT_LIMIT):
+            raise DPDUserError(f"max_log_weight must be in (0, {MAX_LOG_WEIGHT_LIMIT:g}] (weights exp(c) must fit a"
+                               f" float32), got {self.max_log_weight}")
+        highest = self.seed + 10_000 * (len(self.learner_names) - 1) + 5_000  # the last student's eval seed
+        if self.seed < 0 or highest > 2**32 - 1:
+            raise DPDUserError(f"seed must be in [0, {2**32 - 1 - 15_000}] (student k uses seed + 10000 k), got"
+                               f" {self.seed}")
+        _check_device(self.device)
         if self.eval_freq < 0:
             raise DPDUserError(f"eval_freq must be >= 0 (0: no evaluation), got {self.eval_freq}")
         if self.checkpoint_freq < 0:
@@ -329,7 +338,8 @@ def load_preset(algo: str, preset: str, env_id: str) -> dict[str, Any]:
             "; the paper ran PPO and DDPG); use --preset zoo or --preset none"
         )
     table = yaml.safe_load(path.read_text()) or {}
-    return dict(table.get(env_id, table.get("default", {})) or {})
+    task = env_id.rpartition(":")[2]  # module:EnvId-v0 gets EnvId-v0's preset
+    return dict(table.get(task, table.get("default", {})) or {})
 
 
 # ---------------------------------------------------------------------- --set overrides
@@ -414,6 +424,88 @@ def _check_choice(name: str, value: str, choices: tuple[str, ...]) -> None:
         raise DPDUserError(f"unknown {name} {value!r}; choose one of: {', '.join(choices)}")
 
 
+def _check_device(device: str) -> None:
+    import torch as th
+
+    try:
+        dev = th.device(device)
+    except (RuntimeError, TypeError):
+        raise DPDUserError(f"device {device!r} is not a torch device; use cpu or cuda") from None
+    if dev.type == "cuda" and not th.cuda.is_available():
+        raise DPDUserError(f"device {device!r}: this machine has no CUDA GPU; use device=cpu")
+    if dev.type not in ("cpu", "cuda", "mps"):
+        raise DPDUserError(f"device {device!r}: dpd runs on cpu or cuda")
+
+
+#: ranges of SB3 arguments (checked on top of the types read from SB3's signatures): (low, high, low inclusive)
+_ARG_RANGES: dict[str, tuple[float, float, bool]] = {
+    "n_steps": (1, math.inf, True), "batch_size": (1, math.inf, True), "n_epochs": (1, math.inf, True),
+    "learning_rate": (0, math.inf, False), "gamma": (0, 1, True), "gae_lambda": (0, 1, True),
+    "clip_range": (0, math.inf, False), "ent_coef": (0, math.inf, True), "vf_coef": (0, math.inf, True),
+    "max_grad_norm": (0, math.inf, False), "buffer_size": (1, math.inf, True), "learning_starts": (0, math.inf, True),
+    "tau": (0, 1, False), "policy_delay": (1, math.inf, True), "target_policy_noise": (0, math.inf, True),
+    "target_noise_clip": (0, math.inf, True), "train_freq": (1, math.inf, True),
+}  # fmt: skip
+#: arguments given as dpd's own ``lin_<x>`` strings
+_SCHEDULE_KEYS = ("learning_rate", "clip_range")
+
+
+_PLAIN_TYPES: dict[str, type] = {"int": int, "float": float, "bool": bool, "str": str, "None": type(None),
+                                  "Optional": type(None), "tuple": tuple, "Tuple": tuple}
+
+
+@functools.cache
+def _arg_types(cls: type) -> dict[str, tuple[type, ...]]:
+    """The plain types each argument of an SB3 constructor accepts, read from its annotations (as text: SB3's refer
+    to names imported only for type checking). Arguments whose annotation names anything else are not checked."""
+    import re
+
+    out: dict[str, tuple[type, ...]] = {}
+    for name, param in inspect.signature(cls.__init__).parameters.items():  # type: ignore[misc]
+        text = param.annotation if isinstance(param.annotation, str) else getattr(param.annotation, "__name__", "")
+        words = [w for w in re.findall(r"[A-Za-z_]+", str(text)) if w != "Union"]
+        if words and all(w in _PLAIN_TYPES for w in words):
+            out[name] = tuple({_PLAIN_TYPES[w] for w in words})
+    return out
+
+
+def _check_arg(cls: type, key: str, value: Any) -> None:
+    """One SB3 argument against its annotated type and dpd's range table; a one-line DPDUserError otherwise."""
+    accepted = _arg_types(cls).get(key)
+    if accepted is not None and not (key in _SCHEDULE_KEYS and isinstance(value, str)):
+        ok = value is None if type(None) in accepted else False
+        if isinstance(value, bool):
+            ok = ok or bool in accepted
+        elif isinstance(value, int):
+            ok = ok or int in accepted or float in accepted
+        elif isinstance(value, float):
+            ok = ok or float in accepted or (int in accepted and value.is_integer())
+        else:
+            ok = ok or any(isinstance(value, a) for a in accepted if a not in (int, float, bool))
+        if isinstance(value, list) and tuple in accepted:
+            ok = True  # YAML has no tuples
+        if not ok:
+            names = " or ".join(sorted({a.__name__ for a in accepted} - {"NoneType"})) or "None"
+            raise DPDUserError(f"algo.{key} expects {names}, got {value!r}")
+    bounds = _ARG_RANGES.get(key)
+    if bounds is not None and isinstance(value, (int, float)) and not isinstance(value, bool):
+        low, high, inclusive = bounds
+        if not math.isfinite(value) or value > high or (value < low if inclusive else value <= low):
+            interval = f"{'[' if inclusive else '('}{low:g}, {high:g}]"
+            raise DPDUserError(f"algo.{key} must be in {interval}, got {value!r}")
+
+
+def _check_net_arch(net_arch: Any, algo: str) -> None:
+    def layers(x: Any) -> bool:
+        return isinstance(x, list) and all(isinstance(n, int) and not isinstance(n, bool) and n > 0 for n in x)
+
+    keys = {"pi", "vf"} if ALGOS[algo][1] == "on_policy" else {"pi", "qf"}
+    if layers(net_arch) or (isinstance(net_arch, dict) and set(net_arch) <= keys and all(map(layers, net_arch.values()))):
+        return
+    raise DPDUserError(f"algo.policy_kwargs.net_arch must be a list of layer sizes (e.g. [64,64]) or"
+                       f" {{{', '.join(f'{k}: [64,64]' for k in sorted(keys))}}}, got {net_arch!r}")
+
+
 def _validate_algo_kwargs(algo: str, algo_kwargs: dict[str, Any]) -> None:
     cls, family = ALGOS[algo]
     allowed = set(inspect.signature(cls.__init__).parameters) - _RESERVED_ALGO_KEYS - {"self"}
@@ -425,9 +517,14 @@ def _validate_algo_kwargs(algo: str, algo_kwargs: dict[str, Any]) -> None:
             raise DPDUserError(
                 f"{cls.__name__} has no argument {key!r} (set via algo.{key}); valid: {', '.join(sorted(allowed))}"
             )
+    for key, value in algo_kwargs.items():
+        if key not in ("policy_kwargs", "noise_std"):
+            _check_arg(cls, key, value)
     policy_kwargs = algo_kwargs.get("policy_kwargs", {})
     if not isinstance(policy_kwargs, dict):
         raise DPDUserError(f"algo.policy_kwargs must be a mapping, got {policy_kwargs!r}")
+    if "net_arch" in policy_kwargs:
+        _check_net_arch(policy_kwargs["net_arch"], algo)
     policy_allowed = set(inspect.signature(POLICY_CLASSES[algo].__init__).parameters) - {
         "self", "observation_space", "action_space", "lr_schedule"}
     for key in policy_kwargs:

@@ -59,6 +59,9 @@ def check_env_id(env_id: str) -> gym.Env:
     """
     module, sep, name = env_id.rpartition(":")
     if sep:
+        if not all(part.isidentifier() for part in module.split(".")):
+            raise DPDUserError(f"environment {env_id!r}: {module!r} is not a module name; use module:EnvId-v0 with an"
+                               " importable module (e.g. my_package.envs:MyEnv-v0), or a plain registered id")
         try:
             importlib.import_module(module)
         except ImportError as exc:
@@ -74,6 +77,10 @@ def check_env_id(env_id: str) -> gym.Env:
         return gym.make(env_id)
     except Exception as exc:  # an env whose dependencies are missing fails here, deep inside
         raise DPDUserError(f"cannot create environment {env_id!r}: {type(exc).__name__}: {exc}") from None
+
+
+class NonFiniteObservation(DPDUserError):
+    """An environment produced NaN / inf observations (a user-facing, one-line error)."""
 
 
 class RecentStates(VecEnvWrapper):
@@ -96,7 +103,13 @@ class RecentStates(VecEnvWrapper):
         self._returns = np.zeros(self.num_envs)
 
     def _record(self, obs: Any) -> None:
-        for row in np.asarray(obs, dtype=np.float32).reshape(self.num_envs, -1):
+        obs = np.asarray(obs, dtype=np.float32)
+        if not np.isfinite(obs).all():  # caught here, not as a distribution error deep inside the policy
+            spec = getattr(self.venv, "envs", [None])[0]
+            name = getattr(getattr(spec, "spec", None), "id", None) or "the environment"
+            raise NonFiniteObservation(f"{name} returned a non-finite observation (NaN or inf); dpd cannot learn from"
+                                       " it: fix the environment or wrap it to clip its observations")
+        for row in obs.reshape(self.num_envs, -1):
             self._states[self._next] = row.reshape(self._states.shape[1:])
             self._next = (self._next + 1) % self.window
             self._count = min(self._count + 1, self.window)

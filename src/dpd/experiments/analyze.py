@@ -141,6 +141,8 @@ def analyze(
     :return: the numbers written to ``analysis.json``.
     """
     run = Path(run)
+    if out is not None and Path(out).exists() and not Path(out).is_dir():
+        raise DPDUserError(f"--out {out} exists and is not a folder; choose another --out")
     if n_states < 2 or not 1 <= n_value_states <= n_states:
         raise DPDUserError(f"need n_states >= 2 and 1 <= value states <= n_states; got {n_states}, {n_value_states}")
     config = _check_run(run, "dpd")

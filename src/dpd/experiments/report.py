@@ -74,17 +74,24 @@ def load_runs(sweep_dir: Path) -> list[Run]:
     """Every trial of the sweep (from sweep.yaml) with its state; finished ones with their curves."""
     if not (sweep_dir / SWEEP_FILE).is_file():
         raise DPDUserError(f"{sweep_dir} is not a sweep folder (no {SWEEP_FILE}); run dpd sweep first")
-    spec = SweepSpec.from_dict(read_yaml(sweep_dir / SWEEP_FILE))
+    spec = SweepSpec.from_dict(read_yaml(sweep_dir / SWEEP_FILE))  # a damaged file: one-line DPDUserError
     runs: list[Run] = []
     for trial in expand(spec):
         folder = sweep_dir / RUNS_DIR / trial.name
         run = Run(trial.name, trial_status(folder), trial.config.env_id, trial.config.algo,
                   trial.label, trial.config.seed)
         if run.status == "failed":
-            run.error = (folder / ERROR_FILE).read_text().strip().splitlines()[-1]
+            lines = (folder / ERROR_FILE).read_text(errors="replace").strip().splitlines()
+            run.error = lines[-1] if lines else "(no error text)"
         if run.status == "finished":
-            config = TrainConfig.from_dict(read_yaml(folder / CONFIG_FILE))
-            run.summary = json.loads((folder / SUMMARY_FILE).read_text())
+            try:
+                config = TrainConfig.from_dict(read_yaml(folder / CONFIG_FILE))
+                run.summary = json.loads((folder / SUMMARY_FILE).read_text())
+                if not isinstance(run.summary, dict) or "learners" not in run.summary:
+                    raise ValueError("not a run summary")
+            except (ValueError, OSError, UnicodeDecodeError) as exc:
+                raise DPDUserError(f"{folder} is damaged ({type(exc).__name__}: {exc}); delete that run folder and run"
+                                   " the sweep again to redo it") from None
             for learner in config.learner_names:
                 rows = read_evaluations(folder / learner / EVAL_FILE)
                 if not rows:

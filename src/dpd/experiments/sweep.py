@@ -18,6 +18,7 @@ import contextlib
 import csv
 import dataclasses
 import itertools
+import math
 import multiprocessing as mp
 import os
 import re
@@ -40,6 +41,8 @@ ERROR_FILE = "error.txt"
 #: written into SWEEP/runs/ when the sweep is asked to stop: a trial the pool had already queued then starts no run
 STOP_FILE = ".stopping"
 VARIANTS = ("dpd", "vanilla", "independent", "uniform", "indicator")
+_EXAMPLES = {"envs": "HalfCheetah-v5", "algos": "ppo", "variants": "dpd, vanilla", "schedules": "dense",
+             "overrides": "eval_freq=20000"}
 _ARM_NAME = re.compile(r"^[A-Za-z][A-Za-z0-9_.-]{0,40}$")
 
 
@@ -66,11 +69,39 @@ class SweepSpec:
         return dataclasses.asdict(self)
 
     @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> SweepSpec:
+    def from_dict(cls, data: Any) -> SweepSpec:
+        if not isinstance(data, dict):
+            raise DPDUserError("a sweep file must be a YAML mapping (envs: [...], total_steps: N, ...)")
         check_known_keys(data, cls, "sweep")
         if "envs" not in data or "total_steps" not in data:
             raise DPDUserError("a sweep file needs at least envs and total_steps")
-        return cls(**data)
+        spec = cls(**data)
+        spec.validate()
+        return spec
+
+    def validate(self) -> None:
+        """Each key of the right shape (a one-line DPDUserError naming the key otherwise)."""
+        def strings(key: str) -> None:
+            value = getattr(self, key)
+            if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
+                raise DPDUserError(f"sweep key {key} must be a list of strings, e.g. [{_EXAMPLES[key]}]; got {value!r}")
+
+        for key in ("envs", "algos", "variants", "schedules", "overrides"):
+            strings(key)
+        if not isinstance(self.total_steps, int) or isinstance(self.total_steps, bool) or self.total_steps < 1:
+            raise DPDUserError(f"sweep key total_steps must be a positive integer (write 1000000, not 1e6); got"
+                               f" {self.total_steps!r}")
+        if not isinstance(self.seeds, list) or not all(isinstance(v, int) and not isinstance(v, bool) and v >= 0
+                                                       for v in self.seeds):
+            raise DPDUserError(f"sweep key seeds must be a list of non-negative integers, e.g. [0, 1, 2]; got"
+                               f" {self.seeds!r}")
+        if not isinstance(self.alphas, list) or not all(isinstance(v, (int, float)) and not isinstance(v, bool)
+                                                        and math.isfinite(v) for v in self.alphas):
+            raise DPDUserError(f"sweep key alphas must be a list of numbers, e.g. [0.1, 1.0]; got {self.alphas!r}")
+        if not isinstance(self.preset, str):
+            raise DPDUserError(f"sweep key preset must be a string (zoo, paper or none); got {self.preset!r}")
+        if not isinstance(self.arms, dict):
+            raise DPDUserError(f"sweep key arms must map names to lists of key=value, got {self.arms!r}")
 
 
 @dataclass(frozen=True)
@@ -183,6 +214,7 @@ def _same_trial(path: Path, config: TrainConfig) -> bool:
 
 
 def trial_status(run_dir: Path) -> str:
+    """``finished`` | ``failed`` | ``unfinished`` | ``pending`` (see the module docstring)."""
     if (run_dir / SUMMARY_FILE).is_file():
         return "finished"
     if (run_dir / ERROR_FILE).is_file():

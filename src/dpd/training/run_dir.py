@@ -21,7 +21,7 @@ CONFIG_FILE = "config.yaml"
 MARKER_FILE = ".dpd-run"
 #: what a run folder may hold at its top level (besides the learners' folders): anything else is not dpd's
 _RUN_ENTRIES = {CONFIG_FILE, MARKER_FILE, "summary.json", "checkpoint.pt", ".lock", "reevaluation.json",
-                "analysis.json", "figure3.png", "error.txt", "student0", "student1", "vanilla"}
+                "analysis", "error.txt", "student0", "student1", "vanilla"}
 SUMMARY_FILE = "summary.json"
 EVAL_FILE = "evaluations.csv"
 EVAL_COLUMNS = ["student_steps", "total_env_steps", "mean_return", "std_return", "mean_length", "time_s"]
@@ -30,6 +30,10 @@ EVAL_COLUMNS = ["student_steps", "total_env_steps", "mean_return", "std_return",
 def check_run_dir(out: str | os.PathLike[str], overwrite: bool) -> Path:
     """Check that ``out`` may be used as a run folder, WITHOUT writing anything. Raises DPDUserError."""
     path = Path(out)
+    too_long = [part for part in path.parts if len(part.encode()) > 255]
+    if too_long:
+        raise DPDUserError(f"--out: the name {too_long[0][:40]}... has {len(too_long[0].encode())} bytes; a file name"
+                           " may have at most 255: choose a shorter --out")
     if path.exists() and not path.is_dir():
         raise DPDUserError(f"--out {path} exists and is not a folder; choose another --out")
     if path.is_dir() and any(path.iterdir()):
@@ -60,6 +64,13 @@ def _foreign_entries(path: Path) -> str | None:
         if name not in _RUN_ENTRIES and not (name.startswith(".") and name.endswith(".tmp")):
             return f"it holds {name}"
     return None
+
+
+def remove_stale_temporaries(run_dir: Path) -> None:
+    """Delete the ``.NAME.*.tmp`` files an atomic write killed half-way left behind (call with the run locked)."""
+    for tmp in run_dir.rglob(".*.tmp"):
+        if tmp.is_file() and not tmp.is_symlink():
+            tmp.unlink(missing_ok=True)
 
 
 def refuse_links(run_dir: Path) -> None:
@@ -160,8 +171,16 @@ def write_yaml(path: str | os.PathLike[str], data: Any) -> None:
 
 
 def read_yaml(path: str | os.PathLike[str]) -> Any:
-    with open(path) as fh:
-        return yaml.safe_load(fh)
+    """A YAML file (safe loader: no Python tags), or a one-line DPDUserError for a damaged one."""
+    try:
+        with open(path) as fh:
+            return yaml.safe_load(fh)
+    except yaml.YAMLError as exc:
+        where = getattr(exc, "problem_mark", None)
+        at = f" (line {where.line + 1})" if where is not None else ""
+        raise DPDUserError(f"{path} is not valid YAML{at}: {str(exc).splitlines()[0]}") from None
+    except UnicodeDecodeError:
+        raise DPDUserError(f"{path} is not a text file") from None
 
 
 class EvalLog:

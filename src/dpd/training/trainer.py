@@ -341,7 +341,7 @@ def resume(
     """Continue a run from its last checkpoint (``RUN/checkpoint.pt``) to its budget; returns the summary."""
     from dpd.loading import read_run_config
     from dpd.training.checkpoint import CHECKPOINT_FILE, load_checkpoint
-    from dpd.training.run_dir import RunLock, refuse_links
+    from dpd.training.run_dir import RunLock, refuse_links, remove_stale_temporaries
 
     run_dir = Path(run)
     if not run_dir.is_dir():
@@ -352,6 +352,7 @@ def resume(
     refuse_links(run_dir)
     lock = RunLock(run_dir).acquire()
     try:
+        remove_stale_temporaries(run_dir)
         state = load_checkpoint(run_dir / CHECKPOINT_FILE)
         if state.get("config") != config.to_dict():
             raise DPDUserError(f"{run_dir}: checkpoint.pt and config.yaml disagree; the run folder was edited")
