@@ -1,4 +1,4 @@
-"""Where a DPD run's time goes (issue 6): cProfile of one sequential DPD pair, CPU time per part of an iteration.
+"""Where a DPD run's time goes: cProfile of one sequential DPD pair, CPU time per part of an iteration.
 
     python benchmarks/profile_dpd.py --algo ppo --env HalfCheetah-v5 --steps 10000
     python benchmarks/profile_dpd.py --algo td3 --env HalfCheetah-v5 --steps 3000 --set algo.learning_starts=1000

@@ -1,7 +1,7 @@
 """Per-task score normalisation for aggregates across tasks: (score - random) / (reference - random).
 
 random: mean return of a uniform-random policy over 50 episodes, measured here with gymnasium 1.4 / MuJoCo 4.0
-(``python benchmarks/random_scores.py``). reference: a published 1M-step result of a tuned off-policy agent
+(``python studies/random_scores.py``). reference: a published 1M-step result of a tuned off-policy agent
 (rl-baselines3-zoo benchmark.md, deterministic evaluation of one trained agent; Humanoid: the zoo's 2M SAC;
 Hopper: the D4RL "expert" score).
 Tasks not listed are normalised by the min and max final score of that task within the sweep (said in the report).

@@ -1,6 +1,6 @@
 """A sweep on a many-core machine without the CLI's extra dependencies (used for the reproduction runs).
 
-    PYTHONPATH=src python benchmarks/device_sweep.py OUT ENVS TOTAL_STEPS SEEDS WORKERS [key=value ...]
+    PYTHONPATH=src python studies/device_sweep.py OUT ENVS TOTAL_STEPS SEEDS WORKERS [key=value ...]
 
 ENVS is comma-separated (e.g. ``Humanoid-v5,HalfCheetah-v5``: put the slowest first, its trials start first).
 Runs dpd vs vanilla PPO (zoo preset) with ``dpd.experiments.sweep.run_sweep`` into OUT, exactly as

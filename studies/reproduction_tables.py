@@ -1,6 +1,6 @@
 """The tables of docs/reproduction.md, computed from finished sweep folders (nothing typed in by hand).
 
-    python benchmarks/reproduction_tables.py SWEEP [SWEEP ...]
+    python studies/reproduction_tables.py SWEEP [SWEEP ...]
 
 Per task and algorithm: final deterministic evaluation return, mean ± std over seeds, of vanilla at its full budget
 and at half of it (the same own env steps as each DPD student), of each variant's students (mean of the two) and

@@ -1,6 +1,6 @@
 """Mean return of a uniform-random policy per task (the 'random' column of dpd.experiments.scores).
 
-    python benchmarks/random_scores.py
+    python studies/random_scores.py
 """
 
 import gymnasium as gym

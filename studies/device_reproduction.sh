@@ -1,5 +1,6 @@
 #!/bin/bash
-# The PPO part of docs/reproduction.md on the 16-core lent machine, as ONE call (see the device README):
+# The PPO part of docs/reproduction.md on a many-core machine without internet, as ONE call. It expects the
+# wheels of dpd's dependencies in ./.whl (pip download them beforehand) and installs them offline:
 #   PPO zoo, dpd vs vanilla, Humanoid / HalfCheetah / Walker2d / Swimmer, 5 seeds, TOTAL_STEPS per run,
 #   cut at DEADLINE seconds by SIGTERM (running trials checkpoint; `dpd sweep` with the same arguments resumes them).
 # Then dpd analyze (Figure 3) on HalfCheetah and Walker2d, and the results packed into $OUT (<= 15 MiB pieces).
@@ -11,7 +12,7 @@ export PYTHONPATH=/tmp/site:src MUJOCO_GL=disable PYTHONUNBUFFERED=1
 S=/tmp/ppo-main
 mkdir -p $S; nproc; date
 # setsid + timeout: SIGTERM reaches the pool's workers (timeout signals its whole process group)
-timeout -s TERM $DEADLINE python3 benchmarks/device_sweep.py $S Humanoid-v5,HalfCheetah-v5,Walker2d-v5,Swimmer-v5 \
+timeout -s TERM $DEADLINE python3 studies/device_sweep.py $S Humanoid-v5,HalfCheetah-v5,Walker2d-v5,Swimmer-v5 \
   $TOTAL_STEPS 5 16 eval_episodes=5 checkpoint_freq=40000 > $OUT/sweep.log 2>&1
 tail -n 5 $OUT/sweep.log
 for i in $(seq 40); do pgrep -f "multiprocessing" >/dev/null || break; sleep 1; done  # let checkpoints finish
