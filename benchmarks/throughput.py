@@ -20,7 +20,6 @@ from __future__ import annotations
 import argparse
 import json
 import platform
-import resource
 import subprocess
 import sys
 import tempfile
@@ -69,11 +68,11 @@ def run_variant(variant: str, algo: str, env: str, steps: int, learning_starts: 
             if full and variant == "dpd_seq":
                 for s in trainer.students:
                     _fill(s.model)
-            if variant == "dpd_par":  # student1's process: its own peak, added to this process's
-                from dpd.training.parallel import RemoteLearner
-
-                extra_mib = sum(x.call("peak_rss_mib") for x in trainer.learners if isinstance(x, RemoteLearner))
             trainer.close()
+            if variant == "dpd_par":  # student1's process (reaped by close): its peak, added to this process's
+                import resource
+
+                extra_mib = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024
     else:
         cfg = _config(algo, env, "vanilla", 2 * steps, learning_starts)
         n_learners, budget = (1, 2 * steps) if variant == "vanilla_sb3" else (2, steps)

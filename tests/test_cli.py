@@ -107,7 +107,7 @@ def test_no_arguments_prints_help_and_exits_2(capfd):
 def test_disk_full_is_one_line_and_leaves_no_half_written_file(capsys, tmp_path, monkeypatch):
     import errno
 
-    import dpd.training.run_dir as run_dir
+    import dpd.run_files as run_dir
 
     real_replace = run_dir.os.replace
 

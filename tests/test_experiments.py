@@ -306,3 +306,20 @@ def test_sweep_arms_schedules_and_colliding_names():
         expand(SweepSpec(envs=["CartPole-v1"], total_steps=2048, seeds=[0], alphas=[1.0, 1.0000001]))
     with pytest.raises(DPDUserError, match="arm name"):
         expand(SweepSpec(envs=["CartPole-v1"], total_steps=2048, seeds=[0], arms={"../x": []}))
+
+
+def test_both_backends_file_an_interrupted_trial_as_interrupted():
+    from types import SimpleNamespace
+
+    from dpd.experiments.sweep import SweepResult, ray_outcomes, record_outcome
+
+    def res(status, error=None):
+        return SimpleNamespace(config={"cell": {"run_dir": f"/s/runs/t-{status}"}}, error=error,
+                               metrics={"status": status, "error": "x"} if status else {})
+
+    grid = [res("finished"), res("interrupted"), res("failed"), res(None, error=RuntimeError("actor died"))]
+    result = SweepResult(finished=[], failed={}, skipped=[])
+    for name, outcome in ray_outcomes(grid):
+        record_outcome(result, name, outcome)
+    assert result.finished == ["t-finished"] and result.interrupted == ["t-interrupted"]
+    assert set(result.failed) == {"t-failed", "t-None"} and "actor died" in result.failed["t-None"]

@@ -12,7 +12,7 @@ from stable_baselines3.common.vec_env import DummyVecEnv, VecNormalize
 
 from dpd import TrainConfig, load_learner, train
 from dpd.cli import main
-from dpd.training.run_dir import read_evaluations
+from dpd.run_files import read_evaluations
 
 
 @pytest.mark.slow  # a learning threshold on one seed: `make slow`

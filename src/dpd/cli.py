@@ -163,7 +163,7 @@ def sweep(
 ) -> None:
     """Run a grid of runs (env x algo x method x alpha x seed) at the same total env steps; resumable."""
     from dpd.experiments.sweep import SweepSpec, run_sweep
-    from dpd.training.run_dir import read_yaml
+    from dpd.run_files import read_yaml
 
     if workers is not None and workers < 1:
         raise DPDUserError(f"--workers must be at least 1, got {workers}")

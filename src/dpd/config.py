@@ -18,6 +18,7 @@ import inspect
 import math
 from dataclasses import dataclass, field
 from importlib import resources
+from pathlib import Path
 from typing import Any
 
 import gymnasium as gym
@@ -34,6 +35,7 @@ from torch import nn
 from dpd.envs import check_env_id
 from dpd.errors import DPDUserError
 from dpd.objective import DEFAULT_MAX_LOG_WEIGHT, WEIGHTINGS
+from dpd.run_files import CONFIG_FILE, read_yaml
 
 #: algorithm name -> (SB3 class, family). The family decides the distillation defaults.
 ALGOS: dict[str, tuple[type[BaseAlgorithm], str]] = {
@@ -580,3 +582,14 @@ def build_algo_kwargs(config: TrainConfig, action_dim: int | None = None) -> dic
     if policy_kwargs:
         kwargs["policy_kwargs"] = policy_kwargs
     return kwargs
+
+
+def read_run_config(run: str | Path) -> TrainConfig:
+    """The stored config of a run folder (``RUN/config.yaml``); a one-line DPDUserError if there is none."""
+    path = Path(run) / CONFIG_FILE
+    if not path.is_file():
+        raise DPDUserError(f"{run} is not a dpd run folder (no {CONFIG_FILE})")
+    data = read_yaml(path)
+    if not isinstance(data, dict):
+        raise DPDUserError(f"{path} is not a dpd config file")
+    return TrainConfig.from_dict(data)

@@ -27,9 +27,9 @@ def _train_one(config: TrainConfig, out: str) -> dict[str, Any]:
 
 
 def _progress(runs: dict[str, str], total_steps: int, started: float) -> str:
-    from dpd.experiments.sweep import trial_steps
+    from dpd.run_files import run_steps
 
-    parts = [f"{m} {min(trial_steps(Path(run)) / total_steps, 1.0):4.0%}" for m, run in runs.items()]
+    parts = [f"{m} {min(run_steps(Path(run)) / total_steps, 1.0):4.0%}" for m, run in runs.items()]
     elapsed = int(time.time() - started)
     return f"dpd demo: {' · '.join(parts)} · {elapsed // 60}:{elapsed % 60:02d} elapsed"
 

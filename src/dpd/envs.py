@@ -157,7 +157,7 @@ class RecentStates(VecEnvWrapper):
         self._returns[...] = state["returns"]
 
 
-def _env_factory(env_id: str, monitor: bool = False) -> Callable[[], gym.Env]:
+def env_factory(env_id: str, monitor: bool = False) -> Callable[[], gym.Env]:
     def _make() -> gym.Env:
         env = gym.make(env_id)
         return Monitor(env) if monitor else env
@@ -176,7 +176,7 @@ def make_train_env(
     normalize_reward: bool = True,
 ) -> tuple[VecEnv, RecentStates]:
     """Build a learner's training VecEnv. Returns (top env to give the SB3 model, the recorder)."""
-    venv: VecEnv = DummyVecEnv([_env_factory(env_id) for _ in range(n_envs)])  # type: ignore[list-item]
+    venv: VecEnv = DummyVecEnv([env_factory(env_id) for _ in range(n_envs)])  # type: ignore[list-item]
     venv.seed(seed)
     # one file of training episodes (all env copies): <log_dir>/train_episodes.monitor.csv
     venv = VecMonitor(venv, filename=os.path.join(log_dir, "train_episodes") if log_dir else None)
@@ -192,7 +192,7 @@ def make_eval_env(env_id: str, seed: int, train_env: VecEnv, n_envs: int = 1) ->
 
     ``n_envs`` copies run episodes side by side (one batched forward pass per step: ~3x faster for 5 copies).
     """
-    venv: VecEnv = DummyVecEnv([_env_factory(env_id, monitor=True) for _ in range(n_envs)])  # type: ignore[list-item]
+    venv: VecEnv = DummyVecEnv([env_factory(env_id, monitor=True) for _ in range(n_envs)])  # type: ignore[list-item]
     venv.seed(seed)
     if isinstance(train_env, VecNormalize):
         eval_env = VecNormalize(venv, training=False, norm_reward=False, gamma=train_env.gamma)

@@ -10,7 +10,7 @@ from typing import Any
 from dpd.episodes import run_episodes
 from dpd.errors import DPDUserError
 from dpd.loading import load_learner, read_run_config
-from dpd.training.run_dir import SUMMARY_FILE, write_json
+from dpd.run_files import SUMMARY_FILE, write_json
 
 REEVALUATION_FILE = "reevaluation.json"
 

@@ -7,21 +7,10 @@ from pathlib import Path
 from stable_baselines3.common.base_class import BaseAlgorithm
 from stable_baselines3.common.vec_env import DummyVecEnv, VecEnv
 
-from dpd.config import ALGOS, TrainConfig
-from dpd.envs import _env_factory, check_env_id, frozen_normalization
+from dpd.config import ALGOS, read_run_config
+from dpd.envs import check_env_id, env_factory, frozen_normalization
 from dpd.errors import DPDUserError
 from dpd.safe_load import load_model, read_normalization
-from dpd.training.run_dir import CONFIG_FILE, read_yaml
-
-
-def read_run_config(run: str | Path) -> TrainConfig:
-    path = Path(run) / CONFIG_FILE
-    if not path.is_file():
-        raise DPDUserError(f"{run} is not a dpd run folder (no {CONFIG_FILE})")
-    data = read_yaml(path)
-    if not isinstance(data, dict):
-        raise DPDUserError(f"{path} is not a dpd config file")
-    return TrainConfig.from_dict(data)
 
 
 def load_learner(run: str | Path, name: str, seed: int = 0) -> tuple[BaseAlgorithm, VecEnv]:
@@ -38,9 +27,12 @@ def load_learner(run: str | Path, name: str, seed: int = 0) -> tuple[BaseAlgorit
     if not zip_path.is_file():
         raise DPDUserError(f"{zip_path} not found: the run has not finished (no saved model)")
     check_env_id(config.env_id).close()
-    venv: VecEnv = DummyVecEnv([_env_factory(config.env_id, monitor=True)])  # type: ignore[list-item]
+    venv: VecEnv = DummyVecEnv([env_factory(config.env_id, monitor=True)])  # type: ignore[list-item]
     venv.seed(seed)
     state = read_normalization(folder)  # plain JSON: opening a run folder executes no code from it
     env: VecEnv = frozen_normalization(state, venv) if state is not None else venv
     model = load_model(ALGOS[config.algo][0], zip_path, env=env)
     return model, env
+
+
+__all__ = ["load_learner", "read_run_config"]

@@ -31,9 +31,9 @@ from dpd.config import ALGOS, TrainConfig
 from dpd.envs import normalize_raw, return_scale
 from dpd.errors import DPDUserError
 from dpd.loading import load_learner, read_run_config
+from dpd.run_files import SUMMARY_FILE, atomic_write_text
 from dpd.students.outputs import value_estimates
 from dpd.training.learner import SNAPSHOT_DIR
-from dpd.training.run_dir import SUMMARY_FILE, atomic_write_text
 
 ANALYSIS_FILE = "analysis.json"
 FIGURE_FILE = "figure3.png"
@@ -70,10 +70,10 @@ def list_snapshots(run: Path, learner: str) -> list[Path]:
 def load_snapshot(config: TrainConfig, folder: Path) -> Snapshot:
     from stable_baselines3.common.vec_env import DummyVecEnv
 
-    from dpd.envs import _env_factory, frozen_normalization
+    from dpd.envs import env_factory, frozen_normalization
     from dpd.safe_load import load_model, read_normalization
 
-    venv = DummyVecEnv([_env_factory(config.env_id)])
+    venv = DummyVecEnv([env_factory(config.env_id)])
     model = load_model(ALGOS[config.algo][0], folder / "model.zip", env=venv)
     state = read_normalization(folder)  # plain JSON: nothing in a run folder is unpickled
     normalizer = frozen_normalization(state, venv, raw_rewards=False) if state is not None else None

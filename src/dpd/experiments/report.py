@@ -28,7 +28,7 @@ from dpd.config import TrainConfig
 from dpd.errors import DPDUserError
 from dpd.experiments.scores import REFERENCE_SCORES
 from dpd.experiments.sweep import ERROR_FILE, RUNS_DIR, SWEEP_FILE, SweepSpec, expand, trial_status
-from dpd.training.run_dir import CONFIG_FILE, EVAL_FILE, SUMMARY_FILE, read_evaluations, read_yaml
+from dpd.run_files import CONFIG_FILE, EVAL_FILE, SUMMARY_FILE, read_evaluations, read_yaml
 
 REPORT_DIR = "report"
 BOOTSTRAP_REPS = 2000

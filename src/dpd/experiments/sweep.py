@@ -15,7 +15,6 @@ folder under ``SWEEP/runs/``; the state of a trial is read from that folder:
 from __future__ import annotations
 
 import contextlib
-import csv
 import dataclasses
 import itertools
 import math
@@ -32,7 +31,7 @@ from typing import Any
 
 from dpd.config import TrainConfig, apply_overrides, check_known_keys
 from dpd.errors import DPDUserError
-from dpd.training.run_dir import CONFIG_FILE, SUMMARY_FILE, read_yaml, write_yaml
+from dpd.run_files import CONFIG_FILE, SUMMARY_FILE, read_yaml, run_steps, write_yaml
 from dpd.training.signals import ParentWatch, StopSignals
 
 SWEEP_FILE = "sweep.yaml"
@@ -224,20 +223,6 @@ def trial_status(run_dir: Path) -> str:
     return "pending"
 
 
-def trial_steps(run_dir: Path) -> int:
-    """Env steps done so far by a (running) trial, read from its learners' progress.csv files."""
-    total = 0
-    for progress in run_dir.glob("*/progress.csv"):
-        try:
-            with open(progress, newline="") as fh:
-                rows = list(csv.DictReader(fh))
-            if rows and rows[-1].get("time/total_timesteps"):
-                total += int(float(rows[-1]["time/total_timesteps"]))
-        except (OSError, ValueError, csv.Error):
-            continue  # being rewritten right now; next poll
-    return total
-
-
 # ---------------------------------------------------------------------- the sweep folder
 def prepare_sweep_dir(out: Path, spec: SweepSpec) -> None:
     """Create the sweep folder, or check that an existing one holds the same sweep (then it is resumed)."""
@@ -317,12 +302,25 @@ def _snapshot(runs: Path, running: list[str], result: SweepResult, total: int, b
         "total": total,
         "done": len(result.finished) + len(result.skipped),
         "failed": len(result.failed),
-        "running": {name: trial_steps(runs / name) for name in running},
+        "running": {name: run_steps(runs / name) for name in running},
         "budget": budget,
     }
 
 
 _WATCH: ParentWatch | None = None
+
+
+def record_outcome(result: SweepResult, name: str, outcome: dict[str, Any]) -> None:
+    """File one trial's outcome (what :func:`run_trial` returned) in ``result``: the one path both backends take."""
+    status = outcome.get("status")
+    if status == "finished":
+        result.finished.append(name)
+    elif status == "interrupted":  # checkpointed: resumed when the sweep runs again
+        result.interrupted.append(name)
+    elif status == "not_started":  # pending, as the trials the pool never handed out
+        pass
+    else:
+        result.failed[name] = str(outcome.get("error") or "unknown error")
 
 
 def _worker_init(parent_pid: int) -> None:
@@ -394,14 +392,7 @@ def _run_local(todo: list[Trial], runs: Path, workers: int, result: SweepResult,
                         outcome = {"status": "failed", "error": f"worker died: {type(exc).__name__}: {exc}"}
                         (runs / name).mkdir(parents=True, exist_ok=True)
                         (runs / name / ERROR_FILE).write_text(outcome["error"] + "\n")
-                    if outcome["status"] == "finished":
-                        result.finished.append(name)
-                    elif outcome["status"] == "interrupted":
-                        result.interrupted.append(name)
-                    elif outcome["status"] == "not_started":  # pending, as the trials the pool never handed out
-                        pass
-                    else:
-                        result.failed[name] = outcome["error"]
+                    record_outcome(result, name, outcome)
                 if on_update is not None:
                     running = [futures[f] for f in pending if f.running() and trial_status(runs / futures[f]) == "unfinished"]
                     on_update(_snapshot(runs, running, result, total, budget))
@@ -417,6 +408,21 @@ def _ray_trainable(config: dict[str, Any]) -> None:
     summary = outcome.get("summary") or {}
     tune.report({"status": outcome["status"], "env_steps": summary.get("total_env_steps", 0),
                  "error": outcome.get("error", "")})
+
+
+def ray_outcomes(grid: Any) -> list[tuple[str, dict[str, Any]]]:
+    """(trial name, outcome as run_trial returned it) of every trial of a Ray Tune result grid. A trial that
+    reported nothing failed inside Ray itself."""
+    out = []
+    for i in range(len(grid)):
+        res = grid[i]
+        name = Path((res.config or {})["cell"]["run_dir"]).name
+        metrics = res.metrics or {}
+        if res.error is None and metrics.get("status"):
+            out.append((name, {"status": metrics["status"], "error": metrics.get("error", "")}))
+        else:
+            out.append((name, {"status": "failed", "error": str(metrics.get("error") or res.error)}))
+    return out
 
 
 def _run_ray(todo: list[Trial], runs: Path, address: str | None, result: SweepResult, on_update: Reporter | None,
@@ -437,12 +443,7 @@ def _run_ray(todo: list[Trial], runs: Path, address: str | None, result: SweepRe
         run_config=tune.RunConfig(storage_path=str((runs.parent / "ray").resolve()), name="sweep", verbose=0),
     )
     grid = tuner.fit()
-    for res in (grid[i] for i in range(len(grid))):
-        name = Path((res.config or {})["cell"]["run_dir"]).name
-        metrics = res.metrics or {}
-        if res.error is None and metrics.get("status") == "finished":
-            result.finished.append(name)
-        else:
-            result.failed[name] = str(metrics.get("error") or res.error)
+    for name, outcome in ray_outcomes(grid):
+        record_outcome(result, name, outcome)
     if on_update is not None:
         on_update(_snapshot(runs, [], result, total, todo[0].config.total_steps))

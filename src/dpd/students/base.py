@@ -99,7 +99,7 @@ class Student(ABC):
         self.distill_settings = distill
         self.discrete = isinstance(model.action_space, spaces.Discrete)
         self.iteration = 0
-        self.total_steps = 0
+        self.budget = 0  # this learner's own env steps (TrainConfig.total_steps is over all learners)
         self._callback: BaseCallback | None = None
         self._rng = np.random.default_rng(seed)
         self._eval_env_id, self._eval_seed = eval_env_id, eval_seed
@@ -200,16 +200,16 @@ class Student(ABC):
 
     # ------------------------------------------------------------------ Algorithm 1 steps
     def setup(
-        self, total_steps: int, callback: BaseCallback | list[BaseCallback] | None = None, resume: bool = False
+        self, budget: int, callback: BaseCallback | list[BaseCallback] | None = None, resume: bool = False
     ) -> None:
-        """Prepare SB3's learning state for ``total_steps`` of this learner's own env steps.
+        """Prepare SB3's learning state for a ``budget`` of this learner's own env steps.
 
         :param resume: the model's counters and last observation were restored from a checkpoint: keep them
             (SB3's ``reset_num_timesteps=False``: no env reset, the step counter continues).
         """
-        self.total_steps = total_steps
+        self.budget = budget
         m = self.model
-        remaining = total_steps - m.num_timesteps if resume else total_steps
+        remaining = budget - m.num_timesteps if resume else budget
         _, self._callback = m._setup_learn(remaining, callback, not resume, self.name, False)
         self._callback.on_training_start(locals(), globals())
 
@@ -366,7 +366,7 @@ class Student(ABC):
         """Everything needed to continue this student exactly: plain data (see :mod:`dpd.training.checkpoint`)."""
         from stable_baselines3.common.save_util import recursive_getattr
 
-        from dpd.training.checkpoint import _gen_state, plain, vec_env_state
+        from dpd.state import gen_state, plain, vec_env_state
 
         m = self.model
         modules, variables = m._get_torch_save_params()
@@ -379,7 +379,7 @@ class Student(ABC):
             "model": plain({k: getattr(m, k, None) for k in self._MODEL_ATTRS}),
             "ep_info_buffer": plain(list(m.ep_info_buffer or [])),
             "ep_success_buffer": plain(list(m.ep_success_buffer or [])),
-            "student": {"iteration": self.iteration, "rng": _gen_state(self._rng),
+            "student": {"iteration": self.iteration, "rng": gen_state(self._rng),
                         "skipped_nonfinite": self.distill_skipped_nonfinite,
                         "skipped_zero_weight": self.distill_skipped_zero_weight,
                         "step_carry": self._step_carry.carry,
@@ -393,7 +393,7 @@ class Student(ABC):
         """First half of a restore, BEFORE :meth:`setup`: networks, optimisers, counters, last observation."""
         from stable_baselines3.common.save_util import recursive_getattr
 
-        from dpd.training.checkpoint import arr
+        from dpd.state import arr
 
         m = self.model
         for name, sd in state["torch"].items():
@@ -412,7 +412,7 @@ class Student(ABC):
         """Second half, AFTER :meth:`setup`: episode buffers, environments (train and eval), sampler RNG."""
         from collections import deque
 
-        from dpd.training.checkpoint import _set_gen_state, set_vec_env_state
+        from dpd.state import set_gen_state, set_vec_env_state
 
         m = self.model
         m.ep_info_buffer = deque(state["ep_info_buffer"], maxlen=m._stats_window_size)
@@ -427,4 +427,4 @@ class Student(ABC):
         self._step_carry.carry = float(state["student"].get("step_carry", 0.0))
         if self.adaptive is not None and state["student"].get("adaptive") is not None:
             self.adaptive.load(state["student"]["adaptive"])
-        _set_gen_state(self._rng, state["student"]["rng"])
+        set_gen_state(self._rng, state["student"]["rng"])

@@ -39,7 +39,7 @@ class OffPolicyStudent(Student):
         assert m.env is not None and m.replay_buffer is not None
         start = m.num_timesteps
         self.last_gradient_steps = 0
-        while m.num_timesteps - start < self.iteration_steps and m.num_timesteps < self.total_steps:
+        while m.num_timesteps - start < self.iteration_steps and m.num_timesteps < self.budget:
             rollout = m.collect_rollouts(
                 m.env,
                 train_freq=m.train_freq,  # type: ignore[arg-type]
@@ -102,7 +102,7 @@ class OffPolicyStudent(Student):
     _BUFFER_FIELDS = ("observations", "next_observations", "actions", "rewards", "dones", "timeouts")
 
     def replay_buffer_state(self) -> dict[str, Any]:
-        from dpd.training.checkpoint import plain
+        from dpd.state import plain
 
         rb = self.model.replay_buffer
         assert rb is not None
@@ -110,7 +110,7 @@ class OffPolicyStudent(Student):
                 **{k: plain(getattr(rb, k)) for k in self._BUFFER_FIELDS if getattr(rb, k, None) is not None}}
 
     def load_replay_buffer_state(self, state: dict[str, Any]) -> None:
-        from dpd.training.checkpoint import arr
+        from dpd.state import arr
 
         rb = self.model.replay_buffer
         assert rb is not None

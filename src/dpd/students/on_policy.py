@@ -26,7 +26,7 @@ class OnPolicyStudent(Student):
         assert m.env is not None
         if not m.collect_rollouts(m.env, callback, m.rollout_buffer, n_rollout_steps=m.n_steps):
             return False
-        m._update_current_progress_remaining(m.num_timesteps, self.total_steps)
+        m._update_current_progress_remaining(m.num_timesteps, self.budget)
         m.train()
         return True
 

@@ -17,10 +17,10 @@ from stable_baselines3.common.callbacks import BaseCallback
 
 from dpd.config import TrainConfig
 from dpd.objective import DistillStats
+from dpd.run_files import EVAL_FILE, EvalLog
 from dpd.students.base import PeerBatch, Student
 from dpd.students.factory import build_student
 from dpd.training import logs
-from dpd.training.run_dir import EVAL_FILE, EvalLog
 
 SNAPSHOT_DIR = "snapshots"
 MODEL_FILE = "model.zip"
@@ -42,7 +42,7 @@ def _own_random_state(method: _F) -> _F:
 
     @functools.wraps(method)
     def wrapper(self: Learner, *args: Any, **kwargs: Any) -> Any:
-        from dpd.training.checkpoint import rng_state, set_rng_state
+        from dpd.state import rng_state, set_rng_state
 
         outside = rng_state()
         set_rng_state(self._random_state)
@@ -79,9 +79,9 @@ class Learner:
         self.n_learners = len(config.learner_names)
         self.log: LogFn = log or (lambda _msg: None)
         folder = run_dir / self.name if run_dir is not None else None
-        kept = logs.keep_rows(run_dir, [self.name], {self.name: resume_state["log_rows"]})[self.name] if (
+        kept = logs.keep_rows(run_dir / self.name, resume_state["log_rows"]) if (
             resume_state is not None and run_dir is not None) else None
-        from dpd.training.checkpoint import rng_state, set_rng_state
+        from dpd.state import rng_state, set_rng_state
 
         outside = rng_state()
         self.student: Student = build_student(config, index, str(folder) if folder else None, verbose)
@@ -127,7 +127,7 @@ class Learner:
         self.evaluations = [dict(r) for r in b["evaluations"]]
         self.elapsed_before, self._t0 = float(b["elapsed_s"]), time.time()
         if "rng" in st:  # the learner's own random state (kept by _own_random_state when this method returns)
-            from dpd.training.checkpoint import set_rng_state
+            from dpd.state import set_rng_state
 
             set_rng_state(st["rng"])
         self._resume = None
@@ -273,7 +273,7 @@ class Learner:
     @_own_random_state
     def state(self) -> dict[str, Any]:
         """This learner's part of a checkpoint (plain data), its own random state included."""
-        from dpd.training.checkpoint import rng_state
+        from dpd.state import rng_state
 
         s = self.student
         st = s.state_dict()
@@ -282,7 +282,7 @@ class Learner:
         st["learner"] = {"next_eval": self.next_eval, "skipped_empty": self.skipped_empty,
                          "evaluations": self.evaluations, "elapsed_s": self.elapsed(),
                          "snapshots_taken": self.snapshots_taken}
-        st["log_rows"] = logs.count_rows(self.folder.parent, [self.name])[self.name] if self.folder else {}
+        st["log_rows"] = logs.count_rows(self.folder) if self.folder else {}
         st["rng"] = rng_state()  # the learner's own (swapped in by _own_random_state)
         return st
 
@@ -295,7 +295,7 @@ class Learner:
         import pickle
 
         from dpd.envs import normalization_state
-        from dpd.training.run_dir import atomic_write, write_json
+        from dpd.run_files import atomic_write, write_json
 
         folder.mkdir(parents=True, exist_ok=True)
         # every file to a temporary name, then renamed: a full disk or a kill never leaves a cut-off model
@@ -319,13 +319,6 @@ class Learner:
         if due:
             self.save(self.folder / SNAPSHOT_DIR / str(steps))
             self.snapshots_taken += due
-
-    @staticmethod
-    def peak_rss_mib() -> float:
-        """Peak resident memory of the process this learner runs in (MiB; benchmarks of parallel mode)."""
-        import resource
-
-        return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
     def close(self) -> None:
         if self.eval_log is not None:

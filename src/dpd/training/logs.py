@@ -20,8 +20,8 @@ from typing import Any
 from stable_baselines3.common.logger import CSVOutputFormat, TensorBoardOutputFormat
 from stable_baselines3.common.vec_env import VecEnvWrapper, VecMonitor
 
+from dpd.run_files import EVAL_FILE, atomic_write_text
 from dpd.students.base import Student
-from dpd.training.run_dir import EVAL_FILE, atomic_write_text
 
 PROGRESS = "progress.csv"
 MONITOR = "train_episodes.monitor.csv"
@@ -34,25 +34,24 @@ def _lines(path: Path) -> list[str]:
     return path.read_text().splitlines(keepends=True) if path.is_file() else []
 
 
-def count_rows(run_dir: Path | None, learners: list[str]) -> dict[str, dict[str, int]]:
-    assert run_dir is not None
-    return {name: {f: max(0, len(_lines(run_dir / name / f)) - h) for f, h in HEADERS.items()} for name in learners}
+def count_rows(folder: Path) -> dict[str, int]:
+    """The number of data rows of each log of one learner's folder."""
+    return {f: max(0, len(_lines(folder / f)) - h) for f, h in HEADERS.items()}
 
 
-def keep_rows(run_dir: Path, learners: list[str], counts: dict[str, dict[str, int]]) -> dict[str, dict[str, list[str]]]:
-    """Read each log up to its checkpointed row count (header included); cut ``evaluations.csv`` on disk there."""
-    kept: dict[str, dict[str, list[str]]] = {}
-    for name in learners:
-        kept[name] = {}
-        for f, h in HEADERS.items():
-            path = run_dir / name / f
-            saved = path.with_name(path.name + KEPT_SUFFIX)
-            lines = _lines(saved) if saved.is_file() else _lines(path)  # .kept: an earlier resume was cut short
-            kept[name][f] = lines[: h + counts[name][f]] if lines else []
-            if f == EVAL_FILE:  # dpd's own writer appends: cut the file itself (atomically)
-                atomic_write_text(path, "".join(kept[name][f]))
-            elif kept[name][f]:  # SB3's writers empty these files when they open them
-                atomic_write_text(saved, "".join(kept[name][f]))
+def keep_rows(folder: Path, counts: dict[str, int]) -> dict[str, list[str]]:
+    """Read each log of one learner's folder up to its checkpointed row count (header included); cut
+    ``evaluations.csv`` on disk there, and save the others' kept rows as ``.kept`` copies."""
+    kept: dict[str, list[str]] = {}
+    for f, h in HEADERS.items():
+        path = folder / f
+        saved = path.with_name(path.name + KEPT_SUFFIX)
+        lines = _lines(saved) if saved.is_file() else _lines(path)  # .kept: an earlier resume was cut short
+        kept[f] = lines[: h + counts[f]] if lines else []
+        if f == EVAL_FILE:  # dpd's own writer appends: cut the file itself (atomically)
+            atomic_write_text(path, "".join(kept[f]))
+        elif kept[f]:  # SB3's writers empty these files when they open them
+            atomic_write_text(saved, "".join(kept[f]))
     return kept
 
 

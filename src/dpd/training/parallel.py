@@ -80,7 +80,6 @@ class RemoteLearner:
             raise DPDUserError(f"parallel mode needs picklable callbacks ({exc}); use a module-level factory or "
                                "parallel=false") from None
         child.close()
-        self.num_timesteps = 0
         if wait:
             self.recv()  # constructed (or failed to)
 

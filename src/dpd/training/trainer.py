@@ -17,15 +17,24 @@ import time
 from pathlib import Path
 from typing import Any
 
-import dpd
 from dpd.config import TrainConfig
 from dpd.errors import DPDUserError, TrainingDiverged, TrainingInterrupted
+from dpd.run_files import CONFIG_FILE, SUMMARY_FILE, create_run_dir, write_json, write_yaml
 from dpd.students.base import Student
 from dpd.students.factory import set_torch_threads
 from dpd.training.learner import CallbackFactory, Learner, LogFn
 from dpd.training.parallel import RemoteLearner
-from dpd.training.run_dir import CONFIG_FILE, SUMMARY_FILE, create_run_dir, write_json, write_yaml
 from dpd.training.signals import StopSignals
+
+
+def _version() -> str:
+    """dpd's version from the installed package's metadata (the package root is a layer above this one)."""
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version("dpd")
+    except PackageNotFoundError:
+        return "unknown"
 
 
 class DPDTrainer:
@@ -44,7 +53,7 @@ class DPDTrainer:
     yet) and B from A's policy after A's update AND A's distillation of this round.
 
     :param config: a resolved :class:`TrainConfig` (``config.resolve()``).
-    :param run_dir: folder for logs, models and summary (created by :func:`dpd.training.run_dir.create_run_dir`);
+    :param run_dir: folder for logs, models and summary (created by :func:`dpd.run_files.create_run_dir`);
         None keeps everything in memory.
     :param callbacks: optional factory ``learner_name -> SB3 callback(s)``, called once per learner (parallel mode:
         a picklable, module-level function).
@@ -133,7 +142,7 @@ class DPDTrainer:
         cfg = self.config
         per_learner = cfg.steps_per_learner
         if self._resume is not None:
-            from dpd.training.checkpoint import set_rng_state
+            from dpd.state import set_rng_state
 
             self._steps = self._all("setup")  # each learner restores its own random state
             self._elapsed_before = float(self._resume["trainer"]["elapsed_s"])
@@ -208,7 +217,7 @@ class DPDTrainer:
             raise TrainingInterrupted(self._stop_signal, total, self.run_dir)
 
     def checkpoint_state(self) -> dict[str, Any]:
-        from dpd.training.checkpoint import rng_state
+        from dpd.state import rng_state
 
         return {
             "config": self.config.to_dict(),
@@ -238,7 +247,7 @@ class DPDTrainer:
         finals = {name: v["final_eval_return"] for name, v in learners.items() if v["final_eval_return"] is not None}
         cfg = self.config
         return {
-            "dpd_version": dpd.__version__,
+            "dpd_version": _version(),
             "status": "stopped_by_callback" if stopped else "finished",
             "env_id": cfg.env_id,
             "algo": cfg.algo,
@@ -339,9 +348,9 @@ def resume(
     verbose: int = 0,
 ) -> dict[str, Any]:
     """Continue a run from its last checkpoint (``RUN/checkpoint.pt``) to its budget; returns the summary."""
-    from dpd.loading import read_run_config
+    from dpd.config import read_run_config
+    from dpd.run_files import RunLock, refuse_links, remove_stale_temporaries
     from dpd.training.checkpoint import CHECKPOINT_FILE, load_checkpoint
-    from dpd.training.run_dir import RunLock, refuse_links, remove_stale_temporaries
 
     run_dir = Path(run)
     if not run_dir.is_dir():

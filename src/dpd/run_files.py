@@ -205,3 +205,17 @@ class EvalLog:
 def read_evaluations(path: str | os.PathLike[str]) -> list[dict[str, float]]:
     with open(path, newline="") as fh:
         return [{k: float(v) for k, v in row.items()} for row in csv.DictReader(fh)]
+
+
+def run_steps(run_dir: Path) -> int:
+    """Env steps done so far by a (running) trial, read from its learners' progress.csv files."""
+    total = 0
+    for progress in run_dir.glob("*/progress.csv"):
+        try:
+            with open(progress, newline="") as fh:
+                rows = list(csv.DictReader(fh))
+            if rows and rows[-1].get("time/total_timesteps"):
+                total += int(float(rows[-1]["time/total_timesteps"]))
+        except (OSError, ValueError, csv.Error):
+            continue  # being rewritten right now; next poll
+    return total

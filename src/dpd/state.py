@@ -1,0 +1,194 @@
+"""A learner's state as plain data (tensors, arrays, numbers, strings, lists, dicts): random generators, gymnasium
+envs and SB3 VecEnv stacks captured and restored exactly. Checkpoints (:mod:`dpd.training.checkpoint`) are made of
+this; students use it for their own part, so it sits below them.
+
+What makes a restore exact: every source of randomness (Python, NumPy, torch, each env's ``np_random``, the action
+spaces) and the state of every environment copy mid-episode (MuJoCo: ``mj_getState(mjSTATE_INTEGRATION)``; other
+envs: the plain attributes of the unwrapped env, e.g. CartPole's ``state``; wrappers' step counters).
+"""
+
+from __future__ import annotations
+
+import random
+from typing import Any
+
+import gymnasium as gym
+import numpy as np
+import torch as th
+from stable_baselines3.common.running_mean_std import RunningMeanStd
+from stable_baselines3.common.vec_env import DummyVecEnv, VecEnv, VecEnvWrapper, VecMonitor, VecNormalize
+
+from dpd.envs import RecentStates
+
+
+# ---------------------------------------------------------------------- plain data
+def plain(x: Any) -> Any:
+    """numpy -> torch tensors (uint32 -> int64), tuples -> lists, recursively: what weights_only loading accepts."""
+    if isinstance(x, np.ndarray):
+        return th.from_numpy(x.astype(np.int64) if x.dtype == np.uint32 else x.copy())
+    if isinstance(x, np.generic):
+        return x.item()
+    if isinstance(x, dict):
+        return {k: plain(v) for k, v in x.items()}
+    if isinstance(x, (list, tuple)):
+        return [plain(v) for v in x]
+    return x
+
+
+def arr(x: Any, dtype: Any = None) -> np.ndarray:
+    a = x.numpy() if isinstance(x, th.Tensor) else np.asarray(x)
+    return a.astype(dtype) if dtype is not None else a.copy()
+
+
+def gen_state(gen: np.random.Generator) -> dict[str, Any]:
+    return plain(gen.bit_generator.state)
+
+
+def set_gen_state(gen: np.random.Generator, state: dict[str, Any]) -> None:
+    gen.bit_generator.state = state
+
+
+# ---------------------------------------------------------------------- global RNG
+def rng_state() -> dict[str, Any]:
+    name, keys, pos, has_gauss, cached = np.random.get_state()
+    return {"python": plain(random.getstate()), "numpy": [name, plain(keys), pos, has_gauss, cached],
+            "torch": th.get_rng_state()}
+
+
+def set_rng_state(state: dict[str, Any]) -> None:
+    version, internal, gauss = state["python"]
+    random.setstate((version, tuple(internal), gauss))
+    name, keys, pos, has_gauss, cached = state["numpy"]
+    np.random.set_state((name, arr(keys, np.uint32), pos, has_gauss, cached))
+    th.set_rng_state(state["torch"])
+
+
+# ---------------------------------------------------------------------- single gym env
+_SIMPLE = (int, float, bool, str, type(None))
+
+
+def _simple_attrs(obj: Any) -> dict[str, Any]:
+    out = {}
+    for key, value in vars(obj).items():
+        if key.startswith("_np_random") or key in ("spec", "metadata", "render_mode"):
+            continue
+        if _is_plain(value):
+            out[key] = plain(value)
+    return out
+
+
+def _is_plain(value: Any) -> bool:
+    if isinstance(value, np.ndarray):
+        return value.dtype != object
+    return isinstance(value, _SIMPLE) or (isinstance(value, tuple) and all(isinstance(v, _SIMPLE) for v in value))
+
+
+def gym_env_state(env: gym.Env) -> dict[str, Any]:
+    """State of one (wrapped) gymnasium env: wrappers' counters, the env's attributes, its RNG, MuJoCo physics."""
+    layers = []
+    layer: Any = env
+    while isinstance(layer, gym.Wrapper):
+        layers.append(_simple_attrs(layer))
+        layer = layer.env
+    unwrapped = layer
+    state: dict[str, Any] = {"wrappers": layers, "attrs": _simple_attrs(unwrapped)}
+    if getattr(unwrapped, "_np_random", None) is not None:
+        state["np_random"] = gen_state(unwrapped._np_random)
+    if hasattr(unwrapped, "model") and hasattr(unwrapped, "data"):  # MuJoCo
+        import mujoco
+
+        spec = mujoco.mjtState.mjSTATE_INTEGRATION
+        buf = np.empty(mujoco.mj_stateSize(unwrapped.model, spec))
+        mujoco.mj_getState(unwrapped.model, unwrapped.data, buf, spec)
+        state["mujoco"] = plain(buf)
+    for space in ("action_space", "observation_space"):
+        gen = getattr(getattr(env, space), "_np_random", None)
+        if gen is not None:
+            state[space] = gen_state(gen)
+    return state
+
+
+def _restore_attrs(obj: Any, attrs: dict[str, Any]) -> None:
+    for key, value in attrs.items():
+        current = getattr(obj, key, None)
+        if isinstance(value, th.Tensor):
+            value = arr(value, current.dtype if isinstance(current, np.ndarray) else None)
+        elif isinstance(value, list) and isinstance(current, tuple):
+            value = tuple(value)
+        setattr(obj, key, value)
+
+
+def set_gym_env_state(env: gym.Env, state: dict[str, Any]) -> None:
+    layer: Any = env
+    for attrs in state["wrappers"]:
+        _restore_attrs(layer, attrs)
+        layer = layer.env
+    _restore_attrs(layer, state["attrs"])
+    if "np_random" in state:
+        layer._np_random = np.random.Generator(np.random.PCG64())
+        set_gen_state(layer._np_random, state["np_random"])
+    if "mujoco" in state:
+        import mujoco
+
+        mujoco.mj_setState(layer.model, layer.data, arr(state["mujoco"]), mujoco.mjtState.mjSTATE_INTEGRATION)
+        mujoco.mj_forward(layer.model, layer.data)
+    for space in ("action_space", "observation_space"):
+        if space in state:
+            sp = getattr(env, space)
+            sp.seed(0)  # creates the generator; its state is then overwritten
+            set_gen_state(sp._np_random, state[space])
+
+
+# ---------------------------------------------------------------------- VecEnv stacks
+def vec_env_state(venv: VecEnv) -> dict[str, Any]:
+    """State of our VecEnv stacks: VecNormalize, RecentStates, VecMonitor, DummyVecEnv (and each sub-env)."""
+    state: dict[str, Any] = {}
+    layer: Any = venv
+    while True:
+        if isinstance(layer, VecNormalize):
+            assert isinstance(layer.obs_rms, RunningMeanStd), "dict observations are not supported"
+            state["vecnormalize"] = plain({
+                "obs": [layer.obs_rms.mean, layer.obs_rms.var, layer.obs_rms.count],
+                "ret": [layer.ret_rms.mean, layer.ret_rms.var, layer.ret_rms.count],
+                "returns": layer.returns,
+                "old_obs": getattr(layer, "old_obs", np.zeros(0)), "old_reward": getattr(layer, "old_reward", np.zeros(0)),
+            })  # fmt: skip
+        elif isinstance(layer, RecentStates):
+            state["recent"] = plain(layer.get_state())
+        elif isinstance(layer, VecMonitor):
+            state["monitor"] = plain({"returns": layer.episode_returns, "lengths": layer.episode_lengths,
+                                      "count": layer.episode_count})
+        elif isinstance(layer, DummyVecEnv):
+            state["dummy"] = {"seeds": list(layer._seeds), "options": plain(layer._options),
+                              "envs": [gym_env_state(e) for e in layer.envs]}
+        if not isinstance(layer, VecEnvWrapper):
+            return state
+        layer = layer.venv
+
+
+def set_vec_env_state(venv: VecEnv, state: dict[str, Any]) -> None:
+    layer: Any = venv
+    while True:
+        if isinstance(layer, VecNormalize):
+            assert isinstance(layer.obs_rms, RunningMeanStd), "dict observations are not supported"
+            s = state["vecnormalize"]
+            layer.obs_rms.mean, layer.obs_rms.var, layer.obs_rms.count = arr(s["obs"][0]), arr(s["obs"][1]), s["obs"][2]
+            layer.ret_rms.mean, layer.ret_rms.var, layer.ret_rms.count = arr(s["ret"][0]), arr(s["ret"][1]), s["ret"][2]
+            layer.returns = arr(s["returns"])
+            if s["old_obs"].numel():
+                layer.old_obs, layer.old_reward = arr(s["old_obs"]), arr(s["old_reward"])
+        elif isinstance(layer, RecentStates):
+            s = state["recent"]
+            layer.set_state({k: arr(v) if isinstance(v, th.Tensor) else v for k, v in s.items()})
+        elif isinstance(layer, VecMonitor):
+            s = state["monitor"]
+            layer.episode_returns, layer.episode_lengths = arr(s["returns"]), arr(s["lengths"])
+            layer.episode_count = s["count"]
+        elif isinstance(layer, DummyVecEnv):
+            s = state["dummy"]
+            layer._seeds, layer._options = list(s["seeds"]), list(s["options"])
+            for env, env_state in zip(layer.envs, s["envs"], strict=True):
+                set_gym_env_state(env, env_state)
+        if not isinstance(layer, VecEnvWrapper):
+            return
+        layer = layer.venv
