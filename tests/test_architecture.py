@@ -60,3 +60,26 @@ def test_no_module_imports_a_layer_above_its_own(name, path):
 def test_every_module_has_a_layer():
     for name, _ in modules():
         layer_of(name)
+
+
+def test_a_new_config_key_needs_only_its_dataclass_field():
+    """A field added to the config dataclass is accepted by --set, YAML (from_dict) and validation, with its type
+    and 'positive' metadata, and nothing else edited."""
+    from dataclasses import dataclass, field
+
+    from dpd.config import POSITIVE, TrainConfig, apply_overrides
+    from dpd.errors import DPDUserError
+
+    @dataclass
+    class Extended(TrainConfig):
+        my_knob: int = field(default=3, metadata=POSITIVE)
+        my_option: float | None = None
+
+    cfg = apply_overrides(Extended(env_id="CartPole-v1"), ["my_knob=7", "my_option=0.5"])
+    assert (cfg.my_knob, cfg.my_option) == (7, 0.5)
+    assert Extended.from_dict(cfg.to_dict()) == cfg  # the YAML / resume path: config.yaml -> from_dict
+    assert apply_overrides(cfg, ["my_option=null"]).my_option is None  # nullable from the annotation
+    with pytest.raises(DPDUserError, match="my_knob expects int"):
+        apply_overrides(cfg, ["my_knob=many"])
+    with pytest.raises(DPDUserError, match="my_knob must be positive"):
+        apply_overrides(cfg, ["my_knob=0"]).resolve()

@@ -61,8 +61,9 @@ def train(
 
     show_bar = progress and sys.stderr.isatty()
     if resume is not None:
-        given = [p for p in ("env", "algo", "total_steps", "method", "alpha", "weighting", "seed", "preset", "set_", "out",
-                             "overwrite", "parallel") if ctx.get_parameter_source(p).name == "COMMANDLINE"]  # type: ignore[union-attr]
+        # every option that would change the run: all but these
+        given = [p for p in ctx.params if p not in ("progress", "verbose", "resume")
+                 and ctx.get_parameter_source(p).name == "COMMANDLINE"]  # type: ignore[union-attr]
         if given:
             flags = ", ".join("--" + g.rstrip("_").replace("_", "-") for g in given)
             raise DPDUserError(f"--resume continues the run's stored config.yaml; drop {flags} (a changed config "
@@ -81,7 +82,7 @@ def train(
         weighting=weighting,
     )  # fmt: skip
     config.parallel = parallel if parallel is not None else _auto_parallel(method)
-    config = apply_overrides(config, set_ or []).resolve()
+    config = apply_overrides(config, set_ or [])  # resolved (and validated) by run_training before anything is written
     if out is None:
         out = Path("runs") / f"{config.env_id}_{config.algo}_{config.method}_s{config.seed}_{time.strftime('%Y%m%d-%H%M%S')}"
     try:

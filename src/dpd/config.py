@@ -106,6 +106,10 @@ MAX_LOG_WEIGHT_LIMIT = 80.0
 _RESERVED_ALGO_KEYS = {"policy", "env", "seed", "device", "verbose", "tensorboard_log", "_init_setup_model"}
 
 
+#: field metadata: the value must be a positive number once resolved (checked by TrainConfig.validate)
+POSITIVE = {"positive": True}
+
+
 @dataclass
 class TrainConfig:
     """Everything that defines a training run (DPD pair or vanilla baseline)."""
@@ -137,17 +141,17 @@ class TrainConfig:
     #: ``dense`` | ``authors`` | ``adaptive``: the values of the ``distill_*`` keys left unset (see SCHEDULES).
     distill_schedule: str = "dense"
     #: distillation learning rate of the own Adam (``distill_optimizer=own``; dense: on-policy 1e-5, off-policy 1e-4).
-    distill_lr: float | None = None
+    distill_lr: float | None = field(default=None, metadata=POSITIVE)
     #: states per distillation gradient step (dense: on-policy 256, off-policy 64; authors 512).
-    distill_batch_size: int | None = None
+    distill_batch_size: int | None = field(default=None, metadata=POSITIVE)
     #: on-policy: distillation gradient steps per distillation phase (dense 10, authors 1).
-    distill_steps: int | None = None
+    distill_steps: int | None = field(default=None, metadata=POSITIVE)
     #: off-policy: distillation gradient steps per RL gradient step of the iteration (default 1.0).
     distill_ratio: float | None = None
     #: RL iterations from one distillation phase to the next (dense 1: after every iteration; authors 5).
-    distill_every: int | None = None
+    distill_every: int | None = field(default=None, metadata=POSITIVE)
     #: the peer's most recent visited states distilled on (paper §4.2: 1000; authors' PPO code: 100,000).
-    distill_window: int | None = None
+    distill_window: int | None = field(default=None, metadata=POSITIVE)
     #: what the student's mean is regressed on: ``mean`` (the peer's deterministic action / logits) | ``sample``
     #: (an action sampled from the peer's policy, as the authors' PPO did; on-policy only).
     distill_target: str | None = None
@@ -155,21 +159,21 @@ class TrainConfig:
     #: and learning rate, as the authors' PPO did).
     distill_optimizer: str | None = None
     #: factor on the distillation loss (authors 1/512; with an own Adam it barely matters: Adam is scale-free).
-    distill_loss_coef: float | None = None
+    distill_loss_coef: float | None = field(default=None, metadata=POSITIVE)
     #: ``adaptive``: the band of the pair's action distance, as fractions of the largest smoothed distance so far:
     #: below ``adaptive_low`` the strength halves (the pair is collapsing), above ``adaptive_high`` it doubles.
     adaptive_low: float = 0.5
     adaptive_high: float = 0.8
     #: off-policy: env steps per learner per iteration, i.e. between two alternations of the students.
-    iteration_steps: int = 1000
+    iteration_steps: int = field(default=1000, metadata=POSITIVE)
 
     #: evaluate each learner every this many of ITS OWN env steps (and at start and end); 0: never (benchmarks).
     eval_freq: int = 10_000
     #: deterministic evaluation episodes per evaluation.
-    eval_episodes: int = 10
+    eval_episodes: int = field(default=10, metadata=POSITIVE)
 
     #: environment copies per learner (default: preset, else 1).
-    n_envs: int | None = None
+    n_envs: int | None = field(default=None, metadata=POSITIVE)
     #: VecNormalize observations and rewards, each learner with its own statistics (default: preset, else False).
     normalize: bool | None = None
     #: with ``normalize``: also scale rewards (default: preset, else the same as ``normalize``).
@@ -180,7 +184,7 @@ class TrainConfig:
     #: torch device for the networks.
     device: str = "cpu"
     #: torch threads per process (1 avoids oversubscription when learners run side by side).
-    torch_threads: int = 1
+    torch_threads: int = field(default=1, metadata=POSITIVE)
     #: each DPD student in its own process (see DPDTrainer); False: Algorithm 1 exactly, in one process.
     parallel: bool = False
     #: also write TensorBoard event files (progress.csv is always written).
@@ -190,7 +194,7 @@ class TrainConfig:
     #: off-policy: put the replay buffers into checkpoints (large; needed for an exact resume).
     checkpoint_replay_buffer: bool = False
     #: stop (with a checkpoint) when this many distillation batches in a row had a non-finite loss.
-    max_nonfinite_batches: int = 100
+    max_nonfinite_batches: int = field(default=100, metadata=POSITIVE)
     #: keep a copy of each learner (model.zip + vecnormalize.pkl) in LEARNER/snapshots/<steps>/ when its own
     #: steps first reach each of these fractions of its budget (early / middle / late; `dpd analyze` reads
     #: them); [] keeps none.
@@ -207,7 +211,7 @@ class TrainConfig:
             raise DPDUserError("config has no env_id")
         cfg = cls(env_id=data["env_id"])
         for key, value in data.items():
-            setattr(cfg, key, _coerce(key, value))
+            setattr(cfg, key, _coerce(key, value, cls))
         return cfg
 
     @property
@@ -284,9 +288,7 @@ class TrainConfig:
         if not (0 <= self.adaptive_low < self.adaptive_high <= 1):
             raise DPDUserError("adaptive_low and adaptive_high must satisfy 0 <= low < high <= 1, got "
                                f"{self.adaptive_low} and {self.adaptive_high}")
-        for key in ("distill_lr", "distill_batch_size", "distill_steps", "distill_window", "eval_episodes",
-                    "n_envs", "torch_threads", "iteration_steps", "max_nonfinite_batches", "distill_every",
-                    "distill_loss_coef"):
+        for key in (f.name for f in dataclasses.fields(self) if f.metadata.get("positive")):
             value = getattr(self, key)
             if value is None or not (math.isfinite(value) and value > 0):
                 raise DPDUserError(f"{key} must be positive, got {value}")
@@ -345,26 +347,24 @@ def load_preset(algo: str, preset: str, env_id: str) -> dict[str, Any]:
 
 
 # ---------------------------------------------------------------------- --set overrides
-def _field_types() -> tuple[dict[str, type], set[str]]:
-    """Each TrainConfig field's plain type (int, float, str, bool, dict, list) and the fields that may be None:
-    read from the dataclass itself, so a new field needs no second list."""
+@functools.cache
+def _field_types(cls: type) -> tuple[dict[str, type], frozenset[str]]:
+    """Each field's plain type (int, float, str, bool, dict, list) and the fields that may be None, read from the
+    config dataclass itself (``TrainConfig`` or a subclass): a new field needs no second list."""
     import types
     import typing
 
-    hints = typing.get_type_hints(TrainConfig)
+    hints = typing.get_type_hints(cls)
     plain: dict[str, type] = {}
     nullable: set[str] = set()
-    for f in dataclasses.fields(TrainConfig):
+    for f in dataclasses.fields(cls):
         hint = hints[f.name]
         args = typing.get_args(hint) if isinstance(hint, types.UnionType) else ()
         if type(None) in args:
             nullable.add(f.name)
             hint = next(a for a in args if a is not type(None))
         plain[f.name] = typing.get_origin(hint) or hint
-    return plain, nullable
-
-
-_TOP_LEVEL_TYPES, _NULLABLE = _field_types()
+    return plain, frozenset(nullable)
 
 
 def parse_value(text: str) -> Any:
@@ -380,9 +380,10 @@ def parse_value(text: str) -> Any:
         return text
 
 
-def _coerce(key: str, value: Any) -> Any:
-    expected = _TOP_LEVEL_TYPES[key]
-    if value is None and key in _NULLABLE:
+def _coerce(key: str, value: Any, cls: type | None = None) -> Any:
+    types_, nullable = _field_types(cls or TrainConfig)
+    expected = types_[key]
+    if value is None and key in nullable:
         return None
     if expected is float and isinstance(value, (int, float)) and not isinstance(value, bool):
         return float(value)
@@ -396,6 +397,7 @@ def _coerce(key: str, value: Any) -> Any:
 def apply_overrides(config: TrainConfig, assignments: list[str]) -> TrainConfig:
     """Apply ``key=value`` strings: ``alpha=0.5``, ``algo.n_steps=1024``, ``algo.policy_kwargs.net_arch=[64,64]``."""
     cfg = dataclasses.replace(config, algo_kwargs=dict(config.algo_kwargs))
+    fields = _field_types(type(cfg))[0]  # type: ignore[arg-type]
     for item in assignments:
         key, sep, raw = item.partition("=")
         key = key.strip()
@@ -410,11 +412,11 @@ def apply_overrides(config: TrainConfig, assignments: list[str]) -> TrainConfig:
                 cfg.algo_kwargs["policy_kwargs"] = {**cfg.algo_kwargs.get("policy_kwargs", {}), path[1]: value}
             else:
                 raise DPDUserError(f"cannot set {key!r}; use algo.<argument> or algo.policy_kwargs.<argument>")
-        elif key in _TOP_LEVEL_TYPES and key != "algo_kwargs":
-            setattr(cfg, key, _coerce(key, value))
+        elif key in fields and key != "algo_kwargs":
+            setattr(cfg, key, _coerce(key, value, type(cfg)))
         else:
             raise DPDUserError(
-                f"unknown config key {key!r}; valid keys: {', '.join(k for k in _TOP_LEVEL_TYPES if k != 'algo_kwargs')}"
+                f"unknown config key {key!r}; valid keys: {', '.join(k for k in fields if k != 'algo_kwargs')}"
                 ", algo.<SB3 argument>, algo.policy_kwargs.<argument>"
             )
     return cfg
