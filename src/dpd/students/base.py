@@ -92,8 +92,11 @@ class Student(ABC):
         eval_seed: int,
         distill: DistillSettings | None,
         seed: int,
+        iteration_steps: int = 1000,
     ) -> None:
         self.name = name
+        #: off-policy: env steps of one iteration (on-policy: one SB3 rollout, this is unused)
+        self.iteration_steps = iteration_steps
         self.model = model
         self.recorder = recorder
         self.distill_settings = distill
@@ -355,6 +358,13 @@ class Student(ABC):
         self.train_env.close()
 
     # ------------------------------------------------------------------ checkpoints
+    def replay_buffer_state(self) -> dict[str, Any] | None:
+        """The replay buffer as plain data (off-policy students); None: this student has none."""
+        return None
+
+    def load_replay_buffer_state(self, state: dict[str, Any]) -> None:  # noqa: B027 - a hook, empty by default
+        """Restore what :meth:`replay_buffer_state` returned (nothing to do without a replay buffer)."""
+
     def _own_optimizer(self) -> bool:
         return self.optimizer is not None and self.distill_settings is not None and \
             self.distill_settings.optimizer == "own"

@@ -73,10 +73,8 @@ def build_student(config: TrainConfig, index: int, log_dir: str | None, verbose:
     settings = distill_settings(config) if config.method != "vanilla" else None
     student_cls = STUDENT_CLASSES[config.family]
     # The distillation optimiser's sampling RNG gets its own stream, derived from the learner's seed.
-    student = student_cls(name, model, recorder, config.env_id, seed + 5_000, settings, seed)
-    if isinstance(student, OffPolicyStudent):
-        student.iteration_steps = config.iteration_steps
-    return student
+    return student_cls(name, model, recorder, config.env_id, seed + 5_000, settings, seed,
+                       iteration_steps=config.iteration_steps)
 
 
 def set_torch_threads(n: int) -> None:

@@ -29,8 +29,6 @@ from dpd.students.outputs import deterministic_outputs, value_estimates
 class OffPolicyStudent(Student):
     model: OffPolicyAlgorithm
 
-    #: env steps of one iteration (set by the factory from the config)
-    iteration_steps: int = 1000
     #: RL gradient steps taken in the last iteration
     last_gradient_steps: int = 0
 
@@ -101,7 +99,7 @@ class OffPolicyStudent(Student):
     # the replay buffer is part of a checkpoint only when asked (it is large): without it a resumed run refills it
     _BUFFER_FIELDS = ("observations", "next_observations", "actions", "rewards", "dones", "timeouts")
 
-    def replay_buffer_state(self) -> dict[str, Any]:
+    def replay_buffer_state(self) -> dict[str, Any] | None:
         from dpd.state import plain
 
         rb = self.model.replay_buffer

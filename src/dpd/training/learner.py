@@ -10,7 +10,7 @@ import functools
 import time
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any, Literal, TypeVar
 
 import torch as th
 from stable_baselines3.common.callbacks import BaseCallback
@@ -22,6 +22,10 @@ from dpd.students.base import PeerBatch, Student
 from dpd.students.factory import build_student
 from dpd.training import logs
 
+#: the calls a trainer makes on a learner, by name: a ``Learner`` here, or a ``RemoteLearner`` (the same class in
+#: its own process, driven by these names over a pipe). This list is the learner interface.
+LearnerCall = Literal["setup", "iterate", "distill_due", "peer_batch", "distill", "measure", "after_iteration",
+                      "finish", "save", "state"]
 SNAPSHOT_DIR = "snapshots"
 MODEL_FILE = "model.zip"
 #: SB3's own VecNormalize pickle (``VecNormalize.load``), written for users' tools; dpd never unpickles it
@@ -119,7 +123,7 @@ class Learner:
         s.load_model_state(st)
         s.setup(per_learner, callback, resume=True)
         s.load_env_state(st)
-        if "replay_buffer" in st and hasattr(s, "load_replay_buffer_state"):
+        if st.get("replay_buffer") is not None:
             s.load_replay_buffer_state(st["replay_buffer"])
         b = st["learner"]
         self.next_eval, self.skipped_empty = int(b["next_eval"]), int(b["skipped_empty"])
@@ -277,7 +281,7 @@ class Learner:
 
         s = self.student
         st = s.state_dict()
-        if self.config.checkpoint_replay_buffer and hasattr(s, "replay_buffer_state"):
+        if self.config.checkpoint_replay_buffer:
             st["replay_buffer"] = s.replay_buffer_state()
         st["learner"] = {"next_eval": self.next_eval, "skipped_empty": self.skipped_empty,
                          "evaluations": self.evaluations, "elapsed_s": self.elapsed(),

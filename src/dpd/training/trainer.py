@@ -22,7 +22,7 @@ from dpd.errors import DPDUserError, TrainingDiverged, TrainingInterrupted
 from dpd.run_files import CONFIG_FILE, SUMMARY_FILE, create_run_dir, write_json, write_yaml
 from dpd.students.base import Student
 from dpd.students.factory import set_torch_threads
-from dpd.training.learner import CallbackFactory, Learner, LogFn
+from dpd.training.learner import CallbackFactory, Learner, LearnerCall, LogFn
 from dpd.training.parallel import RemoteLearner
 from dpd.training.signals import StopSignals
 
@@ -81,7 +81,7 @@ class DPDTrainer:
         states = resume_state["students"] if resume_state is not None else [None] * len(config.learner_names)
         # Parallel: student0 in this process, every other student in a process of its own (one process less to
         # start and to hold in memory than one per student, and the parent would otherwise only wait).
-        self.learners: list[Any] = [None] * len(states)
+        self.learners: list[Learner | RemoteLearner] = [None] * len(states)  # type: ignore[list-item]
         try:
             for i, state in enumerate(states):
                 if self.parallel and i > 0:  # started first, so that it builds while this process builds student0
@@ -116,15 +116,21 @@ class DPDTrainer:
     @property
     def students(self) -> list[Student]:
         """The Student objects (sequential mode only: in parallel mode student1 lives in another process)."""
-        if self.parallel:
+        return [learner.student for learner in self._local()]
+
+    def _local(self) -> list[Learner]:
+        """The learners as in-process objects (sequential mode)."""
+        local = [learner for learner in self.learners if isinstance(learner, Learner)]
+        if len(local) != len(self.learners):
             raise RuntimeError("in parallel mode student1 lives in its own process")
-        return [learner.student for learner in self.learners]
+        return local
 
     def total_env_steps(self) -> int:
         return sum(self._steps)
 
     # ------------------------------------------------------------------ calls on all learners
-    def _all(self, method: str, args: list[tuple[Any, ...]] | None = None, only: list[int] | None = None) -> list[Any]:
+    def _all(self, method: LearnerCall, args: list[tuple[Any, ...]] | None = None,
+             only: list[int] | None = None) -> list[Any]:
         """``method`` on the learners ``only`` (default: all), ``args[k]`` for the k-th of them: in parallel mode at
         the same time. Returns the results in the order of ``only``."""
         idx = list(range(len(self.learners))) if only is None else only
@@ -168,13 +174,14 @@ class DPDTrainer:
     def _sequential_round(self, bar: _Progress) -> bool:
         """Algorithm 1, lines 3-8. Returns True when a callback stopped training."""
         per_learner = self.config.steps_per_learner
-        for i, learner in enumerate(self.learners):
+        learners = self._local()
+        for i, learner in enumerate(learners):
             if learner.num_timesteps >= per_learner:
                 continue
             if not learner.iterate():
                 return True
             if self.pair and learner.distill_due():
-                batch = self.learners[1 - i].peer_batch()
+                batch = learners[1 - i].peer_batch()
                 self._check_streak(learner.name, learner.distill(batch) if self.dpd else learner.measure(batch))
             self._steps[i] = learner.after_iteration()
             bar.update(self.total_env_steps())
