@@ -86,7 +86,7 @@ def test_indicator_with_no_better_state_gives_zero_loss_and_gradient():
 
 def test_xi_scale_divides_xi_before_alpha():
     student = th.zeros(2, 1, requires_grad=True)
-    _, stats = dpd_loss(student, th.ones(2, 1), th.zeros(2), th.tensor([100.0, -100.0]), alpha=1.0, xi_scale=100.0)
+    _, stats = dpd_loss(student, th.ones(2, 1), th.zeros(2), th.tensor([100.0, -100.0]), alpha=1.0, xi_divisor=100.0)
     assert stats.weight_max == pytest.approx(math.e, rel=1e-6)
     assert stats.xi_mean == pytest.approx(0.0)
 

@@ -105,7 +105,7 @@ def dpd_loss(
     *,
     weighting: Weighting = "exp",
     discrete: bool = False,
-    xi_scale: float = 1.0,
+    xi_divisor: float = 1.0,
     max_log_weight: float = DEFAULT_MAX_LOG_WEIGHT,
     normalize_weights: bool = True,
 ) -> tuple[th.Tensor, DistillStats]:
@@ -119,9 +119,9 @@ def dpd_loss(
     :param alpha: confidence level of the value estimates.
     :param weighting: ``exp`` | ``indicator`` | ``uniform``, see :func:`dpd_weights`.
     :param discrete: use KL(peer || student) over logits instead of the squared error.
-    :param xi_scale: xi is divided by this positive number before alpha is applied
+    :param xi_divisor: xi is divided by this positive number before alpha is applied
         (e.g. the std of the discounted return, so that alpha keeps the paper's range).
-    :param max_log_weight: clip bound on |alpha * xi / xi_scale|.
+    :param max_log_weight: clip bound on |alpha * xi / xi_divisor|.
     :param normalize_weights: True: sum(w D) / sum(w) (weights normalised over the batch, as the
         authors' code did); False: mean(w D), Eq. 11 literally. With indicator weights that are all
         zero the loss is exactly zero (and has a zero gradient).
@@ -133,10 +133,10 @@ def dpd_loss(
         raise ValueError("student_values and peer_values must both have shape (B,)")
     if student_values.shape[0] != student_out.shape[0]:
         raise ValueError("values and actions must have the same batch size")
-    if not xi_scale > 0:
-        raise ValueError(f"xi_scale must be positive, got {xi_scale}")
+    if not xi_divisor > 0:
+        raise ValueError(f"xi_divisor must be positive, got {xi_divisor}")
 
-    xi = (peer_values.detach() - student_values.detach()) / xi_scale
+    xi = (peer_values.detach() - student_values.detach()) / xi_divisor
     weights, clipped = dpd_weights(xi, alpha, weighting, max_log_weight)
     distance = action_distance(student_out, peer_out, discrete)
     weighted = (weights * distance).sum()

@@ -197,7 +197,8 @@ class Student(ABC):
         with th.no_grad():
             return self.value_estimates(obs) * self.reward_scale()
 
-    def xi_scale(self) -> float:
+    def xi_divisor(self) -> float:
+        """What xi is divided by before alpha: the return std (config ``xi_scale=return_std``) or 1 (``none``)."""
         assert self.distill_settings is not None
         return self.recorder.return_std if self.distill_settings.xi_scale == "return_std" else 1.0
 
@@ -251,11 +252,11 @@ class Student(ABC):
         peer_out = th.as_tensor(batch.outputs, device=obs_all.device)
         peer_values = th.as_tensor(batch.values, device=obs_all.device, dtype=th.float32)
         own_values = self.raw_values(obs_all)  # fixed during a phase: the critic is not distilled
-        scale = self.xi_scale()
+        scale = self.xi_divisor()
         with th.no_grad():
             _, self.pair_stats = dpd_loss(
                 self.policy_outputs(obs_all), peer_out, own_values, peer_values, settings.alpha,
-                weighting=settings.weighting, discrete=self.discrete, xi_scale=scale,
+                weighting=settings.weighting, discrete=self.discrete, xi_divisor=scale,
                 max_log_weight=settings.max_log_weight, normalize_weights=settings.normalize_weights,
             )
         self.window_weights, _ = dpd_weights((peer_values - own_values) / scale, settings.alpha, settings.weighting,
@@ -318,7 +319,7 @@ class Student(ABC):
                 settings.alpha,
                 weighting=settings.weighting,
                 discrete=self.discrete,
-                xi_scale=scale,
+                xi_divisor=scale,
                 max_log_weight=settings.max_log_weight,
                 normalize_weights=settings.normalize_weights,
             )

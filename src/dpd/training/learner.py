@@ -193,7 +193,7 @@ class Learner:
                 logger.record(f"distill/{key}", value)
         logger.record("distill/skipped_nonfinite", student.distill_skipped_nonfinite)
         logger.record("distill/skipped_zero_weight", student.distill_skipped_zero_weight)
-        logger.record("distill/xi_scale", student.xi_scale())
+        logger.record("distill/xi_scale", student.xi_divisor())
         # Histogram of the weights over the whole peer window (TensorBoard only): shows saturation at the clip.
         if student.window_weights is None:
             return
