@@ -292,15 +292,28 @@ def plot_curves(runs: list[Run], env_id: str, algo: str, path: Path, rng: np.ran
     fig, ax = plt.subplots(figsize=(7, 4.2))
     for label in sorted(lines):
         curves = lines[label]
-        grid = np.unique(np.concatenate([x for x, _ in curves]))
-        ys = np.array([np.where((grid >= x[0]) & (grid <= x[-1]), np.interp(grid, x, y), np.nan) for x, y in curves])
+        grid, ys = _on_grid(curves)
         mean = np.nanmean(ys, axis=0)
         lo_hi = np.array([bootstrap_ci(ys[:, j], rng) for j in range(len(grid))])
         ax.plot(grid, mean, label=f"{label} (n={len(curves)})", linestyle="-" if label == "vanilla" else "--")
         ax.fill_between(grid, lo_hi[:, 0], lo_hi[:, 1], alpha=0.2)
-    ax.set_xlabel("total env steps (DPD: both students' steps)")
-    ax.set_ylabel("deterministic evaluation return")
-    ax.set_title(f"{env_id} · {algo} · mean and 95% bootstrap CI over seeds")
+    _finish(fig, ax, path, "total env steps (DPD: both students' steps)", "deterministic evaluation return",
+            f"{env_id} · {algo} · mean and 95% bootstrap CI over seeds")
+
+
+def _on_grid(curves: list[tuple[np.ndarray, np.ndarray]]) -> tuple[np.ndarray, np.ndarray]:
+    """Curves (x, y) on the union of their x: (grid (G,), values (n_curves, G), NaN outside each curve's range)."""
+    grid = np.unique(np.concatenate([x for x, _ in curves]))
+    ys = np.array([np.where((grid >= x[0]) & (grid <= x[-1]), np.interp(grid, x, y), np.nan) for x, y in curves])
+    return grid, ys
+
+
+def _finish(fig: Any, ax: Any, path: Path, xlabel: str, ylabel: str, title: str) -> None:
+    import matplotlib.pyplot as plt
+
+    ax.set_xlabel(xlabel)
+    ax.set_ylabel(ylabel)
+    ax.set_title(title)
     ax.legend(fontsize=8)
     ax.grid(alpha=0.3)
     fig.tight_layout()
@@ -324,19 +337,12 @@ def plot_distances(runs: list[Run], env_id: str, algo: str, path: Path) -> None:
         curves = [c for r in runs if r.variant == variant for c in r.distances.values() if len(c[0])]
         if not curves:
             continue
-        grid = np.unique(np.concatenate([x for x, _ in curves]))
-        ys = np.array([np.where((grid >= x[0]) & (grid <= x[-1]), np.interp(grid, x, y), np.nan) for x, y in curves])
+        grid, ys = _on_grid(curves)
         ax.plot(grid, np.nanmean(ys, axis=0), label=f"{variant} (n={len(curves) // 2} runs)",
                 linestyle="-" if variant == INDEPENDENT else "--")
     ax.set_yscale("log")
-    ax.set_xlabel("total env steps (both students' steps)")
-    ax.set_ylabel("pair action distance (log scale)")
-    ax.set_title(f"{env_id} · {algo} · how far apart the two students are")
-    ax.legend(fontsize=8)
-    ax.grid(alpha=0.3)
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
+    _finish(fig, ax, path, "total env steps (both students' steps)", "pair action distance (log scale)",
+            f"{env_id} · {algo} · how far apart the two students are")
 
 
 # ---------------------------------------------------------------------- the report
