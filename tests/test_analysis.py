@@ -68,9 +68,9 @@ def test_analyze_numbers_match_a_recomputation_with_plain_sb3(runs, capsys):
 
 
 @pytest.mark.parametrize("args,message", [
-    (["{v0}"], "is a vanilla run; dpd analyze needs a DPD run"),
+    (["{v0}"], "is a run of method vanilla; dpd analyze needs a pair"),
     (["{dpd}", "--against", "{v0}", "{v0}"], "two DIFFERENT vanilla runs"),
-    (["{dpd}", "--against", "{v0}", "{dpd}"], "is a dpd run; dpd analyze needs vanilla runs"),
+    (["{dpd}", "--against", "{v0}", "{dpd}"], "is a run of method dpd; dpd analyze needs vanilla runs"),
     (["{dpd}", "--states", "1"], "need n_states >= 2"),
     (["{missing}"], "is not a dpd run folder"),
 ])  # fmt: skip

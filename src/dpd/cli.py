@@ -171,7 +171,7 @@ def sweep(
 
     if config is not None:
         if not config.is_file():
-            raise DPDUserError(f"--config {config} not found")
+            raise DPDUserError(f"--config {config} is not a file" if config.exists() else f"--config {config} not found")
         data = read_yaml(config)
         if not isinstance(data, dict):
             raise DPDUserError(f"--config {config} is not a YAML mapping")

@@ -94,10 +94,12 @@ def _snapshots(run: Path, config: TrainConfig) -> dict[str, list[Path]]:
 
 
 def _check_run(run: Path, method: str) -> TrainConfig:
+    """``method``: ``dpd`` (a pair: a DPD run or the independent pair) or ``vanilla``."""
     config = read_run_config(run)
-    if config.method != method:
-        what = "a DPD run (method dpd)" if method == "dpd" else "vanilla runs (method vanilla)"
-        raise DPDUserError(f"{run} is a {config.method} run; dpd analyze needs {what} here")
+    is_pair = config.method in ("dpd", "independent")
+    if is_pair != (method == "dpd"):
+        what = "a pair (method dpd or independent)" if method == "dpd" else "vanilla runs (method vanilla)"
+        raise DPDUserError(f"{run} is a run of method {config.method}; dpd analyze needs {what} here")
     if not (run / SUMMARY_FILE).is_file():
         raise DPDUserError(f"{run} has not finished (no {SUMMARY_FILE}); analyze it when training is done")
     return config
