@@ -36,7 +36,7 @@ def test_tiny_sweep_on_the_local_pool_then_report(tmp_path):
     assert "P(group > vanilla)" in report and (tmp_path / "sw" / "report" / "curves_CartPole-v1_ppo.png").is_file()
 
 
-def test_tiny_sweep_through_ray_in_local_mode(tmp_path):
+def test_tiny_sweep_through_ray_in_local_mode(tmp_path, capsys):
     ray = pytest.importorskip("ray")
     ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False, configure_logging=False)
     try:
@@ -44,6 +44,8 @@ def test_tiny_sweep_through_ray_in_local_mode(tmp_path):
     finally:
         ray.shutdown()
     assert len(result.finished) == 4 and not result.failed
+    out = capsys.readouterr().out  # dpd's status line is the output: no Ray status box, no TensorBoard hint
+    assert "Configuration for experiment" not in out and "tensorboard" not in out.lower()
     for name in result.finished:
         assert (tmp_path / "sw" / RUNS_DIR / name / "summary.json").is_file()
 

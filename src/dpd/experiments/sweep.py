@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import io
 import itertools
 import math
 import multiprocessing as mp
@@ -427,6 +428,10 @@ def ray_outcomes(grid: Any) -> list[tuple[str, dict[str, Any]]]:
 
 def _run_ray(todo: list[Trial], runs: Path, address: str | None, result: SweepResult, on_update: Reporter | None,
              total: int) -> None:
+    # dpd's status line is the output: no Ray status box, no TensorBoard hint (Tune's own loggers are off; every
+    # run writes its own logs into its run folder)
+    os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")
+    os.environ.setdefault("TUNE_DISABLE_AUTO_CALLBACK_LOGGERS", "1")
     try:
         import ray
         from ray import tune
@@ -442,7 +447,8 @@ def _run_ray(todo: list[Trial], runs: Path, address: str | None, result: SweepRe
         param_space={"cell": tune.grid_search(cells)},
         run_config=tune.RunConfig(storage_path=str((runs.parent / "ray").resolve()), name="sweep", verbose=0),
     )
-    grid = tuner.fit()
+    with contextlib.redirect_stdout(io.StringIO()):  # what Ray still prints about the experiment
+        grid = tuner.fit()
     for name, outcome in ray_outcomes(grid):
         record_outcome(result, name, outcome)
     if on_update is not None:
