@@ -15,6 +15,7 @@ from typing import Any
 import gymnasium as gym
 import numpy as np
 import torch as th
+from stable_baselines3.common.base_class import BaseAlgorithm
 from stable_baselines3.common.running_mean_std import RunningMeanStd
 from stable_baselines3.common.vec_env import DummyVecEnv, VecEnv, VecEnvWrapper, VecMonitor, VecNormalize
 
@@ -192,3 +193,45 @@ def set_vec_env_state(venv: VecEnv, state: dict[str, Any]) -> None:
         if not isinstance(layer, VecEnvWrapper):
             return
         layer = layer.venv
+
+
+# ---------------------------------------------------------------------- an SB3 algorithm
+#: the counters and last observations of an SB3 algorithm that a continued run needs
+_ALGORITHM_ATTRS = ("num_timesteps", "_n_updates", "_episode_num", "_current_progress_remaining", "_last_obs",
+                    "_last_episode_starts", "_last_original_obs")
+
+
+def algorithm_state(model: BaseAlgorithm) -> dict[str, Any]:
+    """An SB3 algorithm's networks, optimisers, torch variables, counters and episode buffers, as plain data."""
+    from stable_baselines3.common.save_util import recursive_getattr
+
+    modules, variables = model._get_torch_save_params()
+    return {
+        "torch": {name: recursive_getattr(model, name).state_dict() for name in modules},
+        "torch_variables": {name: recursive_getattr(model, name).detach().clone() for name in variables},
+        "model": plain({k: getattr(model, k, None) for k in _ALGORITHM_ATTRS}),
+        "ep_info_buffer": plain(list(model.ep_info_buffer or [])),
+        "ep_success_buffer": plain(list(model.ep_success_buffer or [])),
+    }
+
+
+def load_algorithm_state(model: BaseAlgorithm, state: dict[str, Any]) -> None:
+    """Restore :func:`algorithm_state`'s networks, optimisers, variables and counters (before SB3's learn setup)."""
+    from stable_baselines3.common.save_util import recursive_getattr
+
+    for name, sd in state["torch"].items():
+        recursive_getattr(model, name).load_state_dict(sd)
+    for name, value in state["torch_variables"].items():
+        with th.no_grad():
+            recursive_getattr(model, name).copy_(value)
+    for key, value in state["model"].items():
+        if hasattr(model, key):
+            setattr(model, key, arr(value) if isinstance(value, th.Tensor) else value)
+
+
+def load_episode_buffers(model: BaseAlgorithm, state: dict[str, Any]) -> None:
+    """Restore the episode-statistics buffers (after SB3's learn setup, which resets them)."""
+    from collections import deque
+
+    model.ep_info_buffer = deque(state["ep_info_buffer"], maxlen=model._stats_window_size)
+    model.ep_success_buffer = deque(state["ep_success_buffer"], maxlen=model._stats_window_size)

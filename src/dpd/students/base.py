@@ -370,26 +370,16 @@ class Student(ABC):
         return self.optimizer is not None and self.distill_settings is not None and \
             self.distill_settings.optimizer == "own"
 
-    _MODEL_ATTRS = ("num_timesteps", "_n_updates", "_episode_num", "_current_progress_remaining", "_last_obs",
-                    "_last_episode_starts", "_last_original_obs")
-
     def state_dict(self) -> dict[str, Any]:
-        """Everything needed to continue this student exactly: plain data (see :mod:`dpd.training.checkpoint`)."""
-        from stable_baselines3.common.save_util import recursive_getattr
+        """Everything needed to continue this student exactly, as plain data: the SB3 algorithm and the
+        environments (:mod:`dpd.state`) plus this student's own counters, sampler and distillation optimiser."""
+        from dpd.state import algorithm_state, gen_state, vec_env_state
 
-        from dpd.state import gen_state, plain, vec_env_state
-
-        m = self.model
-        modules, variables = m._get_torch_save_params()
         return {
-            "torch": {name: recursive_getattr(m, name).state_dict() for name in modules},
-            "torch_variables": {name: recursive_getattr(m, name).detach().clone() for name in variables},
+            **algorithm_state(self.model),
             # a shared optimiser is the model's own and is saved with it
             "distill_optimizer": self.optimizer.state_dict() if self.optimizer is not None and self._own_optimizer()
             else None,
-            "model": plain({k: getattr(m, k, None) for k in self._MODEL_ATTRS}),
-            "ep_info_buffer": plain(list(m.ep_info_buffer or [])),
-            "ep_success_buffer": plain(list(m.ep_success_buffer or [])),
             "student": {"iteration": self.iteration, "rng": gen_state(self._rng),
                         "skipped_nonfinite": self.distill_skipped_nonfinite,
                         "skipped_zero_weight": self.distill_skipped_zero_weight,
@@ -402,40 +392,27 @@ class Student(ABC):
 
     def load_model_state(self, state: dict[str, Any]) -> None:
         """First half of a restore, BEFORE :meth:`setup`: networks, optimisers, counters, last observation."""
-        from stable_baselines3.common.save_util import recursive_getattr
+        from dpd.state import load_algorithm_state
 
-        from dpd.state import arr
-
-        m = self.model
-        for name, sd in state["torch"].items():
-            recursive_getattr(m, name).load_state_dict(sd)
-        for name, value in state["torch_variables"].items():
-            with th.no_grad():
-                recursive_getattr(m, name).copy_(value)
+        load_algorithm_state(self.model, state)
         if self._own_optimizer() and state["distill_optimizer"] is not None:
             assert self.optimizer is not None
             self.optimizer.load_state_dict(state["distill_optimizer"])
-        for key, value in state["model"].items():
-            if hasattr(m, key):
-                setattr(m, key, arr(value) if isinstance(value, th.Tensor) else value)
 
     def load_env_state(self, state: dict[str, Any]) -> None:
         """Second half, AFTER :meth:`setup`: episode buffers, environments (train and eval), sampler RNG."""
-        from collections import deque
+        from dpd.state import load_episode_buffers, set_gen_state, set_vec_env_state
 
-        from dpd.state import set_gen_state, set_vec_env_state
-
-        m = self.model
-        m.ep_info_buffer = deque(state["ep_info_buffer"], maxlen=m._stats_window_size)
-        m.ep_success_buffer = deque(state["ep_success_buffer"], maxlen=m._stats_window_size)
+        load_episode_buffers(self.model, state)
         set_vec_env_state(self.train_env, state["train_env"])
         if state["eval_env"] is not None:
             self._eval_env = make_eval_env(self._eval_env_id, self._eval_seed, self.train_env, state["eval_env_copies"])
             set_vec_env_state(self._eval_env, state["eval_env"])
-        self.iteration = state["student"]["iteration"]
-        self.distill_skipped_nonfinite = state["student"]["skipped_nonfinite"]
-        self.distill_skipped_zero_weight = state["student"].get("skipped_zero_weight", 0)
-        self._step_carry.carry = float(state["student"].get("step_carry", 0.0))
-        if self.adaptive is not None and state["student"].get("adaptive") is not None:
-            self.adaptive.load(state["student"]["adaptive"])
-        set_gen_state(self._rng, state["student"]["rng"])
+        own = state["student"]
+        self.iteration = own["iteration"]
+        self.distill_skipped_nonfinite = own["skipped_nonfinite"]
+        self.distill_skipped_zero_weight = own.get("skipped_zero_weight", 0)
+        self._step_carry.carry = float(own.get("step_carry", 0.0))
+        if self.adaptive is not None and own.get("adaptive") is not None:
+            self.adaptive.load(own["adaptive"])
+        set_gen_state(self._rng, own["rng"])
