@@ -362,8 +362,9 @@ def write_report(sweep_dir: str | Path) -> Path:
         f"`{spec.preset}`, overrides `{' '.join(spec.overrides) or 'none'}`. {len(done)} of {len(runs)} runs finished.",
         "",
         "Definitions: *final* = a run's last deterministic evaluation; *mean* = the mean of its evaluation returns over "
-        "the whole run; *max* = its largest evaluation return; values are mean ± std over seeds. DPD rows show each "
-        "student and the *better student* (per run, the student with the higher value of that column: optimistic). "
+        "the whole run; *max* = its largest evaluation return; values are mean ± std over seeds. Pair rows (DPD and the "
+        "independent pair) show each student, the students' mean, the *better* and the *worse* student (per run, the "
+        "student with the higher / lower value of that column; *better* is optimistic: picking it is selection). "
         f"*vanilla {HALF}* = vanilla's evaluations up to half its budget, i.e. with as much of its own experience as "
         "each DPD student (its last evaluation at or below half its steps).",
         "",
