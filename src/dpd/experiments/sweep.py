@@ -207,7 +207,8 @@ def run_trial(config_dict: dict[str, Any], run_dir: str) -> dict[str, Any]:
 def _same_trial(path: Path, config: TrainConfig) -> bool:
     """Whether the run folder holds this very trial (its stored resolved config equals the trial's)."""
     try:
-        stored = read_yaml(path / CONFIG_FILE)
+        # through from_dict: a config written before a key existed reads as that key's default
+        stored = TrainConfig.from_dict(read_yaml(path / CONFIG_FILE)).resolve(check_env=False).to_dict()
         return bool(stored == config.resolve(check_env=False).to_dict())
     except (OSError, DPDUserError, ValueError):
         return False
