@@ -325,3 +325,16 @@ def test_both_backends_file_an_interrupted_trial_as_interrupted():
         record_outcome(result, name, outcome)
     assert result.finished == ["t-finished"] and result.interrupted == ["t-interrupted"]
     assert set(result.failed) == {"t-failed", "t-None"} and "actor died" in result.failed["t-None"]
+
+
+def test_a_trial_written_before_a_config_key_existed_is_still_the_same_trial(tmp_path):
+    from dpd.experiments.sweep import _same_trial
+
+    trial = expand(tiny_spec(variants=["dpd"]))[0]
+    stored = trial.config.to_dict()
+    del stored["distill_schedule"], stored["adaptive_low"]  # an older dpd wrote neither
+    (tmp_path / "config.yaml").write_text(yaml.safe_dump(stored))
+    assert _same_trial(tmp_path, trial.config)
+    stored["alpha"] = 2.0
+    (tmp_path / "config.yaml").write_text(yaml.safe_dump(stored))
+    assert not _same_trial(tmp_path, trial.config)
