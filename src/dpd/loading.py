@@ -10,6 +10,7 @@ from stable_baselines3.common.vec_env import DummyVecEnv, VecEnv
 from dpd.config import ALGOS, read_run_config
 from dpd.envs import check_env_id, env_factory, frozen_normalization
 from dpd.errors import DPDUserError
+from dpd.run_files import MODEL_FILE
 from dpd.safe_load import load_model, read_normalization
 
 
@@ -21,7 +22,7 @@ def load_learner(run: str | Path, name: str, seed: int = 0) -> tuple[BaseAlgorit
     """
     config = read_run_config(run)
     folder = Path(run) / name
-    zip_path = folder / "model.zip"
+    zip_path = folder / MODEL_FILE
     if name not in config.learner_names:
         raise DPDUserError(f"{run} has no learner {name!r}; it has: {', '.join(config.learner_names)}")
     if not zip_path.is_file():

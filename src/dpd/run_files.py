@@ -23,6 +23,11 @@ MARKER_FILE = ".dpd-run"
 _RUN_ENTRIES = {CONFIG_FILE, MARKER_FILE, "summary.json", "checkpoint.pt", ".lock", "reevaluation.json",
                 "analysis", "error.txt", "student0", "student1", "vanilla"}
 SUMMARY_FILE = "summary.json"
+#: a learner's files: its SB3 model, SB3's VecNormalize pickle (written for users' tools; dpd never unpickles it)
+#: and the same statistics as plain JSON (what dpd reads: opening a run folder executes nothing)
+MODEL_FILE = "model.zip"
+VECNORMALIZE_PICKLE = "vecnormalize.pkl"
+VECNORMALIZE_JSON = "vecnormalize.json"
 EVAL_FILE = "evaluations.csv"
 EVAL_COLUMNS = ["student_steps", "total_env_steps", "mean_return", "std_return", "mean_length", "time_s"]
 

@@ -28,6 +28,7 @@ import gymnasium as gym
 from stable_baselines3.common.base_class import BaseAlgorithm
 
 from dpd.errors import DPDUserError
+from dpd.run_files import VECNORMALIZE_JSON, VECNORMALIZE_PICKLE
 
 #: entries replaced by constants: they only matter for training, and SB3 stores them as pickled functions
 _SCHEDULE_KEYS = {"lr_schedule", "learning_rate", "clip_range", "clip_range_vf", "target_policy_noise",
@@ -120,7 +121,7 @@ def load_model(cls: type[BaseAlgorithm], zip_path: str | Path, env: Any = None,
 def read_normalization(folder: Path) -> dict[str, Any] | None:
     """The learner's ``vecnormalize.json`` (None when the run did not normalise). A folder with only SB3's pickle
     (written by an earlier dpd) is refused rather than unpickled."""
-    path, pickled = folder / "vecnormalize.json", folder / "vecnormalize.pkl"
+    path, pickled = folder / VECNORMALIZE_JSON, folder / VECNORMALIZE_PICKLE
     if path.is_file():
         try:
             state = json.loads(path.read_text())

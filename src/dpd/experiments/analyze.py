@@ -31,7 +31,7 @@ from dpd.config import ALGOS, TrainConfig
 from dpd.envs import normalize_raw, return_scale
 from dpd.errors import DPDUserError
 from dpd.loading import load_learner, read_run_config
-from dpd.run_files import SUMMARY_FILE, atomic_write_text
+from dpd.run_files import MODEL_FILE, SUMMARY_FILE, atomic_write_text
 from dpd.students.outputs import value_estimates
 from dpd.training.learner import SNAPSHOT_DIR
 
@@ -62,7 +62,7 @@ class Snapshot:
 def list_snapshots(run: Path, learner: str) -> list[Path]:
     """The snapshot folders of ``learner`` in ``run``, earliest first (empty if the run kept none)."""
     folder = run / learner / SNAPSHOT_DIR
-    found = [p for p in folder.iterdir() if p.is_dir() and p.name.isdigit() and (p / "model.zip").is_file()] if (
+    found = [p for p in folder.iterdir() if p.is_dir() and p.name.isdigit() and (p / MODEL_FILE).is_file()] if (
         folder.is_dir()) else []
     return sorted(found, key=lambda p: int(p.name))
 
@@ -74,7 +74,7 @@ def load_snapshot(config: TrainConfig, folder: Path) -> Snapshot:
     from dpd.safe_load import load_model, read_normalization
 
     venv = DummyVecEnv([env_factory(config.env_id)])
-    model = load_model(ALGOS[config.algo][0], folder / "model.zip", env=venv)
+    model = load_model(ALGOS[config.algo][0], folder / MODEL_FILE, env=venv)
     state = read_normalization(folder)  # plain JSON: nothing in a run folder is unpickled
     normalizer = frozen_normalization(state, venv, raw_rewards=False) if state is not None else None
     return Snapshot(int(folder.name), model, normalizer)

@@ -254,15 +254,17 @@ def gains(runs: list[Run], algo: str, rng: np.random.Generator) -> dict[str, Any
                 out["distillation"][f"{v} ({PAIR_STATS[stat]})"] = {
                     "per_task": {t: _diff_ci(a, b, rng) for t, (a, b) in pairs.items()}, "pooled": pooled(pairs)}
         sel = {t: (values(v, t, "better") - values(v, t, "students_mean"), np.zeros(1)) for t in tasks}
-        out["selection"][v] = {"per_task": {t: _diff_ci(a, np.zeros(1), rng)[:1] + _boot_mean(a, rng)
-                                            for t, (a, _) in sel.items()},
+        out["selection"][v] = {"per_task": {t: _mean_ci(a, rng) for t, (a, _) in sel.items()},
                                "pooled": pooled({t: (a, np.zeros(len(a))) for t, (a, _) in sel.items()})}
     return out
 
 
-def _boot_mean(a: np.ndarray, rng: np.random.Generator) -> tuple[float, float]:
-    lo, hi = bootstrap_ci(a, rng) if len(a) else (np.nan, np.nan)
-    return (lo, hi) if len(a) >= 2 else (np.nan, np.nan)
+def _mean_ci(a: np.ndarray, rng: np.random.Generator) -> tuple[float, float, float]:
+    """mean(a) and its 95% bootstrap CI (NaN CI below 2 values, all NaN when empty)."""
+    if len(a) == 0:
+        return np.nan, np.nan, np.nan
+    lo, hi = bootstrap_ci(a, rng) if len(a) >= 2 else (np.nan, np.nan)
+    return float(a.mean()), lo, hi
 
 
 def _fmt(v: tuple[float, ...], digits: int = 1) -> str:

@@ -238,7 +238,9 @@ class Student(ABC):
         obs = self.normalize_obs(states)
         with th.no_grad():
             outputs = self.policy_outputs(obs)
-            std = self.action_std(obs)
+            # only the sampled target needs it (both students share the setting); not sent otherwise
+            wants_std = self.distill_settings is not None and self.distill_settings.target == "sample"
+            std = self.action_std(obs) if wants_std else None
         values = self.raw_values(obs)
         return PeerBatch(states=states, outputs=outputs.cpu().numpy(), values=values.cpu().numpy(),
                          action_std=std.cpu().numpy() if std is not None else None)

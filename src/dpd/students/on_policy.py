@@ -36,8 +36,8 @@ class OnPolicyStudent(Student):
     def action_std(self, obs: th.Tensor) -> th.Tensor | None:
         if self.discrete or not hasattr(self.policy, "log_std"):
             return None
-        mean = self.policy_outputs(obs)
-        return self.policy.log_std.exp().expand_as(mean)  # SB3's diagonal Gaussian: one std per action dim
+        # SB3's diagonal Gaussian: one std per action dim, the same in every state
+        return self.policy.log_std.exp().expand(obs.shape[0], -1)
 
     def shared_optimizer(self) -> th.optim.Optimizer:
         return self.policy.optimizer

@@ -17,7 +17,7 @@ from stable_baselines3.common.callbacks import BaseCallback
 
 from dpd.config import TrainConfig
 from dpd.objective import DistillStats
-from dpd.run_files import EVAL_FILE, EvalLog
+from dpd.run_files import EVAL_FILE, MODEL_FILE, VECNORMALIZE_JSON, VECNORMALIZE_PICKLE, EvalLog
 from dpd.students.base import PeerBatch, Student
 from dpd.students.factory import build_student
 from dpd.training import logs
@@ -27,11 +27,6 @@ from dpd.training import logs
 LearnerCall = Literal["setup", "iterate", "distill_due", "peer_batch", "distill", "measure", "after_iteration",
                       "finish", "save", "state"]
 SNAPSHOT_DIR = "snapshots"
-MODEL_FILE = "model.zip"
-#: SB3's own VecNormalize pickle (``VecNormalize.load``), written for users' tools; dpd never unpickles it
-VECNORMALIZE_PICKLE = "vecnormalize.pkl"
-#: the same statistics as plain JSON: what dpd reads (opening a run folder executes nothing)
-VECNORMALIZE_JSON = "vecnormalize.json"
 _F = TypeVar("_F", bound=Callable[..., Any])
 
 
