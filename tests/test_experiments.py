@@ -295,6 +295,53 @@ def test_report_distillation_and_selection_gains_match_a_hand_computation(tmp_pa
     assert agg["probability_over_independent"]["dpd-a1 (worse student)"]["p"] == pytest.approx(1.0)
 
 
+def fake_sweep(folder: Path, spec: SweepSpec, final: dict[str, float]) -> None:
+    """A sweep folder whose every run ends at ``final[variant label] + seed`` (each student of a pair the same)."""
+    folder.mkdir()
+    (folder / "sweep.yaml").write_text(yaml.safe_dump(spec.to_dict()))
+    for trial in expand(spec):
+        value = final[trial.label] + trial.config.seed
+        learners = ["vanilla"] if trial.label == "vanilla" else ["student0", "student1"]
+        write_fake_run(folder / RUNS_DIR / trial.name, trial.config, {k: [0.0, value] for k in learners})
+
+
+def test_report_of_two_sweeps_counts_every_seed_of_each_group(tmp_path, capsys):
+    # stage 1: seeds 0-1 of three arms; stage 2: seeds 2-4 of the two controls only (its own folder)
+    stage1 = SweepSpec(envs=["CartPole-v1"], total_steps=2000, seeds=[0, 1], variants=["vanilla", "independent", "dpd"])
+    stage2 = SweepSpec(envs=["CartPole-v1"], total_steps=2000, seeds=[2, 3, 4], variants=["vanilla", "independent"])
+    final = {"vanilla": 100.0, "independent": 200.0, "dpd-a1": 300.0}
+    fake_sweep(tmp_path / "s1", stage1, final)
+    fake_sweep(tmp_path / "s2", stage2, final)
+    assert main(["report", str(tmp_path / "s1"), str(tmp_path / "s2"), "--out", str(tmp_path / "both")]) == 0
+    text = (tmp_path / "both" / "report.md").read_text()
+    # vanilla: 100..104 over 5 seeds -> mean 102, sample std 1.58; dpd keeps its 2 seeds (300, 301)
+    assert "| vanilla | vanilla | 5 | 102.0 ± 1.6 |" in text and "| dpd-a1 | better | 2 | 300.5 ± 0.7 |" in text
+    assert "| independent | better | 5 | 202.0 ± 1.6 |" in text and "12 of 12 runs finished" in text
+    agg = json.loads((tmp_path / "both" / "aggregates_ppo.json").read_text())
+    assert agg["runs_per_task"]["vanilla"] == 5 and agg["runs_per_task"]["dpd-a1 (better student)"] == 2
+    # the distillation gain uses all 5 independent seeds: mean(300, 301) - mean(200..204) = 300.5 - 202
+    gain = agg["gains"]["distillation"]["dpd-a1 (students' mean)"]["per_task"]["CartPole-v1"]
+    assert gain[0] == pytest.approx(98.5)
+    assert not (tmp_path / "s1" / "report").exists()  # nothing written into the sweeps themselves
+
+
+@pytest.mark.parametrize("case,message", [
+    ("no-out", "say where it goes with --out DIR"),
+    ("budget", "differ in total_steps (4000 vs 2000)"),
+    ("twice", "is in both"),
+])  # fmt: skip
+def test_report_of_sweeps_that_cannot_be_pooled(tmp_path, capsys, case, message):
+    spec = SweepSpec(envs=["CartPole-v1"], total_steps=2000, seeds=[0], variants=["vanilla"])
+    other = SweepSpec(envs=["CartPole-v1"], total_steps=4000 if case == "budget" else 2000,
+                      seeds=[0] if case == "twice" else [1], variants=["vanilla"])
+    fake_sweep(tmp_path / "a", spec, {"vanilla": 1.0})
+    fake_sweep(tmp_path / "b", other, {"vanilla": 1.0})
+    out = [] if case == "no-out" else ["--out", str(tmp_path / "r")]
+    assert main(["report", str(tmp_path / "a"), str(tmp_path / "b"), *out]) == 2
+    err = capsys.readouterr().err
+    assert message in err and len(err.strip().splitlines()) == 1 and not (tmp_path / "r").exists()
+
+
 def test_sweep_arms_schedules_and_colliding_names():
     spec = SweepSpec(envs=["CartPole-v1"], total_steps=2048, seeds=[0], variants=["independent", "dpd", "one"],
                      schedules=["dense", "authors"], arms={"one": ["distill_steps=1"]})
@@ -338,3 +385,31 @@ def test_a_trial_written_before_a_config_key_existed_is_still_the_same_trial(tmp
     stored["alpha"] = 2.0
     (tmp_path / "config.yaml").write_text(yaml.safe_dump(stored))
     assert not _same_trial(tmp_path, trial.config)
+
+
+def test_probability_of_improvement_equals_rliables():
+    from rliable import metrics
+
+    from dpd.experiments.report import probability_of_improvement
+
+    rng = np.random.default_rng(0)
+    for n_x, n_y, tasks in [(3, 3, 1), (8, 3, 2), (2, 12, 4), (5, 5, 3)]:
+        for _ in range(20):
+            x = rng.integers(0, 4, (n_x, tasks)).astype(float)  # few values: many ties
+            y = rng.integers(0, 4, (n_y, tasks)).astype(float)
+            assert probability_of_improvement(x, y) == pytest.approx(metrics.probability_of_improvement(x, y), abs=1e-12)
+    same = rng.normal(size=(4, 2))
+    assert probability_of_improvement(same, same.copy()) == 0.5
+    assert probability_of_improvement(np.ones((2, 1)), np.zeros((3, 1))) == 1.0
+
+
+def test_iqm_equals_rliables():
+    from rliable import metrics
+
+    from dpd.experiments.report import iqm
+
+    rng = np.random.default_rng(1)
+    for shape in [(1, 1), (3, 1), (5, 2), (8, 4), (12, 3)]:
+        x = rng.normal(size=shape)
+        assert iqm(x) == metrics.aggregate_iqm(x)
+    assert iqm(np.array([[0.0], [1.0], [2.0], [100.0]])) == 1.5  # the middle two of four

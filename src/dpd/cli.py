@@ -197,11 +197,16 @@ def sweep(
 
 
 @app.command()
-def report(sweep_dir: Annotated[Path, typer.Argument(help="a sweep folder (finished or still running)")]) -> None:
+def report(
+    sweep_dirs: Annotated[list[Path], typer.Argument(
+        help="a sweep folder (finished or still running), or several run with the same budget, preset and overrides",
+    )],
+    out: Annotated[Path | None, typer.Option(help="report folder (default: SWEEP/report; required for several)")] = None,
+) -> None:
     """Write SWEEP/report/report.md: learning curves, a Table-1 style table, rliable IQM and P(improvement)."""
     from dpd.experiments.report import write_report
 
-    path = write_report(sweep_dir)
+    path = write_report(sweep_dirs, out)
     typer.echo(str(path))
 
 
