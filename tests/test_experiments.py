@@ -34,6 +34,8 @@ def test_tiny_sweep_on_the_local_pool_then_report(tmp_path):
     report = write_report(tmp_path / "sw").read_text()
     assert "| vanilla | vanilla | 2 |" in report and "| dpd-a1 | better | 2 |" in report
     assert "P(group > vanilla)" in report and (tmp_path / "sw" / "report" / "curves_CartPole-v1_ppo.png").is_file()
+    assert "![returns and pair action distance per arm](arms_CartPole-v1_ppo.png)" in report
+    assert (tmp_path / "sw" / "report" / "arms_CartPole-v1_ppo.png").stat().st_size > 10_000  # a drawn figure
 
 
 def test_tiny_sweep_through_ray_in_local_mode(tmp_path, capsys):

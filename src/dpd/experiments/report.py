@@ -392,24 +392,42 @@ def _json_default(x: Any) -> Any:
     return list(x) if isinstance(x, (tuple, np.ndarray)) else float(x)
 
 
-def plot_distances(runs: list[Run], env_id: str, algo: str, path: Path) -> None:
-    """The pair's action distance over training, one line per pair variant (mean over seeds and students)."""
+def plot_arms(runs: list[Run], env_id: str, algo: str, path: Path) -> None:
+    """Each arm's return (top; pairs: the students' mean) over the pair's action distance (bottom, log scale), one
+    colour per arm, both against total env steps: how alike distillation keeps the students, beside what it earns.
+    Means over seeds (distance: and over both students' measurements)."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    fig, ax = plt.subplots(figsize=(7, 4.2))
-    for variant in sorted({r.variant for r in runs if r.distances}):
-        curves = [c for r in runs if r.variant == variant for c in r.distances.values() if len(c[0])]
-        if not curves:
-            continue
+    order = {"vanilla": 0, INDEPENDENT: 1}
+    variants = sorted({r.variant for r in runs}, key=lambda v: (order.get(v, 2), v))
+    colours = {v: f"C{i}" for i, v in enumerate(variants)}
+    fig, (top, bottom) = plt.subplots(2, 1, figsize=(7, 6.4), sharex=True)
+    for variant in variants:
+        group = [r for r in runs if r.variant == variant]
+        if variant == "vanilla":
+            curves = [r.curves["vanilla"] for r in group]
+        else:  # a run's students' mean: its two students' curves on one grid, averaged
+            curves = []
+            for r in group:
+                grid, ys = _on_grid([r.curves[s] for s in ("student0", "student1")])
+                curves.append((grid, np.nanmean(ys, axis=0)))
         grid, ys = _on_grid(curves)
-        ax.plot(grid, np.nanmean(ys, axis=0), label=f"{variant} (n={len(curves) // 2} runs)",
-                linestyle="-" if variant == INDEPENDENT else "--")
-    ax.set_yscale("log")
-    _finish(fig, ax, path, "total env steps (both students' steps)", "pair action distance (log scale)",
-            f"{env_id} · {algo} · how far apart the two students are")
+        style = "-" if variant in order else "--"
+        top.plot(grid, np.nanmean(ys, axis=0), color=colours[variant], linestyle=style,
+                 label=f"{variant}{'' if variant == 'vanilla' else ': students mean'} (n={len(group)})")
+        distances = [c for r in group for c in r.distances.values() if len(c[0])]
+        if distances:
+            grid, ys = _on_grid(distances)
+            bottom.plot(grid, np.nanmean(ys, axis=0), color=colours[variant], linestyle=style, label=variant)
+    top.set_ylabel("deterministic evaluation return")
+    top.set_title(f"{env_id} · {algo} · return (top) and pair action distance (bottom), means over seeds")
+    top.legend(fontsize=8)
+    top.grid(alpha=0.3)
+    bottom.set_yscale("log")
+    _finish(fig, bottom, path, "total env steps (a pair: both students' steps)", "pair action distance (log)", "")
 
 
 # ---------------------------------------------------------------------- the report
@@ -471,13 +489,13 @@ def write_report(sweep_dirs: str | Path | Sequence[str | Path], out: str | Path 
                     lines.append(f"| {variant} | {name} | {len(group)} | " + " | ".join(cells) + " |")
             lines.append("")
             if any(len(c[0]) for r in these for c in r.distances.values()):
-                png = f"distance_{env_id.replace(':', '_')}_{algo}.png"
-                plot_distances(these, env_id, algo, folder / png)
-                lines += [f"![pair action distance]({png})", "",
-                          "The pair's action distance (mean squared difference of the two students' actions on the "
-                          "peer's recent states, before each distillation phase; `pair/action_distance`), mean over "
-                          "seeds and both students. The independent pair shows how far two learners drift apart "
-                          "on their own.", ""]
+                png = f"arms_{env_id.replace(':', '_')}_{algo}.png"
+                plot_arms(these, env_id, algo, folder / png)
+                lines += [f"![returns and pair action distance per arm]({png})", "",
+                          "Top: each arm's return (a pair: its students' mean), mean over seeds. Bottom: the pair's "
+                          "action distance (mean squared difference of the two students' actions on the peer's recent "
+                          "states, before each distillation phase; `pair/action_distance`), mean over seeds and both "
+                          "students. The independent pair shows how far two learners drift apart on their own.", ""]
         agg, notes = aggregates(runs, algo)
         lines += [f"## Aggregates across tasks · {algo}", ""]
         if not agg:
