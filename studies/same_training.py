@@ -32,7 +32,7 @@ RUNS = {  # name -> the arguments that make the run
     "vanilla": ["--method", "vanilla", "--total-steps", "8192"],
 }
 ZIP_MEMBERS = ("policy.pth", "policy.optimizer.pth")
-WALL_CLOCK_COLUMNS = {"wall_time_s", "time_s", "wall_s"}
+WALL_CLOCK_COLUMNS = {"time_s"}  # of evaluations.csv (dpd.run_files.EVAL_COLUMNS; not imported: either checkout may run this)
 
 
 def train_all(dpd: str, root: Path) -> None:

@@ -31,7 +31,7 @@ from dpd.config import ALGOS, TrainConfig
 from dpd.envs import normalize_raw, return_scale
 from dpd.errors import DPDUserError
 from dpd.loading import load_learner, read_run_config
-from dpd.run_files import MODEL_FILE, SUMMARY_FILE, atomic_write_text
+from dpd.run_files import MODEL_FILE, SUMMARY_FILE, atomic_write, atomic_write_text
 from dpd.students.outputs import value_estimates
 from dpd.training.learner import SNAPSHOT_DIR
 
@@ -244,7 +244,5 @@ def plot_figure3(result: dict[str, Any], path: Path) -> None:
         bottom.legend(fontsize=8)
     fig.suptitle(f"{result['algo'].upper()} on {result['env_id']}: values and actions through training")
     fig.tight_layout()
-    tmp = path.with_suffix(".tmp.png")
-    fig.savefig(tmp, dpi=110)
+    atomic_write(path, lambda fh: fig.savefig(fh, dpi=110, format="png"), binary=True)
     plt.close(fig)
-    tmp.replace(path)

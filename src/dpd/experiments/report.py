@@ -30,7 +30,7 @@ from dpd.config import TrainConfig
 from dpd.errors import DPDUserError
 from dpd.experiments.scores import REFERENCE_SCORES
 from dpd.experiments.sweep import ERROR_FILE, RUNS_DIR, SWEEP_FILE, SweepSpec, expand, trial_status
-from dpd.run_files import CONFIG_FILE, EVAL_FILE, SUMMARY_FILE, atomic_write_text, read_evaluations, read_yaml
+from dpd.run_files import CONFIG_FILE, EVAL_FILE, SUMMARY_FILE, atomic_write, atomic_write_text, read_evaluations, read_yaml
 
 REPORT_DIR = "report"
 BOOTSTRAP_REPS = 2000
@@ -95,8 +95,8 @@ def load_sweeps(sweep_dirs: Sequence[Path]) -> tuple[list[Run], SweepSpec]:
                                    f"{getattr(specs[0], key)!r}); report only sweeps run with the same {key}")
     runs: list[Run] = []
     where: dict[str, Path] = {}
-    for d in sweep_dirs:
-        for run in load_runs(d):
+    for d, spec in zip(sweep_dirs, specs, strict=True):
+        for run in load_runs(d, spec):
             if run.name in where:
                 raise DPDUserError(f"{run.name} is in both {where[run.name]} and {d}; a run may enter a report once")
             where[run.name] = d
@@ -104,9 +104,10 @@ def load_sweeps(sweep_dirs: Sequence[Path]) -> tuple[list[Run], SweepSpec]:
     return runs, specs[0]
 
 
-def load_runs(sweep_dir: Path) -> list[Run]:
-    """Every trial of the sweep (from sweep.yaml) with its state; finished ones with their curves."""
-    spec = read_spec(sweep_dir)
+def load_runs(sweep_dir: Path, spec: SweepSpec | None = None) -> list[Run]:
+    """Every trial of the sweep (from sweep.yaml, unless its ``spec`` was read already) with its state; finished
+    ones with their curves."""
+    spec = spec or read_spec(sweep_dir)
     runs: list[Run] = []
     for trial in expand(spec):
         folder = sweep_dir / RUNS_DIR / trial.name
@@ -213,7 +214,7 @@ def aggregates(runs: list[Run], algo: str, rng_seed: int = 0) -> tuple[dict[str,
         return np.array([iqm(x), metrics.aggregate_mean(x)])
 
     result: dict[str, Any] = {"tasks": tasks, "runs_per_task": n_of, "normalisation": norms, "groups": {}}
-    # a bootstrap needs >= 2 runs per task; a group with one gets its point estimate as a zero-width "interval"
+    # a bootstrap needs >= 2 runs per task; a group with one gets its point estimate and no interval (None)
     boot = {g: s for g, s in scores.items() if n_of[g] >= 2}
     point, ci = (rly.get_interval_estimates(boot, agg, reps=BOOTSTRAP_REPS, random_state=np.random.RandomState(rng_seed))
                  if boot else ({}, {}))
@@ -382,10 +383,15 @@ def _finish(fig: Any, ax: Any, path: Path, xlabel: str, ylabel: str, title: str)
     ax.legend(fontsize=8)
     ax.grid(alpha=0.3)
     fig.tight_layout()
-    tmp = path.with_suffix(".tmp.png")  # a report rewritten while someone reads it: the old figure or the new one
-    fig.savefig(tmp, dpi=110)
+    # a report rewritten while someone reads it: the old figure or the new one
+    atomic_write(path, lambda fh: fig.savefig(fh, dpi=110, format="png"), binary=True)
     plt.close(fig)
-    tmp.replace(path)
+
+
+def arm_order(variants: set[str]) -> list[str]:
+    """Arms in the order tables and figures show them: vanilla, the independent pair, then the DPD arms by name."""
+    first = {"vanilla": 0, INDEPENDENT: 1}
+    return sorted(variants, key=lambda v: (first.get(v, 2), v))
 
 
 def _json_default(x: Any) -> Any:
@@ -401,8 +407,7 @@ def plot_arms(runs: list[Run], env_id: str, algo: str, path: Path) -> None:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    order = {"vanilla": 0, INDEPENDENT: 1}
-    variants = sorted({r.variant for r in runs}, key=lambda v: (order.get(v, 2), v))
+    variants = arm_order({r.variant for r in runs})
     colours = {v: f"C{i}" for i, v in enumerate(variants)}
     fig, (top, bottom) = plt.subplots(2, 1, figsize=(7, 6.4), sharex=True)
     for variant in variants:
@@ -415,7 +420,7 @@ def plot_arms(runs: list[Run], env_id: str, algo: str, path: Path) -> None:
                 grid, ys = _on_grid([r.curves[s] for s in ("student0", "student1")])
                 curves.append((grid, np.nanmean(ys, axis=0)))
         grid, ys = _on_grid(curves)
-        style = "-" if variant in order else "--"
+        style = "-" if variant in ("vanilla", INDEPENDENT) else "--"
         top.plot(grid, np.nanmean(ys, axis=0), color=colours[variant], linestyle=style,
                  label=f"{variant}{'' if variant == 'vanilla' else ': students mean'} (n={len(group)})")
         distances = [c for r in group for c in r.distances.values() if len(c[0])]
@@ -479,8 +484,7 @@ def write_report(sweep_dirs: str | Path | Sequence[str | Path], out: str | Path 
             plot_curves(these, env_id, algo, folder / png, rng)
             lines += [f"![learning curves]({png})", "",
                       "| method | learner | n | final | mean | max |", "|---|---|---|---|---|---|"]
-            order = {"vanilla": 0, INDEPENDENT: 1}
-            for variant in sorted({r.variant for r in these}, key=lambda v: (order.get(v, 2), v)):
+            for variant in arm_order({r.variant for r in these}):
                 group = [r for r in these if r.variant == variant]
                 learners = ["vanilla", HALF] if variant == "vanilla" else ["student0", "student1", *PAIR_STATS]
                 for learner in learners:
