@@ -1,0 +1,98 @@
+"""The study's pre-registered choice of stage 2's arm (studies/when-dpd-helps/choose_stage2.py) and its sweep files."""
+
+import importlib.util
+import json
+from pathlib import Path
+
+import pytest
+import yaml
+
+from dpd.errors import DPDUserError
+from dpd.experiments.sweep import SweepSpec, expand
+
+STUDY = Path(__file__).resolve().parents[1] / "studies" / "when-dpd-helps"
+ENVS = ["HalfCheetah-v5", "Walker2d-v5"]
+ARMS = {"dpd-a1", "dpd-a1-authors", "dpd-a1-adaptive", "dense1"}
+
+
+def _load_chooser():
+    spec = importlib.util.spec_from_file_location("choose_stage2", STUDY / "choose_stage2.py")
+    assert spec and spec.loader
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+chooser = _load_chooser()
+
+
+def aggregates(pooled: dict[str, float], seeds: int = 3, tasks=ENVS) -> dict:
+    """The slice of ``aggregates_ppo.json`` the rule reads: per arm its students'-mean gain [point, lo, hi] and
+    runs per task; the better / worse student statistics are present too and must be ignored."""
+    gains, runs = {}, {"vanilla": seeds, "independent (students' mean)": seeds}
+    for arm, gain in pooled.items():
+        for stat, shift in (("students' mean", 0.0), ("better student", 5.0), ("worse student", -5.0)):
+            gains[f"{arm} ({stat})"] = {"per_task": {}, "pooled": [gain + shift, gain - 1, gain + 1]}
+            runs[f"{arm} ({stat})"] = seeds
+    return {"tasks": list(tasks), "runs_per_task": runs, "gains": {"distillation": gains}}
+
+
+def test_the_arm_with_the_highest_students_mean_gain_is_chosen_else_the_authors_schedule():
+    gains = {"dpd-a1": 0.01, "dpd-a1-authors": 0.002, "dpd-a1-adaptive": 0.03, "dense1": -0.02}
+    assert chooser.choose(aggregates(gains), ENVS, ARMS, 3) == ("dpd-a1-adaptive", gains)
+    # the better student's (larger) gain never decides: only the students' mean counts
+    gains = {"dpd-a1": -0.001, "dpd-a1-authors": -0.01, "dpd-a1-adaptive": -0.002, "dense1": 0.0}
+    assert chooser.choose(aggregates(gains), ENVS, ARMS, 3)[0] == "dpd-a1-authors"  # none above 0: the fallback
+    gains = {"dpd-a1": -0.001, "dpd-a1-authors": -0.01, "dpd-a1-adaptive": 0.0005, "dense1": -0.02}
+    assert chooser.choose(aggregates(gains), ENVS, ARMS, 3)[0] == "dpd-a1-adaptive"
+
+
+@pytest.mark.parametrize("case, message", [
+    ("one task", "report the whole stage-1 folder"),
+    ("two seeds", "finish stage 1 first"),
+    ("an arm missing", "missing from the gains: dense1"),
+])
+def test_an_incomplete_stage_1_is_refused(case, message):
+    gains = {"dpd-a1": 0.01, "dpd-a1-authors": 0.002, "dpd-a1-adaptive": 0.03, "dense1": -0.02}
+    data = {"one task": aggregates(gains, tasks=ENVS[:1]), "two seeds": aggregates(gains, seeds=2),
+            "an arm missing": aggregates({k: v for k, v in gains.items() if k != "dense1"})}[case]
+    with pytest.raises(DPDUserError, match=message):
+        chooser.choose(data, ENVS, ARMS, 3)
+
+
+def test_stage_2_sweeps_pool_with_stage_1():
+    """Each arm's stage-2 sweep runs only that arm, on seeds 3-7, with stage 1's runs' labels and the settings
+    `dpd report` requires to pool folders (total steps, preset, overrides); so does stage2-controls.yaml."""
+    stage1 = SweepSpec.from_dict(yaml.safe_load((STUDY / "stage1.yaml").read_text()))
+    stage1_labels = {t.label for t in expand(stage1)}
+    assert ARMS | {"vanilla", "independent"} == stage1_labels
+    stage1_configs = {t.label: t.config for t in expand(stage1) if t.config.seed == 0 and t.config.env_id == ENVS[0]}
+    for arm in ARMS:
+        spec = chooser.stage2_spec(stage1, arm)
+        trials = expand(spec)
+        assert {t.label for t in trials} == {arm} and len(trials) == 10
+        assert sorted({t.config.seed for t in trials}) == [3, 4, 5, 6, 7]
+        assert (spec.total_steps, spec.preset, spec.overrides) == (stage1.total_steps, stage1.preset, stage1.overrides)
+        # the same trial as stage 1's but for the seed: every config key equal
+        same_seed = next(t.config for t in trials if t.config.env_id == ENVS[0])
+        assert {**same_seed.to_dict(), "seed": 0} == stage1_configs[arm].to_dict()
+    controls = SweepSpec.from_dict(yaml.safe_load((STUDY / "stage2-controls.yaml").read_text()))
+    assert {t.label for t in expand(controls)} == {"vanilla", "independent"}
+    assert (controls.total_steps, controls.preset, controls.overrides, controls.envs) == (
+        stage1.total_steps, stage1.preset, stage1.overrides, stage1.envs)
+    assert controls.seeds == chooser.STAGE2_SEEDS
+
+
+def test_the_script_prints_the_choice_and_writes_the_arms_sweep(tmp_path, capsys):
+    report = tmp_path / "report"
+    report.mkdir()
+    gains = {"dpd-a1": 0.01, "dpd-a1-authors": 0.002, "dpd-a1-adaptive": -0.03, "dense1": 0.02}
+    (report / "aggregates_ppo.json").write_text(json.dumps(aggregates(gains)))
+    out = tmp_path / "stage2-arm.yaml"
+    assert chooser.main([str(report), "--write", str(out)]) == 0
+    assert "stage 2 arm: dense1" in capsys.readouterr().out
+    written = SweepSpec.from_dict(yaml.safe_load(out.read_text()))
+    assert {t.label for t in expand(written)} == {"dense1"} and written.arms == {"dense1": ["distill_steps=1"]}
+    (report / "aggregates_ppo.json").write_text(json.dumps(aggregates(gains, seeds=2)))
+    assert chooser.main([str(report)]) == 2
+    assert capsys.readouterr().err.startswith("choose_stage2: ")
