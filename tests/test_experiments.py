@@ -146,8 +146,10 @@ def psutil_children_of(pid: int) -> list[int]:
 
 
 # ---------------------------------------------------------------------- report on synthetic logs
-def write_fake_run(folder: Path, config, curves: dict[str, list[float]]):
-    """A finished run folder whose evaluations are exactly ``curves`` (learner -> returns at steps 0, 1000, ...)."""
+def write_fake_run(folder: Path, config, curves: dict[str, list[float]],
+                   progress: dict[str, list[tuple[str, str]]] | None = None):
+    """A finished run folder whose evaluations are exactly ``curves`` (learner -> returns at steps 0, 1000, ...);
+    ``progress``: learner -> progress.csv rows (pair/action_distance, distill/phase_steps), "" for a blank cell."""
     folder.mkdir(parents=True)
     (folder / "config.yaml").write_text(yaml.safe_dump(config.to_dict()))
     learners = {}
@@ -159,6 +161,10 @@ def write_fake_run(folder: Path, config, curves: dict[str, list[float]]):
             for i, r in enumerate(returns):
                 w.writerow([i * 1000, i * 1000 * len(curves), r, 0.0, 10.0, i])
         learners[learner] = {"env_steps": 1000 * (len(returns) - 1), "final_eval_return": returns[-1]}
+        with open(folder / learner / "progress.csv", "w", newline="") as fh:
+            w = csv.writer(fh)
+            w.writerow(["time/total_env_steps", "pair/action_distance", "distill/phase_steps"])
+            w.writerows([i * 100, *row] for i, row in enumerate((progress or {}).get(learner, [])))
     summary = {"total_env_steps": 2000, "wall_time_s": 10.0, "env_steps_per_s": 200.0, "learners": learners}
     (folder / "summary.json").write_text(json.dumps(summary))
 
@@ -276,8 +282,17 @@ def test_report_distillation_and_selection_gains_match_a_hand_computation(tmp_pa
         else:
             a, b = pairs[env][trial.label][seed]
             curves = {"student0": [0.0, a], "student1": [0.0, b]}
-        write_fake_run(sweep / RUNS_DIR / trial.name, trial.config, curves)
+        # progress.csv: distance 0.1 * (seed + 1) at the end (+0.1 for student1); DPD: 10 optimiser steps per
+        # phase, 3 phases for student0 and 2 for student1; a row without a distance still counts its steps
+        steps = "10" if trial.label == "dpd-a1" else "0"
+        d = 0.1 * (seed + 1)
+        progress = {"student0": [("0.9", steps), ("", steps), (f"{d}", steps)],
+                    "student1": [("0.9", steps), (f"{d + 0.1}", steps)]}
+        write_fake_run(sweep / RUNS_DIR / trial.name, trial.config, curves, progress)
     text = write_report(sweep).read_text()
+    # the pair at the end: per seed the mean of both students' last distance (0.15, 0.25, 0.35; mean 0.25)
+    assert "| dpd-a1 | 3 | s0: 0.15 / s1: 0.25 / s2: 0.35 | 0.25 | 25 (range 20-30) |" in text
+    assert "| independent | 3 | s0: 0.15 / s1: 0.25 / s2: 0.35 | 0.25 | 0 (range 0-0) |" in text
     agg = json.loads((sweep / "report" / "aggregates_ppo.json").read_text())
     g = agg["gains"]["distillation"]
     worse_cp = np.mean([300, 280, 250]) - np.mean([100, 200, 50])  # worse students: DPD 276.7, independent 116.7

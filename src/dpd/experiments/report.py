@@ -54,7 +54,14 @@ class Run:
     curves: dict[str, tuple[np.ndarray, np.ndarray]] = field(default_factory=dict)
     #: student -> (total_env_steps (K,), the pair's action distance on the peer's window before each phase (K,))
     distances: dict[str, tuple[np.ndarray, np.ndarray]] = field(default_factory=dict)
+    #: student -> distillation optimiser steps it took over the run (the sum of ``distill/phase_steps``)
+    distill_steps: dict[str, float] = field(default_factory=dict)
     error: str = ""
+
+    def final_distance(self) -> float:
+        """The pair's action distance at its last measurement, mean of both students' (NaN if never measured)."""
+        last = [ys[-1] for _, ys in self.distances.values() if len(ys)]
+        return float(np.mean(last)) if last else float("nan")
 
     def metric(self, learner: str, kind: str) -> float:
         """``final`` | ``mean`` | ``max`` evaluation return of one learner (``better``: the better student)."""
@@ -132,26 +139,29 @@ def load_runs(sweep_dir: Path, spec: SweepSpec | None = None) -> list[Run]:
                 run.curves[learner] = (np.array([r["total_env_steps"] for r in rows]),
                                        np.array([r["mean_return"] for r in rows]))
                 if learner != "vanilla":
-                    run.distances[learner] = _pair_distance(folder / learner / "progress.csv")
+                    xs, ys, steps = _pair_log(folder / learner / "progress.csv")
+                    run.distances[learner], run.distill_steps[learner] = (xs, ys), steps
         runs.append(run)
     return runs
 
 
-def _pair_distance(progress: Path) -> tuple[np.ndarray, np.ndarray]:
-    """(total env steps, pair/action_distance) of the rows of a student's progress.csv that carry a distance."""
+def _pair_log(progress: Path) -> tuple[np.ndarray, np.ndarray, float]:
+    """(total env steps, pair/action_distance) of the rows of a student's progress.csv that carry a distance, and
+    the distillation optimiser steps the student took (the sum of ``distill/phase_steps``)."""
     import csv
 
-    xs, ys = [], []
+    xs, ys, steps = [], [], 0.0
     try:
         with open(progress, newline="") as fh:
             for row in csv.DictReader(fh):
-                d, x = row.get("pair/action_distance"), row.get("time/total_env_steps")
+                d, x, n = row.get("pair/action_distance"), row.get("time/total_env_steps"), row.get("distill/phase_steps")
                 if d and x:
                     xs.append(float(x))
                     ys.append(float(d))
+                steps += float(n) if n else 0.0
     except (OSError, ValueError, csv.Error):
         pass
-    return np.array(xs), np.array(ys)
+    return np.array(xs), np.array(ys), steps
 
 
 # ---------------------------------------------------------------------- statistics
@@ -499,7 +509,18 @@ def write_report(sweep_dirs: str | Path | Sequence[str | Path], out: str | Path 
                           "Top: each arm's return (a pair: its students' mean), mean over seeds. Bottom: the pair's "
                           "action distance (mean squared difference of the two students' actions on the peer's recent "
                           "states, before each distillation phase; `pair/action_distance`), mean over seeds and both "
-                          "students. The independent pair shows how far two learners drift apart on their own.", ""]
+                          "students. The independent pair shows how far two learners drift apart on their own.", "",
+                          "| method | n | pair action distance at the end, per seed | mean | distillation optimiser "
+                          "steps per student |", "|---|---|---|---|---|"]
+                for variant in arm_order({r.variant for r in these} - {"vanilla"}):
+                    group = sorted((r for r in these if r.variant == variant), key=lambda r: r.seed)
+                    distances = np.array([r.final_distance() for r in group])
+                    per_seed = " / ".join(f"s{r.seed}: {d:.3g}" for r, d in zip(group, distances, strict=True))
+                    steps = [n for r in group for n in r.distill_steps.values()]
+                    mean = f"{np.nanmean(distances):.3g}" if not np.isnan(distances).all() else "—"
+                    lines.append(f"| {variant} | {len(group)} | {per_seed} | {mean} | "
+                                 f"{np.mean(steps):,.0f} (range {min(steps):,.0f}-{max(steps):,.0f}) |")
+                lines.append("")
         agg, notes = aggregates(runs, algo)
         lines += [f"## Aggregates across tasks · {algo}", ""]
         if not agg:
