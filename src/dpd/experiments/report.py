@@ -438,7 +438,7 @@ def plot_arms(runs: list[Run], env_id: str, algo: str, path: Path) -> None:
             grid, ys = _on_grid(distances)
             bottom.plot(grid, np.nanmean(ys, axis=0), color=colours[variant], linestyle=style, label=variant)
     top.set_ylabel("deterministic evaluation return")
-    top.set_title(f"{env_id} · {algo} · return (top) and pair action distance (bottom), means over seeds")
+    top.set_title(f"{env_id} · {algo} · means over seeds", fontsize=10)
     top.legend(fontsize=8)
     top.grid(alpha=0.3)
     bottom.set_yscale("log")
