@@ -131,3 +131,28 @@ def test_python_api_raises_the_same_one_line_errors():
         TrainConfig(env_id="CartPole-v1", alpha=float("nan")).resolve()
     with pytest.raises(DPDUserError, match="unknown config key"):
         TrainConfig.from_dict({"env_id": "CartPole-v1", "lr": 1})
+
+
+def test_sweep_status_line_says_how_long_is_left_at_the_sweeps_own_rate(capsys):
+    from dpd.cli import _SweepView
+
+    now = [0.0]
+    view = _SweepView(clock=lambda: now[0])
+
+    def lines(done, running, failed=0):
+        view({"total": 4, "done": done, "failed": failed, "running": running, "budget": 100})
+        return capsys.readouterr().err.strip().splitlines()
+
+    # resumed with 1 run already done and one at 20 steps: the rate counts from here, so no time yet
+    assert lines(1, {"a": 20}) == ["dpd sweep: 1/4 done, 1 running, 0 failed; running runs at 20% of their steps"]
+    now[0] = 30.0  # under a minute: still no estimate
+    assert lines(1, {"a": 30}) == ["dpd sweep: 1/4 done, 1 running, 0 failed; running runs at 30% of their steps"]
+    now[0] = 100.0  # 50 steps in 100 s; left: 400 - (100 + 70) = 230 steps -> 460 s
+    assert lines(1, {"a": 70})[0].endswith("running runs at 70% of their steps; ~8 min left at this rate")
+    now[0] = 200.0  # a run finished and another started: 2 * 100 + 20 = 220 trained, 100 in 200 s; 180 left -> 360 s
+    assert lines(2, {"b": 20})[0].endswith("; ~6 min left at this rate")
+    now[0] = 200.5
+    assert lines(2, {"b": 20}) == []  # nothing changed: no new line
+    from dpd.cli import _duration
+
+    assert (_duration(59), _duration(3 * 3600 + 720)) == ("~1 min", "~3.2 h")

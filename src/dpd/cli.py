@@ -6,6 +6,7 @@ import errno
 import os
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -250,20 +251,36 @@ def analyze(
 
 
 class _SweepView:
-    """One status line whenever the counts change (done / running / failed, and the running runs' steps)."""
+    """One status line whenever it changes: done / running / failed, the running runs' steps, and the time left at
+    the rate this sweep has trained so far (after its first minute; a resumed sweep counts from where it resumed)."""
 
-    def __init__(self) -> None:
+    def __init__(self, clock: Callable[[], float] = time.monotonic) -> None:
         self._last = ""
+        self._clock = clock
+        self._start: tuple[float, int] | None = None  # (time, env steps done) at the first snapshot
 
     def __call__(self, snap: dict[str, Any]) -> None:
         running = snap["running"]
         steps = sum(running.values())
+        # finished and failed runs count with their whole budget: what is left is the other runs' steps
+        trained = (snap["done"] + snap["failed"]) * snap["budget"] + steps
+        now = self._clock()
+        if self._start is None:
+            self._start = (now, trained)
         line = (f"dpd sweep: {snap['done']}/{snap['total']} done, {len(running)} running, {snap['failed']} failed"
                 + (f"; running runs at {steps / max(1, len(running) * snap['budget']):.0%} of their steps" if running
                    else ""))
+        elapsed, progress = now - self._start[0], trained - self._start[1]
+        if running and elapsed >= 60 and progress > 0:
+            line += f"; {_duration((snap['total'] * snap['budget'] - trained) * elapsed / progress)} left at this rate"
         if line != self._last:
             _echo(line)
             self._last = line
+
+
+def _duration(seconds: float) -> str:
+    """``~3.2 h`` from an hour up, else ``~12 min`` (at least 1)."""
+    return f"~{seconds / 3600:.1f} h" if seconds >= 3600 else f"~{max(1, round(seconds / 60))} min"
 
 
 def _print_table(rows: list[tuple[str, dict[str, Any]]]) -> None:
