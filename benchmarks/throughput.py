@@ -29,13 +29,14 @@ from typing import Any
 VARIANTS = ("vanilla_sb3", "pair_sb3", "dpd_seq", "dpd_par")
 
 
-def _config(algo: str, env: str, method: str, total: int, learning_starts: int | None, parallel: bool = False) -> Any:
+def _config(algo: str, env: str, method: str, total: int, learning_starts: int | None, parallel: bool = False,
+            preset: str | None = None) -> Any:
     from dpd import TrainConfig
 
     kwargs: dict[str, Any] = {}
     if learning_starts is not None and algo in ("ddpg", "td3", "sac"):
         kwargs["learning_starts"] = learning_starts
-    preset = "paper" if algo == "ddpg" else "zoo"
+    preset = preset or ("paper" if algo == "ddpg" else "zoo")
     return TrainConfig(env_id=env, algo=algo, method=method, total_steps=total, eval_freq=0, preset=preset,
                        algo_kwargs=kwargs, parallel=parallel).resolve()
 
@@ -49,7 +50,8 @@ def _fill(model: Any) -> None:
                 arr.fill(1)
 
 
-def run_variant(variant: str, algo: str, env: str, steps: int, learning_starts: int | None, full: bool) -> dict:
+def run_variant(variant: str, algo: str, env: str, steps: int, learning_starts: int | None, full: bool,
+                preset: str | None = None) -> dict:
     """Runs inside the child process."""
     import torch
 
@@ -60,7 +62,7 @@ def run_variant(variant: str, algo: str, env: str, steps: int, learning_starts: 
     start = time.perf_counter()
     extra_mib = 0.0
     if variant in ("dpd_seq", "dpd_par"):
-        cfg = _config(algo, env, "dpd", 2 * steps, learning_starts, parallel=variant == "dpd_par")
+        cfg = _config(algo, env, "dpd", 2 * steps, learning_starts, parallel=variant == "dpd_par", preset=preset)
         with tempfile.TemporaryDirectory() as tmp:
             trainer = DPDTrainer(cfg, tmp)
             trainer.learn()
@@ -74,7 +76,7 @@ def run_variant(variant: str, algo: str, env: str, steps: int, learning_starts: 
 
                 extra_mib = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024
     else:
-        cfg = _config(algo, env, "vanilla", 2 * steps, learning_starts)
+        cfg = _config(algo, env, "vanilla", 2 * steps, learning_starts, preset=preset)
         n_learners, budget = (1, 2 * steps) if variant == "vanilla_sb3" else (2, steps)
         models = []
         for _ in range(n_learners):
@@ -101,11 +103,12 @@ def main() -> None:
                         help="off-policy warm-up (short, so the timing covers training)")
     parser.add_argument("--full-buffers", action="store_true", help="fill replay buffers before reading peak RSS")
     parser.add_argument("--variants", default=",".join(VARIANTS), help="comma-separated subset of the variants")
+    parser.add_argument("--preset", help="zoo | paper (default: paper for ddpg, zoo otherwise)")
     parser.add_argument("--child", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.child:
         print(json.dumps(run_variant(args.child, args.algo, args.env, args.steps, args.learning_starts,
-                                     args.full_buffers)))
+                                     args.full_buffers, args.preset)))
         return
     variants = [v for v in args.variants.split(",") if v]
     unknown = sorted(set(variants) - set(VARIANTS))
@@ -118,6 +121,8 @@ def main() -> None:
                    str(args.steps), "--learning-starts", str(args.learning_starts)]
             if args.full_buffers:
                 cmd.append("--full-buffers")
+            if args.preset:
+                cmd += ["--preset", args.preset]
             out = subprocess.run(cmd, check=True, capture_output=True, text=True).stdout.strip().splitlines()[-1]
             results[v].append(json.loads(out))
             print(f"repeat {r} {v:<12} {results[v][-1]['wall_s']:8.1f} s {results[v][-1]['steps_per_s']:8.0f} steps/s "
@@ -136,9 +141,9 @@ def main() -> None:
               "mem = dpd_seq / vanilla_sb3": ("dpd_seq", "vanilla_sb3", "peak_rss_mib"),
               "mem = dpd_par / vanilla_sb3": ("dpd_par", "vanilla_sb3", "peak_rss_mib")}
     print()
-    for label, (a, b, key) in ratios.items():
-        if a in best and b in best:
-            print(f"{label} = {best[a][key] / best[b][key]:.3f}")
+    for label, (num, den, key) in ratios.items():
+        if num in best and den in best:
+            print(f"{label} = {best[num][key] / best[den][key]:.3f}")
 
 
 if __name__ == "__main__":
