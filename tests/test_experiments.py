@@ -310,6 +310,11 @@ def test_report_distillation_and_selection_gains_match_a_hand_computation(tmp_pa
     assert "| independent | worse | 3 |" in text and "### Distillation gain and selection gain" in text
     assert "P(group > independent, same statistic)" in text
     assert agg["probability_over_independent"]["dpd-a1 (worse student)"]["p"] == pytest.approx(1.0)
+    # where the pooled CI lies: the worse student's gain (+0.47 [+0.29, +0.62]) is one, the better student's is not
+    rows = text.splitlines()
+    assert any(r.startswith("| dpd-a1 (worse student) |") and r.endswith("| above 0: a gain |") for r in rows)
+    assert any(r.startswith("| dpd-a1 (better student) |") and r.endswith("| spans 0: no measurable effect |")
+               for r in rows)
 
 
 def fake_sweep(folder: Path, spec: SweepSpec, final: dict[str, float]) -> None:
@@ -418,6 +423,15 @@ def test_probability_of_improvement_equals_rliables():
     same = rng.normal(size=(4, 2))
     assert probability_of_improvement(same, same.copy()) == 0.5
     assert probability_of_improvement(np.ones((2, 1)), np.zeros((3, 1))) == 1.0
+
+
+def test_a_gain_is_called_one_only_when_its_ci_excludes_0():
+    from dpd.experiments.report import _versus_zero
+
+    assert _versus_zero((0.2, 0.01, 0.4)) == "above 0: a gain"
+    assert _versus_zero((-0.2, -0.4, -0.01)) == "below 0: a loss"
+    assert _versus_zero((0.2, 0.0, 0.4)) == "spans 0: no measurable effect"  # touching 0 is not excluding it
+    assert _versus_zero((0.2, float("nan"), float("nan"))) == "no CI"
 
 
 def test_iqm_equals_rliables():

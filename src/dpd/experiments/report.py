@@ -341,6 +341,14 @@ def _estimate(point: float, ci: list[float] | None) -> str:
     return f"{point:.3f} [{ci[0]:.3f}, {ci[1]:.3f}]" if ci else f"{point:.3f} (no CI: 1 run)"
 
 
+def _versus_zero(v: tuple[float, ...]) -> str:
+    """Where a ``(point, lo, hi)`` interval lies against 0: a gain is only called one when its CI excludes 0."""
+    _, lo, hi = v
+    if np.isnan(lo):
+        return "no CI"
+    return "above 0: a gain" if lo > 0 else "below 0: a loss" if hi < 0 else "spans 0: no measurable effect"
+
+
 def _fmt(v: tuple[float, ...], digits: int = 1) -> str:
     """``point [lo, hi]`` (``—`` when there is no value; no interval below 2 runs per group)."""
     point, lo, hi = v
@@ -550,11 +558,11 @@ def write_report(sweep_dirs: str | Path | Sequence[str | Path], out: str | Path 
                       "Final returns; per task the difference of means in raw return, pooled the mean over tasks of "
                       "the normalised difference; 95% bootstrap CIs. *Distillation gain* = DPD variant minus the "
                       "independent pair (same statistic); *selection gain* = better student minus students' mean.", "",
-                      "| distillation gain of | " + " | ".join(tasks) + " | pooled (normalised) |",
-                      "|---|" + "---|" * (len(tasks) + 1)]
+                      "| distillation gain of | " + " | ".join(tasks) + " | pooled (normalised) | pooled 95% CI |",
+                      "|---|" + "---|" * (len(tasks) + 2)]
             for g, v in g_all["distillation"].items():
                 lines.append(f"| {g} | " + " | ".join(_fmt(v["per_task"][t]) for t in tasks) +
-                             f" | {_fmt(v['pooled'], 3)} |")
+                             f" | {_fmt(v['pooled'], 3)} | {_versus_zero(v['pooled'])} |")
             lines += ["", "| selection gain of | " + " | ".join(tasks) + " | pooled (normalised) |",
                       "|---|" + "---|" * (len(tasks) + 1)]
             for g, v in g_all["selection"].items():
