@@ -20,6 +20,7 @@ from __future__ import annotations
 import argparse
 import json
 import platform
+import resource
 import subprocess
 import sys
 import tempfile
@@ -72,8 +73,6 @@ def run_variant(variant: str, algo: str, env: str, steps: int, learning_starts: 
                     _fill(s.model)
             trainer.close()
             if variant == "dpd_par":  # student1's process (reaped by close): its peak, added to this process's
-                import resource
-
                 extra_mib = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024
     else:
         cfg = _config(algo, env, "vanilla", 2 * steps, learning_starts, preset=preset)

@@ -1,0 +1,24 @@
+"""The benchmark scripts run end to end on a tiny budget (their numbers live in docs/performance.md, not here)."""
+
+import subprocess
+import sys
+from pathlib import Path
+
+BENCHMARKS = Path(__file__).resolve().parents[1] / "benchmarks"
+
+
+def run(*args: str) -> str:
+    done = subprocess.run([sys.executable, *args], capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-2000:]
+    return done.stdout
+
+
+def test_throughput_benchmark_prints_its_table():
+    out = run(str(BENCHMARKS / "throughput.py"), "--algo", "ppo", "--env", "CartPole-v1", "--steps", "64",
+              "--repeats", "1", "--variants", "vanilla_sb3,pair_sb3,dpd_seq", "--preset", "zoo")
+    assert "| vanilla_sb3 | 128 |" in out and "| dpd_seq | 128 |" in out and "P2 = dpd_seq / pair_sb3 = " in out
+
+
+def test_profile_benchmark_names_where_the_time_goes():
+    out = run(str(BENCHMARKS / "profile_dpd.py"), "--algo", "ppo", "--env", "CartPole-v1", "--steps", "256")
+    assert "DPD distill" in out and "SB3 collect" in out
