@@ -96,3 +96,40 @@ def test_the_script_prints_the_choice_and_writes_the_arms_sweep(tmp_path, capsys
     (report / "aggregates_ppo.json").write_text(json.dumps(aggregates(gains, seeds=2)))
     assert chooser.main([str(report)]) == 2
     assert capsys.readouterr().err.startswith("choose_stage2: ")
+
+
+@pytest.mark.slow
+def test_the_whole_study_runs_in_one_resumable_command(tmp_path):
+    """run_study.sh on a tiny study (CartPole, 2048 steps): stage 1, the choice, stage 2, one report of both; run
+    again, it trains nothing more."""
+    import subprocess
+    import sys
+
+    study = tmp_path / "study"
+    study.mkdir()
+    common = {"envs": ["CartPole-v1"], "algos": ["ppo"], "total_steps": 2048, "preset": "zoo", "alphas": [1.0],
+              "overrides": ["eval_freq=512", "eval_episodes=2"]}
+    (study / "stage1.yaml").write_text(yaml.safe_dump(
+        {**common, "seeds": [0, 1, 2], "variants": ["vanilla", "independent", "dpd"], "schedules": ["dense", "authors"]}))
+    (study / "stage2-controls.yaml").write_text(yaml.safe_dump(
+        {**common, "seeds": chooser.STAGE2_SEEDS, "variants": ["vanilla", "independent"]}))
+    bin_dir = Path(sys.executable).parent
+    env = {"PATH": f"{bin_dir}:/usr/bin:/bin", "STUDY": str(study), "DPD": str(bin_dir / "dpd"),
+           "REPORT_DPD": str(bin_dir / "dpd"), "PYTHON": sys.executable, "WORKERS": "2"}
+    runs = tmp_path / "runs"
+
+    def study_run() -> str:
+        done = subprocess.run([str(STUDY / "run_study.sh"), str(runs)], env=env, capture_output=True, text=True,
+                              timeout=1200)
+        assert done.returncode == 0, done.stdout[-1500:] + done.stderr[-1500:]
+        return done.stdout + done.stderr
+
+    out = study_run()
+    arm = next(line.split(": ")[1].split()[0] for line in out.splitlines() if line.startswith("stage 2 arm: "))
+    assert arm in {"dpd-a1", "dpd-a1-authors"}
+    report = (runs / "report-stage2" / "report.md").read_text()
+    # 3 + 5 seeds of both controls and of the chosen arm, 3 of the other arm: 27 runs in one report
+    assert "27 of 27 runs finished" in report
+    assert f"| {arm} | students' mean | 8 |" in report and "| vanilla | vanilla | 8 |" in report
+    again = study_run()
+    assert all(f"0 finished, {n} already done" in again for n in (12, 10, 5))  # stage 1, controls, the arm

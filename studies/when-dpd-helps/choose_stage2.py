@@ -76,9 +76,12 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("report", type=Path, help="the folder `dpd report runs/study-stage1 --out DIR` wrote")
     parser.add_argument("--write", type=Path, help="write the chosen arm's stage-2 sweep YAML here")
+    parser.add_argument("--stage1", type=Path, default=STAGE1, help="stage 1's sweep YAML (default: %(default)s)")
     args = parser.parse_args(argv)
     try:
-        stage1 = SweepSpec.from_dict(yaml.safe_load(STAGE1.read_text()))
+        if not args.stage1.is_file():
+            raise DPDUserError(f"--stage1 {args.stage1} not found")
+        stage1 = SweepSpec.from_dict(yaml.safe_load(args.stage1.read_text()))
         files = sorted(args.report.glob("aggregates_*.json"))
         if len(files) != 1:
             raise DPDUserError(f"{args.report} holds {len(files)} aggregates_*.json files, expected 1: give the "
@@ -90,8 +93,8 @@ def main(argv: list[str] | None = None) -> int:
         print(f"stage 2 arm: {arm}" + ("" if arm in pooled and pooled[arm] > 0 else " (no gain above 0: the fallback)"))
         if args.write:
             spec = stage2_spec(stage1, arm)
-            header = (f"# Stage 2 of \"when does DPD help?\": the arm chosen by choose_stage2.py ({arm}), seeds 3-7.\n"
-                      f"#   dpd sweep --config {args.write} --out runs/study-stage2-{arm} --workers 2\n")
+            header = (f"# Stage 2 of \"when does DPD help?\": the arm chosen by choose_stage2.py ({arm}), seeds 3-7,\n"
+                      f"# otherwise stage 1's settings:  dpd sweep --config FILE --out runs/study-stage2-{arm}\n")
             args.write.write_text(header + yaml.safe_dump(spec.to_dict(), sort_keys=False))
             print(f"wrote {args.write}")
     except DPDUserError as exc:

@@ -1,0 +1,41 @@
+#!/usr/bin/env bash
+# "When does DPD help?" in one resumable command: stage 1 (stage1.yaml), stage 2's arm chosen by the rule fixed
+# before stage 1 was looked at (choose_stage2.py), stage 2 (stage2-controls.yaml: 5 more seeds of both controls;
+# the chosen arm's 5 more seeds in a folder of its own), and the report of both stages.
+#
+#   nohup studies/when-dpd-helps/run_study.sh runs >> runs/study.log 2>&1 &
+#
+# Stop it any time (Ctrl-C, SIGTERM, the machine going away): running runs checkpoint, and the same command resumes
+# where it stopped; finished sweeps are skipped in seconds. It stops at the first step that fails (a failed run, an
+# incomplete stage 1) without going on to the next.
+# Environment: DPD = the dpd that trains (default .venv/bin/dpd; use a checkout pinned at one commit for the whole
+# study), REPORT_DPD / PYTHON = the dpd and python that report and choose (default: this checkout's .venv),
+# WORKERS = runs side by side (default 2), STUDY = the folder with stage1.yaml and stage2-controls.yaml (default:
+# this script's folder).
+set -euo pipefail
+
+here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
+root=$(cd "$here/../.." && pwd)
+study=${STUDY:-$here}
+runs=${1:-runs}
+dpd=${DPD:-$root/.venv/bin/dpd}
+report_dpd=${REPORT_DPD:-$root/.venv/bin/dpd}
+python=${PYTHON:-$root/.venv/bin/python}
+workers=${WORKERS:-2}
+mkdir -p "$runs"
+
+echo "run_study: stage 1 ($(date -u +%FT%TZ))"
+"$dpd" sweep --config "$study/stage1.yaml" --out "$runs/study-stage1" --workers "$workers"
+"$report_dpd" report "$runs/study-stage1" --out "$runs/report-stage1"
+
+echo "run_study: stage 2's arm"
+"$python" "$here/choose_stage2.py" "$runs/report-stage1" --stage1 "$study/stage1.yaml" \
+    --write "$runs/stage2-arm.yaml" | tee "$runs/stage2-choice.txt"
+arm=$(sed -n 's/^stage 2 arm: \([^ ]*\).*/\1/p' "$runs/stage2-choice.txt")
+
+echo "run_study: stage 2, controls then $arm ($(date -u +%FT%TZ))"
+"$dpd" sweep --config "$study/stage2-controls.yaml" --out "$runs/study-stage2-controls" --workers "$workers"
+"$dpd" sweep --config "$runs/stage2-arm.yaml" --out "$runs/study-stage2-$arm" --workers "$workers"
+"$report_dpd" report "$runs/study-stage1" "$runs/study-stage2-controls" "$runs/study-stage2-$arm" \
+    --out "$runs/report-stage2"
+echo "run_study: done ($(date -u +%FT%TZ)): $runs/report-stage2/report.md"
