@@ -15,15 +15,15 @@ ENVS = ["HalfCheetah-v5", "Walker2d-v5"]
 ARMS = {"dpd-a1", "dpd-a1-authors", "dpd-a1-adaptive", "dense1"}
 
 
-def _load_chooser():
-    spec = importlib.util.spec_from_file_location("choose_stage2", STUDY / "choose_stage2.py")
+def _load(name: str):
+    spec = importlib.util.spec_from_file_location(name, STUDY / f"{name}.py")
     assert spec and spec.loader
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     return module
 
 
-chooser = _load_chooser()
+chooser = _load("choose_stage2")
 
 
 def aggregates(pooled: dict[str, float], seeds: int = 3, tasks=ENVS) -> dict:
@@ -96,6 +96,15 @@ def test_the_script_prints_the_choice_and_writes_the_arms_sweep(tmp_path, capsys
     (report / "aggregates_ppo.json").write_text(json.dumps(aggregates(gains, seeds=2)))
     assert chooser.main([str(report)]) == 2
     assert capsys.readouterr().err.startswith("choose_stage2: ")
+
+
+def test_power_matches_cohens_table():
+    power = _load("power")
+    # Cohen (1988): d = 0.5 needs 64 per group for 80% power (two-sided 5%); d = 0.8 needs 26
+    assert power.power(0.5, 1.0, 64) == pytest.approx(0.80, abs=0.005)
+    assert power.power(80.0, 100.0, 26) == pytest.approx(0.80, abs=0.01)
+    assert power.minimum_detectable(100.0, 26) == pytest.approx(80, abs=1.5)
+    assert power.power(0.0, 1.0, 8) == pytest.approx(0.05, abs=1e-9)  # no effect: the false-positive rate
 
 
 @pytest.mark.slow
