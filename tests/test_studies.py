@@ -98,6 +98,43 @@ def test_the_script_prints_the_choice_and_writes_the_arms_sweep(tmp_path, capsys
     assert capsys.readouterr().err.startswith("choose_stage2: ")
 
 
+def test_the_study_table_is_the_reports_numbers(tmp_path, capsys):
+    """study_table.py: means over seeds from the runs, gains and intervals from the report's aggregates, distillation
+    steps and end distances from the students' logs (synthetic runs with hand-set values)."""
+    from test_experiments import write_fake_run
+
+    from dpd.experiments.report import write_report
+
+    spec = SweepSpec(envs=["CartPole-v1"], total_steps=2000, seeds=[0, 1], variants=["vanilla", "independent", "dpd"])
+    sweep = tmp_path / "sw"
+    sweep.mkdir()
+    (sweep / "sweep.yaml").write_text(yaml.safe_dump(spec.to_dict()))
+    finals = {"independent": [(100, 300), (200, 200)], "dpd-a1": [(300, 340), (280, 300)]}
+    for trial in expand(spec):
+        seed = trial.config.seed
+        if trial.label == "vanilla":
+            write_fake_run(sweep / "runs" / trial.name, trial.config, {"vanilla": [0.0, 400.0 + seed]})
+            continue
+        a, b = finals[trial.label][seed]
+        steps = "10" if trial.label == "dpd-a1" else "0"
+        progress = {"student0": [("0.9", steps), (f"{0.1 * (seed + 1)}", steps)], "student1": [("0.5", steps)]}
+        write_fake_run(sweep / "runs" / trial.name, trial.config, {"student0": [0.0, a], "student1": [0.0, b]}, progress)
+    write_report(sweep)
+    table = _load("study_table")
+    assert table.main([str(sweep / "report"), str(sweep)]) == 0
+    out = capsys.readouterr().out
+    agg = json.loads((sweep / "report" / "aggregates_ppo.json").read_text())
+    point, lo, hi = agg["gains"]["distillation"]["dpd-a1 (students' mean)"]["per_task"]["CartPole-v1"]
+    # students' mean: DPD (320 + 290) / 2 = 305, independent (200 + 200) / 2 = 200 -> +105; better 330 / 250;
+    # worse 290 / 150 (+140); end distance per seed: mean(0.1, 0.5) = 0.30, mean(0.2, 0.5) = 0.35; distillation
+    # steps: student0 2 phases of 10, student1 1 -> mean 15, range 10-20
+    assert point == pytest.approx(105.0)
+    assert (f"| dpd-a1 | 2 | 305 | 320 | 290 | +105 [{lo:+.0f}, {hi:+.0f}] / +140 | +15 [+10, +20] | 15 (10-20) | "
+            "0.30 / 0.35 |") in out
+    assert "| independent | 2 | 200 | 250 | 150 | — | +50 [+0, +100] | 0 | 0.30 / 0.35 |" in out
+    assert "| vanilla (all steps) | 2 | 400 (one learner) |" in out  # 400 and 401: mean 400.5 prints as 400
+
+
 def test_power_matches_cohens_table():
     power = _load("power")
     # Cohen (1988): d = 0.5 needs 64 per group for 80% power (two-sided 5%); d = 0.8 needs 26

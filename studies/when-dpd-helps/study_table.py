@@ -1,0 +1,76 @@
+"""The per-task table of docs/reproduction.md section 1, computed from the sweep folders and their report (nothing
+typed in by hand).
+
+    dpd report runs/study-stage1 --out docs/results/when-dpd-helps/stage1
+    python studies/when-dpd-helps/study_table.py docs/results/when-dpd-helps/stage1 runs/study-stage1
+
+Per task and arm: final return (mean over seeds) of the students' mean, the better and the worse student; the
+distillation gain over the independent pair (students' mean with its 95% CI, and the worse student's) and the
+selection gain with its CI, both as the report computed them (read from its aggregates_ppo.json, so the intervals are
+the report's); the distillation optimiser steps per student; the pair's action distance at the end, per seed.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+import numpy as np
+
+from dpd.experiments.report import HALF, arm_order, load_sweeps
+
+
+def interval(v: list[float], digits: int = 0) -> str:
+    point, lo, hi = v
+    return f"{point:+.{digits}f} [{lo:+.{digits}f}, {hi:+.{digits}f}]" if np.isfinite(lo) else f"{point:+.{digits}f}"
+
+
+def main(argv: list[str]) -> int:
+    if len(argv) < 2:
+        print(__doc__.split("\n\n")[1], file=sys.stderr)
+        return 2
+    report, sweeps = Path(argv[0]), [Path(a) for a in argv[1:]]
+    agg = json.loads((report / "aggregates_ppo.json").read_text())
+    runs = [r for r in load_sweeps(sweeps)[0] if r.status == "finished" and r.algo == "ppo"]
+    stale = sorted({r.env_id for r in runs} - set(agg.get("tasks", [])))
+    if stale:
+        print(f"study_table: {report} has no aggregates for {', '.join(stale)}: run dpd report on these sweeps again"
+              " (the report is older than the runs)", file=sys.stderr)
+        return 2
+    for task in sorted({r.env_id for r in runs}):
+        these = [r for r in runs if r.env_id == task]
+        seeds = sorted({r.seed for r in these})
+        print(f"\n#### {task}\n")
+        print("| arm | runs | students' mean | better student | worse student | distillation gain vs independent: "
+              "students' mean [95% CI] / worse student | selection gain (better − mean) [95% CI] | distillation "
+              "optimiser steps per student | pair action distance at the end, seed " + " / ".join(map(str, seeds))
+              + " |")
+        print("|---|---|---|---|---|---|---|---|---|")
+        for arm in arm_order({r.variant for r in these}):
+            group = sorted((r for r in these if r.variant == arm), key=lambda r: r.seed)
+            if arm == "vanilla":
+                for learner, name in (("vanilla", "vanilla (all steps)"), (HALF, f"vanilla {HALF}")):
+                    mean = np.mean([r.metric(learner, "final") for r in group])
+                    print(f"| {name} | {len(group)} | {mean:.0f} (one learner) | | | | | 0 | — |")
+                continue
+            stat = {s: np.mean([r.metric(s, "final") for r in group]) for s in ("students_mean", "better", "worse")}
+            if arm == "independent":
+                gain = "—"
+            else:
+                d = agg["gains"]["distillation"]
+                mean_gain, worse_gain = (d[f"{arm} ({s})"]["per_task"][task] for s in ("students' mean", "worse student"))
+                gain = f"{interval(mean_gain)} / {worse_gain[0]:+.0f}"
+            selection = interval(agg["gains"]["selection"][arm]["per_task"][task])
+            steps = [n for r in group for n in r.distill_steps.values()]
+            # the range only where the students differ by more than 1% (a phase skipped here and there is not news)
+            span = f"{np.mean(steps):,.0f}" + (f" ({min(steps):,.0f}-{max(steps):,.0f})"
+                                                if max(steps) - min(steps) > 0.01 * np.mean(steps) else "")
+            distance = " / ".join(f"{r.final_distance():.2f}" for r in group)
+            print(f"| {arm} | {len(group)} | {stat['students_mean']:.0f} | {stat['better']:.0f} | {stat['worse']:.0f} | "
+                  f"{gain} | {selection} | {span} | {distance} |")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))
