@@ -555,9 +555,10 @@ def write_report(sweep_dirs: str | Path | Sequence[str | Path], out: str | Path 
         if g_all["distillation"] or g_all["selection"]:
             tasks = agg["tasks"]
             lines += ["", f"### Distillation gain and selection gain · {algo}", "",
-                      "Final returns; per task the difference of means in raw return, pooled the mean over tasks of "
-                      "the normalised difference; 95% bootstrap CIs. *Distillation gain* = DPD variant minus the "
-                      "independent pair (same statistic); *selection gain* = better student minus students' mean.", "",
+                      "Final returns; per task the difference of means in raw return, pooled the mean, over the tasks "
+                      "where both groups have runs, of the normalised difference; 95% bootstrap CIs. *Distillation "
+                      "gain* = DPD variant minus the independent pair (same statistic); *selection gain* = better "
+                      "student minus students' mean.", "",
                       "| distillation gain of | " + " | ".join(tasks) + " | pooled (normalised) | pooled 95% CI |",
                       "|---|" + "---|" * (len(tasks) + 2)]
             for g, v in g_all["distillation"].items():
