@@ -18,12 +18,7 @@ from pathlib import Path
 
 import numpy as np
 
-from dpd.experiments.report import HALF, arm_order, load_sweeps
-
-
-def interval(v: list[float], digits: int = 0) -> str:
-    point, lo, hi = v
-    return f"{point:+.{digits}f} [{lo:+.{digits}f}, {hi:+.{digits}f}]" if np.isfinite(lo) else f"{point:+.{digits}f}"
+from dpd.experiments.report import HALF, arm_order, format_interval, load_sweeps
 
 
 def main(argv: list[str]) -> int:
@@ -58,8 +53,8 @@ def main(argv: list[str]) -> int:
             else:
                 d = agg["gains"]["distillation"]
                 mean_gain, worse_gain = (d[f"{arm} ({s})"]["per_task"][task] for s in ("students' mean", "worse student"))
-                gain = f"{interval(mean_gain)} / {worse_gain[0]:+.0f}"
-            selection = interval(agg["gains"]["selection"][arm]["per_task"][task])
+                gain = f"{format_interval(mean_gain, 0)} / {worse_gain[0]:+.0f}"
+            selection = format_interval(agg["gains"]["selection"][arm]["per_task"][task], 0)
             steps = [n for r in group for n in r.distill_steps.values()]
             # the range only where the students differ by more than 1% (a phase skipped here and there is not news)
             span = f"{np.mean(steps):,.0f}" + (f" ({min(steps):,.0f}-{max(steps):,.0f})"

@@ -349,7 +349,7 @@ def _versus_zero(v: tuple[float, ...]) -> str:
     return "above 0: a gain" if lo > 0 else "below 0: a loss" if hi < 0 else "spans 0: no measurable effect"
 
 
-def _fmt(v: tuple[float, ...], digits: int = 1) -> str:
+def format_interval(v: Sequence[float], digits: int = 1) -> str:
     """``point [lo, hi]`` (``—`` when there is no value; no interval below 2 runs per group)."""
     point, lo, hi = v
     if np.isnan(point):
@@ -562,13 +562,13 @@ def write_report(sweep_dirs: str | Path | Sequence[str | Path], out: str | Path 
                       "| distillation gain of | " + " | ".join(tasks) + " | pooled (normalised) | pooled 95% CI |",
                       "|---|" + "---|" * (len(tasks) + 2)]
             for g, v in g_all["distillation"].items():
-                lines.append(f"| {g} | " + " | ".join(_fmt(v["per_task"][t]) for t in tasks) +
-                             f" | {_fmt(v['pooled'], 3)} | {_versus_zero(v['pooled'])} |")
+                lines.append(f"| {g} | " + " | ".join(format_interval(v["per_task"][t]) for t in tasks) +
+                             f" | {format_interval(v['pooled'], 3)} | {_versus_zero(v['pooled'])} |")
             lines += ["", "| selection gain of | " + " | ".join(tasks) + " | pooled (normalised) |",
                       "|---|" + "---|" * (len(tasks) + 1)]
             for g, v in g_all["selection"].items():
-                lines.append(f"| {g} | " + " | ".join(_fmt(v["per_task"][t]) for t in tasks) +
-                             f" | {_fmt(v['pooled'], 3)} |")
+                lines.append(f"| {g} | " + " | ".join(format_interval(v["per_task"][t]) for t in tasks) +
+                             f" | {format_interval(v['pooled'], 3)} |")
         lines += [f"\nNote: {n}." for n in notes]
         lines.append("")
         atomic_write_text(folder / f"aggregates_{algo}.json", json.dumps(agg, indent=2, default=_json_default) + "\n")
