@@ -24,11 +24,14 @@ def power(effect: float, std: float, seeds: int, alpha: float = 0.05) -> float:
 
 
 def minimum_detectable(std: float, seeds: int, target: float = 0.8) -> float:
-    """The smallest difference (to 1 unit of return) found with power ``target``."""
-    effect = 1.0
-    while power(effect, std, seeds) < target:
-        effect += 1.0
-    return effect
+    """The smallest difference found with power ``target`` (power grows with the difference: one root, found for
+    any std; a search in steps of one unit of return took std-many power evaluations)."""
+    from scipy.optimize import brentq
+
+    high = std  # doubled until the power reaches the target: a bracket short of where nct's lower tail underflows
+    while power(high, std, seeds) < target:
+        high *= 2.0
+    return float(brentq(lambda effect: power(effect, std, seeds) - target, 0.0, high))
 
 
 def main() -> None:
