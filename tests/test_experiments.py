@@ -38,6 +38,19 @@ def test_tiny_sweep_on_the_local_pool_then_report(tmp_path):
     assert (tmp_path / "sw" / "report" / "arms_CartPole-v1_ppo.png").stat().st_size > 10_000  # a drawn figure
 
 
+def test_the_status_counts_only_trials_in_a_worker_as_running(tmp_path):
+    """Resumed trials have run folders before a worker takes them; the pool's queue, one longer than its workers,
+    marks one of them running early. With one worker the status never shows two running."""
+    spec = SweepSpec(envs=["CartPole-v1"], total_steps=2048, seeds=[0, 1, 2], variants=["vanilla"], overrides=TINY)
+    run_sweep(spec, tmp_path / "sw", workers=2)
+    for run in (tmp_path / "sw" / RUNS_DIR).iterdir():
+        (run / "summary.json").unlink()  # every trial unfinished: resumed (here: started again) by the next sweep
+    updates = []
+    result = run_sweep(spec, tmp_path / "sw", workers=1, on_update=updates.append)
+    assert len(result.finished) == 3
+    assert max(len(u["running"]) for u in updates) == 1
+
+
 def test_tiny_sweep_through_ray_in_local_mode(tmp_path, capsys):
     ray = pytest.importorskip("ray")
     ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False, configure_logging=False)

@@ -179,3 +179,51 @@ def test_the_whole_study_runs_in_one_resumable_command(tmp_path):
     assert f"| {arm} | students' mean | 8 |" in report and "| vanilla | vanilla | 8 |" in report
     again = study_run()
     assert all(f"0 finished, {n} already done" in again for n in (12, 10, 5))  # stage 1, controls, the arm
+
+
+@pytest.mark.slow
+def test_a_device_slice_round_trip_adds_up(tmp_path):
+    """studies/device_slice.sh pack -> run -> merge, all on this machine: a finished run travels as its summary alone
+    and is never replaced, an unfinished one resumes from its checkpoint and comes back finished, a pending sweep runs
+    there; afterwards `dpd sweep` here finds nothing left to do."""
+    import shutil
+    import subprocess
+    import sys
+
+    root = STUDY.parents[1]
+    bin_dir = Path(sys.executable).parent
+    common = {"envs": ["CartPole-v1"], "algos": ["ppo"], "total_steps": 2048, "preset": "zoo", "alphas": [1.0],
+              "variants": ["vanilla"], "overrides": ["eval_freq=512", "eval_episodes=2", "checkpoint_freq=512"]}
+    (tmp_path / "a.yaml").write_text(yaml.safe_dump({**common, "seeds": [0, 1]}))
+    (tmp_path / "b.yaml").write_text(yaml.safe_dump({**common, "seeds": [2]}))
+    runs, out = tmp_path / "runs", tmp_path / "out"
+    out.mkdir()
+    env = {"PATH": f"{bin_dir}:/usr/bin:/bin", "DEVSTUDY": str(tmp_path / "devstudy"), "WHEELS": str(tmp_path / "none"),
+           "PYTHON": sys.executable, "OUT": str(out), "T": "300"}
+
+    def sh(*args: str, cwd: Path = root) -> str:
+        done = subprocess.run(args, cwd=cwd, env=env, capture_output=True, text=True, timeout=900)
+        assert done.returncode == 0, done.stdout[-1500:] + done.stderr[-1500:]
+        return done.stdout + done.stderr
+
+    sh(str(bin_dir / "dpd"), "sweep", "--config", str(tmp_path / "a.yaml"), "--out", str(runs / "a"), "--workers", "2")
+    finished, unfinished = runs / "a/runs/CartPole-v1__ppo__vanilla__s0", runs / "a/runs/CartPole-v1__ppo__vanilla__s1"
+    (unfinished / "summary.json").unlink()  # as if stopped after its last checkpoint
+    model = (finished / "vanilla" / "model.zip").read_bytes()
+
+    sh("studies/device_slice.sh", "pack", "HEAD", str(runs), f"a:{tmp_path / 'a.yaml'}:1", f"b:{tmp_path / 'b.yaml'}:1")
+    travels = tmp_path / "devstudy/sweeps"
+    assert sorted(p.name for p in (travels / "a/runs" / finished.name).iterdir()) == ["summary.json"]
+    assert (travels / "a/runs" / f"{unfinished.name}.tar.xz").is_file()
+    shown = sh("studies/device_slice.sh", "run")
+    assert "0 failed" in shown and (out / "versions.txt").is_file()
+    merged = sh("studies/device_slice.sh", "merge", str(runs), str(out))
+    assert f"merged a/{unfinished.name}" in merged and "merged b/CartPole-v1__ppo__vanilla__s2" in merged
+    assert f"merged a/{finished.name}" not in merged
+    assert (finished / "vanilla" / "model.zip").read_bytes() == model  # the finished run here is untouched
+    assert (unfinished / "summary.json").is_file() and (runs / "b/runs/CartPole-v1__ppo__vanilla__s2/summary.json").is_file()
+    for name in ("a", "b"):
+        again = sh(str(bin_dir / "dpd"), "sweep", "--config", str(tmp_path / f"{name}.yaml"), "--out", str(runs / name))
+        assert "0 finished" in again and "already done" in again
+    assert list((runs / "device-logs").iterdir())
+    shutil.rmtree(tmp_path / "devstudy")

@@ -373,13 +373,15 @@ class _StopSweep:
 def _run_local(todo: list[Trial], runs: Path, workers: int, result: SweepResult, on_update: Reporter | None,
                total: int) -> None:
     budget = todo[0].config.total_steps
-    with ProcessPoolExecutor(max_workers=min(workers, len(todo)), mp_context=mp.get_context("spawn"),
+    n_workers = min(workers, len(todo))
+    with ProcessPoolExecutor(max_workers=n_workers, mp_context=mp.get_context("spawn"),
                              initializer=_worker_init, initargs=(os.getpid(),)) as pool:
         stop = _StopSweep(pool, runs / STOP_FILE)
         with StopSignals(stop) as signals:
             futures: dict[Future[dict[str, Any]], str] = {
                 pool.submit(_pool_trial, t.config.to_dict(), str(runs / t.name)): t.name for t in todo
             }
+            order = {f: i for i, f in enumerate(futures)}  # submission order
             pending = set(futures)
             while pending:
                 if signals.name is not None:  # trials not started yet stay pending (they run next time)
@@ -396,7 +398,11 @@ def _run_local(todo: list[Trial], runs: Path, workers: int, result: SweepResult,
                         (runs / name / ERROR_FILE).write_text(outcome["error"] + "\n")
                     record_outcome(result, name, outcome)
                 if on_update is not None:
-                    running = [futures[f] for f in pending if f.running() and trial_status(runs / futures[f]) == "unfinished"]
+                    # the pool marks a trial "running" once it is in the queue that feeds the workers, which holds
+                    # one more than there are workers; they take it in submission order, so the first n_workers of
+                    # the "running" trials are the ones in a worker (a queued one that resumes has a run folder too)
+                    started = sorted((f for f in pending if f.running()), key=order.__getitem__)[:n_workers]
+                    running = [futures[f] for f in started if trial_status(runs / futures[f]) == "unfinished"]
                     on_update(_snapshot(runs, running, result, total, budget))
             result.stopped_by = signals.name
     (runs / STOP_FILE).unlink(missing_ok=True)  # every queued trial has returned
