@@ -360,6 +360,33 @@ def test_report_of_two_sweeps_counts_every_seed_of_each_group(tmp_path, capsys):
     assert not (tmp_path / "s1" / "report").exists()  # nothing written into the sweeps themselves
 
 
+def test_a_tasks_cis_do_not_move_when_another_tasks_runs_join_the_report(tmp_path):
+    """Each CI has its own bootstrap stream: a report of CartPole alone and one with InvertedPendulum beside it
+    give CartPole's gains and selection gains the same intervals, to the last digit."""
+    spec = SweepSpec(envs=["CartPole-v1"], total_steps=2000, seeds=[0, 1, 2], variants=["vanilla", "independent", "dpd"])
+    other = SweepSpec(envs=["InvertedPendulum-v5"], total_steps=2000, seeds=[0, 1, 2],
+                      variants=["vanilla", "independent", "dpd"])
+    final = {"vanilla": 100.0, "independent": 200.0, "dpd-a1": 300.0}
+    fake_sweep(tmp_path / "ip", other, {k: 10 * v for k, v in final.items()})
+    (tmp_path / "cp").mkdir()
+    (tmp_path / "cp" / "sweep.yaml").write_text(yaml.safe_dump(spec.to_dict()))
+    for trial in expand(spec):  # students and seeds that differ: intervals of some width
+        seed, value = trial.config.seed, final[trial.label] + 37.0 * trial.config.seed ** 2
+        curves = ({"vanilla": [0.0, value]} if trial.label == "vanilla" else
+                  {"student0": [0.0, value - 20 * seed], "student1": [0.0, value + 15 + seed]})
+        write_fake_run(tmp_path / "cp" / RUNS_DIR / trial.name, trial.config, curves)
+    assert main(["report", str(tmp_path / "cp"), "--out", str(tmp_path / "alone")]) == 0
+    assert main(["report", str(tmp_path / "cp"), str(tmp_path / "ip"), "--out", str(tmp_path / "both")]) == 0
+
+    def cartpole(folder: str) -> list:
+        g = json.loads((tmp_path / folder / "aggregates_ppo.json").read_text())["gains"]
+        return [g[kind][group]["per_task"]["CartPole-v1"] for kind in g for group in g[kind]]
+
+    alone = cartpole("alone")
+    assert alone == cartpole("both")
+    assert any(lo < hi for _, lo, hi in alone)  # not only zero-width intervals
+
+
 @pytest.mark.parametrize("case,message", [
     ("no-out", "say where it goes with --out DIR"),
     ("budget", "differ in total_steps (4000 vs 2000)"),

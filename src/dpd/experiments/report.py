@@ -18,6 +18,7 @@ with the same budget, preset and overrides (a study's stages, extra seeds in a f
 from __future__ import annotations
 
 import json
+import zlib
 from collections import defaultdict
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -165,6 +166,18 @@ def _pair_log(progress: Path) -> tuple[np.ndarray, np.ndarray, float]:
 
 
 # ---------------------------------------------------------------------- statistics
+def stream_seed(*key: str) -> int:
+    """The seed of one estimate's bootstrap, fixed by what it estimates (e.g. algo, task, group, statistic). Every
+    CI draws from its own stream: adding runs of another group or task never moves it (one generator shared in
+    sequence did, by a few units of return)."""
+    return zlib.crc32("|".join(key).encode())
+
+
+def stream(*key: str) -> np.random.Generator:
+    """A generator on :func:`stream_seed` ``(*key)``."""
+    return np.random.default_rng(stream_seed(*key))
+
+
 def bootstrap_ci(values: np.ndarray, rng: np.random.Generator, reps: int = BOOTSTRAP_REPS) -> tuple[float, float]:
     """95% percentile bootstrap CI of the mean of ``values`` (1-D, NaNs dropped)."""
     v = values[~np.isnan(values)]
@@ -188,8 +201,9 @@ def normalizer(task: str, finals: list[float]) -> tuple[float, float, str]:
     return lo, hi if hi > lo else lo + 1.0, "min-max of this sweep's final returns"
 
 
-def aggregates(runs: list[Run], algo: str, rng_seed: int = 0) -> tuple[dict[str, Any], list[str]]:
-    """rliable IQM / mean of normalised final returns with stratified-bootstrap CIs, and P(DPD > vanilla)."""
+def aggregates(runs: list[Run], algo: str) -> tuple[dict[str, Any], list[str]]:
+    """rliable IQM / mean of normalised final returns with stratified-bootstrap CIs, and P(DPD > vanilla); each
+    estimate on its own random stream (:func:`stream_seed`)."""
     import warnings
 
     from rliable import library as rly
@@ -226,8 +240,12 @@ def aggregates(runs: list[Run], algo: str, rng_seed: int = 0) -> tuple[dict[str,
     result: dict[str, Any] = {"tasks": tasks, "runs_per_task": n_of, "normalisation": norms, "groups": {}}
     # a bootstrap needs >= 2 runs per task; a group with one gets its point estimate and no interval (None)
     boot = {g: s for g, s in scores.items() if n_of[g] >= 2}
-    point, ci = (rly.get_interval_estimates(boot, agg, reps=BOOTSTRAP_REPS, random_state=np.random.RandomState(rng_seed))
-                 if boot else ({}, {}))
+    point: dict[str, Any] = {}
+    ci: dict[str, Any] = {}
+    for g, s in boot.items():
+        p, c = rly.get_interval_estimates({g: s}, agg, reps=BOOTSTRAP_REPS,
+                                          random_state=np.random.RandomState(stream_seed(algo, "aggregate", g)))
+        point[g], ci[g] = p[g], c[g]
     for g, s in scores.items():
         if g not in boot:
             point[g] = agg(s)
@@ -239,7 +257,8 @@ def aggregates(runs: list[Run], algo: str, rng_seed: int = 0) -> tuple[dict[str,
     def improvement(g: str, other: str) -> dict[str, Any]:
         if g in boot and other in boot:
             p, c = rly.get_interval_estimates({g: (scores[g], scores[other])}, probability_of_improvement,
-                                              reps=BOOTSTRAP_REPS, random_state=np.random.RandomState(rng_seed))
+                                              reps=BOOTSTRAP_REPS,
+                                              random_state=np.random.RandomState(stream_seed(algo, "P", g, other)))
             lo, hi = np.asarray(c[g], dtype=float).ravel()
             return {"p": float(np.asarray(p[g]).ravel()[0]), "ci": [lo, hi]}
         return {"p": probability_of_improvement(scores[g], scores[other]), "ci": None}
@@ -288,7 +307,7 @@ def _diff_ci(a: np.ndarray, b: np.ndarray, rng: np.random.Generator) -> tuple[fl
     return d, float(np.percentile(boot, 2.5)), float(np.percentile(boot, 97.5))
 
 
-def gains(runs: list[Run], algo: str, rng: np.random.Generator) -> dict[str, Any]:
+def gains(runs: list[Run], algo: str) -> dict[str, Any]:
     """Distillation gain of every DPD variant over the independent pair (students' mean, better, worse student) and
     the selection gain (better student minus students' mean) of every pair variant: per task in raw final returns,
     pooled over tasks in normalised units (the mean over tasks of the per-task differences; stratified bootstrap)."""
@@ -302,7 +321,7 @@ def gains(runs: list[Run], algo: str, rng: np.random.Generator) -> dict[str, Any
     def values(variant: str, task: str, stat: str) -> np.ndarray:
         return np.array([r.metric(stat, "final") for r in done if r.variant == variant and r.env_id == task])
 
-    def pooled(pairs: dict[str, tuple[np.ndarray, np.ndarray]]) -> tuple[float, float, float]:
+    def pooled(pairs: dict[str, tuple[np.ndarray, np.ndarray]], rng: np.random.Generator) -> tuple[float, float, float]:
         """Mean over tasks of normalised mean(a) - mean(b), with a stratified bootstrap CI."""
         usable = {t: ab for t, ab in pairs.items() if len(ab[0]) and len(ab[1])}
         if not usable:
@@ -320,11 +339,14 @@ def gains(runs: list[Run], algo: str, rng: np.random.Generator) -> dict[str, Any
         if v != INDEPENDENT and INDEPENDENT in variants:
             for stat in PAIR_STATS:
                 pairs = {t: (values(v, t, stat), values(INDEPENDENT, t, stat)) for t in tasks}
+                key = (algo, "distillation", v, stat)
                 out["distillation"][f"{v} ({PAIR_STATS[stat]})"] = {
-                    "per_task": {t: _diff_ci(a, b, rng) for t, (a, b) in pairs.items()}, "pooled": pooled(pairs)}
+                    "per_task": {t: _diff_ci(a, b, stream(*key, t)) for t, (a, b) in pairs.items()},
+                    "pooled": pooled(pairs, stream(*key, "pooled"))}
         sel = {t: (values(v, t, "better") - values(v, t, "students_mean"), np.zeros(1)) for t in tasks}
-        out["selection"][v] = {"per_task": {t: _mean_ci(a, rng) for t, (a, _) in sel.items()},
-                               "pooled": pooled({t: (a, np.zeros(len(a))) for t, (a, _) in sel.items()})}
+        out["selection"][v] = {"per_task": {t: _mean_ci(a, stream(algo, "selection", v, t)) for t, (a, _) in sel.items()},
+                               "pooled": pooled({t: (a, np.zeros(len(a))) for t, (a, _) in sel.items()},
+                                                stream(algo, "selection", v, "pooled"))}
     return out
 
 
@@ -360,7 +382,7 @@ def format_interval(v: Sequence[float], digits: int = 1) -> str:
 
 
 # ---------------------------------------------------------------------- figures
-def plot_curves(runs: list[Run], env_id: str, algo: str, path: Path, rng: np.random.Generator) -> None:
+def plot_curves(runs: list[Run], env_id: str, algo: str, path: Path) -> None:
     import matplotlib
 
     matplotlib.use("Agg")
@@ -378,6 +400,7 @@ def plot_curves(runs: list[Run], env_id: str, algo: str, path: Path, rng: np.ran
         curves = lines[label]
         grid, ys = _on_grid(curves)
         mean = np.nanmean(ys, axis=0)
+        rng = stream(algo, "curve", env_id, label)
         lo_hi = np.array([bootstrap_ci(ys[:, j], rng) for j in range(len(grid))])
         ax.plot(grid, mean, label=f"{label} (n={len(curves)})", linestyle="-" if label == "vanilla" else "--")
         ax.fill_between(grid, lo_hi[:, 0], lo_hi[:, 1], alpha=0.2)
@@ -469,7 +492,6 @@ def write_report(sweep_dirs: str | Path | Sequence[str | Path], out: str | Path 
     if folder.exists() and not folder.is_dir():
         raise DPDUserError(f"{folder} is a file; --out needs a folder")
     folder.mkdir(parents=True, exist_ok=True)
-    rng = np.random.default_rng(0)
     done = [r for r in runs if r.status == "finished"]
     lines = [
         f"# Sweep report: {' + '.join(d.name for d in dirs)}",
@@ -499,7 +521,7 @@ def write_report(sweep_dirs: str | Path | Sequence[str | Path], out: str | Path 
                 lines += ["No finished run yet.", ""]
                 continue
             png = f"curves_{env_id.replace(':', '_')}_{algo}.png"
-            plot_curves(these, env_id, algo, folder / png, rng)
+            plot_curves(these, env_id, algo, folder / png)
             lines += [f"![learning curves]({png})", "",
                       "| method | learner | n | final | mean | max |", "|---|---|---|---|---|---|"]
             for variant in arm_order({r.variant for r in these}):
@@ -550,7 +572,7 @@ def write_report(sweep_dirs: str | Path | Sequence[str | Path], out: str | Path 
                 o = over.get(g)
                 other = _estimate(o["p"], o["ci"]) if o else "—"
                 lines.append(f"| {g} | {_estimate(v['p'], v['ci'])} | {other} |")
-        g_all = gains(runs, algo, rng)
+        g_all = gains(runs, algo)
         agg["gains"] = g_all
         if g_all["distillation"] or g_all["selection"]:
             tasks = agg["tasks"]
