@@ -130,8 +130,8 @@ def test_the_study_table_is_the_reports_numbers(tmp_path, capsys):
     # steps: student0 2 phases of 10, student1 1 -> mean 15, range 10-20
     assert point == pytest.approx(105.0)
     assert (f"| dpd-a1 | 2 | 305 | 320 | 290 | +105 [{lo:+.0f}, {hi:+.0f}] / +140 | +15 [+10, +20] | 15 (10-20) | "
-            "s0 0.30 / s1 0.35 |") in out
-    assert "| independent | 2 | 200 | 250 | 150 | — | +50 [+0, +100] | 0 | s0 0.30 / s1 0.35 |" in out
+            "s0: 0.3 / s1: 0.35 |") in out
+    assert "| independent | 2 | 200 | 250 | 150 | — | +50 [+0, +100] | 0 | s0: 0.3 / s1: 0.35 |" in out
     assert "| vanilla (all steps) | 2 | 400 (one learner) |" in out  # 400 and 401: mean 400.5 prints as 400
 
 

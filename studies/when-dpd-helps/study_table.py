@@ -18,7 +18,7 @@ from pathlib import Path
 
 import numpy as np
 
-from dpd.experiments.report import HALF, arm_order, format_interval, load_sweeps
+from dpd.experiments.report import HALF, arm_order, format_interval, load_sweeps, pair_end_cells
 
 
 def main(argv: list[str]) -> int:
@@ -55,11 +55,7 @@ def main(argv: list[str]) -> int:
                 mean_gain, worse_gain = (d[f"{arm} ({s})"]["per_task"][task] for s in ("students' mean", "worse student"))
                 gain = f"{format_interval(mean_gain, 0)} / {worse_gain[0]:+.0f}"
             selection = format_interval(agg["gains"]["selection"][arm]["per_task"][task], 0)
-            steps = [n for r in group for n in r.distill_steps.values()]
-            # the range only where the students differ by more than 1% (a phase skipped here and there is not news)
-            span = f"{np.mean(steps):,.0f}" + (f" ({min(steps):,.0f}-{max(steps):,.0f})"
-                                                if max(steps) - min(steps) > 0.01 * np.mean(steps) else "")
-            distance = " / ".join(f"s{r.seed} {r.final_distance():.2f}" for r in group)
+            distance, _, span = pair_end_cells(group)  # the report's own cells
             print(f"| {arm} | {len(group)} | {stat['students_mean']:.0f} | {stat['better']:.0f} | {stat['worse']:.0f} | "
                   f"{gain} | {selection} | {span} | {distance} |")
     return 0
