@@ -83,6 +83,19 @@ def test_stage_2_sweeps_pool_with_stage_1():
     assert controls.seeds == chooser.STAGE2_SEEDS
 
 
+def test_the_alpha_stage_pools_with_stage_1_and_differs_from_it_only_in_alpha():
+    stage1 = SweepSpec.from_dict(yaml.safe_load((STUDY / "stage1.yaml").read_text()))
+    alpha = SweepSpec.from_dict(yaml.safe_load((STUDY / "stage3-alpha.yaml").read_text()))
+    assert (alpha.total_steps, alpha.preset, alpha.overrides, alpha.envs, alpha.seeds) == (
+        stage1.total_steps, stage1.preset, stage1.overrides, stage1.envs, stage1.seeds)
+    trials = expand(alpha)
+    assert sorted({t.label for t in trials}) == ["dense1-a0.1", "dense1-a10"] and len(trials) == 12
+    base = {t.config.env_id: t.config for t in expand(stage1) if t.label == "dense1" and t.config.seed == 0}
+    for t in trials:
+        if t.config.seed == 0:  # stage 1's dense1 trial of that task, but for alpha
+            assert {**t.config.to_dict(), "alpha": 1.0} == base[t.config.env_id].to_dict()
+
+
 def test_the_script_prints_the_choice_and_writes_the_arms_sweep(tmp_path, capsys):
     report = tmp_path / "report"
     report.mkdir()
