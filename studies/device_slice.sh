@@ -38,6 +38,12 @@ busy() {  # refuse when a run of sweep folder $1 is being trained here (dpd hold
 case "$cmd" in
 pack)
   commit=$1 runs=$2; shift 2
+  for spec in "$@"; do  # NAME:CONFIG:WORKERS, each part there
+    IFS=: read -r name config workers <<< "$spec"
+    [ -n "$name" ] && [ -f "$config" ] && [[ "$workers" =~ ^[1-9][0-9]*$ ]] || {
+      echo "device_slice: '$spec': give NAME:CONFIG:WORKERS (a sweep folder's name under $runs, its YAML, runs side by side)" >&2
+      exit 1; }
+  done
   [ "$D" != .devstudy ] || grep -qxF "/$D/" .git/info/exclude 2>/dev/null || echo "/$D/" >> .git/info/exclude
   for spec in "$@"; do busy "$runs/${spec%%:*}"; done
   rm -rf "$D" && mkdir -p "$D/configs" "$D/sweeps"
@@ -99,6 +105,8 @@ run)
   ;;
 merge)
   runs=$1 files=$2
+  compgen -G "$files/runs.tar.xz.*" >/dev/null || { echo "device_slice: no runs.tar.xz.* in $files (give the folder" \
+                                                      "the run's \$OUT came back to)" >&2; exit 1; }
   tmp=$(mktemp -d)
   cat "$files"/runs.tar.xz.* | xz -d | tar -x -C "$tmp"
   for sweep in "$tmp"/*/; do busy "$runs/$(basename "$sweep")"; done

@@ -240,3 +240,20 @@ def test_a_device_slice_round_trip_adds_up(tmp_path):
         assert "0 finished" in again and "already done" in again
     assert list((runs / "device-logs").iterdir())
     shutil.rmtree(tmp_path / "devstudy")
+
+
+@pytest.mark.parametrize("args,message", [
+    (["merge", "RUNS", "EMPTY"], "no runs.tar.xz.* in"),
+    (["pack", "HEAD", "RUNS", "a:missing.yaml:2"], "give NAME:CONFIG:WORKERS"),
+    (["pack", "HEAD", "RUNS", "a:studies/when-dpd-helps/stage1.yaml:two"], "give NAME:CONFIG:WORKERS"),
+    (["unpack"], "unknown command unpack"),
+])
+def test_device_slice_refuses_bad_input_in_one_line(tmp_path, args, message):
+    import subprocess
+
+    (tmp_path / "EMPTY").mkdir()
+    args = [str(tmp_path / a) if a in ("RUNS", "EMPTY") else a for a in args]
+    done = subprocess.run(["studies/device_slice.sh", *args], cwd=STUDY.parents[1], capture_output=True, text=True,
+                          env={"PATH": "/usr/bin:/bin", "DEVSTUDY": str(tmp_path / "devstudy")}, timeout=60)
+    assert done.returncode != 0 and done.stderr.startswith("device_slice: ") and message in done.stderr
+    assert len(done.stderr.strip().splitlines()) == 1 and not (tmp_path / "devstudy").exists()
