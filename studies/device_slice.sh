@@ -108,6 +108,7 @@ merge)
   compgen -G "$files/runs.tar.xz.*" >/dev/null || { echo "device_slice: no runs.tar.xz.* in $files (give the folder" \
                                                       "the run's \$OUT came back to)" >&2; exit 1; }
   tmp=$(mktemp -d)
+  trap 'rm -rf "$tmp"' EXIT  # also when a run is found training here and nothing is merged
   cat "$files"/runs.tar.xz.* | xz -d | tar -x -C "$tmp"
   for sweep in "$tmp"/*/; do busy "$runs/$(basename "$sweep")"; done
   for sweep in "$tmp"/*/; do
@@ -123,7 +124,6 @@ merge)
   done
   logs="$runs/device-logs/$(date -u +%Y%m%dT%H%M%SZ)"
   mkdir -p "$logs" && cp "$files"/*.log "$files"/versions.txt "$logs/"
-  rm -rf "$tmp"
   ;;
 *)
   echo "device_slice: unknown command $cmd (pack | run | merge)" >&2; exit 2

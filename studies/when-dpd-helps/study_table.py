@@ -41,7 +41,7 @@ def main(argv: list[str]) -> int:
               "optimiser steps per student | pair action distance at the end, per seed |")
         print("|---|---|---|---|---|---|---|---|---|")
         for arm in arm_order({r.variant for r in these}):
-            group = sorted((r for r in these if r.variant == arm), key=lambda r: r.seed)
+            group = [r for r in these if r.variant == arm]
             if arm == "vanilla":
                 for learner, name in (("vanilla", "vanilla (all steps)"), (HALF, f"vanilla {HALF}")):
                     mean = np.mean([r.metric(learner, "final") for r in group])
