@@ -146,6 +146,9 @@ def test_the_study_table_is_the_reports_numbers(tmp_path, capsys):
             "s0: 0.3 / s1: 0.35 |") in out
     assert "| independent | 2 | 200 | 250 | 150 | — | +50 [+0, +100] | 0 | s0: 0.3 / s1: 0.35 |" in out
     assert "| vanilla (all steps) | 2 | 400 (one learner) |" in out  # 400 and 401: mean 400.5 prints as 400
+    # seed by seed: DPD 320 / 290 against the independent pair's 200 / 200 on the same seeds; a 2-value bootstrap's
+    # 2.5 / 97.5 percentiles are the two values themselves
+    assert "| dpd-a1 | 2 | s0: +120 / s1: +90 | 2 of 2 | +105 [+90, +120] |" in out
 
 
 def test_power_matches_cohens_table():

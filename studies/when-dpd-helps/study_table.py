@@ -8,6 +8,11 @@ Per task and arm: final return (mean over seeds) of the students' mean, the bett
 distillation gain over the independent pair (students' mean with its 95% CI, and the worse student's) and the
 selection gain with its CI, both as the report computed them (read from its aggregates_ppo.json, so the intervals are
 the report's); the distillation optimiser steps per student; the pair's action distance at the end, per seed.
+
+Then, per task, a secondary view the report does not give: every DPD arm against the independent pair *of the same
+seed* (both pairs start from the same two networks): the per-seed difference of the students' mean, how many seeds
+DPD won, and the paired mean with a 95% bootstrap CI over seeds. The study's verdict rests on the report's unpaired
+interval (pre-registered); the paired one shows whether a gain is consistent across seeds.
 """
 
 from __future__ import annotations
@@ -18,7 +23,35 @@ from pathlib import Path
 
 import numpy as np
 
-from dpd.experiments.report import HALF, arm_order, format_interval, load_sweeps, pair_end_cells
+from dpd.experiments.report import (
+    HALF,
+    Run,
+    arm_order,
+    bootstrap_ci,
+    format_interval,
+    load_sweeps,
+    pair_end_cells,
+    stream,
+)
+
+
+def paired_rows(runs: list[Run], task: str) -> list[str]:
+    """Table rows: each DPD arm's students' mean minus the independent pair's on the same seed (seeds both have)."""
+    independent = {r.seed: r.metric("students_mean", "final") for r in runs if r.variant == "independent"}
+    rows = []
+    for arm in arm_order({r.variant for r in runs}):
+        if arm in ("vanilla", "independent"):
+            continue
+        mine = {r.seed: r.metric("students_mean", "final") for r in runs if r.variant == arm}
+        seeds = sorted(set(mine) & set(independent))
+        if not seeds:
+            continue
+        diffs = np.array([mine[s] - independent[s] for s in seeds])
+        lo, hi = bootstrap_ci(diffs, stream("study_table", "paired", task, arm))
+        interval = format_interval((float(diffs.mean()), lo, hi) if len(diffs) > 1 else (float(diffs[0]), np.nan, np.nan), 0)
+        per_seed = " / ".join(f"s{s}: {d:+.0f}" for s, d in zip(seeds, diffs, strict=True))
+        rows.append(f"| {arm} | {len(seeds)} | {per_seed} | {int((diffs > 0).sum())} of {len(seeds)} | {interval} |")
+    return rows
 
 
 def main(argv: list[str]) -> int:
@@ -58,6 +91,12 @@ def main(argv: list[str]) -> int:
             distance, _, span = pair_end_cells(group)  # the report's own cells
             print(f"| {arm} | {len(group)} | {stat['students_mean']:.0f} | {stat['better']:.0f} | {stat['worse']:.0f} | "
                   f"{gain} | {selection} | {span} | {distance} |")
+        rows = paired_rows(these, task)
+        if rows:
+            print(f"\nSeed by seed against the independent pair ({task}, students' mean, final return):\n")
+            print("| arm | seeds | DPD minus independent, per seed | seeds DPD won | paired mean [95% CI over seeds] |")
+            print("|---|---|---|---|---|")
+            print("\n".join(rows))
     return 0
 
 
