@@ -149,6 +149,9 @@ def test_the_study_table_is_the_reports_numbers(tmp_path, capsys):
     # seed by seed: DPD 320 / 290 against the independent pair's 200 / 200 on the same seeds; a 2-value bootstrap's
     # 2.5 / 97.5 percentiles are the two values themselves
     assert "| dpd-a1 | 2 | s0: +120 / s1: +90 | 2 of 2 | +105 [+90, +120] |" in out
+    # every learner, seed by seed
+    assert "| vanilla | 400 | 401 |" in out and "| independent | 100 / 300 | 200 / 200 |" in out
+    assert "| dpd-a1 | 300 / 340 | 280 / 300 |" in out
 
 
 def test_power_matches_cohens_table():

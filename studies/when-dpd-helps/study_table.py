@@ -13,6 +13,9 @@ Then, per task, a secondary view the report does not give: every DPD arm against
 seed* (both pairs start from the same two networks): the per-seed difference of the students' mean, how many seeds
 DPD won, and the paired mean with a 95% bootstrap CI over seeds. The study's verdict rests on the report's unpaired
 interval (pre-registered); the paired one shows whether a gain is consistent across seeds.
+
+Last, per task, every learner's final return seed by seed (vanilla's one learner, each pair's two students): the raw
+numbers under the means, where a heavy tail (a seed escaping a plateau) shows.
 """
 
 from __future__ import annotations
@@ -33,6 +36,15 @@ from dpd.experiments.report import (
     pair_end_cells,
     stream,
 )
+
+
+def learner_cell(runs: list[Run], arm: str, seed: int) -> str:
+    """``1803`` (vanilla), ``1482 / 1763`` (a pair's students), or empty where the arm has no run of that seed."""
+    run = next((r for r in runs if r.variant == arm and r.seed == seed), None)
+    if run is None:
+        return ""
+    learners = ["vanilla"] if arm == "vanilla" else ["student0", "student1"]
+    return " / ".join(f"{run.metric(learner, 'final'):.0f}" for learner in learners)
 
 
 def paired_rows(runs: list[Run], task: str) -> list[str]:
@@ -97,6 +109,11 @@ def main(argv: list[str]) -> int:
             print("| arm | seeds | DPD minus independent, per seed | seeds DPD won | paired mean [95% CI over seeds] |")
             print("|---|---|---|---|---|")
             print("\n".join(rows))
+        print(f"\nEvery learner's final return, seed by seed ({task}; a pair: student0 / student1):\n")
+        print("| arm | " + " | ".join(f"s{s}" for s in sorted({r.seed for r in these})) + " |")
+        print("|---|" + "---|" * len({r.seed for r in these}))
+        for arm in arm_order({r.variant for r in these}):
+            print(f"| {arm} | " + " | ".join(learner_cell(these, arm, s) for s in sorted({r.seed for r in these})) + " |")
     return 0
 
 
