@@ -325,9 +325,34 @@ def test_report_distillation_and_selection_gains_match_a_hand_computation(tmp_pa
     assert agg["probability_over_independent"]["dpd-a1 (worse student)"]["p"] == pytest.approx(1.0)
     # where the pooled CI lies: the worse student's gain (+0.47 [+0.29, +0.62]) is one, the better student's is not
     rows = text.splitlines()
-    assert any(r.startswith("| dpd-a1 (worse student) |") and r.endswith("| above 0: a gain |") for r in rows)
-    assert any(r.startswith("| dpd-a1 (better student) |") and r.endswith("| spans 0: no measurable effect |")
+    assert any(r.startswith("| dpd-a1 (worse student) |") and r.endswith("| above 0: a gain | 3 / 3 |") for r in rows)
+    assert any(r.startswith("| dpd-a1 (better student) |") and r.endswith("| spans 0: no measurable effect | 3 / 3 |")
                for r in rows)
+
+
+def test_a_gain_rests_on_the_seeds_both_groups_have(tmp_path):
+    """Control seeds added by a later stage (here the independent pair's seeds 3-4, far better) do not move an arm's
+    gain: it compares the seeds both have. Where the groups share no seed, all runs of both, and the report says so."""
+    spec = SweepSpec(envs=["CartPole-v1"], total_steps=2000, seeds=[0, 1, 2], variants=["independent", "dpd"])
+    fake_sweep(tmp_path / "stage1", spec, {"independent": 100.0, "dpd-a1": 150.0})
+    more = SweepSpec(envs=["CartPole-v1"], total_steps=2000, seeds=[3, 4], variants=["independent"])
+    fake_sweep(tmp_path / "stage2", more, {"independent": 1000.0})
+    write_report([tmp_path / "stage1", tmp_path / "stage2"], tmp_path / "both")
+    agg = json.loads((tmp_path / "both" / "aggregates_ppo.json").read_text())
+    gain = agg["gains"]["distillation"]["dpd-a1 (students' mean)"]
+    point, lo, hi = gain["per_task"]["CartPole-v1"]  # 150-152 against 100-102 (with seeds 3-4: 460.2)
+    assert point == pytest.approx(50.0) and 48.0 <= lo <= hi <= 52.0
+    assert gain["runs"]["CartPole-v1"] == [3, 3, True]
+    # no shared seed: the arm's seeds 5-6 against the independent pair's 0-2 and 3-4, all runs of both
+    other = SweepSpec(envs=["CartPole-v1"], total_steps=2000, seeds=[5, 6], variants=["dpd"], alphas=[2.0])
+    fake_sweep(tmp_path / "late", other, {"dpd-a2": 300.0})
+    text = write_report([tmp_path / "stage1", tmp_path / "stage2", tmp_path / "late"], tmp_path / "all").read_text()
+    agg = json.loads((tmp_path / "all" / "aggregates_ppo.json").read_text())
+    late = agg["gains"]["distillation"]["dpd-a2 (students' mean)"]
+    assert late["runs"]["CartPole-v1"] == [2, 5, False]
+    assert late["per_task"]["CartPole-v1"][0] == pytest.approx(305.5 - np.mean([100, 101, 102, 1003, 1004]))
+    assert any(r.startswith("| dpd-a2 (students' mean) |") and r.endswith("| 2 vs 5 (no shared seed) |")
+               for r in text.splitlines())
 
 
 def fake_sweep(folder: Path, spec: SweepSpec, final: dict[str, float]) -> None:

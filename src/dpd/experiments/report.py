@@ -310,7 +310,9 @@ def _diff_ci(a: np.ndarray, b: np.ndarray, rng: np.random.Generator) -> tuple[fl
 def gains(runs: list[Run], algo: str) -> dict[str, Any]:
     """Distillation gain of every DPD variant over the independent pair (students' mean, better, worse student) and
     the selection gain (better student minus students' mean) of every pair variant: per task in raw final returns,
-    pooled over tasks in normalised units (the mean over tasks of the per-task differences; stratified bootstrap)."""
+    pooled over tasks in normalised units (the mean over tasks of the per-task differences; stratified bootstrap).
+    A gain compares the two groups on the seeds both have on that task (all runs of both where they share none);
+    ``runs[task]`` = [the arm's runs, the independent pair's runs, whether they are the shared seeds]."""
     done = [r for r in runs if r.status == "finished" and r.algo == algo and r.variant != "vanilla"]
     tasks = sorted({r.env_id for r in done})
     finals = [r.metric(s, "final") for r in runs if r.status == "finished" and r.algo == algo
@@ -318,8 +320,16 @@ def gains(runs: list[Run], algo: str) -> dict[str, Any]:
     norms = {t: normalizer(t, finals) for t in tasks}
     out: dict[str, Any] = {"distillation": {}, "selection": {}}
 
-    def values(variant: str, task: str, stat: str) -> np.ndarray:
-        return np.array([r.metric(stat, "final") for r in done if r.variant == variant and r.env_id == task])
+    def values(variant: str, task: str, stat: str, seeds: set[int] | None = None) -> np.ndarray:
+        return np.array([r.metric(stat, "final") for r in done if r.variant == variant and r.env_id == task
+                         and (seeds is None or r.seed in seeds)])
+
+    def shared_seeds(variant: str, task: str) -> set[int] | None:
+        """The seeds both the arm and the independent pair have on ``task`` (None where they share none: then all
+        runs of both). Arms share the students' seeds by design, so a seed is the same two starting networks in
+        both; and a later stage adding control seeds leaves an earlier arm's gain where it was."""
+        mine, theirs = ({r.seed for r in done if r.variant == v and r.env_id == task} for v in (variant, INDEPENDENT))
+        return (mine & theirs) or None
 
     def pooled(pairs: dict[str, tuple[np.ndarray, np.ndarray]], rng: np.random.Generator) -> tuple[float, float, float]:
         """Mean over tasks of normalised mean(a) - mean(b), with a stratified bootstrap CI."""
@@ -337,12 +347,14 @@ def gains(runs: list[Run], algo: str) -> dict[str, Any]:
     variants = sorted({r.variant for r in done})
     for v in variants:
         if v != INDEPENDENT and INDEPENDENT in variants:
+            shared = {t: shared_seeds(v, t) for t in tasks}
             for stat in PAIR_STATS:
-                pairs = {t: (values(v, t, stat), values(INDEPENDENT, t, stat)) for t in tasks}
+                pairs = {t: (values(v, t, stat, shared[t]), values(INDEPENDENT, t, stat, shared[t])) for t in tasks}
                 key = (algo, "distillation", v, stat)
                 out["distillation"][f"{v} ({PAIR_STATS[stat]})"] = {
                     "per_task": {t: _diff_ci(a, b, stream(*key, t)) for t, (a, b) in pairs.items()},
-                    "pooled": pooled(pairs, stream(*key, "pooled"))}
+                    "pooled": pooled(pairs, stream(*key, "pooled")),
+                    "runs": {t: [len(a), len(b), shared[t] is not None] for t, (a, b) in pairs.items()}}
         sel = {t: (values(v, t, "better") - values(v, t, "students_mean"), np.zeros(1)) for t in tasks}
         out["selection"][v] = {"per_task": {t: _mean_ci(a, stream(algo, "selection", v, t)) for t, (a, _) in sel.items()},
                                "pooled": pooled({t: (a, np.zeros(len(a))) for t, (a, _) in sel.items()},
@@ -356,6 +368,11 @@ def _mean_ci(a: np.ndarray, rng: np.random.Generator) -> tuple[float, float, flo
         return np.nan, np.nan, np.nan
     lo, hi = bootstrap_ci(a, rng) if len(a) >= 2 else (np.nan, np.nan)
     return float(a.mean()), lo, hi
+
+
+def _runs_cell(mine: int, theirs: int, shared: bool) -> str:
+    """``8`` (the seeds both groups have), or ``3 vs 8 (no shared seed)``."""
+    return f"{mine}" if shared else f"{mine} vs {theirs} (no shared seed)"
 
 
 def _estimate(point: float, ci: list[float] | None) -> str:
@@ -590,11 +607,15 @@ def write_report(sweep_dirs: str | Path | Sequence[str | Path], out: str | Path 
                       "where both groups have runs, of the normalised difference; 95% bootstrap CIs. *Distillation "
                       "gain* = DPD variant minus the independent pair (same statistic); *selection gain* = better "
                       "student minus students' mean.", "",
-                      "| distillation gain of | " + " | ".join(tasks) + " | pooled (normalised) | pooled 95% CI |",
-                      "|---|" + "---|" * (len(tasks) + 2)]
+                      "Each gain compares the two groups on the seeds both have on that task (the same two starting "
+                      "networks; control seeds added later leave it where it was), on all runs of both where they "
+                      "share no seed; *runs* gives the count per task (arm vs independent pair where they differ).", "",
+                      "| distillation gain of | " + " | ".join(tasks) + " | pooled (normalised) | pooled 95% CI | runs |",
+                      "|---|" + "---|" * (len(tasks) + 3)]
             for g, v in g_all["distillation"].items():
                 lines.append(f"| {g} | " + " | ".join(format_interval(v["per_task"][t]) for t in tasks) +
-                             f" | {format_interval(v['pooled'], 3)} | {_versus_zero(v['pooled'])} |")
+                             f" | {format_interval(v['pooled'], 3)} | {_versus_zero(v['pooled'])} | "
+                             + " / ".join(_runs_cell(*v["runs"][t]) for t in tasks) + " |")
             lines += ["", "| selection gain of | " + " | ".join(tasks) + " | pooled (normalised) |",
                       "|---|" + "---|" * (len(tasks) + 1)]
             for g, v in g_all["selection"].items():
