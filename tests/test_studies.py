@@ -148,7 +148,9 @@ def test_the_study_table_is_the_reports_numbers(tmp_path, capsys):
     assert "| vanilla (all steps) | 2 | 400 (one learner) |" in out  # 400 and 401: mean 400.5 prints as 400
     # seed by seed: DPD 320 / 290 against the independent pair's 200 / 200 on the same seeds; a 2-value bootstrap's
     # 2.5 / 97.5 percentiles are the two values themselves
-    assert "| dpd-a1 | 2 | s0: +120 / s1: +90 | 2 of 2 | +105 [+90, +120] |" in out
+    assert "| dpd-a1 | final | 2 | s0: +120 / s1: +90 | 2 of 2 | +105 [+90, +120] |" in out
+    # mean over training: every curve is (0, final), so half the final: +60 / +45
+    assert "| dpd-a1 | mean over training | 2 | s0: +60 / s1: +45 | 2 of 2 | +52 [+45, +60] |" in out
     # every learner, seed by seed
     assert "| vanilla | 400 | 401 |" in out and "| independent | 100 / 300 | 200 / 200 |" in out
     assert "| dpd-a1 | 300 / 340 | 280 / 300 |" in out

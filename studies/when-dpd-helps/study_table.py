@@ -11,8 +11,9 @@ the report's); the distillation optimiser steps per student; the pair's action d
 
 Then, per task, a secondary view the report does not give: every DPD arm against the independent pair *of the same
 seed* (both pairs start from the same two networks): the per-seed difference of the students' mean, how many seeds
-DPD won, and the paired mean with a 95% bootstrap CI over seeds. The study's verdict rests on the report's unpaired
-interval (pre-registered); the paired one shows whether a gain is consistent across seeds.
+DPD won, and the paired mean with a 95% bootstrap CI over seeds, for the final return and the mean return over
+training. The study's verdict rests on the report's unpaired interval (pre-registered); the paired one shows whether a
+gain is consistent across seeds.
 
 Last, per task, every learner's final return seed by seed (vanilla's one learner, each pair's two students): the raw
 numbers under the means, where a heavy tail (a seed escaping a plateau) shows.
@@ -47,22 +48,25 @@ def learner_cell(runs: list[Run], arm: str, seed: int) -> str:
     return " / ".join(f"{run.metric(learner, 'final'):.0f}" for learner in learners)
 
 
-def paired_rows(runs: list[Run], task: str) -> list[str]:
-    """Table rows: each DPD arm's students' mean minus the independent pair's on the same seed (seeds both have)."""
-    independent = {r.seed: r.metric("students_mean", "final") for r in runs if r.variant == "independent"}
+def paired_rows(runs: list[Run], task: str, kind: str = "final") -> list[str]:
+    """Table rows: each DPD arm's students' mean minus the independent pair's on the same seed (seeds both have);
+    ``kind``: ``final`` return or ``mean`` over training."""
+    independent = {r.seed: r.metric("students_mean", kind) for r in runs if r.variant == "independent"}
     rows = []
     for arm in arm_order({r.variant for r in runs}):
         if arm in ("vanilla", "independent"):
             continue
-        mine = {r.seed: r.metric("students_mean", "final") for r in runs if r.variant == arm}
+        mine = {r.seed: r.metric("students_mean", kind) for r in runs if r.variant == arm}
         seeds = sorted(set(mine) & set(independent))
         if not seeds:
             continue
         diffs = np.array([mine[s] - independent[s] for s in seeds])
-        lo, hi = bootstrap_ci(diffs, stream("study_table", "paired", task, arm))
+        lo, hi = bootstrap_ci(diffs, stream("study_table", "paired", task, arm, kind))
         interval = format_interval((float(diffs.mean()), lo, hi) if len(diffs) > 1 else (float(diffs[0]), np.nan, np.nan), 0)
         per_seed = " / ".join(f"s{s}: {d:+.0f}" for s, d in zip(seeds, diffs, strict=True))
-        rows.append(f"| {arm} | {len(seeds)} | {per_seed} | {int((diffs > 0).sum())} of {len(seeds)} | {interval} |")
+        label = "final" if kind == "final" else "mean over training"
+        won = f"{int((diffs > 0).sum())} of {len(seeds)}"
+        rows.append(f"| {arm} | {label} | {len(seeds)} | {per_seed} | {won} | {interval} |")
     return rows
 
 
@@ -103,11 +107,12 @@ def main(argv: list[str]) -> int:
             distance, _, span = pair_end_cells(group)  # the report's own cells
             print(f"| {arm} | {len(group)} | {stat['students_mean']:.0f} | {stat['better']:.0f} | {stat['worse']:.0f} | "
                   f"{gain} | {selection} | {span} | {distance} |")
-        rows = paired_rows(these, task)
+        rows = paired_rows(these, task) + paired_rows(these, task, "mean")
         if rows:
-            print(f"\nSeed by seed against the independent pair ({task}, students' mean, final return):\n")
-            print("| arm | seeds | DPD minus independent, per seed | seeds DPD won | paired mean [95% CI over seeds] |")
-            print("|---|---|---|---|---|")
+            print(f"\nSeed by seed against the independent pair ({task}, students' mean):\n")
+            print("| arm | return | seeds | DPD minus independent, per seed | seeds DPD won "
+                  "| paired mean [95% CI over seeds] |")
+            print("|---|---|---|---|---|---|")
             print("\n".join(rows))
         print(f"\nEvery learner's final return, seed by seed ({task}; a pair: student0 / student1):\n")
         print("| arm | " + " | ".join(f"s{s}" for s in sorted({r.seed for r in these})) + " |")
