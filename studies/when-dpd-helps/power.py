@@ -20,7 +20,9 @@ def power(effect: float, std: float, seeds: int, alpha: float = 0.05) -> float:
     df = 2 * seeds - 2
     nc = effect / (std * np.sqrt(2 / seeds))
     t = stats.t.ppf(1 - alpha / 2, df)
-    return float(1 - stats.nct.cdf(t, df, nc) + stats.nct.cdf(-t, df, nc))
+    # the wrong-sign tail underflows to NaN in scipy's nct for a large noncentrality (many seeds); it is ~0 there
+    wrong_sign = float(np.nan_to_num(stats.nct.cdf(-t, df, nc), nan=0.0))
+    return float(stats.nct.sf(t, df, nc)) + wrong_sign
 
 
 def minimum_detectable(std: float, seeds: int, target: float = 0.8) -> float:
