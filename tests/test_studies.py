@@ -201,8 +201,18 @@ def test_the_whole_study_runs_in_one_resumable_command(tmp_path):
     # 3 + 5 seeds of both controls and of the chosen arm, 3 of the other arm: 27 runs in one report
     assert "27 of 27 runs finished" in report
     assert f"| {arm} | students' mean | 8 |" in report and "| vanilla | vanilla | 8 |" in report
+    assert (runs / "report-stage2" / "tables.md").read_text().count("#### CartPole-v1") == 1
+    assert "no " in out and "stage3-alpha.yaml: done" in out  # no stage 3 sweep in this study: it ends there
+    # stage 3: alpha 0.1 of the chosen arm on seed 0, reported with stages 1 and 2
+    (study / "stage3-alpha.yaml").write_text(yaml.safe_dump(
+        {**common, "seeds": [0], "alphas": [0.1], "variants": ["dpd"],
+         "schedules": ["authors" if arm == "dpd-a1-authors" else "dense"]}))
     again = study_run()
     assert all(f"0 finished, {n} already done" in again for n in (12, 10, 5))  # stage 1, controls, the arm
+    assert "1 finished, 0 already done" in again  # stage 3's one run
+    report3 = (runs / "report-stage3" / "report.md").read_text()
+    assert "28 of 28 runs finished" in report3 and "a0.1" in report3
+    assert (runs / "report-stage3" / "tables.md").exists()
 
 
 @pytest.mark.slow

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # "When does DPD help?" in one resumable command: stage 1 (stage1.yaml), stage 2's arm chosen by the rule fixed
 # before stage 1 was looked at (choose_stage2.py), stage 2 (stage2-controls.yaml: 5 more seeds of both controls;
-# the chosen arm's 5 more seeds in a folder of its own), and the report of both stages.
+# the chosen arm's 5 more seeds in a folder of its own), the report of both stages with study_table.py's tables, and
+# stage 3 where stage3-alpha.yaml is in the study folder (alpha 0.1 / 10 of the chosen arm; reported with the rest).
 #
 #   nohup studies/when-dpd-helps/run_study.sh runs >> runs/study.log 2>&1 &
 #
@@ -38,4 +39,17 @@ echo "run_study: stage 2, controls then $arm ($(date -u +%FT%TZ))"
 "$dpd" sweep --config "$runs/stage2-arm.yaml" --out "$runs/study-stage2-$arm" --workers "$workers"
 "$report_dpd" report "$runs/study-stage1" "$runs/study-stage2-controls" "$runs/study-stage2-$arm" \
     --out "$runs/report-stage2"
-echo "run_study: done ($(date -u +%FT%TZ)): $runs/report-stage2/report.md"
+"$python" "$here/study_table.py" "$runs/report-stage2" "$runs/study-stage1" "$runs/study-stage2-controls" \
+    "$runs/study-stage2-$arm" > "$runs/report-stage2/tables.md"
+echo "run_study: stage 2 done ($(date -u +%FT%TZ)): $runs/report-stage2/report.md, tables.md"
+
+# stage 3 where its sweep is there: alpha for the chosen arm on stage 1's seeds, reported beside stages 1 and 2
+stage3=$study/stage3-alpha.yaml
+[ -f "$stage3" ] || { echo "run_study: no $stage3: done"; exit 0; }
+echo "run_study: stage 3 ($(date -u +%FT%TZ))"
+"$dpd" sweep --config "$stage3" --out "$runs/study-stage3-alpha" --workers "$workers"
+"$report_dpd" report "$runs/study-stage1" "$runs/study-stage2-controls" "$runs/study-stage2-$arm" \
+    "$runs/study-stage3-alpha" --out "$runs/report-stage3"
+"$python" "$here/study_table.py" "$runs/report-stage3" "$runs/study-stage1" "$runs/study-stage2-controls" \
+    "$runs/study-stage2-$arm" "$runs/study-stage3-alpha" > "$runs/report-stage3/tables.md"
+echo "run_study: done ($(date -u +%FT%TZ)): $runs/report-stage3/report.md, tables.md"
