@@ -152,7 +152,17 @@ def test_the_study_table_is_the_reports_numbers(tmp_path, capsys):
     assert "| dpd-a1 | final | 2 | s0: +120 / s1: +90 | 2 of 2 | +105 [+90, +120] |" in out
     # mean over training: every curve is (0, final), so half the final: +60 / +45
     assert "| dpd-a1 | mean over training | 2 | s0: +60 / s1: +45 | 2 of 2 | +52 [+45, +60] |" in out
-    # every learner, seed by seed
+    # seeds the independent pair lacks: the gain is on the seeds both have, and the cell says so
+    more = SweepSpec(envs=["CartPole-v1"], total_steps=2000, seeds=[2], variants=["dpd"])
+    (tmp_path / "more").mkdir()
+    (tmp_path / "more" / "sweep.yaml").write_text(yaml.safe_dump(more.to_dict()))
+    for trial in expand(more):
+        write_fake_run(tmp_path / "more" / "runs" / trial.name, trial.config, {"student0": [0.0, 0.0], "student1": [0.0, 0.0]})
+    write_report([sweep, tmp_path / "more"], tmp_path / "both")
+    assert table.main([str(tmp_path / "both"), str(sweep), str(tmp_path / "more")]) == 0
+    assert f"| dpd-a1 | 3 | 203 | 213 | 193 | +105 [{lo:+.0f}, {hi:+.0f}] / +140 (on the 2 seeds both have) |" in (
+        capsys.readouterr().out)
+    # (the first table) every learner, seed by seed
     assert "| vanilla | 400 | 401 |" in out and "| independent | 100 / 300 | 200 / 200 |" in out
     assert "| dpd-a1 | 300 / 340 | 280 / 300 |" in out
 

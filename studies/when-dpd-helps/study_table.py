@@ -103,6 +103,9 @@ def main(argv: list[str]) -> int:
                 d = agg["gains"]["distillation"]
                 mean_gain, worse_gain = (d[f"{arm} ({s})"]["per_task"][task] for s in ("students' mean", "worse student"))
                 gain = f"{format_interval(mean_gain, 0)} / {worse_gain[0]:+.0f}"
+                mine, _, shared = d[f"{arm} (students' mean)"].get("runs", {}).get(task, [len(group), 0, True])
+                if shared and mine != len(group):  # the report compares the seeds both groups have
+                    gain += f" (on the {mine} seeds both have)"
             selection = format_interval(agg["gains"]["selection"][arm]["per_task"][task], 0)
             distance, _, span = pair_end_cells(group)  # the report's own cells
             print(f"| {arm} | {len(group)} | {stat['students_mean']:.0f} | {stat['better']:.0f} | {stat['worse']:.0f} | "
