@@ -25,6 +25,12 @@ python=${PYTHON:-$root/.venv/bin/python}
 workers=${WORKERS:-2}
 mkdir -p "$runs"
 
+report() {  # report OUT SWEEP...: one dpd report of the sweep folders, and study_table.py's tables beside it
+  local out=$1; shift
+  "$report_dpd" report "$@" --out "$out"
+  "$python" "$here/study_table.py" "$out" "$@" > "$out/tables.md"
+}
+
 echo "run_study: stage 1 ($(date -u +%FT%TZ))"
 "$dpd" sweep --config "$study/stage1.yaml" --out "$runs/study-stage1" --workers "$workers"
 "$report_dpd" report "$runs/study-stage1" --out "$runs/report-stage1"
@@ -37,10 +43,7 @@ arm=$(sed -n 's/^stage 2 arm: \([^ ]*\).*/\1/p' "$runs/stage2-choice.txt")
 echo "run_study: stage 2, controls then $arm ($(date -u +%FT%TZ))"
 "$dpd" sweep --config "$study/stage2-controls.yaml" --out "$runs/study-stage2-controls" --workers "$workers"
 "$dpd" sweep --config "$runs/stage2-arm.yaml" --out "$runs/study-stage2-$arm" --workers "$workers"
-"$report_dpd" report "$runs/study-stage1" "$runs/study-stage2-controls" "$runs/study-stage2-$arm" \
-    --out "$runs/report-stage2"
-"$python" "$here/study_table.py" "$runs/report-stage2" "$runs/study-stage1" "$runs/study-stage2-controls" \
-    "$runs/study-stage2-$arm" > "$runs/report-stage2/tables.md"
+report "$runs/report-stage2" "$runs/study-stage1" "$runs/study-stage2-controls" "$runs/study-stage2-$arm"
 echo "run_study: stage 2 done ($(date -u +%FT%TZ)): $runs/report-stage2/report.md, tables.md"
 
 # stage 3 where its sweep is there: alpha for the chosen arm on stage 1's seeds, reported beside stages 1 and 2
@@ -48,8 +51,6 @@ stage3=$study/stage3-alpha.yaml
 [ -f "$stage3" ] || { echo "run_study: no $stage3: done"; exit 0; }
 echo "run_study: stage 3 ($(date -u +%FT%TZ))"
 "$dpd" sweep --config "$stage3" --out "$runs/study-stage3-alpha" --workers "$workers"
-"$report_dpd" report "$runs/study-stage1" "$runs/study-stage2-controls" "$runs/study-stage2-$arm" \
-    "$runs/study-stage3-alpha" --out "$runs/report-stage3"
-"$python" "$here/study_table.py" "$runs/report-stage3" "$runs/study-stage1" "$runs/study-stage2-controls" \
-    "$runs/study-stage2-$arm" "$runs/study-stage3-alpha" > "$runs/report-stage3/tables.md"
+report "$runs/report-stage3" "$runs/study-stage1" "$runs/study-stage2-controls" "$runs/study-stage2-$arm" \
+    "$runs/study-stage3-alpha"
 echo "run_study: done ($(date -u +%FT%TZ)): $runs/report-stage3/report.md, tables.md"

@@ -31,9 +31,9 @@ from dpd.experiments.report import (
     HALF,
     Run,
     arm_order,
-    bootstrap_ci,
     format_interval,
     load_sweeps,
+    mean_ci,
     pair_end_cells,
     stream,
 )
@@ -52,6 +52,7 @@ def paired_rows(runs: list[Run], task: str, kind: str = "final") -> list[str]:
     """Table rows: each DPD arm's students' mean minus the independent pair's on the same seed (seeds both have);
     ``kind``: ``final`` return or ``mean`` over training."""
     independent = {r.seed: r.metric("students_mean", kind) for r in runs if r.variant == "independent"}
+    label = "final" if kind == "final" else "mean over training"
     rows = []
     for arm in arm_order({r.variant for r in runs}):
         if arm in ("vanilla", "independent"):
@@ -61,10 +62,8 @@ def paired_rows(runs: list[Run], task: str, kind: str = "final") -> list[str]:
         if not seeds:
             continue
         diffs = np.array([mine[s] - independent[s] for s in seeds])
-        lo, hi = bootstrap_ci(diffs, stream("study_table", "paired", task, arm, kind))
-        interval = format_interval((float(diffs.mean()), lo, hi) if len(diffs) > 1 else (float(diffs[0]), np.nan, np.nan), 0)
+        interval = format_interval(mean_ci(diffs, stream("study_table", "paired", task, arm, kind)), 0)
         per_seed = " / ".join(f"s{s}: {d:+.0f}" for s, d in zip(seeds, diffs, strict=True))
-        label = "final" if kind == "final" else "mean over training"
         won = f"{int((diffs > 0).sum())} of {len(seeds)}"
         rows.append(f"| {arm} | {label} | {len(seeds)} | {per_seed} | {won} | {interval} |")
     return rows
@@ -118,10 +117,11 @@ def main(argv: list[str]) -> int:
             print("|---|---|---|---|---|---|")
             print("\n".join(rows))
         print(f"\nEvery learner's final return, seed by seed ({task}; a pair: student0 / student1):\n")
-        print("| arm | " + " | ".join(f"s{s}" for s in sorted({r.seed for r in these})) + " |")
-        print("|---|" + "---|" * len({r.seed for r in these}))
+        seeds = sorted({r.seed for r in these})
+        print("| arm | " + " | ".join(f"s{s}" for s in seeds) + " |")
+        print("|---|" + "---|" * len(seeds))
         for arm in arm_order({r.variant for r in these}):
-            print(f"| {arm} | " + " | ".join(learner_cell(these, arm, s) for s in sorted({r.seed for r in these})) + " |")
+            print(f"| {arm} | " + " | ".join(learner_cell(these, arm, s) for s in seeds) + " |")
     return 0
 
 

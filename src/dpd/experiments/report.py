@@ -356,13 +356,13 @@ def gains(runs: list[Run], algo: str) -> dict[str, Any]:
                     "pooled": pooled(pairs, stream(*key, "pooled")),
                     "runs": {t: [len(a), len(b), shared[t] is not None] for t, (a, b) in pairs.items()}}
         sel = {t: (values(v, t, "better") - values(v, t, "students_mean"), np.zeros(1)) for t in tasks}
-        out["selection"][v] = {"per_task": {t: _mean_ci(a, stream(algo, "selection", v, t)) for t, (a, _) in sel.items()},
+        out["selection"][v] = {"per_task": {t: mean_ci(a, stream(algo, "selection", v, t)) for t, (a, _) in sel.items()},
                                "pooled": pooled({t: (a, np.zeros(len(a))) for t, (a, _) in sel.items()},
                                                 stream(algo, "selection", v, "pooled"))}
     return out
 
 
-def _mean_ci(a: np.ndarray, rng: np.random.Generator) -> tuple[float, float, float]:
+def mean_ci(a: np.ndarray, rng: np.random.Generator) -> tuple[float, float, float]:
     """mean(a) and its 95% bootstrap CI (NaN CI below 2 values, all NaN when empty)."""
     if len(a) == 0:
         return np.nan, np.nan, np.nan
