@@ -445,6 +445,16 @@ def test_sweep_arms_schedules_and_colliding_names():
         expand(SweepSpec(envs=["CartPole-v1"], total_steps=2048, seeds=[0], arms={"../x": []}))
 
 
+def test_an_arm_at_one_non_default_alpha_is_labelled_apart_from_the_arm_at_alpha_1():
+    # a confirmation sweep of `one` at alpha 0.1 alone must not land in the report group of `one` at alpha 1
+    def labels(alphas):
+        return {t.label for t in expand(SweepSpec(envs=["CartPole-v1"], total_steps=2048, seeds=[0],
+                                                  variants=["one"], alphas=alphas, arms={"one": ["distill_steps=1"]}))}
+    assert labels([1.0]) == {"one"}
+    assert labels([0.1]) == {"one-a0.1"}
+    assert labels([0.1, 10.0]) == {"one-a0.1", "one-a10"}
+
+
 def test_both_backends_file_an_interrupted_trial_as_interrupted():
     from types import SimpleNamespace
 

@@ -97,6 +97,18 @@ def test_the_alpha_stage_pools_with_stage_1_and_differs_from_it_only_in_alpha():
             assert {**t.config.to_dict(), "alpha": 1.0} == base[t.config.env_id].to_dict()
 
 
+def test_the_confirmation_stage_is_stage_3s_alpha_0_1_arm_on_stage_2s_fresh_seeds():
+    alpha = SweepSpec.from_dict(yaml.safe_load((STUDY / "stage3-alpha.yaml").read_text()))
+    confirm = SweepSpec.from_dict(yaml.safe_load((STUDY / "stage4-alpha01.yaml").read_text()))
+    controls = SweepSpec.from_dict(yaml.safe_load((STUDY / "stage2-controls.yaml").read_text()))
+    assert confirm.seeds == controls.seeds and not set(confirm.seeds) & set(alpha.seeds)  # fresh seeds, with controls
+    trials = expand(confirm)
+    assert {t.label for t in trials} == {"dense1-a0.1"} and len(trials) == 10  # stage 3's label: pooled with it
+    base = {t.config.env_id: t.config for t in expand(alpha) if t.label == "dense1-a0.1" and t.config.seed == 0}
+    for t in trials:  # stage 3's trial of that task, but for the seed
+        assert {**t.config.to_dict(), "seed": 0} == base[t.config.env_id].to_dict()
+
+
 def test_the_script_prints_the_choice_and_writes_the_arms_sweep(tmp_path, capsys):
     report = tmp_path / "report"
     report.mkdir()

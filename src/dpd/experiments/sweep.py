@@ -128,8 +128,11 @@ def _variant_configs(spec: SweepSpec, variant: str) -> list[tuple[str, list[str]
     if variant == "independent":
         return [("", [], {"method": "independent"})]
     if variant in spec.arms:
+        # the alpha in the label wherever it is not the default: an arm run at alpha 0.1 alone must not share its
+        # label (and so its report group) with the same arm at alpha 1 from another sweep
         alphas = spec.alphas
-        return [(f"-a{a:g}" if len(alphas) > 1 else "", list(spec.arms[variant]), {"alpha": float(a)}) for a in alphas]
+        return [(f"-a{a:g}" if len(alphas) > 1 or a != 1.0 else "", list(spec.arms[variant]), {"alpha": float(a)})
+                for a in alphas]
     weighting = "exp" if variant == "dpd" else variant
     alphas = spec.alphas if variant == "dpd" else spec.alphas[:1]  # alpha only matters for exp weighting
     return [("", [], {"alpha": float(a), "weighting": weighting, "distill_schedule": sched})
