@@ -195,7 +195,7 @@ class TrainConfig:
     checkpoint_replay_buffer: bool = False
     #: stop (with a checkpoint) when this many distillation batches in a row had a non-finite loss.
     max_nonfinite_batches: int = field(default=100, metadata=POSITIVE)
-    #: keep a copy of each learner (model.zip + vecnormalize.pkl) in LEARNER/snapshots/<steps>/ when its own
+    #: keep a copy of each learner (model.zip, vecnormalize.pkl/.json, window.npz) in LEARNER/snapshots/<steps>/ when its own
     #: steps first reach each of these fractions of its budget (early / middle / late; `dpd analyze` reads
     #: them); [] keeps none.
     snapshots: list[float] = field(default_factory=lambda: [0.1, 0.5, 1.0])

@@ -83,8 +83,42 @@ class NonFiniteObservation(DPDUserError):
     """An environment produced NaN / inf observations (a user-facing, one-line error)."""
 
 
+def mujoco_state(env: gym.Env) -> np.ndarray | None:
+    """The full simulator state of a MuJoCo env (``mjSTATE_INTEGRATION``: positions, velocities, activations, the
+    solver's warm start, time, controls; restoring it reproduces the next step exactly), or None for other envs."""
+    unwrapped = env.unwrapped
+    model, data = getattr(unwrapped, "model", None), getattr(unwrapped, "data", None)
+    if model is None or data is None:
+        return None
+    try:
+        import mujoco
+    except ImportError:  # pragma: no cover - mujoco is a dependency
+        return None
+    if not (isinstance(model, mujoco.MjModel) and isinstance(data, mujoco.MjData)):
+        return None  # a user's env with its own `model` attribute
+    spec = mujoco.mjtState.mjSTATE_INTEGRATION
+    buf = np.empty(mujoco.mj_stateSize(model, spec))
+    mujoco.mj_getState(model, data, buf, spec)
+    return buf
+
+
+def set_mujoco_state(env: gym.Env, state: np.ndarray) -> None:
+    """Put a MuJoCo env into a state :func:`mujoco_state` returned (the next step then matches the original one)."""
+    import mujoco
+
+    unwrapped: Any = env.unwrapped
+    mujoco.mj_setState(unwrapped.model, unwrapped.data, np.asarray(state, dtype=np.float64),
+                       mujoco.mjtState.mjSTATE_INTEGRATION)
+    mujoco.mj_forward(unwrapped.model, unwrapped.data)
+
+
 class RecentStates(VecEnvWrapper):
     """Records the most recent raw observations a learner visited, and the scale of its returns.
+
+    Beside each state it keeps what the calibration of xi and the ``debiased`` estimator need: the raw reward of the
+    step that led to the state (NaN for a state from ``reset``), whether that step ended an episode (the state is
+    then the next episode's first) and whether the end was a time limit, the sub-env, and for MuJoCo tasks the
+    simulator state (:func:`mujoco_state`) from which the state can be restored exactly.
 
     :param venv: the raw (un-normalised) VecEnv.
     :param window: number of most recent states kept (over all sub-envs), paper default 1000.
@@ -97,20 +131,36 @@ class RecentStates(VecEnvWrapper):
         self.window = int(window)
         self.gamma = float(gamma)
         self._states = np.zeros((self.window, *self.observation_space.shape), dtype=np.float32)
+        self._rewards = np.full(self.window, np.nan)
+        self._dones = np.zeros(self.window, dtype=bool)
+        self._timeouts = np.zeros(self.window, dtype=bool)
+        self._env_index = np.zeros(self.window, dtype=np.int64)
+        self._sim_envs: list[gym.Env] = list(getattr(venv.unwrapped, "envs", []))
+        first = mujoco_state(self._sim_envs[0]) if self._sim_envs else None
+        self._sim = np.zeros((self.window, len(first))) if first is not None else None
         self._next = 0  # next write position in the ring
         self._count = 0  # number of valid entries (<= window)
         self.ret_rms = RunningMeanStd(shape=())
         self._returns = np.zeros(self.num_envs)
 
-    def _record(self, obs: Any) -> None:
+    def _record(self, obs: Any, rewards: Any = None, dones: Any = None, infos: Any = None) -> None:
         obs = np.asarray(obs, dtype=np.float32)
         if not np.isfinite(obs).all():  # caught here, not as a distribution error deep inside the policy
             spec = getattr(self.venv, "envs", [None])[0]
             name = getattr(getattr(spec, "spec", None), "id", None) or "the environment"
             raise NonFiniteObservation(f"{name} returned a non-finite observation (NaN or inf); dpd cannot learn from"
                                        " it: fix the environment or wrap it to clip its observations")
-        for row in obs.reshape(self.num_envs, -1):
-            self._states[self._next] = row.reshape(self._states.shape[1:])
+        for i, row in enumerate(obs.reshape(self.num_envs, -1)):
+            k = self._next
+            self._states[k] = row.reshape(self._states.shape[1:])
+            self._rewards[k] = float(rewards[i]) if rewards is not None else np.nan
+            self._dones[k] = bool(dones[i]) if dones is not None else False
+            self._timeouts[k] = bool(infos[i].get("TimeLimit.truncated", False)) if infos is not None else False
+            self._env_index[k] = i
+            if self._sim is not None:
+                sim = mujoco_state(self._sim_envs[i])
+                assert sim is not None
+                self._sim[k] = sim
             self._next = (self._next + 1) % self.window
             self._count = min(self._count + 1, self.window)
 
@@ -125,14 +175,28 @@ class RecentStates(VecEnvWrapper):
         self._returns = self._returns * self.gamma + rewards
         self.ret_rms.update(self._returns)
         self._returns[dones] = 0.0
-        self._record(obs)  # after an episode end this is the reset state, the next one the learner acts in
+        self._record(obs, rewards, dones, infos)  # after an episode end: the reset state
         return obs, rewards, dones, infos
+
+    def _oldest_first(self, ring: np.ndarray) -> np.ndarray:
+        if self._count < self.window:
+            return ring[: self._count].copy()
+        return np.concatenate([ring[self._next :], ring[: self._next]])
 
     def recent_states(self) -> np.ndarray:
         """The last ``min(count, window)`` raw states, oldest first, shape (N, *obs_shape), a copy."""
-        if self._count < self.window:
-            return self._states[: self._count].copy()
-        return np.concatenate([self._states[self._next :], self._states[: self._next]])
+        return self._oldest_first(self._states)
+
+    def recent_window(self) -> dict[str, np.ndarray]:
+        """The window, oldest first: ``states`` (N, *obs), ``rewards`` (N,) raw reward of the step INTO each state
+        (NaN after a reset), ``dones`` / ``timeouts`` (N,) that step ended an episode / by a time limit,
+        ``env_index`` (N,), ``sim_states`` (N, S) where the env is a MuJoCo task (else absent)."""
+        out = {"states": self.recent_states(), "rewards": self._oldest_first(self._rewards),
+               "dones": self._oldest_first(self._dones), "timeouts": self._oldest_first(self._timeouts),
+               "env_index": self._oldest_first(self._env_index)}
+        if self._sim is not None:
+            out["sim_states"] = self._oldest_first(self._sim)
+        return out
 
     @property
     def return_std(self) -> float:
@@ -140,7 +204,7 @@ class RecentStates(VecEnvWrapper):
         return float(np.sqrt(self.ret_rms.var + 1e-8)) if self.ret_rms.count > 1 else 1.0
 
     def get_state(self) -> dict[str, Any]:
-        return {
+        state = {
             "states": self._states.copy(),
             "next": self._next,
             "count": self._count,
@@ -148,13 +212,27 @@ class RecentStates(VecEnvWrapper):
             "ret_var": self.ret_rms.var,
             "ret_count": self.ret_rms.count,
             "returns": self._returns.copy(),
+            "rewards": self._rewards.copy(),
+            "dones": self._dones.copy(),
+            "timeouts": self._timeouts.copy(),
+            "env_index": self._env_index.copy(),
         }
+        if self._sim is not None:
+            state["sim"] = self._sim.copy()
+        return state
 
     def set_state(self, state: dict[str, Any]) -> None:
         self._states[...] = state["states"]
         self._next, self._count = int(state["next"]), int(state["count"])
         self.ret_rms.mean, self.ret_rms.var, self.ret_rms.count = state["ret_mean"], state["ret_var"], state["ret_count"]
         self._returns[...] = state["returns"]
+        # checkpoints written before these were recorded: the window's rewards read as unknown (NaN) until refilled
+        self._rewards[...] = state.get("rewards", np.nan)
+        self._dones[...] = state.get("dones", False)
+        self._timeouts[...] = state.get("timeouts", False)
+        self._env_index[...] = state.get("env_index", 0)
+        if self._sim is not None and "sim" in state:
+            self._sim[...] = state["sim"]
 
 
 def env_factory(env_id: str, monitor: bool = False) -> Callable[[], gym.Env]:

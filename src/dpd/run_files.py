@@ -29,6 +29,9 @@ MODEL_FILE = "model.zip"
 VECNORMALIZE_PICKLE = "vecnormalize.pkl"
 VECNORMALIZE_JSON = "vecnormalize.json"
 EVAL_FILE = "evaluations.csv"
+#: in a snapshot folder: the learner's recent-state window at that moment (``RecentStates.recent_window`` plus its
+#: ``return_std`` and ``gamma``), plain numpy arrays (read with ``allow_pickle=False``); ``dpd calibrate`` reads it
+WINDOW_FILE = "window.npz"
 EVAL_COLUMNS = ["student_steps", "total_env_steps", "mean_return", "std_return", "mean_length", "time_s"]
 
 

@@ -19,7 +19,7 @@ from stable_baselines3.common.base_class import BaseAlgorithm
 from stable_baselines3.common.running_mean_std import RunningMeanStd
 from stable_baselines3.common.vec_env import DummyVecEnv, VecEnv, VecEnvWrapper, VecMonitor, VecNormalize
 
-from dpd.envs import RecentStates
+from dpd.envs import RecentStates, mujoco_state, set_mujoco_state
 
 
 # ---------------------------------------------------------------------- plain data
@@ -95,13 +95,9 @@ def gym_env_state(env: gym.Env) -> dict[str, Any]:
     state: dict[str, Any] = {"wrappers": layers, "attrs": _simple_attrs(unwrapped)}
     if getattr(unwrapped, "_np_random", None) is not None:
         state["np_random"] = gen_state(unwrapped._np_random)
-    if hasattr(unwrapped, "model") and hasattr(unwrapped, "data"):  # MuJoCo
-        import mujoco
-
-        spec = mujoco.mjtState.mjSTATE_INTEGRATION
-        buf = np.empty(mujoco.mj_stateSize(unwrapped.model, spec))
-        mujoco.mj_getState(unwrapped.model, unwrapped.data, buf, spec)
-        state["mujoco"] = plain(buf)
+    sim = mujoco_state(env)
+    if sim is not None:
+        state["mujoco"] = plain(sim)
     for space in ("action_space", "observation_space"):
         gen = getattr(getattr(env, space), "_np_random", None)
         if gen is not None:
@@ -129,10 +125,7 @@ def set_gym_env_state(env: gym.Env, state: dict[str, Any]) -> None:
         layer._np_random = np.random.Generator(np.random.PCG64())
         set_gen_state(layer._np_random, state["np_random"])
     if "mujoco" in state:
-        import mujoco
-
-        mujoco.mj_setState(layer.model, layer.data, arr(state["mujoco"]), mujoco.mjtState.mjSTATE_INTEGRATION)
-        mujoco.mj_forward(layer.model, layer.data)
+        set_mujoco_state(env, arr(state["mujoco"]))
     for space in ("action_space", "observation_space"):
         if space in state:
             sp = getattr(env, space)

@@ -17,7 +17,7 @@ from stable_baselines3.common.callbacks import BaseCallback
 
 from dpd.config import TrainConfig
 from dpd.objective import DistillStats
-from dpd.run_files import EVAL_FILE, MODEL_FILE, VECNORMALIZE_JSON, VECNORMALIZE_PICKLE, EvalLog
+from dpd.run_files import EVAL_FILE, MODEL_FILE, VECNORMALIZE_JSON, VECNORMALIZE_PICKLE, WINDOW_FILE, EvalLog
 from dpd.students.base import PeerBatch, Student
 from dpd.students.factory import build_student
 from dpd.training import logs
@@ -316,8 +316,22 @@ class Learner:
             if steps >= fraction * budget or final:
                 due += 1
         if due:
-            self.save(self.folder / SNAPSHOT_DIR / str(steps))
+            folder = self.folder / SNAPSHOT_DIR / str(steps)
+            self.save(folder)
+            self.save_window(folder)
             self.snapshots_taken += due
+
+    def save_window(self, folder: Path) -> None:
+        """The learner's recent-state window as it is now (states, rewards, episode ends, simulator states) into
+        ``folder/window.npz``: what the calibration of xi restores and rolls out from."""
+        import numpy as np
+
+        from dpd.run_files import atomic_write
+
+        recorder = self.student.recorder
+        arrays = {**recorder.recent_window(), "return_std": np.float64(recorder.return_std),
+                  "gamma": np.float64(recorder.gamma)}
+        atomic_write(folder / WINDOW_FILE, lambda fh: np.savez(fh, **arrays), binary=True)
 
     def close(self) -> None:
         if self.eval_log is not None:
