@@ -329,8 +329,8 @@ class Learner:
         from dpd.run_files import atomic_write
 
         recorder = self.student.recorder
-        arrays = {**recorder.recent_window(), "return_std": np.float64(recorder.return_std),
-                  "gamma": np.float64(recorder.gamma)}
+        arrays: dict[str, np.ndarray] = {**recorder.recent_window(), "return_std": np.asarray(recorder.return_std),
+                                         "gamma": np.asarray(recorder.gamma)}
         atomic_write(folder / WINDOW_FILE, lambda fh: np.savez(fh, **arrays), binary=True)
 
     def close(self) -> None:
