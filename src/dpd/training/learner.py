@@ -331,7 +331,7 @@ class Learner:
         recorder = self.student.recorder
         arrays: dict[str, np.ndarray] = {**recorder.recent_window(), "return_std": np.asarray(recorder.return_std),
                                          "gamma": np.asarray(recorder.gamma)}
-        atomic_write(folder / WINDOW_FILE, lambda fh: np.savez(fh, **arrays), binary=True)
+        atomic_write(folder / WINDOW_FILE, lambda fh: np.savez(fh, **arrays), binary=True)  # type: ignore[arg-type]
 
     def close(self) -> None:
         if self.eval_log is not None:
