@@ -9,7 +9,7 @@ SRC = Path(__file__).resolve().parents[1] / "src" / "dpd"
 
 #: module (or package prefix) -> layer, lowest first; the package root (dpd/__init__.py) re-exports and is exempt
 LAYERS = [
-    ("objective", ["dpd.errors", "dpd.objective", "dpd.schedule"]),
+    ("objective", ["dpd.errors", "dpd.objective", "dpd.schedule", "dpd.xi"]),
     ("files and environments", ["dpd.run_files", "dpd.envs", "dpd.episodes"]),
     ("state", ["dpd.state"]),
     ("config", ["dpd.config"]),

@@ -250,6 +250,32 @@ def analyze(
         typer.echo(path)
 
 
+@app.command()
+def calibrate(
+    run: Annotated[Path, typer.Argument(help="a finished pair run (dpd or independent) of a MuJoCo task, with snapshots")],
+    states: Annotated[int, typer.Option(help="states per window, drawn from the peer's recorded window")] = 200,
+    rollouts: Annotated[int, typer.Option(help="Monte-Carlo rollouts per policy and state (stochastic policies)")] = 16,
+    max_rollouts: Annotated[int, typer.Option(help="K is raised up to this where under half the states are resolved")
+                            ] = 64,
+    snapshot: Annotated[int | None, typer.Option(help="only the snapshot at this many student steps")] = None,
+    out: Annotated[Path | None, typer.Option(help="output folder (default: RUN/calibration)")] = None,
+    seed: Annotated[int, typer.Option(help="seed of the state draw and the rollouts' action noise")] = 0,
+) -> None:
+    """Is xi informative? Each estimator of xi (two_critics, debiased, own_critic off-policy) and each critic
+    against Monte-Carlo truth from restored simulator states, at every snapshot. Writes calibration.json, .md,
+    .png and the per-state arrays."""
+    from dpd.experiments.calibrate import calibrate as run_calibration
+
+    result = run_calibration(run, out, n_states=states, rollouts=rollouts, max_rollouts=max_rollouts,
+                             snapshot=snapshot, seed=seed, log=lambda m: typer.echo(m, err=True))
+    typer.echo(f"{'estimator':<12} {'sign agreement':>15} {'resolved':>10} {'rho':>6} {'weight on worse':>16}")
+    for name, p in result["pooled"].items():
+        typer.echo(f"{name:<12} {p['sign_agreement']:>15.3f} {p['resolved']:>10} {p['spearman']:>6.2f} "
+                   f"{p['weight_on_truly_worse']:>16.2f}")
+    for path in result["files"]:
+        typer.echo(path)
+
+
 class _SweepView:
     """One status line whenever it changes: done / running / failed, the running runs' steps, and the time left at
     the rate this sweep has trained so far (after its first minute; a resumed sweep counts from where it resumed)."""

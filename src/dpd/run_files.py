@@ -21,7 +21,7 @@ CONFIG_FILE = "config.yaml"
 MARKER_FILE = ".dpd-run"
 #: what a run folder may hold at its top level (besides the learners' folders): anything else is not dpd's
 _RUN_ENTRIES = {CONFIG_FILE, MARKER_FILE, "summary.json", "checkpoint.pt", ".lock", "reevaluation.json",
-                "analysis", "error.txt", "student0", "student1", "vanilla"}
+                "analysis", "calibration", "error.txt", "student0", "student1", "vanilla"}
 SUMMARY_FILE = "summary.json"
 #: a learner's files: its SB3 model, SB3's VecNormalize pickle (written for users' tools; dpd never unpickles it)
 #: and the same statistics as plain JSON (what dpd reads: opening a run folder executes nothing)

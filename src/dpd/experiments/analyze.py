@@ -93,15 +93,15 @@ def _snapshots(run: Path, config: TrainConfig) -> dict[str, list[Path]]:
     return found
 
 
-def _check_run(run: Path, method: str) -> TrainConfig:
+def _check_run(run: Path, method: str, command: str = "dpd analyze") -> TrainConfig:
     """``method``: ``dpd`` (a pair: a DPD run or the independent pair) or ``vanilla``."""
     config = read_run_config(run)
     is_pair = config.method in ("dpd", "independent")
     if is_pair != (method == "dpd"):
         what = "a pair (method dpd or independent)" if method == "dpd" else "vanilla runs (method vanilla)"
-        raise DPDUserError(f"{run} is a run of method {config.method}; dpd analyze needs {what} here")
+        raise DPDUserError(f"{run} is a run of method {config.method}; {command} needs {what} here")
     if not (run / SUMMARY_FILE).is_file():
-        raise DPDUserError(f"{run} has not finished (no {SUMMARY_FILE}); analyze it when training is done")
+        raise DPDUserError(f"{run} has not finished (no {SUMMARY_FILE}); run {command} when training is done")
     return config
 
 

@@ -47,3 +47,15 @@ def value_estimates(policy: BasePolicy, obs: th.Tensor) -> th.Tensor:
         if isinstance(policy, TD3Policy):
             return policy.critic.q1_forward(obs, policy.actor(obs)).squeeze(-1)
     raise TypeError(f"dpd does not support {type(policy).__name__}")
+
+
+def q_estimates(policy: BasePolicy, obs: th.Tensor, actions: th.Tensor) -> th.Tensor:
+    """(B,) an off-policy critic's Q(s, a) on NORMALISED obs and actions in the policy's own units ([-1, 1], as
+    :func:`deterministic_outputs` gives them), in the model's own units, without gradient. DDPG/TD3: Q1 (the one
+    its actor maximises); SAC: min_i Q_i (as :func:`value_estimates`). ``Q(s, mu(s))`` equals ``value_estimates``."""
+    with th.no_grad():
+        if isinstance(policy, SACPolicy):
+            return th.cat(policy.critic(obs, actions), dim=1).min(dim=1).values
+        if isinstance(policy, TD3Policy):
+            return policy.critic.q1_forward(obs, actions).squeeze(-1)
+    raise TypeError(f"{type(policy).__name__} has no Q critic (own_critic needs an off-policy algorithm)")
