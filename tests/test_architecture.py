@@ -13,6 +13,7 @@ LAYERS = [
     ("files and environments", ["dpd.run_files", "dpd.envs", "dpd.episodes"]),
     ("state", ["dpd.state"]),
     ("config", ["dpd.config"]),
+    ("distillation", ["dpd.distillation"]),
     ("students", ["dpd.students"]),
     ("training", ["dpd.training"]),
     ("use of results", ["dpd.safe_load", "dpd.loading", "dpd.evaluation", "dpd.demo"]),

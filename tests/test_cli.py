@@ -128,7 +128,7 @@ def test_python_api_raises_the_same_one_line_errors():
     with pytest.raises(DPDUserError, match="unknown environment id"):
         TrainConfig(env_id="Nope-v0").resolve()
     with pytest.raises(DPDUserError, match="alpha must be a finite number"):
-        TrainConfig(env_id="CartPole-v1", alpha=float("nan")).resolve()
+        TrainConfig(env_id="CartPole-v1").with_values(alpha=float("nan")).resolve()
     with pytest.raises(DPDUserError, match="unknown config key"):
         TrainConfig.from_dict({"env_id": "CartPole-v1", "lr": 1})
 

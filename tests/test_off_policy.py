@@ -11,12 +11,12 @@ from dpd.students.factory import build_student
 
 
 def make_pair(algo="td3", window=100, buffer_size=300, normalize=False, **overrides):
-    cfg = TrainConfig(
+    cfg = TrainConfig.from_dict(dict(
         env_id="Pendulum-v1", algo=algo, preset="none", total_steps=10_000, distill_window=window, iteration_steps=250,
         normalize=normalize,
         algo_kwargs={"buffer_size": buffer_size, "learning_starts": 50, "policy_kwargs": {"net_arch": [32, 32]}},
         **overrides,
-    ).resolve()
+    )).resolve()
     students = [build_student(cfg, i, None) for i in range(2)]
     for s in students:
         s.setup(cfg.steps_per_learner)
@@ -58,7 +58,7 @@ def test_value_is_the_students_own_critic_at_its_own_action(algo):
     # and xi in distillation is V_peer (the peer's own critic and action) minus exactly this
     batch = b.peer_batch()
     own = a.raw_values(a.normalize_obs(batch.states))
-    stats = a.distill(batch, steps=1)  # one batch = the whole 100-state window
+    stats = a.distill(batch, steps=1).stats  # one batch = the whole 100-state window
     assert stats.xi_mean == pytest.approx(float((th.as_tensor(batch.values) - own).mean()), rel=1e-4, abs=1e-4)
 
 

@@ -21,7 +21,7 @@ TINY = {"n_steps": 256, "batch_size": 64, "n_epochs": 2}
 def tiny(env_id="Pendulum-v1", **kw):
     base = dict(env_id=env_id, total_steps=2048, eval_freq=0, algo_kwargs=dict(TINY), snapshots=[],
                 tensorboard=False)
-    return TrainConfig(**{**base, **kw})
+    return TrainConfig.from_dict({**base, **kw})
 
 
 def plain_sb3_learner(config: TrainConfig, index: int, steps: int) -> PPO:
@@ -87,7 +87,7 @@ def phase_counts(config: TrainConfig) -> tuple[int, int]:
     def counting(*a, **k):
         nonlocal taken
         result = original(*a, **k)
-        taken += student.last_phase_steps
+        taken += result.steps
         return result
 
     student.distill = counting
@@ -101,7 +101,7 @@ def phase_counts(config: TrainConfig) -> tuple[int, int]:
 def test_distill_every_5_takes_exactly_a_fifth_of_the_distillation_steps():
     cfg = tiny(total_steps=2 * 256 * 10, algo_kwargs={**TINY, "n_epochs": 1})
     every1, iters = phase_counts(cfg)
-    every5, iters5 = phase_counts(TrainConfig(**{**cfg.to_dict(), "distill_every": 5}))
+    every5, iters5 = phase_counts(TrainConfig.from_dict({**cfg.to_dict(), "distill_every": 5}))
     assert iters == iters5 == 10
     assert every1 == 10 * 10  # 10 steps after each of 10 iterations
     assert every5 == every1 / 5
@@ -109,13 +109,13 @@ def test_distill_every_5_takes_exactly_a_fifth_of_the_distillation_steps():
 
 def test_authors_schedule_values_and_the_shared_optimiser():
     cfg = tiny(distill_schedule="authors").resolve()
-    assert (cfg.distill_every, cfg.distill_steps, cfg.distill_batch_size, cfg.distill_window, cfg.distill_target,
-            cfg.distill_optimizer) == (5, 1, 512, 100_000, "sample", "shared")
-    assert cfg.distill_loss_coef == pytest.approx(1 / 512)
+    d = cfg.distill
+    assert (d.every, d.steps, d.batch_size, d.window, d.target, d.optimizer) == (5, 1, 512, 100_000, "sample", "shared")
+    assert d.loss_coef == pytest.approx(1 / 512)
     # a key set by the user overrides its schedule's value
-    assert tiny(distill_schedule="authors", distill_every=2).resolve().distill_every == 2
+    assert tiny(distill_schedule="authors", distill_every=2).resolve().distill.every == 2
     student = build_student(cfg, 0, None)
-    assert student.optimizer is student.model.policy.optimizer  # PPO's own Adam, as the authors' code
+    assert student.distiller.optimizer is student.model.policy.optimizer  # PPO's own Adam, as the authors' code
     taken, _ = phase_counts(tiny(distill_schedule="authors", total_steps=2 * 256 * 5))
     assert taken == 1  # one step after the 5th iteration
 
@@ -126,7 +126,7 @@ def test_sample_target_draws_around_the_peers_mean():
     n = 4000
     batch = PeerBatch(states=np.zeros((n, 3), np.float32), outputs=np.full((n, 1), 0.5, np.float32),
                       values=np.zeros(n, np.float32), action_std=np.full((n, 1), 2.0, np.float32))
-    targets = student._targets(th.as_tensor(batch.outputs), batch, th.arange(n)).numpy()
+    targets = student.distiller._targets(th.as_tensor(batch.outputs), batch, th.arange(n), student.discrete).numpy()
     assert abs(targets.mean() - 0.5) < 0.15 and abs(targets.std() - 2.0) < 0.15
     with pytest.raises(DPDUserError, match="distill_target=sample"):
         tiny(algo="td3", distill_target="sample").resolve()
@@ -143,7 +143,7 @@ def test_a_zero_weight_batch_leaves_the_actor_unchanged():
     student.distill(worse, steps=3)  # the peer is worse everywhere: every weight is zero
     after = student.actor_parameters()
     assert all(th.equal(a, b) for a, b in zip(before, after, strict=True))
-    assert student.distill_skipped_zero_weight == 3
+    assert student.distiller.skipped_zero_weight == 3
     student.distill(good, steps=1)
     assert not all(th.equal(a, b) for a, b in zip(before, student.actor_parameters(), strict=True))
 
@@ -177,21 +177,19 @@ def test_adaptive_on_a_tiny_run_follows_the_pair_distance(monkeypatch):
     student = trainer.students[1]
     forced = iter([0.8, 0.8, 0.01, 0.01, 0.01, 0.8, 0.8, 0.8, 0.8, 0.8])
     strengths, steps = [], []
-    original = student._window
+    original = student.distiller._pair
 
-    def window(batch):
-        out = original(batch)
-        student.pair_stats = type(student.pair_stats)(**{**student.pair_stats.as_dict(),
-                                                         "action_distance": next(forced)})
-        return out
+    def pair(s, w):
+        stats, weights = original(s, w)
+        return type(stats)(**{**stats.as_dict(), "action_distance": next(forced)}), weights
 
-    monkeypatch.setattr(student, "_window", window)
+    monkeypatch.setattr(student.distiller, "_pair", pair)
     real_distill = student.distill
 
     def distill(batch, steps=None):
         result = real_distill(batch, steps)
-        strengths.append(student.adaptive.strength)
-        steps_taken.append(student.last_phase_steps)
+        strengths.append(result.strength)
+        steps_taken.append(result.steps)
         return result
 
     steps_taken = steps

@@ -10,10 +10,10 @@ from dpd.students.factory import build_student
 
 
 def make_pair(env_id="Pendulum-v1", normalize=True, **overrides):
-    cfg = TrainConfig(
+    cfg = TrainConfig.from_dict(dict(
         env_id=env_id, algo="ppo", preset="none", total_steps=4096, normalize=normalize, n_envs=2,
         algo_kwargs={"n_steps": 128, "batch_size": 64, "n_epochs": 2}, **overrides,
-    ).resolve()
+    )).resolve()
     students = [build_student(cfg, i, None) for i in range(2)]
     for s in students:
         s.setup(cfg.steps_per_learner)
@@ -69,7 +69,7 @@ def test_values_are_compared_in_raw_return_units():
     b.value_estimates = lambda obs: th.full((obs.shape[0],), 2.0)  # 2.0 normalised = 40 raw
     batch = b.peer_batch()
     np.testing.assert_allclose(batch.values, 40.0, rtol=1e-5)
-    stats = a.distill(batch)
+    stats = a.distill(batch).pair
     assert stats.xi_mean == pytest.approx(30.0, rel=1e-5)  # 40 - 10 in raw units (normalised units would give 1)
 
 
@@ -79,7 +79,7 @@ def test_xi_scale_return_std_uses_the_students_return_std():
     b.iterate()
     a.value_estimates = lambda obs: th.zeros(obs.shape[0])
     b.value_estimates = lambda obs: th.zeros(obs.shape[0])
-    stats = a.distill(b.peer_batch())
+    stats = a.distill(b.peer_batch()).pair
     assert a.xi_divisor() == pytest.approx(a.recorder.return_std) and a.xi_divisor() > 1.0  # Pendulum returns are O(100)
     assert stats.xi_mean == pytest.approx(0.0, abs=1e-6)
 
@@ -90,8 +90,8 @@ def test_distillation_shrinks_the_action_distance_on_peer_states(env_id):
     a.iterate()
     b.iterate()
     batch = b.peer_batch()
-    before = a.distill(PeerBatch(batch.states, batch.outputs, batch.values))
-    after = a.distill(batch)
+    before = a.distill(PeerBatch(batch.states, batch.outputs, batch.values)).stats
+    after = a.distill(batch).stats
     # stats are averaged over the steps of each call: the second call starts where the first ended
     assert after.action_distance < 0.8 * before.action_distance
 

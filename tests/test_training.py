@@ -114,8 +114,8 @@ def test_sb3_callbacks_run_per_learner_and_can_stop_training():
 
 @pytest.mark.parametrize("weighting", ["indicator", "uniform"])
 def test_ablation_weightings_run(weighting):
-    summary = train(TrainConfig(env_id="CartPole-v1", total_steps=1024, weighting=weighting, eval_freq=10_000,
-                                eval_episodes=1))
+    summary = train(TrainConfig(env_id="CartPole-v1", total_steps=1024, eval_freq=10_000,
+                                eval_episodes=1).with_values(weighting=weighting))
     assert summary["weighting"] == weighting and summary["status"] == "finished"
 
 
@@ -128,3 +128,27 @@ def test_progress_bar_does_not_break_a_run():
     summary = train(TrainConfig(env_id="CartPole-v1", total_steps=1024, eval_freq=10_000, eval_episodes=1),
                     progress_bar=True)
     assert summary["status"] == "finished"
+
+
+def test_a_learner_call_that_bypasses_the_dispatcher_fails():
+    """The learner's own random state is swapped in by dpd.training.dispatch only: a direct call is refused, a
+    dispatched one runs and leaves the process's own generators as they were."""
+    import numpy as np
+    import torch as th
+
+    from dpd.training.dispatch import LocalLearner
+    from dpd.training.learner import Learner
+
+    cfg = TrainConfig(env_id="CartPole-v1", total_steps=512, eval_freq=0, tensorboard=False, snapshots=[],
+                      algo_kwargs={"n_steps": 64, "batch_size": 32, "n_epochs": 1}).resolve()
+    learner = Learner(cfg, 0, None)
+    with pytest.raises(RuntimeError, match="outside dpd.training.dispatch"):
+        learner.iterate()
+    local = LocalLearner(learner)
+    local.call("setup")
+    th.manual_seed(123)
+    np.random.seed(123)
+    torch_before, numpy_before = th.get_rng_state(), np.random.get_state()[1].copy()
+    assert local.call("iterate") is True  # PPO sampled actions and shuffled minibatches: from its own stream
+    assert th.equal(th.get_rng_state(), torch_before) and (np.random.get_state()[1] == numpy_before).all()
+    local.close()

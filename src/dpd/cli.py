@@ -78,10 +78,8 @@ def train(
         return
     if env is None:
         raise DPDUserError("dpd train needs --env ID (or --resume RUN)")
-    config = TrainConfig(
-        env_id=env, algo=algo, method=method, total_steps=total_steps, seed=seed, preset=preset, alpha=alpha,
-        weighting=weighting,
-    )  # fmt: skip
+    config = TrainConfig(env_id=env, algo=algo, method=method, total_steps=total_steps, seed=seed,
+                         preset=preset).with_values(alpha=alpha, weighting=weighting)
     config.parallel = parallel if parallel is not None else _auto_parallel(method)
     config = apply_overrides(config, set_ or [])  # resolved (and validated) by run_training before anything is written
     if out is None:

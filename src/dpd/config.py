@@ -34,8 +34,9 @@ from torch import nn
 
 from dpd.envs import check_env_id
 from dpd.errors import DPDUserError
-from dpd.objective import DEFAULT_MAX_LOG_WEIGHT, WEIGHTINGS
+from dpd.objective import DEFAULT_MAX_LOG_WEIGHT, weighting_names
 from dpd.run_files import CONFIG_FILE, read_yaml
+from dpd.xi import DISTILL_GATES, XI_ESTIMATORS
 
 #: algorithm name -> (SB3 class, family). The family decides the distillation defaults.
 ALGOS: dict[str, tuple[type[BaseAlgorithm], str]] = {
@@ -110,6 +111,111 @@ _RESERVED_ALGO_KEYS = {"policy", "env", "seed", "device", "verbose", "tensorboar
 POSITIVE = {"positive": True}
 
 
+@dataclass(frozen=True)
+class DistillConfig:
+    """How a student distils from its peer: the paper's knobs (Eq. 11/12, §4.2) and the options beyond it.
+
+    Declared here once; handed whole to :class:`dpd.distillation.Distiller`. Fields left ``None`` take their
+    schedule's value (:data:`DISTILL_SCHEDULES`) in :meth:`TrainConfig.resolve`. In ``--set``, sweep files and
+    config.yaml a field is ``distill.<field>``, or its flat alias (:data:`DISTILL_ALIASES`: ``alpha``,
+    ``distill_lr``, ...).
+
+    On-policy a phase follows one rollout, so its size is a number of steps (``steps``); off-policy the RL gradient
+    steps of an iteration vary (``learning_starts``, a budget's last chunk) and the paper's rule is one distillation
+    step per RL gradient step, so its size is a ``ratio``. Two fields, because one field with two units would be one
+    name with two meanings.
+    """
+
+    #: confidence alpha in w = exp(alpha * xi) (paper: 0.1 .. 10).
+    alpha: float = 1.0
+    #: ``exp`` (Eq. 11/12) | ``indicator`` (Eq. 9) | ``uniform`` (plain mutual distillation) | a registered one
+    #: (:func:`dpd.objective.register_weighting`).
+    weighting: str = "exp"
+    #: xi is divided by this before alpha: ``return_std`` (the student's running std of the discounted
+    #: raw return, so xi is O(1) as in the authors' reward-normalised PPO) | ``none`` (raw return units).
+    xi_scale: str = "return_std"
+    #: how xi is estimated (:mod:`dpd.xi`): ``two_critics`` (the paper: V_peer - V_self) | ``debiased`` (each
+    #: critic's offset on its own recent returns removed first) | ``own_critic`` (off-policy: Q_self(s, mu_peer(s))
+    #: - Q_self(s, mu_self(s))).
+    xi_estimator: str = "two_critics"
+    #: ``none`` (the paper) | ``advantage``: a phase's steps scaled by the share of the peer's window where xi > 0,
+    #: so a peer estimated worse everywhere moves the student not at all (:func:`dpd.xi.gate_strength`).
+    gate: str = "none"
+    #: bound on |alpha * xi|: weights stay in [exp(-c), exp(c)] (default ln 100 -> [0.01, 100]).
+    max_log_weight: float = DEFAULT_MAX_LOG_WEIGHT
+    #: True: loss = sum(w D) / sum(w); False: mean(w D) (Eq. 11 literally).
+    normalize_weights: bool = True
+    #: ``dense`` | ``authors`` | ``adaptive``: the values of the fields below left unset (see SCHEDULES).
+    schedule: str = "dense"
+    #: learning rate of the own Adam (``optimizer=own``; dense: on-policy 1e-5, off-policy 1e-4).
+    lr: float | None = field(default=None, metadata=POSITIVE)
+    #: states per distillation gradient step (dense: on-policy 256, off-policy 64; authors 512).
+    batch_size: int | None = field(default=None, metadata=POSITIVE)
+    #: on-policy: distillation gradient steps per distillation phase (dense 10, authors 1).
+    steps: int | None = field(default=None, metadata=POSITIVE)
+    #: off-policy: distillation gradient steps per RL gradient step of the iteration (default 1.0).
+    ratio: float | None = None
+    #: RL iterations from one distillation phase to the next (dense 1: after every iteration; authors 5).
+    every: int | None = field(default=None, metadata=POSITIVE)
+    #: the peer's most recent visited states distilled on (paper §4.2: 1000; authors' PPO code: 100,000).
+    window: int | None = field(default=None, metadata=POSITIVE)
+    #: what the student's mean is regressed on: ``mean`` (the peer's deterministic action / logits) | ``sample``
+    #: (an action sampled from the peer's policy, as the authors' PPO did; on-policy only).
+    target: str | None = None
+    #: ``own`` (a separate Adam, lr ``lr``) | ``shared`` (the algorithm's own actor optimiser, its moments
+    #: and learning rate, as the authors' PPO did).
+    optimizer: str | None = None
+    #: factor on the distillation loss (authors 1/512; with an own Adam it barely matters: Adam is scale-free).
+    loss_coef: float | None = field(default=None, metadata=POSITIVE)
+    #: ``adaptive``: the band of the pair's action distance, as fractions of the largest smoothed distance so far:
+    #: below ``adaptive_low`` the strength halves (the pair is collapsing), above ``adaptive_high`` it doubles.
+    adaptive_low: float = 0.5
+    adaptive_high: float = 0.8
+
+    def validate(self, family: str, algo: str) -> None:
+        """Raise :class:`DPDUserError` on the first problem found (names as the user writes them: the aliases)."""
+        _check_choice("weighting", self.weighting, weighting_names())
+        _check_choice("xi_scale", self.xi_scale, XI_SCALES)
+        _check_choice("xi_estimator", self.xi_estimator, XI_ESTIMATORS)
+        _check_choice("distill_gate", self.gate, DISTILL_GATES)
+        if not math.isfinite(self.alpha):
+            raise DPDUserError(f"alpha must be a finite number, got {self.alpha}")
+        if not (math.isfinite(self.max_log_weight) and 0 < self.max_log_weight <= MAX_LOG_WEIGHT_LIMIT):
+            raise DPDUserError(f"max_log_weight must be in (0, {MAX_LOG_WEIGHT_LIMIT:g}] (weights exp(c) must fit a"
+                               f" float32), got {self.max_log_weight}")
+        _check_choice("distill_schedule", self.schedule, SCHEDULES)
+        _check_choice("distill_target", str(self.target), DISTILL_TARGETS)
+        _check_choice("distill_optimizer", str(self.optimizer), DISTILL_OPTIMIZERS)
+        if self.target == "sample" and family == "off_policy":
+            raise DPDUserError(f"distill_target=sample needs a stochastic policy; {algo} distills its"
+                               " deterministic action: use distill_target=mean")
+        if self.xi_estimator == "own_critic" and family != "off_policy":
+            raise DPDUserError(f"xi_estimator=own_critic needs a Q critic; {algo} has a state-value critic: use"
+                               " two_critics or debiased, or an off-policy algo (ddpg, td3, sac)")
+        if not (0 <= self.adaptive_low < self.adaptive_high <= 1):
+            raise DPDUserError("adaptive_low and adaptive_high must satisfy 0 <= low < high <= 1, got "
+                               f"{self.adaptive_low} and {self.adaptive_high}")
+        for f in dataclasses.fields(self):
+            value = getattr(self, f.name)
+            if f.metadata.get("positive") and (value is None or not (math.isfinite(value) and value > 0)):
+                raise DPDUserError(f"{ALIAS_OF[f.name]} must be positive, got {value}")
+        if self.ratio is None or not (math.isfinite(self.ratio) and self.ratio >= 0):
+            raise DPDUserError(f"distill_ratio must be a non-negative number, got {self.ratio}")
+
+
+#: flat key (``--set alpha=0.5``, sweep arms, config.yaml written before the ``distill`` block) -> DistillConfig field
+DISTILL_ALIASES: dict[str, str] = {
+    "alpha": "alpha", "weighting": "weighting", "xi_scale": "xi_scale", "xi_estimator": "xi_estimator",
+    "distill_gate": "gate", "max_log_weight": "max_log_weight", "normalize_weights": "normalize_weights",
+    "distill_schedule": "schedule", "distill_lr": "lr", "distill_batch_size": "batch_size",
+    "distill_steps": "steps", "distill_ratio": "ratio", "distill_every": "every", "distill_window": "window",
+    "distill_target": "target", "distill_optimizer": "optimizer", "distill_loss_coef": "loss_coef",
+    "adaptive_low": "adaptive_low", "adaptive_high": "adaptive_high",
+}  # fmt: skip
+#: DistillConfig field -> its flat alias (the name messages use)
+ALIAS_OF: dict[str, str] = {v: k for k, v in DISTILL_ALIASES.items()}
+
+
 @dataclass
 class TrainConfig:
     """Everything that defines a training run (DPD pair or vanilla baseline)."""
@@ -127,43 +233,9 @@ class TrainConfig:
     #: hyperparameter preset: ``zoo`` (rl-zoo3 tuned) | ``paper`` (the paper's §4.2 setting) | ``none`` (SB3 defaults).
     preset: str = "zoo"
 
-    #: confidence alpha in w = exp(alpha * xi) (paper: 0.1 .. 10).
-    alpha: float = 1.0
-    #: ``exp`` (Eq. 11/12) | ``indicator`` (Eq. 9) | ``uniform`` (plain mutual distillation).
-    weighting: str = "exp"
-    #: xi is divided by this before alpha: ``return_std`` (the student's running std of the discounted
-    #: raw return, so xi is O(1) as in the authors' reward-normalised PPO) | ``none`` (raw return units).
-    xi_scale: str = "return_std"
-    #: bound on |alpha * xi|: weights stay in [exp(-c), exp(c)] (default ln 100 -> [0.01, 100]).
-    max_log_weight: float = DEFAULT_MAX_LOG_WEIGHT
-    #: True: loss = sum(w D) / sum(w); False: mean(w D) (Eq. 11 literally).
-    normalize_weights: bool = True
-    #: ``dense`` | ``authors`` | ``adaptive``: the values of the ``distill_*`` keys left unset (see SCHEDULES).
-    distill_schedule: str = "dense"
-    #: distillation learning rate of the own Adam (``distill_optimizer=own``; dense: on-policy 1e-5, off-policy 1e-4).
-    distill_lr: float | None = field(default=None, metadata=POSITIVE)
-    #: states per distillation gradient step (dense: on-policy 256, off-policy 64; authors 512).
-    distill_batch_size: int | None = field(default=None, metadata=POSITIVE)
-    #: on-policy: distillation gradient steps per distillation phase (dense 10, authors 1).
-    distill_steps: int | None = field(default=None, metadata=POSITIVE)
-    #: off-policy: distillation gradient steps per RL gradient step of the iteration (default 1.0).
-    distill_ratio: float | None = None
-    #: RL iterations from one distillation phase to the next (dense 1: after every iteration; authors 5).
-    distill_every: int | None = field(default=None, metadata=POSITIVE)
-    #: the peer's most recent visited states distilled on (paper §4.2: 1000; authors' PPO code: 100,000).
-    distill_window: int | None = field(default=None, metadata=POSITIVE)
-    #: what the student's mean is regressed on: ``mean`` (the peer's deterministic action / logits) | ``sample``
-    #: (an action sampled from the peer's policy, as the authors' PPO did; on-policy only).
-    distill_target: str | None = None
-    #: ``own`` (a separate Adam, lr ``distill_lr``) | ``shared`` (the algorithm's own actor optimiser, its moments
-    #: and learning rate, as the authors' PPO did).
-    distill_optimizer: str | None = None
-    #: factor on the distillation loss (authors 1/512; with an own Adam it barely matters: Adam is scale-free).
-    distill_loss_coef: float | None = field(default=None, metadata=POSITIVE)
-    #: ``adaptive``: the band of the pair's action distance, as fractions of the largest smoothed distance so far:
-    #: below ``adaptive_low`` the strength halves (the pair is collapsing), above ``adaptive_high`` it doubles.
-    adaptive_low: float = 0.5
-    adaptive_high: float = 0.8
+    #: how each student distils from its peer (alpha, weighting, xi estimator, gate, schedule, ...); flat keys
+    #: (``alpha``, ``distill_lr``, ...) are aliases of its fields in ``--set``, sweep files and old config.yaml files.
+    distill: DistillConfig = field(default_factory=lambda: DistillConfig())
     #: off-policy: env steps per learner per iteration, i.e. between two alternations of the students.
     iteration_steps: int = field(default=1000, metadata=POSITIVE)
 
@@ -200,18 +272,44 @@ class TrainConfig:
     #: them); [] keeps none.
     snapshots: list[float] = field(default_factory=lambda: [0.1, 0.5, 1.0])
 
+    def __post_init__(self) -> None:
+        if isinstance(self.distill, dict):  # TrainConfig(**config.to_dict()) round-trips
+            self.distill = _distill_from_dict(self.distill)
+
     # ------------------------------------------------------------------ conversion
     def to_dict(self) -> dict[str, Any]:
+        """Plain data (config.yaml): the distillation settings as a nested ``distill`` mapping."""
         return dataclasses.asdict(self)
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> TrainConfig:
-        check_known_keys(data, cls, "config")
+        """From config.yaml or any mapping: a nested ``distill`` block, flat aliases (``alpha``, ``distill_lr``;
+        what config.yaml files held before the block existed), or both. One-line DPDUserError on a bad key or type."""
+        if not isinstance(data, dict):
+            raise DPDUserError("a config must be a mapping of keys to values")
         if "env_id" not in data:
             raise DPDUserError("config has no env_id")
-        cfg = cls(env_id=data["env_id"])
-        for key, value in data.items():
-            setattr(cfg, key, _coerce(key, value, cls))
+        return cls(env_id=data["env_id"]).with_values(**{k: v for k, v in data.items() if k != "env_id"})
+
+    def with_values(self, **values: Any) -> TrainConfig:
+        """A copy with ``values`` set: TrainConfig fields, ``distill`` (a DistillConfig or a mapping), or the flat
+        aliases of the distillation fields (``alpha=0.5``, ``distill_steps=1``), each checked against its type."""
+        names = {f.name for f in dataclasses.fields(self)}
+        unknown = sorted(k for k in values if k not in names and k not in DISTILL_ALIASES)
+        if unknown:
+            raise DPDUserError(f"unknown config key(s) {', '.join(unknown)}; valid keys: {', '.join(valid_keys())}")
+        cfg = dataclasses.replace(self, algo_kwargs=dict(self.algo_kwargs))
+        distill: dict[str, Any] = {}
+        for key, value in values.items():
+            if key == "distill":
+                block = value if isinstance(value, DistillConfig) else _distill_from_dict(value)
+                distill.update({f.name: getattr(block, f.name) for f in dataclasses.fields(block)})
+            elif key in DISTILL_ALIASES and key not in names:
+                distill[DISTILL_ALIASES[key]] = _coerce(DISTILL_ALIASES[key], value, DistillConfig, alias=key)
+            else:
+                setattr(cfg, key, _coerce(key, value, type(self)))
+        if distill:
+            cfg.distill = dataclasses.replace(cfg.distill, **distill)
         return cfg
 
     @property
@@ -249,10 +347,11 @@ class TrainConfig:
         cfg.algo_kwargs = {**preset, **cfg.algo_kwargs}
         if merged_policy_kwargs:
             cfg.algo_kwargs["policy_kwargs"] = merged_policy_kwargs
-        _check_choice("distill_schedule", cfg.distill_schedule, SCHEDULES)
-        for key, value in DISTILL_SCHEDULES[cfg.distill_schedule][cfg.family].items():
-            if getattr(cfg, key) is None:
-                setattr(cfg, key, value)
+        _check_choice("distill_schedule", cfg.distill.schedule, SCHEDULES)
+        defaults = {DISTILL_ALIASES[key]: value
+                    for key, value in DISTILL_SCHEDULES[cfg.distill.schedule][cfg.family].items()}
+        cfg.distill = dataclasses.replace(
+            cfg.distill, **{k: v for k, v in defaults.items() if getattr(cfg.distill, k) is None})
         cfg.validate(check_env=check_env)
         return cfg
 
@@ -261,15 +360,8 @@ class TrainConfig:
         _check_choice("algo", self.algo, tuple(ALGOS))
         _check_choice("method", self.method, METHODS)
         _check_choice("preset", self.preset, PRESETS)
-        _check_choice("weighting", self.weighting, WEIGHTINGS)
-        _check_choice("xi_scale", self.xi_scale, XI_SCALES)
         if self.total_steps < len(self.learner_names):
             raise DPDUserError(f"total_steps must be a positive number of env steps, got {self.total_steps}")
-        if not math.isfinite(self.alpha):
-            raise DPDUserError(f"alpha must be a finite number, got {self.alpha}")
-        if not (math.isfinite(self.max_log_weight) and 0 < self.max_log_weight <= MAX_LOG_WEIGHT_LIMIT):
-            raise DPDUserError(f"max_log_weight must be in (0, {MAX_LOG_WEIGHT_LIMIT:g}] (weights exp(c) must fit a"
-                               f" float32), got {self.max_log_weight}")
         highest = self.seed + 10_000 * (len(self.learner_names) - 1) + 5_000  # the last student's eval seed
         if self.seed < 0 or highest > 2**32 - 1:
             raise DPDUserError(f"seed must be in [0, {2**32 - 1 - 15_000}] (student k uses seed + 10000 k), got"
@@ -279,23 +371,13 @@ class TrainConfig:
             raise DPDUserError(f"eval_freq must be >= 0 (0: no evaluation), got {self.eval_freq}")
         if self.checkpoint_freq < 0:
             raise DPDUserError(f"checkpoint_freq must be >= 0 (0: only on Ctrl-C / SIGTERM), got {self.checkpoint_freq}")
-        _check_choice("distill_schedule", self.distill_schedule, SCHEDULES)
-        _check_choice("distill_target", str(self.distill_target), DISTILL_TARGETS)
-        _check_choice("distill_optimizer", str(self.distill_optimizer), DISTILL_OPTIMIZERS)
-        if self.distill_target == "sample" and self.family == "off_policy":
-            raise DPDUserError(f"distill_target=sample needs a stochastic policy; {self.algo} distills its"
-                               " deterministic action: use distill_target=mean")
-        if not (0 <= self.adaptive_low < self.adaptive_high <= 1):
-            raise DPDUserError("adaptive_low and adaptive_high must satisfy 0 <= low < high <= 1, got "
-                               f"{self.adaptive_low} and {self.adaptive_high}")
+        self.distill.validate(self.family, self.algo)
         for key in (f.name for f in dataclasses.fields(self) if f.metadata.get("positive")):
             value = getattr(self, key)
             if value is None or not (math.isfinite(value) and value > 0):
                 raise DPDUserError(f"{key} must be positive, got {value}")
         if not all(isinstance(f, (int, float)) and not isinstance(f, bool) and 0 < f <= 1 for f in self.snapshots):
             raise DPDUserError(f"snapshots must be a list of fractions in (0, 1], e.g. [0.1,0.5,1.0]; got {self.snapshots}")
-        if self.distill_ratio is None or not (math.isfinite(self.distill_ratio) and self.distill_ratio >= 0):
-            raise DPDUserError(f"distill_ratio must be a non-negative number, got {self.distill_ratio}")
         _validate_algo_kwargs(self.algo, self.algo_kwargs)
         if check_env:
             self.check_env()
@@ -326,6 +408,26 @@ def check_known_keys(data: dict[str, Any], cls: type, what: str) -> None:
     unknown = sorted(set(data) - names)
     if unknown:
         raise DPDUserError(f"unknown {what} key(s) {', '.join(unknown)}; valid keys: {', '.join(sorted(names))}")
+
+
+def _distill_from_dict(data: Any) -> DistillConfig:
+    """A ``distill`` mapping (field names, or flat aliases) -> DistillConfig; one-line DPDUserError otherwise."""
+    if not isinstance(data, dict):
+        raise DPDUserError(f"distill must be a mapping of distillation settings, got {data!r}")
+    fields = {f.name for f in dataclasses.fields(DistillConfig)}
+    out: dict[str, Any] = {}
+    for key, value in data.items():
+        name = key if key in fields else DISTILL_ALIASES.get(key)
+        if name is None:
+            raise DPDUserError(f"unknown distill key {key!r}; valid: {', '.join(sorted(fields))}")
+        out[name] = _coerce(name, value, DistillConfig, alias=f"distill.{name}")
+    return DistillConfig(**out)
+
+
+def valid_keys() -> list[str]:
+    """Every key ``--set`` and config files take: TrainConfig's fields, ``distill.<field>`` and the flat aliases."""
+    top = [f.name for f in dataclasses.fields(TrainConfig) if f.name not in ("algo_kwargs", "distill")]
+    return top + list(DISTILL_ALIASES) + [f"distill.{f.name}" for f in dataclasses.fields(DistillConfig)]
 
 
 # ---------------------------------------------------------------------- presets
@@ -380,11 +482,14 @@ def parse_value(text: str) -> Any:
         return text
 
 
-def _coerce(key: str, value: Any, cls: type | None = None) -> Any:
+def _coerce(key: str, value: Any, cls: type | None = None, alias: str | None = None) -> Any:
+    """``value`` as field ``key`` of ``cls`` takes it (an int for a float field becomes a float), or a one-line
+    DPDUserError naming ``alias`` (the name the user wrote; default ``key``)."""
     types_, nullable = _field_types(cls or TrainConfig)
     expected = types_[key]
     if value is None and key in nullable:
         return None
+    key = alias or key
     if expected is float and isinstance(value, (int, float)) and not isinstance(value, bool):
         return float(value)
     if expected is int and isinstance(value, float) and value.is_integer():
@@ -395,9 +500,11 @@ def _coerce(key: str, value: Any, cls: type | None = None) -> Any:
 
 
 def apply_overrides(config: TrainConfig, assignments: list[str]) -> TrainConfig:
-    """Apply ``key=value`` strings: ``alpha=0.5``, ``algo.n_steps=1024``, ``algo.policy_kwargs.net_arch=[64,64]``."""
+    """Apply ``key=value`` strings: ``alpha=0.5`` (or ``distill.alpha=0.5``), ``algo.n_steps=1024``,
+    ``algo.policy_kwargs.net_arch=[64,64]``."""
     cfg = dataclasses.replace(config, algo_kwargs=dict(config.algo_kwargs))
     fields = _field_types(type(cfg))[0]  # type: ignore[arg-type]
+    distill_fields = {f.name for f in dataclasses.fields(DistillConfig)}
     for item in assignments:
         key, sep, raw = item.partition("=")
         key = key.strip()
@@ -412,11 +519,14 @@ def apply_overrides(config: TrainConfig, assignments: list[str]) -> TrainConfig:
                 cfg.algo_kwargs["policy_kwargs"] = {**cfg.algo_kwargs.get("policy_kwargs", {}), path[1]: value}
             else:
                 raise DPDUserError(f"cannot set {key!r}; use algo.<argument> or algo.policy_kwargs.<argument>")
-        elif key in fields and key != "algo_kwargs":
-            setattr(cfg, key, _coerce(key, value, type(cfg)))
+        elif key.startswith("distill.") and key[len("distill."):] in distill_fields:
+            name = key[len("distill."):]
+            cfg.distill = dataclasses.replace(cfg.distill, **{name: _coerce(name, value, DistillConfig, alias=key)})
+        elif (key in fields and key not in ("algo_kwargs", "distill")) or key in DISTILL_ALIASES:
+            cfg = cfg.with_values(**{key: value})
         else:
             raise DPDUserError(
-                f"unknown config key {key!r}; valid keys: {', '.join(k for k in fields if k != 'algo_kwargs')}"
+                f"unknown config key {key!r}; valid keys: {', '.join(valid_keys())}"
                 ", algo.<SB3 argument>, algo.policy_kwargs.<argument>"
             )
     return cfg

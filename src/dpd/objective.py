@@ -19,14 +19,18 @@ The weight is large exactly where the PEER is better (xi > 0): "disadvantageous 
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from dataclasses import asdict, dataclass
-from typing import Literal
 
 import torch as th
 import torch.nn.functional as F
 
-Weighting = Literal["exp", "indicator", "uniform"]
+#: a weighting's name (``exp``, ``indicator``, ``uniform`` or one added with :func:`register_weighting`)
+Weighting = str
+#: the built-in weightings (the paper's Eq. 11/12 and Eq. 9, and plain mutual distillation)
 WEIGHTINGS: tuple[str, ...] = ("exp", "indicator", "uniform")
+#: a weighting: (xi (B,) already scaled, alpha, max_log_weight) -> (weights (B,), clipped mask (B,) bool)
+WeightFn = Callable[[th.Tensor, float, float], tuple[th.Tensor, th.Tensor]]
 
 #: Default bound on alpha * xi: weights stay within [0.01, 100], as in the authors' code.
 DEFAULT_MAX_LOG_WEIGHT = math.log(100.0)
@@ -52,6 +56,43 @@ class DistillStats:
         return asdict(self)
 
 
+def _exp_weights(xi: th.Tensor, alpha: float, max_log_weight: float) -> tuple[th.Tensor, th.Tensor]:
+    """Eq. 11/12: exp(alpha * xi), the exponent clipped to [-c, c]."""
+    logits = alpha * xi
+    clipped = logits.abs() >= max_log_weight
+    return th.exp(logits.clamp(-max_log_weight, max_log_weight)), clipped
+
+
+def _indicator_weights(xi: th.Tensor, alpha: float, max_log_weight: float) -> tuple[th.Tensor, th.Tensor]:
+    """Eq. 9: 1 where the peer is better (xi > 0), else 0."""
+    return (xi > 0).to(xi.dtype), th.zeros_like(xi, dtype=th.bool)
+
+
+def _uniform_weights(xi: th.Tensor, alpha: float, max_log_weight: float) -> tuple[th.Tensor, th.Tensor]:
+    """Plain mutual distillation: every state counts the same."""
+    return th.ones_like(xi), th.zeros_like(xi, dtype=th.bool)
+
+
+#: The weightings by name: the one registry a new weighting goes into (:func:`register_weighting`); the config's
+#: validation and the CLI's help read their names from it.
+WEIGHTING_FUNCTIONS: dict[str, WeightFn] = {
+    "exp": _exp_weights, "indicator": _indicator_weights, "uniform": _uniform_weights,
+}
+
+
+def register_weighting(name: str, fn: WeightFn) -> None:
+    """Add a weighting: ``fn(xi, alpha, max_log_weight) -> (weights, clipped)`` on detached (B,) tensors, weights
+    >= 0. Then ``weighting=<name>`` (config, ``--set``, sweep arms) uses it; register it in every process that trains
+    (a module the run imports), as with a Gymnasium env."""
+    if not name.isidentifier():
+        raise ValueError(f"a weighting's name must be an identifier, got {name!r}")
+    WEIGHTING_FUNCTIONS[name] = fn
+
+
+def weighting_names() -> tuple[str, ...]:
+    return tuple(WEIGHTING_FUNCTIONS)
+
+
 def dpd_weights(
     xi: th.Tensor,
     alpha: float,
@@ -62,22 +103,15 @@ def dpd_weights(
 
     :param xi: (B,) V_peer(s) - V_self(s), already divided by any scale; no gradient is taken.
     :param alpha: confidence in the value estimates (paper: 0.1 .. 10).
-    :param weighting: ``exp`` (Eq. 11/12), ``indicator`` (Eq. 9: 1 where xi > 0 else 0),
-        ``uniform`` (plain mutual distillation, all weights 1).
+    :param weighting: a name of :data:`WEIGHTING_FUNCTIONS`: ``exp`` (Eq. 11/12), ``indicator`` (Eq. 9: 1 where
+        xi > 0 else 0), ``uniform`` (plain mutual distillation, all weights 1), or a registered one.
     :param max_log_weight: bound c on |alpha * xi| for ``exp``, so weights lie in [e^-c, e^c].
     :return: (weights (B,), clipped mask (B,) bool) both detached.
     """
-    xi = xi.detach()
-    if weighting == "exp":
-        logits = alpha * xi
-        clipped = logits.abs() >= max_log_weight
-        return th.exp(logits.clamp(-max_log_weight, max_log_weight)), clipped
-    no_clip = th.zeros_like(xi, dtype=th.bool)
-    if weighting == "indicator":
-        return (xi > 0).to(xi.dtype), no_clip
-    if weighting == "uniform":
-        return th.ones_like(xi), no_clip
-    raise ValueError(f"unknown weighting {weighting!r}; choose one of {', '.join(WEIGHTINGS)}")
+    fn = WEIGHTING_FUNCTIONS.get(weighting)
+    if fn is None:
+        raise ValueError(f"unknown weighting {weighting!r}; choose one of {', '.join(WEIGHTING_FUNCTIONS)}")
+    return fn(xi.detach(), alpha, max_log_weight)
 
 
 def action_distance(student_out: th.Tensor, peer_out: th.Tensor, discrete: bool) -> th.Tensor:

@@ -51,9 +51,14 @@ def set_gen_state(gen: np.random.Generator, state: dict[str, Any]) -> None:
 
 # ---------------------------------------------------------------------- global RNG
 def rng_state() -> dict[str, Any]:
+    """The process's global generators: Python's, NumPy's, torch's CPU one and, where CUDA is in use (initialised),
+    every CUDA device's (a run with ``device=cuda`` draws dropout-free but sampling noise there)."""
     name, keys, pos, has_gauss, cached = np.random.get_state()
-    return {"python": plain(random.getstate()), "numpy": [name, plain(keys), pos, has_gauss, cached],
-            "torch": th.get_rng_state()}
+    state = {"python": plain(random.getstate()), "numpy": [name, plain(keys), pos, has_gauss, cached],
+             "torch": th.get_rng_state()}
+    if th.cuda.is_available() and th.cuda.is_initialized():
+        state["cuda"] = th.cuda.get_rng_state_all()
+    return state
 
 
 def set_rng_state(state: dict[str, Any]) -> None:
@@ -62,6 +67,8 @@ def set_rng_state(state: dict[str, Any]) -> None:
     name, keys, pos, has_gauss, cached = state["numpy"]
     np.random.set_state((name, arr(keys, np.uint32), pos, has_gauss, cached))
     th.set_rng_state(state["torch"])
+    if "cuda" in state and th.cuda.is_available():
+        th.cuda.set_rng_state_all(state["cuda"])
 
 
 # ---------------------------------------------------------------------- single gym env

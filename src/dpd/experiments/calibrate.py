@@ -202,8 +202,8 @@ def weight_split(xi_hat: np.ndarray, truth: np.ndarray, resolved: np.ndarray, co
                  scale: float) -> dict[str, float]:
     """How the run's distillation weights (its weighting, alpha, clip, xi scale) on these states split between
     states where the peer is truly worse / truly better / unresolved (shares of the total weight)."""
-    w, _ = dpd_weights(th.as_tensor(xi_hat / scale), config.alpha, config.weighting,  # type: ignore[arg-type]
-                       config.max_log_weight)
+    w, _ = dpd_weights(th.as_tensor(xi_hat / scale), config.distill.alpha, config.distill.weighting,
+                       config.distill.max_log_weight)
     weights = w.numpy().astype(np.float64)
     total = weights.sum()
     if not total > 0:
@@ -280,7 +280,7 @@ def calibrate_direction(env_id: str, config: TrainConfig, me: Actor, peer: Actor
     v_me, v_peer = me.values(raw), peer.values(raw)
     off_me, n_me = me.offset(gamma, steps)
     off_peer, n_peer = peer.offset(gamma, steps)
-    scale = float(me.window["return_std"]) if config.xi_scale == "return_std" else 1.0
+    scale = float(me.window["return_std"]) if config.distill.xi_scale == "return_std" else 1.0
     estimates = {"two_critics": v_peer - v_me, "debiased": (v_peer - off_peer) - (v_me - off_me)}
     row: dict[str, Any] = {
         "student": names[0], "peer": names[1], "states": n, "rollouts": int(mine.shape[1]), "horizon": steps,
@@ -370,7 +370,7 @@ def calibrate(run: str | Path, out: str | Path | None = None, n_states: int = 20
             rows.append(row)
             arrays.update({f"s{steps_list[k]}_{names[i]}_{key}": v for key, v in per_state.items()})
     result = {"run": str(run), "env_id": config.env_id, "algo": config.algo, "method": config.method,
-              "alpha": config.alpha, "weighting": config.weighting, "xi_scale": config.xi_scale,
+              "alpha": config.distill.alpha, "weighting": config.distill.weighting, "xi_scale": config.distill.xi_scale,
               "settings": {"states": n_states, "rollouts": rollouts, "max_rollouts": max_rollouts, "seed": seed,
                            "stochastic_rollouts": stochastic},
               "windows": rows, "pooled": pooled(rows)}

@@ -117,8 +117,9 @@ def variant_label(config: TrainConfig) -> str:
     (the name used in folders and reports; the ``dense`` schedule is not named)."""
     if config.method in ("vanilla", "independent"):
         return config.method
-    label = f"dpd-a{config.alpha:g}" if config.weighting == "exp" else config.weighting
-    return label if config.distill_schedule == "dense" else f"{label}-{config.distill_schedule}"
+    d = config.distill
+    label = f"dpd-a{d.alpha:g}" if d.weighting == "exp" else d.weighting
+    return label if d.schedule == "dense" else f"{label}-{d.schedule}"
 
 
 def _variant_configs(spec: SweepSpec, variant: str) -> list[tuple[str, list[str], dict[str, Any]]]:
@@ -159,9 +160,8 @@ def expand(spec: SweepSpec) -> list[Trial]:
     checked: set[tuple[str, str]] = set()
     for env, algo, seed, variant in itertools.product(spec.envs, spec.algos, spec.seeds, spec.variants):
         for suffix, extra, fields in _variant_configs(spec, variant):
-            base = TrainConfig(env_id=env, algo=algo, total_steps=spec.total_steps, seed=seed, preset=spec.preset,
-                               alpha=float(spec.alphas[0]))
-            base = dataclasses.replace(base, **fields)
+            base = TrainConfig(env_id=env, algo=algo, total_steps=spec.total_steps, seed=seed, preset=spec.preset)
+            base = base.with_values(alpha=float(spec.alphas[0])).with_values(**fields)
             config = apply_overrides(base, [*spec.overrides, *extra])
             check_env = (env, algo) not in checked
             config = config.resolve(check_env=check_env)

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import inspect
 import os
-from typing import cast
 
 import numpy as np
 import torch as th
@@ -12,33 +11,11 @@ from stable_baselines3.common.logger import configure
 
 from dpd.config import ALGOS, TrainConfig, build_algo_kwargs
 from dpd.envs import make_train_env
-from dpd.objective import Weighting
-from dpd.students.base import DistillSettings, Student
+from dpd.students.base import Student
 from dpd.students.off_policy import OffPolicyStudent
 from dpd.students.on_policy import OnPolicyStudent
 
 STUDENT_CLASSES: dict[str, type[Student]] = {"on_policy": OnPolicyStudent, "off_policy": OffPolicyStudent}
-
-
-def distill_settings(config: TrainConfig) -> DistillSettings:
-    assert config.distill_lr is not None and config.distill_batch_size is not None and config.distill_steps is not None
-    return DistillSettings(
-        alpha=config.alpha,
-        weighting=cast(Weighting, config.weighting),
-        xi_scale=config.xi_scale,
-        max_log_weight=config.max_log_weight,
-        normalize_weights=config.normalize_weights,
-        lr=config.distill_lr,
-        batch_size=config.distill_batch_size,
-        steps=config.distill_steps,
-        ratio=config.distill_ratio if config.distill_ratio is not None else 1.0,
-        active=config.method == "dpd",
-        every=int(config.distill_every or 1),
-        target=str(config.distill_target or "mean"),
-        optimizer=str(config.distill_optimizer or "own"),
-        loss_coef=float(config.distill_loss_coef if config.distill_loss_coef is not None else 1.0),
-        adaptive_band=(config.adaptive_low, config.adaptive_high) if config.distill_schedule == "adaptive" else None,
-    )
 
 
 def algo_gamma(config: TrainConfig) -> float:
@@ -56,7 +33,7 @@ def build_student(config: TrainConfig, index: int, log_dir: str | None, verbose:
     seed = config.learner_seed(index)
     gamma = algo_gamma(config)
     env, recorder = make_train_env(
-        config.env_id, config.n_envs, seed, int(config.distill_window or 1000), gamma, config.normalize, log_dir,
+        config.env_id, config.n_envs, seed, int(config.distill.window or 1000), gamma, config.normalize, log_dir,
         normalize_reward=bool(config.normalize_reward),
     )
     cls = ALGOS[config.algo][0]
@@ -70,11 +47,15 @@ def build_student(config: TrainConfig, index: int, log_dir: str | None, verbose:
         model.set_logger(configure(log_dir, formats))
     else:
         model.set_logger(configure(None, ["stdout"] if verbose else []))
-    settings = distill_settings(config) if config.method != "vanilla" else None
     student_cls = STUDENT_CLASSES[config.family]
-    # The distillation optimiser's sampling RNG gets its own stream, derived from the learner's seed.
-    return student_cls(name, model, recorder, config.env_id, seed + 5_000, settings, seed,
-                       iteration_steps=config.iteration_steps)
+    # the Distiller's generator (minibatches, sampled targets) gets its own stream, seeded with the learner's seed
+    return student_cls(name, model, recorder, config.distill if config.method != "vanilla" else None, seed,
+                       iteration_steps=config.iteration_steps, active=config.method == "dpd")
+
+
+def eval_seed(config: TrainConfig, index: int) -> int:
+    """The seed of learner ``index``'s evaluation env (its own, apart from its training env's)."""
+    return config.learner_seed(index) + 5_000
 
 
 def set_torch_threads(n: int) -> None:

@@ -23,7 +23,7 @@ from stable_baselines3.sac.policies import SACPolicy
 from stable_baselines3.td3.policies import TD3Policy
 
 from dpd.students.base import Student
-from dpd.students.outputs import deterministic_outputs, value_estimates
+from dpd.students.outputs import deterministic_outputs, q_estimates, value_estimates
 
 
 class OffPolicyStudent(Student):
@@ -56,9 +56,14 @@ class OffPolicyStudent(Student):
                     self.last_gradient_steps += steps
         return True
 
-    def distill_steps_this_iteration(self) -> int:
-        assert self.distill_settings is not None
-        return round(self.distill_settings.ratio * self.last_gradient_steps)
+    def distill_steps_this_iteration(self) -> float:
+        """Off-policy: ``distill_ratio`` steps per RL gradient step of the iteration (the paper's one per step)."""
+        assert self.distiller is not None
+        return round(float(self.distiller.config.ratio or 0.0) * self.last_gradient_steps)
+
+    def raw_q_values(self, obs: th.Tensor, actions: th.Tensor) -> th.Tensor:
+        """(B,) Q(s, a) for actions in the policy's units ([-1, 1]), raw return units."""
+        return q_estimates(self.model.policy, obs, actions) * self.reward_scale()
 
     def recent_states(self) -> np.ndarray:
         """The last ``window`` raw states of the replay buffer (oldest first), across the ring's wrap-around."""

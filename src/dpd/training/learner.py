@@ -6,52 +6,24 @@ worker process (:mod:`dpd.training.parallel`), so both modes share every line of
 
 from __future__ import annotations
 
-import functools
 import time
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Literal, TypeVar
+from typing import Any
 
 import torch as th
 from stable_baselines3.common.callbacks import BaseCallback
 
 from dpd.config import TrainConfig
-from dpd.objective import DistillStats
+from dpd.distillation import PhaseResult
 from dpd.run_files import EVAL_FILE, MODEL_FILE, VECNORMALIZE_JSON, VECNORMALIZE_PICKLE, WINDOW_FILE, EvalLog
 from dpd.students.base import PeerBatch, Student
-from dpd.students.factory import build_student
+from dpd.students.evaluator import Evaluator
+from dpd.students.factory import build_student, eval_seed
 from dpd.training import logs
+from dpd.training.dispatch import LEARNER_CALLS
 
-#: the calls a trainer makes on a learner, by name: a ``Learner`` here, or a ``RemoteLearner`` (the same class in
-#: its own process, driven by these names over a pipe). This list is the learner interface.
-LearnerCall = Literal["setup", "iterate", "distill_due", "peer_batch", "distill", "measure", "after_iteration",
-                      "finish", "save", "state"]
 SNAPSHOT_DIR = "snapshots"
-_F = TypeVar("_F", bound=Callable[..., Any])
-
-
-def _own_random_state(method: _F) -> _F:
-    """Run a Learner method with the learner's OWN global random state (python, numpy, torch) swapped in.
-
-    SB3 draws from the global generators (minibatch order, action sampling) and its constructor reseeds them. With
-    two students in one process they would otherwise share one stream, so a student's rollouts would depend on its
-    peer's draws; swapped in and out around each turn, every student draws exactly what it would draw alone (and
-    what it draws in its own process in parallel mode).
-    """
-
-    @functools.wraps(method)
-    def wrapper(self: Learner, *args: Any, **kwargs: Any) -> Any:
-        from dpd.state import rng_state, set_rng_state
-
-        outside = rng_state()
-        set_rng_state(self._random_state)
-        try:
-            return method(self, *args, **kwargs)
-        finally:
-            self._random_state = rng_state()
-            set_rng_state(outside)
-
-    return wrapper  # type: ignore[return-value]
 
 CallbackFactory = Callable[[str], BaseCallback | list[BaseCallback] | None]
 LogFn = Callable[[str], None]
@@ -60,8 +32,20 @@ LogFn = Callable[[str], None]
 class Learner:
     """Learner ``index`` of ``config`` (``student0``, ``student1`` or ``vanilla``).
 
+    Called only through :mod:`dpd.training.dispatch` (which swaps the learner's own random state in and out around
+    each call); a call of the learner interface (:data:`LEARNER_CALLS`) from anywhere else raises.
+
     :param resume_state: this learner's part of a checkpoint (its logs are then cut back to the checkpoint).
     """
+
+    #: set by the dispatcher for the duration of a call
+    dispatched = False
+
+    def __getattribute__(self, name: str) -> Any:
+        if name in LEARNER_CALLS and not object.__getattribute__(self, "dispatched"):
+            raise RuntimeError(f"Learner.{name} called outside dpd.training.dispatch: its random state would not be"
+                               " its own; call it through a Dispatcher / LocalLearner")
+        return object.__getattribute__(self, name)
 
     def __init__(
         self,
@@ -84,11 +68,13 @@ class Learner:
 
         outside = rng_state()
         self.student: Student = build_student(config, index, str(folder) if folder else None, verbose)
-        self._random_state = rng_state()  # as SB3's constructor seeded it: this learner's own stream starts here
+        #: this learner's own global random state (swapped in around every call by the dispatcher)
+        self.random_state = rng_state()  # as SB3's constructor seeded it: this learner's own stream starts here
         set_rng_state(outside)
         if kept is not None and resume_state is not None:
             logs.restore_rows(self.student, kept, int(resume_state["model"]["num_timesteps"]), folder)
         self.folder = folder
+        self.evaluator = Evaluator(config.env_id, eval_seed(config, index))
         self._callbacks = callbacks
         self._resume = resume_state
         self.eval_log = EvalLog(folder / EVAL_FILE) if folder is not None else None
@@ -104,7 +90,6 @@ class Learner:
         return self.student.num_timesteps
 
     # ------------------------------------------------------------------ lifecycle
-    @_own_random_state
     def setup(self) -> int:
         """Start (evaluating the untrained policy at step 0), or continue from the resume state. Returns steps."""
         s, per_learner = self.student, self.config.steps_per_learner
@@ -118,6 +103,7 @@ class Learner:
         s.load_model_state(st)
         s.setup(per_learner, callback, resume=True)
         s.load_env_state(st)
+        self.evaluator.load_state(st, s.train_env)
         if st.get("replay_buffer") is not None:
             s.load_replay_buffer_state(st["replay_buffer"])
         b = st["learner"]
@@ -125,14 +111,13 @@ class Learner:
         self.snapshots_taken = int(b.get("snapshots_taken", 0))
         self.evaluations = [dict(r) for r in b["evaluations"]]
         self.elapsed_before, self._t0 = float(b["elapsed_s"]), time.time()
-        if "rng" in st:  # the learner's own random state (kept by _own_random_state when this method returns)
+        if "rng" in st:  # the learner's own random state (kept by the dispatcher when this method returns)
             from dpd.state import set_rng_state
 
             set_rng_state(st["rng"])
         self._resume = None
         return s.num_timesteps
 
-    @_own_random_state
     def iterate(self) -> bool:
         """Collect + RL update; False: a callback asked to stop."""
         ok = self.student.iterate()
@@ -140,7 +125,6 @@ class Learner:
             self.log(f"{self.name}: a callback stopped training at {self.num_timesteps} steps")
         return ok
 
-    @_own_random_state
     def peer_batch(self) -> PeerBatch | None:
         return self.student.peer_batch()
 
@@ -148,56 +132,55 @@ class Learner:
         """Whether a distillation phase (independent pair: a measurement) follows this iteration."""
         return self.student.distill_due()
 
-    @_own_random_state
     def distill(self, batch: PeerBatch | None) -> int:
         """Distill toward the peer's batch (None: the peer has not collected yet, skipped and counted).
         Returns the current streak of non-finite distillation batches."""
-        student, logger = self.student, self.student.model.logger
+        logger = self.student.model.logger
         if batch is None:
             self.skipped_empty += 1
             logger.record("distill/skipped_empty", self.skipped_empty)
-            return student.nonfinite_streak
-        stats = student.distill(batch)
-        self._log_distill(stats)
-        return student.nonfinite_streak
+            distiller = self.student.distiller
+            return distiller.nonfinite_streak if distiller is not None else 0
+        result = self.student.distill(batch)
+        self._log_pair(result)
+        self._log_distill(result)
+        return result.nonfinite_streak
 
-    @_own_random_state
     def measure(self, batch: PeerBatch | None) -> int:
         """The ``independent`` control: log the pair's statistics on the peer's batch, take no step."""
         if batch is not None:
-            self.student.measure(batch)
-            self._log_pair()
+            self._log_pair(self.student.measure(batch))
         return 0
 
-    def _log_pair(self) -> None:
+    def _log_pair(self, result: PhaseResult) -> None:
         """The pair on the whole peer window before the phase: comparable between dpd and independent runs."""
-        student, logger = self.student, self.student.model.logger
-        if student.pair_stats is not None:
-            logger.record("pair/action_distance", student.pair_stats.action_distance)
-            logger.record("pair/xi_mean", student.pair_stats.xi_mean)
-            logger.record("pair/peer_better_frac", student.pair_stats.peer_better_frac)
-        logger.record("distill/phase_steps", student.last_phase_steps)
-        if student.adaptive is not None:
-            logger.record("distill/strength", student.adaptive.strength)
+        logger = self.student.model.logger
+        logger.record("pair/action_distance", result.pair.action_distance)
+        logger.record("pair/xi_mean", result.pair.xi_mean)
+        logger.record("pair/peer_better_frac", result.pair.peer_better_frac)
+        logger.record("distill/phase_steps", result.steps)
+        if result.strength is not None:
+            logger.record("distill/strength", result.strength)
+        if result.gate is not None:
+            logger.record("distill/gate", result.gate)
+        if result.offsets is not None:
+            logger.record("distill/offset_own", result.offsets[0])
+            logger.record("distill/offset_peer", result.offsets[1])
 
-    def _log_distill(self, stats: DistillStats | None) -> None:
-        student, logger = self.student, self.student.model.logger
-        self._log_pair()
-        if stats is not None:
-            for key, value in stats.as_dict().items():
+    def _log_distill(self, result: PhaseResult) -> None:
+        logger = self.student.model.logger
+        if result.stats is not None:
+            for key, value in result.stats.as_dict().items():
                 logger.record(f"distill/{key}", value)
-        logger.record("distill/skipped_nonfinite", student.distill_skipped_nonfinite)
-        logger.record("distill/skipped_zero_weight", student.distill_skipped_zero_weight)
-        logger.record("distill/xi_scale", student.xi_divisor())
+        logger.record("distill/skipped_nonfinite", result.skipped_nonfinite)
+        logger.record("distill/skipped_zero_weight", result.skipped_zero_weight)
+        logger.record("distill/xi_scale", result.xi_divisor)
         # Histogram of the weights over the whole peer window (TensorBoard only): shows saturation at the clip.
-        if student.window_weights is None:
-            return
-        weights = student.window_weights.cpu()
+        weights = result.window_weights.cpu()
         weights = weights[th.isfinite(weights)]
         if weights.numel():
             logger.record("distill/weights", weights, exclude=("stdout", "log", "json", "csv"))
 
-    @_own_random_state
     def after_iteration(self) -> int:
         """Evaluate if due, keep a snapshot if due, write the iteration's log row. Returns steps."""
         self.maybe_evaluate()
@@ -205,7 +188,6 @@ class Learner:
         self.dump()
         return self.num_timesteps
 
-    @_own_random_state
     def finish(self) -> dict[str, Any]:
         """Final evaluation (unless one ran at this step), end callbacks; returns the summary entry."""
         self.maybe_evaluate(final=True)
@@ -226,7 +208,7 @@ class Learner:
             return
         while self.next_eval <= steps:
             self.next_eval += cfg.eval_freq
-        result = student.evaluate(cfg.eval_episodes)
+        result = self.evaluator.evaluate(student.model, student.train_env, cfg.eval_episodes)
         row = {
             "student_steps": float(steps),
             # The paper's x-axis for DPD: both students' steps (each student's steps x number of learners).
@@ -256,6 +238,7 @@ class Learner:
 
     def summary_entry(self) -> dict[str, Any]:
         evals = self.evaluations
+        distiller = self.student.distiller
         return {
             "env_steps": self.num_timesteps,
             "iterations": self.student.iteration,
@@ -264,25 +247,24 @@ class Learner:
             "best_eval_return": max(e["mean_return"] for e in evals) if evals else None,
             "evaluations": len(evals),
             "distill_skipped_empty": self.skipped_empty,
-            "distill_skipped_nonfinite": self.student.distill_skipped_nonfinite,
-            "distill_skipped_zero_weight": self.student.distill_skipped_zero_weight,
+            "distill_skipped_nonfinite": distiller.skipped_nonfinite if distiller is not None else 0,
+            "distill_skipped_zero_weight": distiller.skipped_zero_weight if distiller is not None else 0,
         }
 
     # ------------------------------------------------------------------ checkpoints and saving
-    @_own_random_state
     def state(self) -> dict[str, Any]:
         """This learner's part of a checkpoint (plain data), its own random state included."""
         from dpd.state import rng_state
 
         s = self.student
-        st = s.state_dict()
+        st = {**s.state_dict(), **self.evaluator.state()}
         if self.config.checkpoint_replay_buffer:
             st["replay_buffer"] = s.replay_buffer_state()
         st["learner"] = {"next_eval": self.next_eval, "skipped_empty": self.skipped_empty,
                          "evaluations": self.evaluations, "elapsed_s": self.elapsed(),
                          "snapshots_taken": self.snapshots_taken}
         st["log_rows"] = logs.count_rows(self.folder) if self.folder else {}
-        st["rng"] = rng_state()  # the learner's own (swapped in by _own_random_state)
+        st["rng"] = rng_state()  # the learner's own (swapped in by the dispatcher)
         return st
 
     def save(self, folder: Path | None = None) -> None:
@@ -336,4 +318,5 @@ class Learner:
     def close(self) -> None:
         if self.eval_log is not None:
             self.eval_log.close()
+        self.evaluator.close()
         self.student.close()

@@ -33,12 +33,13 @@ def _serve(conn: Connection, config_dict: dict[str, Any], index: int, run_dir: s
     learner = None
     try:
         from dpd.students.factory import set_torch_threads
+        from dpd.training.dispatch import LocalLearner
         from dpd.training.learner import Learner
 
         config = TrainConfig.from_dict(config_dict)
         set_torch_threads(config.torch_threads)
-        learner = Learner(config, index, Path(run_dir) if run_dir else None, verbose, resume_state, callbacks,
-                          log=lambda msg: conn.send(("log", msg)))
+        learner = LocalLearner(Learner(config, index, Path(run_dir) if run_dir else None, verbose, resume_state,
+                                       callbacks, log=lambda msg: conn.send(("log", msg))))
         conn.send(("ok", None))
         while True:
             try:
@@ -50,7 +51,7 @@ def _serve(conn: Connection, config_dict: dict[str, Any], index: int, run_dir: s
                 conn.send(("ok", None))
                 return
             try:
-                conn.send(("ok", getattr(learner, method)(*args)))
+                conn.send(("ok", learner.call(method, *args)))
             except Exception:
                 conn.send(("error", traceback.format_exc()))
     except Exception:

@@ -22,7 +22,8 @@ from dpd.errors import DPDUserError, TrainingDiverged, TrainingInterrupted
 from dpd.run_files import CONFIG_FILE, SUMMARY_FILE, create_run_dir, write_json, write_yaml
 from dpd.students.base import Student
 from dpd.students.factory import set_torch_threads
-from dpd.training.learner import CallbackFactory, Learner, LearnerCall, LogFn
+from dpd.training.dispatch import Dispatcher, LearnerCall, LocalLearner
+from dpd.training.learner import CallbackFactory, Learner, LogFn
 from dpd.training.parallel import RemoteLearner
 from dpd.training.signals import StopSignals
 
@@ -81,20 +82,25 @@ class DPDTrainer:
         states = resume_state["students"] if resume_state is not None else [None] * len(config.learner_names)
         # Parallel: student0 in this process, every other student in a process of its own (one process less to
         # start and to hold in memory than one per student, and the parent would otherwise only wait).
-        self.learners: list[Learner | RemoteLearner] = [None] * len(states)  # type: ignore[list-item]
+        handles: list[LocalLearner | RemoteLearner | None] = [None] * len(states)
+        self.learners = Dispatcher([])  # every call on a learner goes through it (its own random state swapped in)
         try:
             for i, state in enumerate(states):
                 if self.parallel and i > 0:  # started first, so that it builds while this process builds student0
-                    self.learners[i] = RemoteLearner(config, i, self.run_dir, verbose, state, callbacks, log=self.log,
-                                                     wait=False)
+                    handles[i] = RemoteLearner(config, i, self.run_dir, verbose, state, callbacks, log=self.log,
+                                               wait=False)
             for i, state in enumerate(states):
-                if self.learners[i] is None:
-                    self.learners[i] = Learner(config, i, self.run_dir, verbose, state, callbacks, log=self.log)
-            for learner in self.learners:
-                if isinstance(learner, RemoteLearner):
-                    learner.recv()  # built (or failed)
+                if handles[i] is None:
+                    handles[i] = LocalLearner(Learner(config, i, self.run_dir, verbose, state, callbacks,
+                                                      log=self.log))
+            self.learners = Dispatcher([h for h in handles if h is not None])
+            for handle in handles:
+                if isinstance(handle, RemoteLearner):
+                    handle.recv()  # built (or failed)
         except BaseException:
-            self.close()
+            for handle in handles:
+                if handle is not None:
+                    handle.close()
             raise
         self._steps = [0] * len(self.learners)
         self._resume = resume_state
@@ -120,10 +126,7 @@ class DPDTrainer:
 
     def _local(self) -> list[Learner]:
         """The learners as in-process objects (sequential mode)."""
-        local = [learner for learner in self.learners if isinstance(learner, Learner)]
-        if len(local) != len(self.learners):
-            raise RuntimeError("in parallel mode student1 lives in its own process")
-        return local
+        return self.learners.local()
 
     def total_env_steps(self) -> int:
         return sum(self._steps)
@@ -131,16 +134,8 @@ class DPDTrainer:
     # ------------------------------------------------------------------ calls on all learners
     def _all(self, method: LearnerCall, args: list[tuple[Any, ...]] | None = None,
              only: list[int] | None = None) -> list[Any]:
-        """``method`` on the learners ``only`` (default: all), ``args[k]`` for the k-th of them: in parallel mode at
-        the same time. Returns the results in the order of ``only``."""
-        idx = list(range(len(self.learners))) if only is None else only
-        calls = [(self.learners[i], args[k] if args else ()) for k, i in enumerate(idx)]
-        for learner, a in calls:
-            if isinstance(learner, RemoteLearner):
-                learner.send(method, *a)  # the other processes start now ...
-        local = {id(learner): getattr(learner, method)(*a) for learner, a in calls
-                 if not isinstance(learner, RemoteLearner)}  # ... while this one does its own learner's part
-        return [learner.recv() if isinstance(learner, RemoteLearner) else local[id(learner)] for learner, _ in calls]
+        """``method`` on the learners ``only`` (default: all), through the dispatcher (see :class:`Dispatcher`)."""
+        return self.learners.all(method, args, only)
 
     # ------------------------------------------------------------------ the loop
     def learn(self) -> dict[str, Any]:
@@ -174,16 +169,16 @@ class DPDTrainer:
     def _sequential_round(self, bar: _Progress) -> bool:
         """Algorithm 1, lines 3-8. Returns True when a callback stopped training."""
         per_learner = self.config.steps_per_learner
-        learners = self._local()
+        learners, call = self._local(), self.learners.call
         for i, learner in enumerate(learners):
             if learner.num_timesteps >= per_learner:
                 continue
-            if not learner.iterate():
+            if not call(i, "iterate"):
                 return True
-            if self.pair and learner.distill_due():
-                batch = learners[1 - i].peer_batch()
-                self._check_streak(learner.name, learner.distill(batch) if self.dpd else learner.measure(batch))
-            self._steps[i] = learner.after_iteration()
+            if self.pair and call(i, "distill_due"):
+                batch = call(1 - i, "peer_batch")
+                self._check_streak(learner.name, call(i, "distill" if self.dpd else "measure", batch))
+            self._steps[i] = call(i, "after_iteration")
             bar.update(self.total_env_steps())
         return False
 
@@ -262,9 +257,9 @@ class DPDTrainer:
             "parallel": self.parallel,
             "seed": cfg.seed,
             "preset": cfg.preset,
-            "alpha": cfg.alpha,
-            "weighting": cfg.weighting,
-            "distill_schedule": cfg.distill_schedule,
+            "alpha": cfg.distill.alpha,
+            "weighting": cfg.distill.weighting,
+            "distill_schedule": cfg.distill.schedule,
             "total_env_steps": self.total_env_steps(),
             "wall_time_s": round(wall, 3),
             "env_steps_per_s": round(self.total_env_steps() / max(wall, 1e-9), 1),
@@ -273,9 +268,7 @@ class DPDTrainer:
         }
 
     def close(self) -> None:
-        for learner in self.learners:
-            if learner is not None:
-                learner.close()
+        self.learners.close()
 
 
 class _Progress:
