@@ -142,7 +142,7 @@ def test_a_learner_call_that_bypasses_the_dispatcher_fails():
     cfg = TrainConfig(env_id="CartPole-v1", total_steps=512, eval_freq=0, tensorboard=False, snapshots=[],
                       algo_kwargs={"n_steps": 64, "batch_size": 32, "n_epochs": 1}).resolve()
     learner = Learner(cfg, 0, None)
-    with pytest.raises(RuntimeError, match="outside dpd.training.dispatch"):
+    with pytest.raises(RuntimeError, match=r"outside dpd\.training\.dispatch"):
         learner.iterate()
     local = LocalLearner(learner)
     local.call("setup")

@@ -147,7 +147,7 @@ def test_a_config_yaml_of_the_flat_format_loads_into_the_distill_block(tmp_path:
     assert TrainConfig(**cfg.to_dict()) == cfg
     # --set takes the flat alias or the field of the block, the same thing
     assert apply_overrides(cfg, ["alpha=0.5"]) == apply_overrides(cfg, ["distill.alpha=0.5"])
-    with pytest.raises(DPDUserError, match="distill.lr expects float"):
+    with pytest.raises(DPDUserError, match=r"distill\.lr expects float"):
         apply_overrides(cfg, ["distill.lr=fast"])
-    with pytest.raises(DPDUserError, match="unknown config key 'distill.nope'"):
+    with pytest.raises(DPDUserError, match=r"unknown config key 'distill\.nope'"):
         apply_overrides(cfg, ["distill.nope=1"])
