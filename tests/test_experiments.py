@@ -435,7 +435,7 @@ def test_sweep_arms_schedules_and_colliding_names():
                      schedules=["dense", "authors"], arms={"one": ["distill_steps=1"]})
     trials = {t.label: t.config for t in expand(spec)}
     assert set(trials) == {"independent", "dpd-a1", "dpd-a1-authors", "one"}
-    assert trials["one"].distill_steps == 1 and trials["dpd-a1-authors"].distill_every == 5
+    assert trials["one"].distill.steps == 1 and trials["dpd-a1-authors"].distill.every == 5
     assert trials["independent"].method == "independent"
     from dpd.errors import DPDUserError
 
@@ -476,11 +476,18 @@ def test_a_trial_written_before_a_config_key_existed_is_still_the_same_trial(tmp
     from dpd.experiments.sweep import _same_trial
 
     trial = expand(tiny_spec(variants=["dpd"]))[0]
+    from dpd.config import ALIAS_OF
+
     stored = trial.config.to_dict()
-    del stored["distill_schedule"], stored["adaptive_low"]  # an older dpd wrote neither
+    del stored["distill"]["schedule"], stored["distill"]["adaptive_low"]  # an older dpd wrote neither
     (tmp_path / "config.yaml").write_text(yaml.safe_dump(stored))
     assert _same_trial(tmp_path, trial.config)
-    stored["alpha"] = 2.0
+    # the flat format of the config.yaml files written before the distill block: the same trial
+    flat = {k: v for k, v in stored.items() if k != "distill"}
+    flat.update({ALIAS_OF[k]: v for k, v in stored["distill"].items()})
+    (tmp_path / "config.yaml").write_text(yaml.safe_dump(flat))
+    assert _same_trial(tmp_path, trial.config)
+    stored["distill"]["alpha"] = 2.0
     (tmp_path / "config.yaml").write_text(yaml.safe_dump(stored))
     assert not _same_trial(tmp_path, trial.config)
 

@@ -178,6 +178,7 @@ def test_a_failed_save_leaves_no_cut_off_model(tmp_path, monkeypatch):
     learner = Learner.__new__(Learner)
     learner.student = type("S", (), {"model": PPO("MlpPolicy", "CartPole-v1"), "vec_normalize": None})()
     learner.folder = run / "student1"
+    learner.dispatched = True  # as dpd.training.dispatch calls it
     with pytest.raises(OSError):
         learner.save()
     monkeypatch.setattr(PPO, "save", real_save)

@@ -38,7 +38,7 @@ def test_dpd_train_writes_every_promised_file(tmp_path, capsys):
     assert code == 0
     assert "student0" in capsys.readouterr().out  # the final table
     config = yaml.safe_load((out / "config.yaml").read_text())
-    assert config["env_id"] == "InvertedPendulum-v5" and config["normalize"] is True and config["distill_lr"] == 1e-5
+    assert config["env_id"] == "InvertedPendulum-v5" and config["normalize"] is True and config["distill"]["lr"] == 1e-5
     assert TrainConfig.from_dict(config).resolve().to_dict() == config  # the stored config is complete
     summary = json.loads((out / "summary.json").read_text())
     assert summary["status"] == "finished" and summary["method"] == "dpd" and summary["total_env_steps"] >= 2048

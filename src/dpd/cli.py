@@ -262,8 +262,11 @@ def calibrate(
     """Is xi informative? Each estimator of xi (two_critics, debiased, own_critic off-policy) and each critic
     against Monte-Carlo truth from restored simulator states, at every snapshot. Writes calibration.json, .md,
     .png and the per-state arrays."""
+    import torch
+
     from dpd.experiments.calibrate import calibrate as run_calibration
 
+    torch.set_num_threads(1)  # batched forward passes of small MLPs: one thread (two side by side: no oversubscription)
     result = run_calibration(run, out, n_states=states, rollouts=rollouts, max_rollouts=max_rollouts,
                              snapshot=snapshot, seed=seed, log=lambda m: typer.echo(m, err=True))
     typer.echo(f"{'estimator':<12} {'sign agreement':>15} {'resolved':>10} {'rho':>6} {'weight on worse':>16}")

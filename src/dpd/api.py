@@ -1,0 +1,211 @@
+"""``DPD``: the SB3-shaped front door, for a user's own environment from Python.
+
+    from dpd import DPD
+
+    model = DPD("ppo", "CartPole-v1", alpha=1.0, seed=0)        # or env=a callable returning a gym.Env
+    model.learn(100_000, progress_bar=True)                      # the pair together: 100k total env steps
+    model.save("runs/cartpole-dpd")                              # a run folder: dpd evaluate / analyze read it
+    loaded = DPD.load("runs/cartpole-dpd")                       # env=... again where a factory made it
+    action, _ = loaded.predict(obs, deterministic=True)          # the better student, with its own normalisation
+
+Everything else of a run is :class:`dpd.config.TrainConfig`'s: the keyword arguments are its fields, their flat
+aliases (``alpha``, ``distill_lr``, ...) or, for anything else, arguments of the SB3 algorithm (``n_steps=1024``).
+"""
+
+from __future__ import annotations
+
+import copy
+import dataclasses
+import json
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import gymnasium as gym
+import numpy as np
+from stable_baselines3.common.base_class import BaseAlgorithm
+from stable_baselines3.common.callbacks import BaseCallback
+
+from dpd.config import ACTIVATIONS, DISTILL_ALIASES, TrainConfig
+from dpd.envs import EnvSource, register_env_factory
+from dpd.errors import DPDUserError
+
+#: the one policy dpd's students support (Box observations, an MLP actor and critic)
+POLICIES = ("MlpPolicy",)
+CallbackArg = BaseCallback | list[BaseCallback] | Callable[[str], BaseCallback | list[BaseCallback] | None] | None
+
+
+class DPD:
+    """A DPD pair (or the ``independent`` / ``vanilla`` control) shaped like an SB3 algorithm.
+
+    :param algo: ``ppo`` | ``a2c`` | ``ddpg`` | ``td3`` | ``sac``.
+    :param env: a Gymnasium id, ``package.module:make_env`` (a factory in an importable module), or a callable that
+        returns a new ``gym.Env`` (called once per env copy: each student and each evaluation gets its own).
+    :param method: ``dpd`` | ``independent`` | ``vanilla``.
+    :param policy: ``MlpPolicy`` (the only policy dpd's students take).
+    :param policy_kwargs: as SB3's (``net_arch``, ``activation_fn`` as a torch class or its name).
+    :param run_dir: where training writes its run folder (logs, evaluations, models) as it goes; None: in memory,
+        until :meth:`save`.
+    :param kwargs: :class:`TrainConfig` fields and flat aliases (``alpha``, ``total_steps`` is set by
+        :meth:`learn`), else arguments of the SB3 algorithm.
+    """
+
+    def __init__(self, algo: str, env: str | Callable[[], gym.Env], *, method: str = "dpd", alpha: float = 1.0,
+                 policy: str = "MlpPolicy", policy_kwargs: dict[str, Any] | None = None, seed: int = 0,
+                 preset: str = "zoo", run_dir: str | Path | None = None, **kwargs: Any) -> None:
+        if policy not in POLICIES:
+            raise DPDUserError(f"policy {policy!r}: dpd's students use {', '.join(POLICIES)} (Box observations)")
+        env_id = env if isinstance(env, str) else register_env_factory(env)
+        fields = {f.name for f in dataclasses.fields(TrainConfig)} - {"env_id", "algo_kwargs", "distill"}
+        config_values = {k: v for k, v in kwargs.items() if k in fields or k in DISTILL_ALIASES or k == "distill"}
+        algo_kwargs = {k: v for k, v in kwargs.items() if k not in config_values}
+        if policy_kwargs:
+            algo_kwargs["policy_kwargs"] = _policy_kwargs(policy_kwargs)
+        if "total_steps" in config_values:
+            raise DPDUserError("total_steps is learn()'s: model.learn(total_timesteps)")
+        self.config = TrainConfig(env_id=env_id, algo=algo, method=method, seed=seed, preset=preset,
+                                  algo_kwargs=algo_kwargs).with_values(alpha=alpha, **config_values)
+        self.config.resolve()  # every mistake now, in one line, before anything trains
+        self.run_dir = Path(run_dir) if run_dir is not None else None
+        self._trainer: Any = None
+        self.summary: dict[str, Any] | None = None
+        self._loaded: list[tuple[BaseAlgorithm, Any]] | None = None
+
+    # ------------------------------------------------------------------ training
+    def learn(self, total_timesteps: int, progress_bar: bool = False, callback: CallbackArg = None,
+              overwrite: bool = False) -> DPD:
+        """Train for ``total_timesteps`` TOTAL env steps (a pair: each student half, as the paper's fairness rule).
+
+        :param callback: an SB3 callback (each learner gets its own copy), a list of them, or a function
+            ``learner_name -> callback``."""
+        if self._trainer is not None or self._loaded is not None:
+            raise DPDUserError("this DPD has trained (or was loaded); make a new DPD(...) to train again, or resume a"
+                               " saved run with dpd train --resume RUN")
+        from dpd.run_files import CONFIG_FILE, create_run_dir, write_json, write_yaml
+        from dpd.training import DPDTrainer
+        from dpd.training.trainer import SUMMARY_FILE
+
+        config = self.config.with_values(total_steps=int(total_timesteps)).resolve()
+        lock = None
+        if self.run_dir is not None:
+            self.run_dir, lock = create_run_dir(self.run_dir, overwrite)
+            write_yaml(self.run_dir / CONFIG_FILE, config.to_dict())
+        try:
+            self._trainer = DPDTrainer(config, self.run_dir, callbacks=_callback_factory(callback),
+                                       progress_bar=progress_bar)
+            self.summary = self._trainer.learn()
+            if self.run_dir is not None:
+                write_json(self.run_dir / SUMMARY_FILE, self.summary)
+        finally:
+            if lock is not None:
+                lock.release()
+        self.config = config
+        return self
+
+    @property
+    def students(self) -> list[BaseAlgorithm]:
+        """The SB3 models (two students; vanilla: one). Each acts on observations normalised with its own
+        statistics (:meth:`predict` does that for you)."""
+        if self._loaded is not None:
+            return [m for m, _ in self._loaded]
+        if self._trainer is None:
+            raise DPDUserError("no model yet: call learn() first (or DPD.load a saved run)")
+        return [s.model for s in self._trainer.students]
+
+    def predict(self, observation: np.ndarray, deterministic: bool = True, learner: str | None = None
+                ) -> tuple[np.ndarray, None]:
+        """SB3's ``predict`` for raw observations: the given learner's (default: the better by the final
+        evaluation), with its own normalisation."""
+        name = learner or (self.summary or {}).get("best_learner") or self.config.learner_names[0]
+        index = self.config.learner_names.index(name)
+        model = self.students[index]
+        vn = self._normalizer(index)
+        obs = vn.normalize_obs(np.asarray(observation)) if vn is not None else observation
+        action, _ = model.predict(obs, deterministic=deterministic)
+        return action, None
+
+    def _normalizer(self, index: int) -> Any:
+        if self._loaded is not None:
+            env = self._loaded[index][1]
+            from stable_baselines3.common.vec_env import VecNormalize
+
+            return env if isinstance(env, VecNormalize) else None
+        return self._trainer.students[index].vec_normalize
+
+    # ------------------------------------------------------------------ files
+    def save(self, path: str | Path, overwrite: bool = False) -> Path:
+        """Write a run folder (config.yaml, each learner's model.zip, normalisation, evaluations.csv, summary.json)
+        that ``DPD.load``, ``dpd evaluate``, ``dpd analyze`` and SB3's ``PPO.load`` read."""
+        if self._trainer is None:
+            raise DPDUserError("nothing to save: call learn() first")
+        from dpd.run_files import CONFIG_FILE, EVAL_FILE, EvalLog, create_run_dir, write_json, write_yaml
+        from dpd.training.trainer import SUMMARY_FILE
+
+        if self.run_dir is not None and Path(path).resolve() == self.run_dir.resolve():
+            return self.run_dir  # trained there: everything is written already
+        folder, lock = create_run_dir(path, overwrite)
+        try:
+            write_yaml(folder / CONFIG_FILE, self.config.to_dict())
+            for i, name in enumerate(self.config.learner_names):
+                self._trainer.learners.call(i, "save", folder / name)
+                log = EvalLog(folder / name / EVAL_FILE)
+                for row in self._trainer.learners.local()[i].evaluations:
+                    log.append(row)
+                log.close()
+            write_json(folder / SUMMARY_FILE, self.summary)
+        finally:
+            lock.release()
+        return folder
+
+    @classmethod
+    def load(cls, path: str | Path, env: str | Callable[[], gym.Env] | None = None) -> DPD:
+        """A saved run's learners, to act (``predict``) or to hand to SB3 (``students``). ``env``: the run's env
+        again where it came from a factory or a module (a run folder never imports code by itself)."""
+        from dpd.evaluation import read_summary
+        from dpd.loading import load_learner, read_run_config
+
+        config = read_run_config(path)
+        summary = read_summary(path)
+        model = cls.__new__(cls)
+        model.config, model.summary, model.run_dir, model._trainer = config, summary, Path(path), None
+        source = env if env is None or isinstance(env, str) else register_env_factory(env)
+        model._loaded = [load_learner(path, name, env=source) for name in config.learner_names]
+        return model
+
+    def close(self) -> None:
+        if self._trainer is not None:
+            self._trainer.close()
+        for _, env in self._loaded or []:
+            env.close()
+
+
+def _policy_kwargs(kwargs: dict[str, Any]) -> dict[str, Any]:
+    """SB3-style policy kwargs -> the config's plain form (an activation class -> its name)."""
+    out = dict(kwargs)
+    act = out.get("activation_fn")
+    if isinstance(act, type):
+        names = {cls: name for name, cls in ACTIVATIONS.items()}
+        if act not in names:
+            raise DPDUserError(f"activation_fn {act.__name__}: dpd supports {', '.join(ACTIVATIONS)}")
+        out["activation_fn"] = names[act]
+    return out
+
+
+def _callback_factory(callback: CallbackArg) -> Callable[[str], Any] | None:
+    """One callback object per learner: SB3 binds a callback to one model."""
+    if callback is None:
+        return None
+    if callable(callback) and not isinstance(callback, BaseCallback):
+        return callback
+
+    def per_learner(_name: str) -> Any:
+        return copy.deepcopy(callback)
+
+    return per_learner
+
+
+def _summary_json(summary: dict[str, Any]) -> str:
+    return json.dumps(summary, indent=2)
+
+
+__all__ = ["DPD", "EnvSource"]

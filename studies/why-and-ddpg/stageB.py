@@ -1,0 +1,181 @@
+"""Stage B's verdict by the rule in RULES.md: DPD-DDPG at 1M total env steps against both controls.
+
+    python studies/why-and-ddpg/stageB.py runs/why-A-ddpg runs/why-B-dpd runs/why-B-controls [runs/why-B-arm] \
+        --out DIR
+
+Per task and DPD arm: the distillation gain on the students' mean final return (DPD minus the independent pair, on
+the seeds both have) with Welch's 95% interval (the verdict's method), the exact permutation p and the percentile
+bootstrap beside it; the worse student's gain; the selection gain (better student minus students' mean); the mean
+over training; and the paper's own statistic (Figure 2: the mean over seeds of each learner's maximum evaluation
+return) on a grid of total env steps both arms evaluated at, DPD's students' mean against vanilla, with how much
+taking the maximum inflates each arm (max minus final). Writes DIR/stageB.md and DIR/stageB.json.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from dpd.experiments.report import Run, load_sweeps, mean_ci, stream
+from dpd.experiments.stats import difference, verdict
+
+INDEPENDENT, VANILLA = "independent", "vanilla"
+PAPER_MARGIN = 0.15  # "more than 15 percent" (paper, section 4.3)
+
+
+def on_grid_max(run: Run, learner: str, grid: set[float]) -> float:
+    """The learner's largest evaluation return among its evaluations at total env steps in ``grid``."""
+    x, y = run.curves[learner]
+    keep = np.isin(x, sorted(grid))
+    return float(y[keep].max()) if keep.any() else math.nan
+
+
+def common_grid(runs: list[Run]) -> set[float]:
+    """Total env steps at which every learner of these runs was evaluated."""
+    grids = [set(r.curves[name][0].tolist()) for r in runs for name in r.curves]
+    return set.intersection(*grids) if grids else set()
+
+
+def learner_values(run: Run, kind: str, grid: set[float]) -> list[float]:
+    names = ["vanilla"] if run.variant == VANILLA else ["student0", "student1"]
+    if kind == "max_grid":
+        return [on_grid_max(run, n, grid) for n in names]
+    return [run.metric(n, kind) for n in names]
+
+
+def students_mean(run: Run, kind: str, grid: set[float]) -> float:
+    return float(np.mean(learner_values(run, kind, grid)))
+
+
+def fmt(d: Any, digits: int = 0) -> str:
+    return (f"{d.diff:+.{digits}f} [{d.welch_low:+.{digits}f}, {d.welch_high:+.{digits}f}], p_perm "
+            f"{d.permutation_p:.3f}")
+
+
+def interval(v: tuple[float, float, float], digits: int = 0) -> str:
+    point, lo, hi = v
+    return "—" if math.isnan(point) else f"{point:+.{digits}f} [{lo:+.{digits}f}, {hi:+.{digits}f}]"
+
+
+def analyse(runs: list[Run]) -> dict[str, Any]:
+    done = [r for r in runs if r.status == "finished"]
+    out: dict[str, Any] = {}
+    for task in sorted({r.env_id for r in done}):
+        these = [r for r in done if r.env_id == task]
+        grid = common_grid(these)
+        arms = sorted({r.variant for r in these} - {VANILLA, INDEPENDENT})
+        by = {v: {r.seed: r for r in these if r.variant == v} for v in {r.variant for r in these}}
+        task_out: dict[str, Any] = {"grid_points": len(grid), "arms": {}}
+        van = by.get(VANILLA, {})
+        ind = by.get(INDEPENDENT, {})
+        for arm in [INDEPENDENT, *arms]:
+            mine = by.get(arm, {})
+            seeds = sorted(set(mine) & set(ind)) if arm != INDEPENDENT else sorted(mine)
+            row: dict[str, Any] = {"seeds": seeds, "n": len(mine)}
+            a = np.array([students_mean(mine[s], "final", grid) for s in seeds])
+            if arm != INDEPENDENT:
+                b = np.array([students_mean(ind[s], "final", grid) for s in seeds])
+                gain = difference(a, b, seed=1)
+                row["distillation_gain"] = gain.__dict__
+                row["verdict"] = verdict(gain.welch_low, gain.welch_high)
+                row["bootstrap"] = _diff_boot(a, b, stream("stageB", task, arm, "gain"))
+                worse_a = np.array([min(learner_values(mine[s], "final", grid)) for s in seeds])
+                worse_b = np.array([min(learner_values(ind[s], "final", grid)) for s in seeds])
+                row["worse_student_gain"] = difference(worse_a, worse_b, seed=2).__dict__
+                mean_a = np.array([students_mean(mine[s], "mean", grid) for s in seeds])
+                mean_b = np.array([students_mean(ind[s], "mean", grid) for s in seeds])
+                row["mean_over_training_gain"] = difference(mean_a, mean_b, seed=3).__dict__
+            sel = np.array([max(learner_values(mine[s], "final", grid)) - students_mean(mine[s], "final", grid)
+                            for s in sorted(mine)])
+            row["selection_gain"] = mean_ci(sel, stream("stageB", task, arm, "selection"))
+            row["final_students_mean"] = float(np.mean([students_mean(r, "final", grid) for r in mine.values()]))
+            # the paper's statistic: mean over seeds of each learner's maximum (students' mean), vs vanilla
+            mx = np.array([students_mean(mine[s], "max_grid", grid) for s in sorted(mine)])
+            vmx = np.array([students_mean(r, "max_grid", grid) for r in van.values()])
+            row["max_grid"] = float(mx.mean()) if len(mx) else math.nan
+            if len(vmx) and len(mx):
+                d = difference(mx, vmx, seed=4)
+                ratio = mx.mean() / vmx.mean() - 1 if vmx.mean() else math.nan
+                row["paper_statistic_vs_vanilla"] = {**d.__dict__, "ratio": float(ratio),
+                                                     "holds": bool(ratio >= PAPER_MARGIN and d.welch_low > 0)}
+            infl = np.array([students_mean(mine[s], "max_grid", grid) - students_mean(mine[s], "final", grid)
+                             for s in sorted(mine)])
+            row["max_inflation"] = mean_ci(infl, stream("stageB", task, arm, "inflation"))
+            task_out["arms"][arm] = row
+        if van:
+            vmax = np.array([students_mean(r, "max_grid", grid) for r in van.values()])
+            vfin = np.array([students_mean(r, "final", grid) for r in van.values()])
+            task_out["vanilla"] = {"n": len(van), "final": float(vfin.mean()), "max_grid": float(vmax.mean()),
+                                   "max_inflation": mean_ci(vmax - vfin, stream("stageB", task, "vanilla", "infl"))}
+        out[task] = task_out
+    return out
+
+
+def _diff_boot(a: np.ndarray, b: np.ndarray, rng: np.random.Generator, reps: int = 2000) -> tuple[float, float, float]:
+    if len(a) < 2 or len(b) < 2:
+        return (float(a.mean() - b.mean()) if len(a) and len(b) else math.nan), math.nan, math.nan
+    boot = rng.choice(a, (reps, len(a))).mean(1) - rng.choice(b, (reps, len(b))).mean(1)
+    return float(a.mean() - b.mean()), float(np.percentile(boot, 2.5)), float(np.percentile(boot, 97.5))
+
+
+def markdown(result: dict[str, Any]) -> str:
+    lines = ["# Stage B: DPD-DDPG at 1M total env steps (verdicts by RULES.md)", ""]
+    for task, t in result.items():
+        lines += [f"## {task}", "", f"Common evaluation grid: {t['grid_points']} points of total env steps.", ""]
+        if "vanilla" in t:
+            v = t["vanilla"]
+            lines.append(f"Vanilla ({v['n']} seeds): final {v['final']:.0f}, max on the grid {v['max_grid']:.0f} "
+                         f"(max - final {interval(v['max_inflation'])}).")
+            lines.append("")
+        lines += ["| arm | seeds | students' mean final | distillation gain [Welch 95%], permutation p | verdict | "
+                  "bootstrap 95% | worse student gain [Welch] | selection gain [bootstrap] |",
+                  "|---|---|---|---|---|---|---|---|"]
+        for arm, r in t["arms"].items():
+            if "distillation_gain" in r:
+                g = _D(r["distillation_gain"])
+                w = _D(r["worse_student_gain"])
+                lines.append(f"| {arm} | {len(r['seeds'])} | {r['final_students_mean']:.0f} | {fmt(g)} | "
+                             f"**{r['verdict']}** | {interval(r['bootstrap'])} | {fmt(w)} | "
+                             f"{interval(r['selection_gain'])} |")
+            else:
+                lines.append(f"| {arm} | {r['n']} | {r['final_students_mean']:.0f} | — | — | — | — | "
+                             f"{interval(r['selection_gain'])} |")
+        lines += ["", "The paper's statistic (mean over seeds of each learner's maximum evaluation return, students' "
+                  "mean, on the common grid) against vanilla's:", "",
+                  "| arm | max statistic | vs vanilla [Welch 95%], permutation p | ratio | paper's claim (>= +15%, CI > 0)"
+                  " | max - final (inflation) |", "|---|---|---|---|---|---|"]
+        for arm, r in t["arms"].items():
+            p = r.get("paper_statistic_vs_vanilla")
+            cells = (f"{fmt(_D(p))} | {100 * p['ratio']:+.1f}% | {'holds' if p['holds'] else 'does not hold'}"
+                     if p else "— | — | —")
+            lines.append(f"| {arm} | {r['max_grid']:.0f} | {cells} | {interval(r['max_inflation'])} |")
+        lines.append("")
+    return "\n".join(lines) + "\n"
+
+
+class _D:
+    def __init__(self, d: dict[str, Any]) -> None:
+        self.__dict__.update(d)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("sweeps", nargs="+", type=Path)
+    parser.add_argument("--out", type=Path, required=True)
+    args = parser.parse_args()
+    runs, _ = load_sweeps(args.sweeps)
+    result = analyse(runs)
+    args.out.mkdir(parents=True, exist_ok=True)
+    (args.out / "stageB.json").write_text(json.dumps(result, indent=1, default=float))
+    text = markdown(result)
+    (args.out / "stageB.md").write_text(text)
+    print(text)
+
+
+if __name__ == "__main__":
+    main()
