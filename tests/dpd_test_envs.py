@@ -60,3 +60,25 @@ class NaNObservationEnv(CrashingEnv):
 
 if "DpdNaN-v0" not in gym.registry:
     gym.register("DpdNaN-v0", entry_point=NaNObservationEnv)
+
+
+class Corridor(gym.Env):
+    """Walk right to the end of a corridor: a user's own env, made by a factory (``dpd_test_envs:make_corridor``)."""
+
+    observation_space = gym.spaces.Box(-2.0, 2.0, (2,), np.float32)
+    action_space = gym.spaces.Box(-1.0, 1.0, (1,), np.float32)
+
+    def reset(self, *, seed=None, options=None):
+        super().reset(seed=seed)
+        self.x, self.t = float(self.np_random.uniform(-0.5, 0.5)), 0
+        return np.array([self.x, 0.0], np.float32), {}
+
+    def step(self, action):
+        self.t += 1
+        self.x = float(np.clip(self.x + 0.2 * float(np.clip(action[0], -1, 1)), -2, 2))
+        done = self.x >= 1.0
+        return np.array([self.x, self.t / 50], np.float32), (1.0 if done else -0.05), done, self.t >= 50, {}
+
+
+def make_corridor() -> Corridor:
+    return Corridor()

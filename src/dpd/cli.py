@@ -12,6 +12,7 @@ from typing import Annotated, Any
 
 import typer
 
+from dpd.config import ALGOS
 from dpd.errors import DPDUserError, TrainingDiverged
 
 app = typer.Typer(
@@ -23,6 +24,11 @@ app = typer.Typer(
 )
 
 
+#: --env of the commands that open a run folder
+ENV_AGAIN = ("the run's environment again, where its config.yaml names a module (module:...) that dpd does not import"
+             " from a run folder on its own")
+
+
 def _echo(msg: str) -> None:
     typer.echo(msg, err=True)
 
@@ -30,8 +36,10 @@ def _echo(msg: str) -> None:
 @app.command()
 def train(
     ctx: typer.Context,
-    env: Annotated[str | None, typer.Option("--env", help="Gymnasium id, e.g. HalfCheetah-v5, CartPole-v1")] = None,
-    algo: Annotated[str, typer.Option(help="base algorithm: ppo | a2c")] = "ppo",
+    env: Annotated[str | None, typer.Option("--env", help=(
+        "Gymnasium id (HalfCheetah-v5, CartPole-v1), module:EnvId-v0 (the module registers it) or"
+        " package.module:make_env (a function returning a gym.Env); with --resume: the run's env again"))] = None,
+    algo: Annotated[str, typer.Option(help=f"base algorithm: {' | '.join(ALGOS)}")] = "ppo",
     total_steps: Annotated[int, typer.Option(help="TOTAL env steps over all learners (DPD: half per student)")] = 1_000_000,
     method: Annotated[str, typer.Option(
         help="dpd | vanilla (one learner, same total steps) | independent (the pair, undistilled)")] = "dpd",
@@ -63,14 +71,14 @@ def train(
     show_bar = progress and sys.stderr.isatty()
     if resume is not None:
         # every option that would change the run: all but these
-        given = [p for p in ctx.params if p not in ("progress", "verbose", "resume")
+        given = [p for p in ctx.params if p not in ("progress", "verbose", "resume", "env")
                  and ctx.get_parameter_source(p).name == "COMMANDLINE"]  # type: ignore[union-attr]
         if given:
             flags = ", ".join("--" + g.rstrip("_").replace("_", "-") for g in given)
             raise DPDUserError(f"--resume continues the run's stored config.yaml; drop {flags} (a changed config "
                                "cannot resume a run)")
         try:
-            summary = resume_training(resume, progress_bar=show_bar, log=_echo, verbose=verbose)
+            summary = resume_training(resume, env=env, progress_bar=show_bar, log=_echo, verbose=verbose)
         except TrainingInterrupted as exc:
             _echo(f"dpd: interrupted: {exc}")
             raise typer.Exit(130) from None
@@ -97,13 +105,14 @@ def evaluate(
     run: Annotated[Path, typer.Argument(help="a finished run folder")],
     episodes: Annotated[int, typer.Option(help="deterministic episodes per learner")] = 10,
     seed: Annotated[int, typer.Option(help="seed of the evaluation env")] = 0,
+    env: Annotated[str | None, typer.Option("--env", help=ENV_AGAIN)] = None,
 ) -> None:
     """Re-evaluate the saved learners of a run (frozen normalisation, deterministic actions)."""
     from dpd.evaluation import evaluate_run
 
     if episodes <= 0:
         raise DPDUserError(f"--episodes must be positive, got {episodes}")
-    results = evaluate_run(run, episodes, seed)
+    results = evaluate_run(run, episodes, seed, env=env)
     typer.echo(f"{'learner':<10} {'mean return':>12} {'std':>10} {'episodes':>9}")
     for name, r in results["learners"].items():
         typer.echo(f"{name:<10} {r['mean_return']:>12.2f} {r['std_return']:>10.2f} {r['episodes']:>9d}")
@@ -230,12 +239,13 @@ def analyze(
     states: Annotated[int, typer.Option(help="states drawn from a rollout of the better student")] = 100,
     value_states: Annotated[int, typer.Option(help="of those, how many the value plot shows")] = 10,
     seed: Annotated[int, typer.Option(help="seed of the rollout and of the state draw")] = 0,
+    env: Annotated[str | None, typer.Option("--env", help=ENV_AGAIN)] = None,
 ) -> None:
     """Figure 3 of the paper: each student's values and the two students' action distance at early / middle /
     late snapshots (vs two vanilla runs with --against). Writes analysis.json and figure3.png."""
     from dpd.experiments.analyze import analyze as run_analysis
 
-    result = run_analysis(run, against, out, n_states=states, n_value_states=value_states, seed=seed)
+    result = run_analysis(run, against, out, n_states=states, n_value_states=value_states, seed=seed, env=env)
     has_vanilla = against is not None
     typer.echo(f"{'total env steps':>16} {'mean V student0':>16} {'mean V student1':>16} {'s0 higher':>10} "
                f"{'dist DPD':>9}" + (f" {'dist vanilla':>13}" if has_vanilla else ""))
@@ -258,6 +268,7 @@ def calibrate(
     snapshot: Annotated[int | None, typer.Option(help="only the snapshot at this many student steps")] = None,
     out: Annotated[Path | None, typer.Option(help="output folder (default: RUN/calibration)")] = None,
     seed: Annotated[int, typer.Option(help="seed of the state draw and the rollouts' action noise")] = 0,
+    env: Annotated[str | None, typer.Option("--env", help=ENV_AGAIN)] = None,
 ) -> None:
     """Is xi informative? Each estimator of xi (two_critics, debiased, own_critic off-policy) and each critic
     against Monte-Carlo truth from restored simulator states, at every snapshot. Writes calibration.json, .md,
@@ -268,7 +279,7 @@ def calibrate(
 
     torch.set_num_threads(1)  # batched forward passes of small MLPs: one thread (two side by side: no oversubscription)
     result = run_calibration(run, out, n_states=states, rollouts=rollouts, max_rollouts=max_rollouts,
-                             snapshot=snapshot, seed=seed, log=lambda m: typer.echo(m, err=True))
+                             snapshot=snapshot, seed=seed, log=lambda m: typer.echo(m, err=True), env=env)
     typer.echo(f"{'estimator':<12} {'sign agreement':>15} {'resolved':>10} {'rho':>6} {'weight on worse':>16}")
     for name, p in result["pooled"].items():
         typer.echo(f"{name:<12} {p['sign_agreement']:>15.3f} {p['resolved']:>10} {p['spearman']:>6.2f} "

@@ -395,6 +395,16 @@ class TrainConfig:
             raise DPDUserError(
                 f"{self.env_id} has a {type(act_space).__name__} action space; dpd supports Box and Discrete actions"
             )
+        if obs_space.shape is None or len(obs_space.shape) == 0 or int(np.prod(obs_space.shape)) == 0:
+            raise DPDUserError(f"{self.env_id} has observations of shape {obs_space.shape}; dpd needs a Box with at least"
+                               " one dimension and one entry (wrap a scalar as shape (1,))")
+        if isinstance(act_space, gym.spaces.Box):
+            if act_space.shape is None or int(np.prod(act_space.shape)) == 0:
+                raise DPDUserError(f"{self.env_id} has actions of shape {act_space.shape}; a policy needs at least one"
+                                   " action dimension")
+            if not (np.isfinite(act_space.low).all() and np.isfinite(act_space.high).all()):
+                raise DPDUserError(f"{self.env_id} has infinite action bounds; dpd's algorithms clip or squash actions"
+                                   " into the bounds: give the Box finite low and high (e.g. -1, 1)")
         if self.family == "off_policy" and not isinstance(act_space, gym.spaces.Box):
             raise DPDUserError(
                 f"{self.algo} needs continuous (Box) actions but {self.env_id} has {type(act_space).__name__} actions;"

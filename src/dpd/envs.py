@@ -16,6 +16,7 @@ from __future__ import annotations
 import importlib
 import logging
 import os
+import sys
 import warnings
 from collections.abc import Callable
 from typing import Any
@@ -52,31 +53,109 @@ def _route_mujoco_warnings() -> None:
 _route_mujoco_warnings()
 
 
-def check_env_id(env_id: str) -> gym.Env:
-    """Make one instance of ``env_id`` or raise a one-line :class:`DPDUserError`. The caller closes it.
+#: env factories this process was handed (``DPD(env=callable)``, ``module:make_env``): env id -> factory
+_FACTORIES: dict[str, Callable[[], gym.Env]] = {}
+#: the id prefix of a factory that cannot be found again by its name (a lambda, a local function, ``__main__``)
+UNSTORED = "unstored:"
+#: what names an env: a Gymnasium id, ``module:EnvId-v0`` / ``module:make_env``, or a callable returning a gym.Env
+EnvSource = str | Callable[[], gym.Env]
 
-    ``module:EnvId-v0`` imports ``module`` first (where a user's package registers its envs), as ``gym.make`` does.
-    """
-    module, sep, name = env_id.rpartition(":")
-    if sep:
-        if not all(part.isidentifier() for part in module.split(".")):
-            raise DPDUserError(f"environment {env_id!r}: {module!r} is not a module name; use module:EnvId-v0 with an"
-                               " importable module (e.g. my_package.envs:MyEnv-v0), or a plain registered id")
-        try:
-            importlib.import_module(module)
-        except ImportError as exc:
-            raise DPDUserError(f"cannot import {module!r} for environment {env_id!r}: {exc}") from None
+
+def register_env_factory(factory: Callable[[], gym.Env]) -> str:
+    """The env id under which a user's factory is stored in config.yaml (``module:qualname`` where it can be
+    imported again by that name, else ``unstored:<qualname>``), and the factory itself for this process."""
+    if not callable(factory):
+        raise DPDUserError(f"env must be a Gymnasium id or a callable that returns a gym.Env, got {type(factory).__name__}")
+    module = getattr(factory, "__module__", None)
+    qualname = getattr(factory, "__qualname__", None) or type(factory).__qualname__
+    findable = module not in (None, "__main__") and "<" not in qualname and _lookup(module, qualname) is factory
+    env_id = f"{module}:{qualname}" if findable else f"{UNSTORED}{qualname}"
+    _FACTORIES[env_id] = factory
+    return env_id
+
+
+def provide_env_factory(env_id: str, factory: Callable[[], gym.Env]) -> None:
+    """Make ``env_id`` (e.g. a run's stored ``unstored:make_env``) mean ``factory`` in this process."""
+    if not callable(factory):
+        raise DPDUserError(f"env must be a Gymnasium id or a callable that returns a gym.Env, got {type(factory).__name__}")
+    _FACTORIES[env_id] = factory
+
+
+def _lookup(module: str | None, qualname: str) -> Any:
+    obj: Any = sys.modules.get(module or "")
+    for part in qualname.split("."):
+        obj = getattr(obj, part, None)
+    return obj
+
+
+def _installed(module: str) -> bool:
+    """Whether ``module`` is part of an installed distribution (not a file beside a run folder or in the cwd)."""
+    from importlib.metadata import packages_distributions
+
+    return module.split(".")[0] in packages_distributions()
+
+
+def _import_env_module(module: str, env_id: str, trust: bool) -> None:
+    """Import the module an env id names. ``trust`` False (the id was read from a run folder): only a module this
+    process imported already or one of an installed distribution; opening a folder never runs code from it."""
+    if not all(part.isidentifier() for part in module.split(".")):
+        raise DPDUserError(f"environment {env_id!r}: {module!r} is not a module name; use module:EnvId-v0 or"
+                           " module:make_env with an importable module (e.g. my_package.envs:MyEnv-v0), or a plain id")
+    if module in sys.modules:
+        return
+    if not trust and not _installed(module):
+        raise DPDUserError(f"this run's environment {env_id!r} comes from module {module!r}, which dpd does not import"
+                           " on its own from a run folder: pass the environment again (--env {env_id}, or env=... in"
+                           " Python)")
     try:
-        gym.spec(name)
-    except gym.error.Error as exc:
-        raise DPDUserError(
-            f"unknown environment id {env_id!r} ({exc}); use a registered Gymnasium id such as "
-            "CartPole-v1, Pendulum-v1 or HalfCheetah-v5"
-        ) from None
+        importlib.import_module(module)
+    except Exception as exc:  # ImportError, or anything the module raises while it runs
+        raise DPDUserError(f"cannot import {module!r} for environment {env_id!r}: {type(exc).__name__}: {exc}") from None
+
+
+def make_env(env_id: str, trust: bool = True) -> gym.Env:
+    """A new instance of ``env_id``: a registered Gymnasium id, ``module:EnvId-v0`` (the module registers it),
+    ``module:make_env`` (a callable in the module), or a factory registered in this process. One-line DPDUserError
+    for anything that does not make a gym.Env. ``trust``: see :func:`_import_env_module`."""
+    factory = _FACTORIES.get(env_id)
+    if factory is None and env_id.startswith(UNSTORED):
+        raise DPDUserError(f"the environment came from a factory that cannot be found by its name"
+                           f" ({env_id[len(UNSTORED):]}: a lambda, a local function or one in a script): pass it again"
+                           " (DPD.load(path, env=make_env), or --env package.module:make_env)")
+    if factory is None:
+        module, sep, name = env_id.rpartition(":")
+        if sep:
+            _import_env_module(module, env_id, trust)
+            if name not in gym.registry:
+                found = _lookup(module, name)
+                if callable(found) and not isinstance(found, str):
+                    factory = found
+                    _FACTORIES[env_id] = found
+        if factory is None:
+            try:
+                gym.spec(name)
+            except gym.error.Error as exc:
+                raise DPDUserError(
+                    f"unknown environment id {env_id!r} ({exc}); use a registered Gymnasium id such as "
+                    "CartPole-v1, Pendulum-v1 or HalfCheetah-v5, module:EnvId-v0, or module:make_env"
+                ) from None
+            try:
+                return gym.make(name)
+            except Exception as exc:  # an env whose dependencies are missing fails here, deep inside
+                raise DPDUserError(f"cannot create environment {env_id!r}: {type(exc).__name__}: {exc}") from None
     try:
-        return gym.make(env_id)
-    except Exception as exc:  # an env whose dependencies are missing fails here, deep inside
-        raise DPDUserError(f"cannot create environment {env_id!r}: {type(exc).__name__}: {exc}") from None
+        env = factory()
+    except Exception as exc:
+        raise DPDUserError(f"environment factory {env_id!r} raised {type(exc).__name__}: {exc}") from None
+    if not isinstance(env, gym.Env):
+        raise DPDUserError(f"environment factory {env_id!r} returned a {type(env).__name__}, not a gymnasium.Env")
+    return env
+
+
+def check_env_id(env_id: str, trust: bool = True) -> gym.Env:
+    """Make one instance of ``env_id`` (:func:`make_env`) or raise a one-line :class:`DPDUserError`. The caller
+    closes it."""
+    return make_env(env_id, trust)
 
 
 class NonFiniteObservation(DPDUserError):
@@ -235,9 +314,10 @@ class RecentStates(VecEnvWrapper):
             self._sim[...] = state["sim"]
 
 
-def env_factory(env_id: str, monitor: bool = False) -> Callable[[], gym.Env]:
+def env_factory(env_id: str, monitor: bool = False, trust: bool = True) -> Callable[[], gym.Env]:
+    """A function that makes a new instance of ``env_id`` (:func:`make_env`), in a Monitor if asked."""
     def _make() -> gym.Env:
-        env = gym.make(env_id)
+        env = make_env(env_id, trust)
         return Monitor(env) if monitor else env
 
     return _make

@@ -7,6 +7,7 @@ from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
+from dpd.envs import EnvSource
 from dpd.episodes import run_episodes
 from dpd.errors import DPDUserError
 from dpd.loading import load_learner, read_run_config
@@ -28,15 +29,18 @@ def read_summary(run: str | Path) -> dict[str, Any]:
     return data
 
 
-def evaluate_run(run: str | Path, episodes: int, seed: int = 0) -> dict[str, Any]:
-    """Evaluate every saved learner of ``run`` for ``episodes`` deterministic episodes; also writes
-    ``reevaluation.json`` into the run folder."""
+def evaluate_run(run: str | Path, episodes: int, seed: int = 0, env: EnvSource | None = None) -> dict[str, Any]:
+    """Evaluate every saved learner of ``run`` for ``episodes`` deterministic episodes (env seeded with ``seed``);
+    also writes ``reevaluation.json`` into the run folder. ``env``: the run's environment again (see
+    :func:`dpd.loading.load_learner`)."""
+    if seed < 0 or seed > 2**32 - 1:
+        raise DPDUserError(f"--seed must be in [0, {2**32 - 1}], got {seed}")
     config = read_run_config(run)
     results: dict[str, Any] = {"episodes": episodes, "seed": seed, "learners": {}}
     for name in config.learner_names:
-        model, env = load_learner(run, name, seed=seed)
-        result = run_episodes(model, env, episodes)
-        env.close()
+        model, venv = load_learner(run, name, seed=seed, env=env)
+        result = run_episodes(model, venv, episodes)
+        venv.close()
         results["learners"][name] = {**asdict(result), "episodes": len(result.returns)}
     write_json(Path(run) / REEVALUATION_FILE, results)
     return results

@@ -28,7 +28,7 @@ from stable_baselines3.common.base_class import BaseAlgorithm
 from stable_baselines3.common.vec_env import VecNormalize
 
 from dpd.config import ALGOS, TrainConfig
-from dpd.envs import normalize_raw, return_scale
+from dpd.envs import EnvSource, normalize_raw, return_scale
 from dpd.errors import DPDUserError
 from dpd.loading import load_learner, read_run_config
 from dpd.run_files import MODEL_FILE, SUMMARY_FILE, atomic_write, atomic_write_text
@@ -67,13 +67,17 @@ def list_snapshots(run: Path, learner: str) -> list[Path]:
     return sorted(found, key=lambda p: int(p.name))
 
 
-def load_snapshot(config: TrainConfig, folder: Path) -> Snapshot:
+def load_snapshot(config: TrainConfig, folder: Path, env: EnvSource | None = None) -> Snapshot:
+    """A snapshot folder's model and frozen normalisation; ``env``: the run's environment again (see
+    :func:`dpd.loading.load_learner`)."""
     from stable_baselines3.common.vec_env import DummyVecEnv
 
     from dpd.envs import env_factory, frozen_normalization
+    from dpd.loading import env_source
     from dpd.safe_load import load_model, read_normalization
 
-    venv = DummyVecEnv([env_factory(config.env_id)])
+    env_id, trust = env_source(config, env)
+    venv = DummyVecEnv([env_factory(env_id, trust=trust)])
     model = load_model(ALGOS[config.algo][0], folder / MODEL_FILE, env=venv)
     state = read_normalization(folder)  # plain JSON: nothing in a run folder is unpickled
     normalizer = frozen_normalization(state, venv, raw_rewards=False) if state is not None else None
@@ -105,9 +109,10 @@ def _check_run(run: Path, method: str, command: str = "dpd analyze") -> TrainCon
     return config
 
 
-def sample_states(run: Path, learner: str, n_states: int, seed: int, rollout_steps: int = 1000) -> np.ndarray:
+def sample_states(run: Path, learner: str, n_states: int, seed: int, rollout_steps: int = 1000,
+                  env_id: EnvSource | None = None) -> np.ndarray:
     """(n_states, *obs_shape) raw states drawn at random from a deterministic rollout of ``learner``'s final model."""
-    model, env = load_learner(run, learner, seed=seed)
+    model, env = load_learner(run, learner, seed=seed, env=env_id)
     try:
         states = []
         obs = env.reset()
@@ -137,6 +142,7 @@ def analyze(
     n_states: int = 100,
     n_value_states: int = 10,
     seed: int = 0,
+    env: EnvSource | None = None,
 ) -> dict[str, Any]:
     """Analyse a finished DPD run (and optionally two vanilla runs); write JSON + PNG into ``out`` (default: RUN/analysis).
 
@@ -145,6 +151,8 @@ def analyze(
     run = Path(run)
     if out is not None and Path(out).exists() and not Path(out).is_dir():
         raise DPDUserError(f"--out {out} exists and is not a folder; choose another --out")
+    if seed < 0:
+        raise DPDUserError(f"--seed must be >= 0, got {seed}")
     if n_states < 2 or not 1 <= n_value_states <= n_states:
         raise DPDUserError(f"need n_states >= 2 and 1 <= value states <= n_states; got {n_states}, {n_value_states}")
     config = _check_run(run, "dpd")
@@ -168,12 +176,12 @@ def analyze(
             )
     summary = json.loads((run / SUMMARY_FILE).read_text())
     source = summary.get("best_learner") or "student0"
-    states = sample_states(run, source, n_states, seed)
+    states = sample_states(run, source, n_states, seed, env_id=env)
 
     stages: list[dict[str, Any]] = []
     n_stages = len(pair["student0"])
     for k in range(n_stages):
-        snaps = [load_snapshot(config, pair[name][k]) for name in config.learner_names]
+        snaps = [load_snapshot(config, pair[name][k], env) for name in config.learner_names]
         discrete = isinstance(snaps[0].model.action_space, gym.spaces.Discrete)
         values = [s.values(states) for s in snaps]
         distance = action_distance(snaps[0].actions(states), snaps[1].actions(states), discrete)
@@ -189,7 +197,7 @@ def analyze(
             "mean_action_distance_dpd": float(distance.mean()),
         }
         if vanilla is not None:
-            sv = [load_snapshot(config, folders[k]) for folders in vanilla]
+            sv = [load_snapshot(config, folders[k], env) for folders in vanilla]
             dv = action_distance(sv[0].actions(states), sv[1].actions(states), discrete)
             stage["vanilla_steps"] = [s.steps for s in sv]
             stage["action_distance_vanilla"] = dv.tolist()

@@ -42,7 +42,7 @@ import numpy as np
 import torch as th
 
 from dpd.config import TrainConfig
-from dpd.envs import check_env_id, normalize_raw, return_scale, set_mujoco_state
+from dpd.envs import EnvSource, make_env, normalize_raw, return_scale, set_mujoco_state
 from dpd.errors import DPDUserError
 from dpd.experiments.analyze import Snapshot, _check_run, _snapshots, load_snapshot
 from dpd.objective import dpd_weights
@@ -140,7 +140,7 @@ def rollout_returns(env_id: str, sim_states: np.ndarray, actors: list[Callable[[
         for lo in range(0, len(rollouts), batch):
             chunk = rollouts[lo: lo + batch]
             while len(envs) < len(chunk):
-                envs.append(gym.make(env_id).unwrapped)
+                envs.append(make_env(env_id).unwrapped)
                 envs[-1].reset(seed=0)
             obs = []
             for env, r in zip(envs, chunk, strict=False):
@@ -327,7 +327,7 @@ def _critic_row(estimate: np.ndarray, mc: np.ndarray, offset: float, offset_stat
 # ---------------------------------------------------------------------- a run
 def calibrate(run: str | Path, out: str | Path | None = None, n_states: int = 200, rollouts: int = 16,
               max_rollouts: int = 64, snapshot: int | None = None, seed: int = 0,
-              log: Callable[[str], None] | None = None) -> dict[str, Any]:
+              log: Callable[[str], None] | None = None, env: EnvSource | None = None) -> dict[str, Any]:
     """Calibrate xi at every snapshot of a finished pair run (or the one of ``snapshot`` student steps)."""
     say = log or (lambda _m: None)
     run = Path(run)
@@ -341,7 +341,10 @@ def calibrate(run: str | Path, out: str | Path | None = None, n_states: int = 20
     if folder.exists() and not folder.is_dir():
         raise DPDUserError(f"--out {folder} exists and is not a folder; choose another --out")
     config = _check_run(run, "dpd", "dpd calibrate")
-    action_space = _spaces(config.env_id)
+    from dpd.loading import env_source
+
+    env_id, trust = env_source(config, env)
+    action_space = _spaces(env_id, trust)
     if not isinstance(action_space, gym.spaces.Box):
         raise DPDUserError(f"{config.env_id} has discrete actions; dpd calibrate supports MuJoCo tasks")
     pair = _snapshots(run, config)
@@ -360,11 +363,11 @@ def calibrate(run: str | Path, out: str | Path | None = None, n_states: int = 20
         actors = []
         for name in names:
             snap_dir = pair[name][k]
-            actors.append(Actor(load_snapshot(config, snap_dir), stochastic, _load_window(snap_dir)))
+            actors.append(Actor(load_snapshot(config, snap_dir, env), stochastic, _load_window(snap_dir)))
         for i, j in ((0, 1), (1, 0)):
             say(f"snapshot {steps_list[k]:,} steps: {names[i]} <- {names[j]}")
             row, per_state = calibrate_direction(
-                config.env_id, config, actors[i], actors[j], (names[i], names[j]), n_states, rollouts,
+                env_id, config, actors[i], actors[j], (names[i], names[j]), n_states, rollouts,
                 max_rollouts, seed + 1000 * k + i, say)
             row.update(snapshot_steps=steps_list[k], total_env_steps=2 * steps_list[k])
             rows.append(row)
@@ -383,8 +386,8 @@ def calibrate(run: str | Path, out: str | Path | None = None, n_states: int = 20
     return result
 
 
-def _spaces(env_id: str) -> gym.Space:
-    env = check_env_id(env_id)
+def _spaces(env_id: str, trust: bool) -> gym.Space:
+    env = make_env(env_id, trust)
     try:
         return env.action_space
     finally:

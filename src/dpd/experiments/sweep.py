@@ -194,7 +194,7 @@ def run_trial(config_dict: dict[str, Any], run_dir: str) -> dict[str, Any]:
     try:
         config = TrainConfig.from_dict(config_dict)
         if (path / CHECKPOINT_FILE).is_file() and _same_trial(path, config):
-            summary = resume(path)
+            summary = resume(path, env=config.env_id)  # the sweep file named the env: trusted
         else:  # an unfinished earlier attempt without a checkpoint starts again from scratch
             summary = train(config, path, overwrite=True)
         return {"status": "finished", "summary": summary}

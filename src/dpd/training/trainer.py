@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from dpd.config import TrainConfig
+from dpd.envs import EnvSource, check_env_id, provide_env_factory
 from dpd.errors import DPDUserError, TrainingDiverged, TrainingInterrupted
 from dpd.run_files import CONFIG_FILE, SUMMARY_FILE, create_run_dir, write_json, write_yaml
 from dpd.students.base import Student
@@ -342,12 +343,17 @@ def train(
 def resume(
     run: str | Path,
     *,
+    env: EnvSource | None = None,
     callbacks: CallbackFactory | None = None,
     progress_bar: bool = False,
     log: LogFn | None = None,
     verbose: int = 0,
 ) -> dict[str, Any]:
-    """Continue a run from its last checkpoint (``RUN/checkpoint.pt``) to its budget; returns the summary."""
+    """Continue a run from its last checkpoint (``RUN/checkpoint.pt``) to its budget; returns the summary.
+
+    :param env: the run's environment again: its id (it must be the stored one), or the factory it was trained
+        with. Needed where the stored id names a module that a run folder may not import by itself, or a factory
+        that cannot be found by name (:func:`dpd.envs.make_env`)."""
     from dpd.config import read_run_config
     from dpd.run_files import RunLock, refuse_links, remove_stale_temporaries
     from dpd.training.checkpoint import CHECKPOINT_FILE, load_checkpoint
@@ -358,6 +364,11 @@ def resume(
     config = read_run_config(run_dir)
     if (run_dir / SUMMARY_FILE).is_file():
         raise DPDUserError(f"{run_dir} has finished (summary.json exists); nothing to resume")
+    if isinstance(env, str) and env != config.env_id:
+        raise DPDUserError(f"--env {env}: {run_dir} was trained on {config.env_id}; a resume continues the same run")
+    if env is not None and not isinstance(env, str):
+        provide_env_factory(config.env_id, env)
+    check_env_id(config.env_id, trust=env is not None).close()  # a module named by the folder: only when passed again
     refuse_links(run_dir)
     lock = RunLock(run_dir).acquire()
     try:
