@@ -1,38 +1,46 @@
 # Two commands do all the set-up on a fresh machine:
-#   make demo   creates .venv on first use, installs dpd, runs DPD-PPO vs vanilla PPO on a MuJoCo task
-#   make test   creates .venv on first use, installs dpd with its dev tools, runs ruff, mypy and the tests
+#   make demo   creates .venv on first use, installs dpd, runs vanilla PPO, the independent pair and DPD-PPO side by side
+#   make test   creates .venv on first use, installs dpd with its dev tools and Ray, runs ruff, mypy and the tests
 PYTHON ?= python3.11
 VENV := .venv
 BIN := $(VENV)/bin
-STAMP := $(VENV)/.installed-$(shell cat pyproject.toml | cksum | cut -d' ' -f1)
+HASH := $(shell cat pyproject.toml | cksum | cut -d' ' -f1)
+BASE := $(VENV)/.installed-base-$(HASH)
+DEV := $(VENV)/.installed-dev-$(HASH)
 
 .PHONY: demo test lint type pytest slow clean
 
-$(STAMP): pyproject.toml
+$(BASE): pyproject.toml
 	@command -v $(PYTHON) >/dev/null || { echo "make: $(PYTHON) not found; install Python 3.11 or run 'make PYTHON=/path/to/python3.11'" >&2; exit 2; }
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install -q --upgrade pip
-	# torch first, pinned: pip takes the CPU wheel (an unpinned torch pulls a multi-GB CUDA build)
+	# torch first, pinned: pip takes the CPU wheel (an unpinned torch pulls a multi-GB CUDA build); the package
+	# itself takes a range, so it installs beside a torch a user already has
 	$(BIN)/python -m pip install -q torch==2.13.0
-	$(BIN)/python -m pip install -q -e ".[dev]"
+	$(BIN)/python -m pip install -q -e .
 	rm -f $(VENV)/.installed-* && touch $@
 
-demo: $(STAMP)
+# the tests also run the Ray backend (an extra for users: pip install 'dpd[ray]')
+$(DEV): $(BASE)
+	$(BIN)/python -m pip install -q -e ".[dev,ray]"
+	touch $@
+
+demo: $(BASE)
 	$(BIN)/dpd demo
 
-test: $(STAMP) lint type pytest
+test: $(DEV) lint type pytest
 
-lint: $(STAMP)
+lint: $(DEV)
 	$(BIN)/ruff check .
 
-type: $(STAMP)
+type: $(DEV)
 	$(BIN)/mypy
 
-pytest: $(STAMP)
+pytest: $(DEV)
 	$(BIN)/pytest
 
-slow: $(STAMP)
-	$(BIN)/pytest -m slow
+slow: $(DEV)
+	$(BIN)/pytest -m slow -n 0
 
 clean:
 	rm -rf $(VENV) runs .pytest_cache .mypy_cache .ruff_cache

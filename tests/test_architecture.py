@@ -9,6 +9,7 @@ SRC = Path(__file__).resolve().parents[1] / "src" / "dpd"
 
 #: module (or package prefix) -> layer, lowest first; the package root (dpd/__init__.py) re-exports and is exempt
 LAYERS = [
+    ("names", ["dpd.names"]),
     ("objective", ["dpd.errors", "dpd.objective", "dpd.schedule", "dpd.xi"]),
     ("files and environments", ["dpd.run_files", "dpd.envs", "dpd.episodes"]),
     ("state", ["dpd.state"]),
@@ -16,7 +17,7 @@ LAYERS = [
     ("distillation", ["dpd.distillation"]),
     ("students", ["dpd.students"]),
     ("training", ["dpd.training"]),
-    ("use of results", ["dpd.safe_load", "dpd.loading", "dpd.evaluation", "dpd.demo"]),
+    ("use of results", ["dpd.safe_load", "dpd.loading", "dpd.evaluation", "dpd.demo", "dpd.api"]),
     ("experiments", ["dpd.experiments"]),
     ("cli", ["dpd.cli"]),
 ]

@@ -1,0 +1,97 @@
+"""The names one part of dpd writes and another reads, declared once: learners, run-folder files, log keys, and the
+choices that config validation, sweeps and the CLI's help all list.
+
+Plain strings only, no imports: the command line builds its help texts from these without loading torch, and a
+reader (``dpd report``) parses exactly the keys the writer (:mod:`dpd.training.learner`) records.
+"""
+
+from __future__ import annotations
+
+# ---------------------------------------------------------------------- learners
+STUDENTS = ("student0", "student1")
+VANILLA = "vanilla"
+
+# ---------------------------------------------------------------------- choices (validation, sweeps, --help)
+ALGO_NAMES = ("ppo", "a2c", "ddpg", "td3", "sac")
+ON_POLICY_ALGOS = ("ppo", "a2c")
+OFF_POLICY_ALGOS = ("ddpg", "td3", "sac")
+#: ``dpd``: two students that distill; ``independent``: the same pair never distilled; ``vanilla``: one learner
+METHODS = ("dpd", "vanilla", "independent")
+PRESETS = ("zoo", "paper", "none")
+SCHEDULES = ("dense", "authors", "adaptive")
+XI_SCALES = ("return_std", "none")
+XI_ESTIMATORS = ("two_critics", "own_critic", "debiased")
+DISTILL_GATES = ("none", "advantage")
+DISTILL_TARGETS = ("mean", "sample")
+DISTILL_OPTIMIZERS = ("own", "shared")
+#: the built-in weightings (more can be registered: :func:`dpd.objective.register_weighting`)
+BUILTIN_WEIGHTINGS = ("exp", "indicator", "uniform")
+#: ``distill_distance``: what the distillation loss and the pair's action distance measure between Gaussian means
+DISTILL_DISTANCES = ("mse", "clamped_mse")
+#: the variants of a sweep besides its named arms
+SWEEP_VARIANTS = ("dpd", "vanilla", "independent", "uniform", "indicator")
+BACKENDS = ("local", "ray")
+
+# ---------------------------------------------------------------------- the run folder
+CONFIG_FILE = "config.yaml"
+#: written first into every run folder dpd creates: only a folder carrying it may be replaced by --overwrite
+MARKER_FILE = ".dpd-run"
+SUMMARY_FILE = "summary.json"
+CHECKPOINT_FILE = "checkpoint.pt"
+LOCK_FILE = ".lock"
+ERROR_FILE = "error.txt"
+REEVALUATION_FILE = "reevaluation.json"
+ANALYSIS_DIR = "analysis"
+CALIBRATION_DIR = "calibration"
+#: a learner's files: its SB3 model, SB3's VecNormalize pickle (for users' tools; dpd never unpickles it), the same
+#: statistics as plain JSON (what dpd reads), its evaluations, SB3's log and the training episodes
+MODEL_FILE = "model.zip"
+VECNORMALIZE_PICKLE = "vecnormalize.pkl"
+VECNORMALIZE_JSON = "vecnormalize.json"
+EVAL_FILE = "evaluations.csv"
+PROGRESS_FILE = "progress.csv"
+MONITOR_FILE = "train_episodes.monitor.csv"
+SNAPSHOT_DIR = "snapshots"
+#: in a snapshot folder: the learner's recent-state window (states, rewards, episode ends, simulator states)
+WINDOW_FILE = "window.npz"
+# ---------------------------------------------------------------------- a sweep folder
+SWEEP_FILE = "sweep.yaml"
+RUNS_DIR = "runs"
+#: written into SWEEP/runs/ when the sweep is asked to stop: a trial the pool had already queued then starts no run
+STOP_FILE = ".stopping"
+SWEEP_LOCK = ".sweep-lock"
+# ---------------------------------------------------------------------- a report folder
+REPORT_FILE = "report.md"
+#: written into a folder dpd writes reports into: only such a folder's report.md is replaced
+REPORT_MARKER = ".dpd-report"
+
+
+class Log:
+    """The keys of a learner's log rows (progress.csv, TensorBoard), written by the Learner, read by the report."""
+
+    TOTAL_STEPS = "time/total_env_steps"
+    EVAL_MEAN = "eval/mean_return"
+    EVAL_STD = "eval/std_return"
+    EVAL_LENGTH = "eval/mean_ep_length"
+    #: the pair on the whole peer window before a phase (DPD and the independent pair alike)
+    PAIR_DISTANCE = "pair/action_distance"
+    PAIR_XI_MEAN = "pair/xi_mean"
+    PAIR_PEER_BETTER = "pair/peer_better_frac"
+    #: a phase
+    PHASE_STEPS = "distill/phase_steps"
+    STRENGTH = "distill/strength"
+    GATE = "distill/gate"
+    OFFSET_OWN = "distill/offset_own"
+    OFFSET_PEER = "distill/offset_peer"
+    SKIPPED_EMPTY = "distill/skipped_empty"
+    SKIPPED_NONFINITE = "distill/skipped_nonfinite"
+    SKIPPED_ZERO_WEIGHT = "distill/skipped_zero_weight"
+    XI_SCALE = "distill/xi_scale"
+    WEIGHTS = "distill/weights"
+    #: prefix of the averaged step statistics (``distill/loss``, ``distill/weight_mean``, ...)
+    DISTILL = "distill/"
+
+
+def choices(names: tuple[str, ...]) -> str:
+    """``a | b | c``: a choice list for a help text."""
+    return " | ".join(names)
