@@ -12,8 +12,8 @@ from typing import Annotated, Any
 
 import typer
 
-from dpd.config import ALGOS
 from dpd.errors import DPDUserError, TrainingDiverged
+from dpd.names import ALGO_NAMES, DEMO_ENV, DEMO_TOTAL_STEPS
 
 app = typer.Typer(
     add_completion=False,
@@ -39,7 +39,7 @@ def train(
     env: Annotated[str | None, typer.Option("--env", help=(
         "Gymnasium id (HalfCheetah-v5, CartPole-v1), module:EnvId-v0 (the module registers it) or"
         " package.module:make_env (a function returning a gym.Env); with --resume: the run's env again"))] = None,
-    algo: Annotated[str, typer.Option(help=f"base algorithm: {' | '.join(ALGOS)}")] = "ppo",
+    algo: Annotated[str, typer.Option(help=f"base algorithm: {' | '.join(ALGO_NAMES)}")] = "ppo",
     total_steps: Annotated[int, typer.Option(help="TOTAL env steps over all learners (DPD: half per student)")] = 1_000_000,
     method: Annotated[str, typer.Option(
         help="dpd | vanilla (one learner, same total steps) | independent (the pair, undistilled)")] = "dpd",
@@ -128,10 +128,12 @@ def compare(runs: Annotated[list[Path], typer.Argument(help="finished run folder
 
 @app.command()
 def demo(
-    env: Annotated[str, typer.Option("--env", help="task of the demo")] = "HalfCheetah-v5",
-    total_steps: Annotated[int, typer.Option(help="TOTAL env steps of each run")] = 200_000,
+    env: Annotated[str, typer.Option("--env", help="task of the demo (the long version: --env HalfCheetah-v5 "
+                                                  "--total-steps 200000)")] = DEMO_ENV,
+    total_steps: Annotated[int, typer.Option(help="TOTAL env steps of each run")] = DEMO_TOTAL_STEPS,
     seed: Annotated[int, typer.Option(help="seed of the three runs")] = 0,
     out: Annotated[Path, typer.Option(help="folder holding the three runs")] = Path("runs/demo"),
+    overwrite: Annotated[bool, typer.Option(help="replace an earlier demo in --out")] = False,
 ) -> None:
     """Vanilla PPO, the independent pair and DPD-PPO at the same total env steps, side by side, then a table and
     what the numbers mean."""
@@ -144,7 +146,7 @@ def demo(
         def status(line: str) -> None:  # one line, redrawn in place
             sys.stderr.write("\r" + line + " " * 4)
             sys.stderr.flush()
-    results = run_demo(env, total_steps, seed, out, log=_echo, status=status)
+    results = run_demo(env, total_steps, seed, out, log=_echo, status=status, overwrite=overwrite)
     if status is not None:
         sys.stderr.write("\n")
     _print_table(results)

@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from dpd.config import TrainConfig
+from dpd.errors import DPDUserError
 from dpd.training.trainer import LogFn, train
 
 METHODS = ("vanilla", "independent", "dpd")
@@ -35,14 +36,29 @@ def _progress(runs: dict[str, str], total_steps: int, started: float) -> str:
 
 
 def run_demo(env_id: str, total_steps: int, seed: int, out: Path, log: LogFn,
-             status: LogFn | None = None) -> list[tuple[str, dict[str, Any]]]:
+             status: LogFn | None = None, overwrite: bool = False) -> list[tuple[str, dict[str, Any]]]:
     """Run the three methods side by side and return ``[(run folder, summary), ...]``.
 
     :param status: where the live progress line goes (redrawn in place on a terminal); default: ``log`` every
         ``LOG_EVERY_S`` seconds.
+    :param overwrite: replace an earlier demo in ``out`` (else a non-empty ``out`` is refused).
     """
+    from dpd.run_files import check_run_dir
+
     configs = {m: TrainConfig(env_id=env_id, algo="ppo", method=m, total_steps=total_steps, seed=seed).resolve()
                for m in METHODS}
+    if out.exists() and not out.is_dir():
+        raise DPDUserError(f"--out {out} exists and is not a folder; choose another --out")
+    if out.is_dir() and any(out.iterdir()):
+        if not overwrite:
+            raise DPDUserError(f"--out {out} is not empty (an earlier demo?); pass --overwrite to replace it, or choose"
+                               " another --out")
+        foreign = sorted(p.name for p in out.iterdir() if p.name not in METHODS)
+        if foreign:
+            raise DPDUserError(f"--out {out} holds {foreign[0]}, which no demo wrote; refusing to overwrite it: choose"
+                               " another --out")
+    for m in METHODS:
+        check_run_dir(out / m, overwrite)  # every run folder checked before any is touched
     log(f"dpd demo: vanilla PPO, the independent pair and DPD-PPO on {env_id}, {total_steps} total env steps each,"
         f" in {out}/ (one process each; a few minutes)")
     runs = {m: str(out / m) for m in configs}

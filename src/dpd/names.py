@@ -31,6 +31,9 @@ DISTILL_DISTANCES = ("mse", "clamped_mse")
 #: the variants of a sweep besides its named arms
 SWEEP_VARIANTS = ("dpd", "vanilla", "independent", "uniform", "indicator")
 BACKENDS = ("local", "ray")
+#: ``make demo``'s task and budget (README, "Set-up"): its three runs train side by side in about 2 minutes on 2 cores
+DEMO_ENV = "CartPole-v1"
+DEMO_TOTAL_STEPS = 60_000
 
 # ---------------------------------------------------------------------- the run folder
 CONFIG_FILE = "config.yaml"
