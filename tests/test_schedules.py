@@ -237,3 +237,29 @@ def test_a_run_with_evaluation_off_prints_its_table_and_exits_0(tmp_path, capsys
     code = main(["train", "--env", "CartPole-v1", "--total-steps", "1024", "--set", "eval_freq=0", "--sequential",
                  "--no-progress", "--out", str(tmp_path / "r")])
     assert code == 0 and "—" in capsys.readouterr().out
+
+
+def test_a_second_demo_into_the_same_folder_needs_overwrite(tmp_path, capsys):
+    """A demo never replaces an earlier one silently (it did: every run was trained with overwrite)."""
+    from dpd.cli import main
+
+    earlier = tmp_path / "dm" / "vanilla"
+    earlier.mkdir(parents=True)
+    (earlier / "summary.json").write_text("{}")
+    assert main(["demo", "--out", str(tmp_path / "dm"), "--total-steps", "512"]) == 2
+    assert "pass --overwrite" in capsys.readouterr().err and (earlier / "summary.json").read_text() == "{}"
+    (tmp_path / "dm" / "notes.txt").write_text("mine")
+    assert main(["demo", "--out", str(tmp_path / "dm"), "--total-steps", "512", "--overwrite"]) == 2
+    assert "no demo wrote" in capsys.readouterr().err
+
+
+def test_the_demos_closing_lines_say_level_when_returns_are_equal():
+    from dpd.demo import verdict
+
+    def summary(method, *finals):
+        names = ["vanilla"] if method == "vanilla" else ["student0", "student1"]
+        return {"method": method, "learners": {n: {"final_eval_return": f} for n, f in zip(names, finals, strict=True)}}
+
+    lines = verdict([("v", summary("vanilla", 500.0)), ("i", summary("independent", 500.0, 300.0)),
+                     ("d", summary("dpd", 500.0, 400.0))])
+    assert "DPD's better student is level with vanilla" in "\n".join(lines)

@@ -98,8 +98,12 @@ def verdict(results: list[tuple[str, dict[str, Any]]]) -> list[str]:
         f"distillation gain (DPD minus independent): better student {max(dpd) - max(ind):+.1f}, worse student "
         f"{min(dpd) - min(ind):+.1f}; selection gain of the independent pair (better minus mean) "
         f"{max(ind) - sum(ind) / 2:+.1f}",
-        f"DPD's better student is {'above' if max(dpd) > van else 'below'} vanilla at the same total env steps.",
+        f"DPD's better student is {_versus(max(dpd), van)} vanilla at the same total env steps.",
         "One seed at a small budget decides nothing: runs differ by seed as much as by method. The measured answer "
         "over seeds, with confidence intervals, is in docs/reproduction.md.",
     ]
     return lines
+
+
+def _versus(a: float, b: float) -> str:
+    return "level with" if a == b else "above" if a > b else "below"
