@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import copy
 import dataclasses
-import json
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -91,8 +90,15 @@ class DPD:
             self.run_dir, lock = create_run_dir(self.run_dir, overwrite)
             write_yaml(self.run_dir / CONFIG_FILE, config.to_dict())
         try:
-            self._trainer = DPDTrainer(config, self.run_dir, callbacks=_callback_factory(callback),
-                                       progress_bar=progress_bar)
+            try:
+                self._trainer = DPDTrainer(config, self.run_dir, callbacks=_callback_factory(callback),
+                                           progress_bar=progress_bar)
+            except BaseException:
+                if lock is not None:
+                    lock.restore_replaced()
+                raise
+            if lock is not None:
+                lock.keep_new()
             self.summary = self._trainer.learn()
             if self.run_dir is not None:
                 write_json(self.run_dir / SUMMARY_FILE, self.summary)
@@ -144,6 +150,7 @@ class DPD:
         if self.run_dir is not None and Path(path).resolve() == self.run_dir.resolve():
             return self.run_dir  # trained there: everything is written already
         folder, lock = create_run_dir(path, overwrite)
+        lock.keep_new()
         try:
             write_yaml(folder / CONFIG_FILE, self.config.to_dict())
             for i, name in enumerate(self.config.learner_names):
@@ -202,10 +209,6 @@ def _callback_factory(callback: CallbackArg) -> Callable[[str], Any] | None:
         return copy.deepcopy(callback)
 
     return per_learner
-
-
-def _summary_json(summary: dict[str, Any]) -> str:
-    return json.dumps(summary, indent=2)
 
 
 __all__ = ["DPD", "EnvSource"]

@@ -172,6 +172,10 @@ class DistillConfig:
     adaptive_low: float = 0.5
     adaptive_high: float = 0.8
 
+    def __post_init__(self) -> None:
+        for f in dataclasses.fields(self):  # each field against its annotation (frozen: set through object)
+            object.__setattr__(self, f.name, _coerce(f.name, getattr(self, f.name), DistillConfig, alias=ALIAS_OF[f.name]))
+
     def validate(self, family: str, algo: str) -> None:
         """Raise :class:`DPDUserError` on the first problem found (names as the user writes them: the aliases)."""
         _check_choice("weighting", self.weighting, weighting_names())
@@ -273,8 +277,15 @@ class TrainConfig:
     snapshots: list[float] = field(default_factory=lambda: [0.1, 0.5, 1.0])
 
     def __post_init__(self) -> None:
+        """Every field checked against its annotation as it is set (``TrainConfig(normalize="no")`` is a one-line
+        error here, not a run that trains with normalisation)."""
         if isinstance(self.distill, dict):  # TrainConfig(**config.to_dict()) round-trips
             self.distill = _distill_from_dict(self.distill)
+        elif not isinstance(self.distill, DistillConfig):
+            raise DPDUserError(f"distill must be a DistillConfig or a mapping, got {self.distill!r}")
+        for f in dataclasses.fields(self):
+            if f.name != "distill":
+                setattr(self, f.name, _coerce(f.name, getattr(self, f.name), type(self)))
 
     # ------------------------------------------------------------------ conversion
     def to_dict(self) -> dict[str, Any]:

@@ -41,16 +41,21 @@ def _mujoco_warning(msg: str) -> None:
         warnings.warn(f"MuJoCo: {msg}", RuntimeWarning, stacklevel=2)
 
 
-def _route_mujoco_warnings() -> None:
-    """MuJoCo prints warnings and writes MUJOCO_LOG.TXT into the working directory; send them to Python instead."""
+_ROUTED = False
+
+
+def route_mujoco_warnings() -> None:
+    """MuJoCo prints warnings and writes MUJOCO_LOG.TXT into the working directory; send them to Python instead.
+    A process-wide hook: set when dpd first makes an env (a run starting), never by ``import dpd``."""
+    global _ROUTED
+    if _ROUTED:
+        return
+    _ROUTED = True
     try:
         import mujoco
     except ImportError:  # pragma: no cover - mujoco is a dependency, but envs without it still work
         return
     mujoco.set_mju_user_warning(_mujoco_warning)
-
-
-_route_mujoco_warnings()
 
 
 #: env factories this process was handed (``DPD(env=callable)``, ``module:make_env``): env id -> factory
@@ -117,6 +122,7 @@ def make_env(env_id: str, trust: bool = True) -> gym.Env:
     """A new instance of ``env_id``: a registered Gymnasium id, ``module:EnvId-v0`` (the module registers it),
     ``module:make_env`` (a callable in the module), or a factory registered in this process. One-line DPDUserError
     for anything that does not make a gym.Env. ``trust``: see :func:`_import_env_module`."""
+    route_mujoco_warnings()
     factory = _FACTORIES.get(env_id)
     if factory is None and env_id.startswith(UNSTORED):
         raise DPDUserError(f"the environment came from a factory that cannot be found by its name"

@@ -15,33 +15,63 @@ from typing import IO, Any
 import yaml
 
 from dpd.errors import DPDUserError
+from dpd.names import (
+    ANALYSIS_DIR,
+    CALIBRATION_DIR,
+    CHECKPOINT_FILE,
+    CONFIG_FILE,
+    EVAL_FILE,
+    LOCK_FILE,
+    MARKER_FILE,
+    MODEL_FILE,
+    MONITOR_FILE,
+    PROGRESS_FILE,
+    REEVALUATION_FILE,
+    SNAPSHOT_DIR,
+    SUMMARY_FILE,
+    VECNORMALIZE_JSON,
+    VECNORMALIZE_PICKLE,
+    WINDOW_FILE,
+)
 
-CONFIG_FILE = "config.yaml"
-#: written first into every run folder dpd creates: only a folder carrying it may be replaced by --overwrite
-MARKER_FILE = ".dpd-run"
-#: what a run folder may hold at its top level (besides the learners' folders): anything else is not dpd's
-_RUN_ENTRIES = {CONFIG_FILE, MARKER_FILE, "summary.json", "checkpoint.pt", ".lock", "reevaluation.json",
-                "analysis", "calibration", "error.txt", "student0", "student1", "vanilla"}
-SUMMARY_FILE = "summary.json"
-#: a learner's files: its SB3 model, SB3's VecNormalize pickle (written for users' tools; dpd never unpickles it)
-#: and the same statistics as plain JSON (what dpd reads: opening a run folder executes nothing)
-MODEL_FILE = "model.zip"
-VECNORMALIZE_PICKLE = "vecnormalize.pkl"
-VECNORMALIZE_JSON = "vecnormalize.json"
-EVAL_FILE = "evaluations.csv"
-#: in a snapshot folder: the learner's recent-state window at that moment (``RecentStates.recent_window`` plus its
-#: ``return_std`` and ``gamma``), plain numpy arrays (read with ``allow_pickle=False``); ``dpd calibrate`` reads it
-WINDOW_FILE = "window.npz"
 EVAL_COLUMNS = ["student_steps", "total_env_steps", "mean_return", "std_return", "mean_length", "time_s"]
+_LEARNERS = {"student0", "student1", "vanilla"}
+#: what a run folder may hold at its top level besides the learners' folders; anything else is not dpd's
+_RUN_ENTRIES = {CONFIG_FILE, MARKER_FILE, SUMMARY_FILE, CHECKPOINT_FILE, LOCK_FILE, REEVALUATION_FILE, "error.txt",
+                "calibrate.log"}
+#: what dpd writes into a learner's folder, a snapshot folder, analysis/ and calibration/
+_LEARNER_FILES = {MODEL_FILE, VECNORMALIZE_PICKLE, VECNORMALIZE_JSON, EVAL_FILE, PROGRESS_FILE, MONITOR_FILE}
+_SNAPSHOT_FILES = {MODEL_FILE, VECNORMALIZE_PICKLE, VECNORMALIZE_JSON, WINDOW_FILE}
+_ANALYSIS_FILES = {"analysis.json", "figure3.png"}
+_CALIBRATION_FILES = {"calibration.json", "calibration_states.npz", "calibration.md", "calibration.png"}
 
 
-def check_run_dir(out: str | os.PathLike[str], overwrite: bool) -> Path:
-    """Check that ``out`` may be used as a run folder, WITHOUT writing anything. Raises DPDUserError."""
+#: a run folder's deepest file is this much below it (student0/snapshots/1000000/vecnormalize.json + a temporary)
+_DEEPEST = 96
+
+
+def check_path_length(out: str | os.PathLike[str]) -> Path:
+    """``out`` as a Path, or a one-line DPDUserError where a name in it, or the whole path with dpd's files below
+    it, is longer than the system allows (nothing is created first)."""
     path = Path(out)
     too_long = [part for part in path.parts if len(part.encode()) > 255]
     if too_long:
         raise DPDUserError(f"--out: the name {too_long[0][:40]}... has {len(too_long[0].encode())} bytes; a file name"
                            " may have at most 255: choose a shorter --out")
+    try:
+        limit = os.pathconf("/", "PC_PATH_MAX")
+    except (OSError, ValueError):
+        limit = 4096
+    full = len(str(path.absolute()).encode()) + _DEEPEST
+    if full > limit:
+        raise DPDUserError(f"--out: the path has {full - _DEEPEST} bytes; with the files dpd writes below it it would"
+                           f" pass the system's limit of {limit}: choose a shorter --out")
+    return path
+
+
+def check_run_dir(out: str | os.PathLike[str], overwrite: bool) -> Path:
+    """Check that ``out`` may be used as a run folder, WITHOUT writing anything. Raises DPDUserError."""
+    path = check_path_length(out)
     if path.exists() and not path.is_dir():
         raise DPDUserError(f"--out {path} exists and is not a folder; choose another --out")
     if path.is_dir() and any(path.iterdir()):
@@ -62,16 +92,42 @@ def check_run_dir(out: str | os.PathLike[str], overwrite: bool) -> Path:
 
 
 def _foreign_entries(path: Path) -> str | None:
-    """Why ``path`` is not provably a dpd run folder, or None if it is (marker present, every entry dpd's own)."""
+    """Why ``path`` is not provably a dpd run folder, or None if it is: the marker is there and every entry, at
+    every depth, is one dpd writes (a user's notes inside a learner's folder or beside a figure are kept, by
+    refusing the overwrite)."""
     if not (path / MARKER_FILE).is_file() or (path / MARKER_FILE).is_symlink():
         return f"no {MARKER_FILE} marker"
-    for entry in path.iterdir():
-        name = entry.name
-        if entry.is_symlink():
-            return f"{name} is a symbolic link"
-        if name not in _RUN_ENTRIES and not (name.startswith(".") and name.endswith(".tmp")):
-            return f"it holds {name}"
+    for root, dirs, files in os.walk(path):
+        rel = Path(root).relative_to(path)
+        for name in dirs + files:
+            entry = Path(root) / name
+            if entry.is_symlink():
+                return f"{rel / name} is a symbolic link"
+            if not _dpd_entry(rel.parts, name, name in dirs):
+                return f"it holds {rel / name}"
     return None
+
+
+def _dpd_entry(parents: tuple[str, ...], name: str, is_dir: bool) -> bool:
+    """Whether ``parents/name`` is a file or folder dpd writes into a run folder."""
+    if name.startswith(".") and name.endswith(".tmp"):  # an atomic write cut short
+        return not is_dir
+    depth = len(parents)
+    if depth == 0:
+        return (name in _LEARNERS or name in (ANALYSIS_DIR, CALIBRATION_DIR)) if is_dir else name in _RUN_ENTRIES
+    if parents[0] == ANALYSIS_DIR:
+        return depth == 1 and not is_dir and name in _ANALYSIS_FILES
+    if parents[0] == CALIBRATION_DIR:
+        return depth == 1 and not is_dir and name in _CALIBRATION_FILES
+    if parents[0] not in _LEARNERS:
+        return False
+    if depth == 1:
+        if is_dir:
+            return name == SNAPSHOT_DIR
+        return name in _LEARNER_FILES or name.startswith("events.out.tfevents.") or name.endswith(".kept")
+    if parents[1] == SNAPSHOT_DIR:
+        return (depth == 2 and is_dir and name.isdigit()) or (depth == 3 and not is_dir and name in _SNAPSHOT_FILES)
+    return False
 
 
 def remove_stale_temporaries(run_dir: Path) -> None:
@@ -91,7 +147,6 @@ def refuse_links(run_dir: Path) -> None:
                                    " in a run folder: remove it")
 
 
-LOCK_FILE = ".lock"
 
 
 class RunLock:
@@ -122,6 +177,25 @@ class RunLock:
         self._fh = fh
         return self
 
+    #: a run this one replaces (``--overwrite``), set aside until the new run is built
+    replaced: Path | None = None
+
+    def keep_new(self) -> None:
+        """The new run is built: delete the run it replaces."""
+        if self.replaced is not None and self.replaced.exists():
+            shutil.rmtree(self.replaced, ignore_errors=True)
+        self.replaced = None
+
+    def restore_replaced(self) -> None:
+        """The new run failed before it was built: put the replaced run back where it was."""
+        if self.replaced is None or not self.replaced.exists():
+            return
+        run_dir = self.path.parent
+        self.release()
+        shutil.rmtree(run_dir, ignore_errors=True)
+        self.replaced.rename(run_dir)
+        self.replaced = None
+
     def release(self) -> None:
         if self._fh is not None:
             self._fh.close()
@@ -129,17 +203,27 @@ class RunLock:
 
 
 def create_run_dir(out: str | os.PathLike[str], overwrite: bool) -> tuple[Path, RunLock]:
-    """Create (or, with ``overwrite``, empty) the run folder after :func:`check_run_dir` passed; returns it locked."""
+    """Create the run folder after :func:`check_run_dir` passed; returns it locked. With ``overwrite``, a run
+    already there is set aside (renamed to a hidden sibling), not deleted: :meth:`RunLock.keep_new` deletes it once
+    the new run is built, :meth:`RunLock.restore_replaced` puts it back if the new run fails before that."""
     path = check_run_dir(out, overwrite)
+    replaced = None
     try:
         if path.is_dir() and any(path.iterdir()):
-            RunLock(path).acquire().release()  # refuse to delete a folder another process is writing
-            shutil.rmtree(path)
+            RunLock(path).acquire().release()  # refuse to replace a folder another process is writing
+            replaced = path.with_name(f".{path.name}.replaced-{os.getpid()}")
+            if replaced.exists():
+                shutil.rmtree(replaced)
+            path.rename(replaced)
         path.mkdir(parents=True, exist_ok=True)
         (path / MARKER_FILE).touch()
     except OSError as exc:
+        if replaced is not None and replaced.exists() and not path.exists():
+            replaced.rename(path)
         raise DPDUserError(f"cannot write to --out {path}: {exc.strerror or exc}") from None
-    return path, RunLock(path).acquire()
+    lock = RunLock(path).acquire()
+    lock.replaced = replaced
+    return path, lock
 
 
 def atomic_write(path: str | os.PathLike[str], write: Callable[[IO[Any]], object], binary: bool = False) -> None:

@@ -18,6 +18,7 @@ with the same budget, preset and overrides (a study's stages, extra seeds in a f
 from __future__ import annotations
 
 import json
+import re
 import zlib
 from collections import defaultdict
 from collections.abc import Sequence
@@ -31,9 +32,15 @@ from dpd.config import TrainConfig
 from dpd.errors import DPDUserError
 from dpd.experiments.scores import REFERENCE_SCORES
 from dpd.experiments.sweep import ERROR_FILE, RUNS_DIR, SWEEP_FILE, SweepSpec, expand, trial_status
+from dpd.names import REPORT_FILE, REPORT_MARKER
 from dpd.run_files import CONFIG_FILE, EVAL_FILE, SUMMARY_FILE, atomic_write, atomic_write_text, read_evaluations, read_yaml
 
 REPORT_DIR = "report"
+
+
+def file_safe(name: str) -> str:
+    """``name`` as one file-name part: an env id such as ``mod:ns/Env-v0`` carries ':' and '/'."""
+    return re.sub(r"[^A-Za-z0-9_.-]", "_", name)
 BOOTSTRAP_REPS = 2000
 #: the table row of vanilla cut at half its budget (the same OWN env steps as each DPD student)
 HALF = "at half its steps"
@@ -117,7 +124,7 @@ def load_runs(sweep_dir: Path, spec: SweepSpec | None = None) -> list[Run]:
     ones with their curves."""
     spec = spec or read_spec(sweep_dir)
     runs: list[Run] = []
-    for trial in expand(spec):
+    for trial in expand(spec, check_env=False):  # a report reads folders: it never imports an env's module
         folder = sweep_dir / RUNS_DIR / trial.name
         run = Run(trial.name, trial_status(folder), trial.config.env_id, trial.config.algo,
                   trial.label, trial.config.seed)
@@ -522,7 +529,10 @@ def write_report(sweep_dirs: str | Path | Sequence[str | Path], out: str | Path 
     folder = Path(out) if out is not None else dirs[0] / REPORT_DIR
     if folder.exists() and not folder.is_dir():
         raise DPDUserError(f"{folder} is a file; --out needs a folder")
+    if (folder / REPORT_FILE).exists() and not (folder / REPORT_MARKER).is_file():
+        raise DPDUserError(f"{folder} holds a {REPORT_FILE} that dpd did not write; choose another --out")
     folder.mkdir(parents=True, exist_ok=True)
+    (folder / REPORT_MARKER).touch()
     done = [r for r in runs if r.status == "finished"]
     lines = [
         f"# Sweep report: {' + '.join(d.name for d in dirs)}",
@@ -551,7 +561,7 @@ def write_report(sweep_dirs: str | Path | Sequence[str | Path], out: str | Path 
             if not these:
                 lines += ["No finished run yet.", ""]
                 continue
-            png = f"curves_{env_id.replace(':', '_')}_{algo}.png"
+            png = f"curves_{file_safe(env_id)}_{algo}.png"
             plot_curves(these, env_id, algo, folder / png)
             lines += [f"![learning curves]({png})", "",
                       "| method | learner | n | final | mean | max |", "|---|---|---|---|---|---|"]
@@ -564,7 +574,7 @@ def write_report(sweep_dirs: str | Path | Sequence[str | Path], out: str | Path 
                     lines.append(f"| {variant} | {name} | {len(group)} | " + " | ".join(cells) + " |")
             lines.append("")
             if any(len(c[0]) for r in these for c in r.distances.values()):
-                png = f"arms_{env_id.replace(':', '_')}_{algo}.png"
+                png = f"arms_{file_safe(env_id)}_{algo}.png"
                 plot_arms(these, env_id, algo, folder / png)
                 lines += [f"![returns and pair action distance per arm]({png})", "",
                           "Top: each arm's return (a pair: its students' mean), mean over seeds. Bottom: the pair's "
@@ -634,6 +644,6 @@ def write_report(sweep_dirs: str | Path | Sequence[str | Path], out: str | Path 
                          f"{s['env_steps_per_s']:.0f} | {finals} |")
         else:
             lines.append(f"| {r.name} | {r.status} | | | | |")
-    path = folder / "report.md"
+    path = folder / REPORT_FILE
     atomic_write_text(path, "\n".join(lines) + "\n")
     return path

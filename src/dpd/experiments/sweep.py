@@ -18,6 +18,7 @@ import contextlib
 import dataclasses
 import io
 import itertools
+import json
 import math
 import multiprocessing as mp
 import os
@@ -32,15 +33,11 @@ from typing import Any
 
 from dpd.config import TrainConfig, apply_overrides, check_known_keys
 from dpd.errors import DPDUserError
-from dpd.run_files import CONFIG_FILE, SUMMARY_FILE, read_yaml, run_steps, write_yaml
+from dpd.names import BACKENDS, ERROR_FILE, LOCK_FILE, RUNS_DIR, STOP_FILE, SWEEP_FILE, SWEEP_VARIANTS
+from dpd.run_files import CONFIG_FILE, SUMMARY_FILE, RunLock, check_path_length, read_yaml, run_steps, write_yaml
 from dpd.training.signals import ParentWatch, StopSignals
 
-SWEEP_FILE = "sweep.yaml"
-RUNS_DIR = "runs"
-ERROR_FILE = "error.txt"
-#: written into SWEEP/runs/ when the sweep is asked to stop: a trial the pool had already queued then starts no run
-STOP_FILE = ".stopping"
-VARIANTS = ("dpd", "vanilla", "independent", "uniform", "indicator")
+VARIANTS = SWEEP_VARIANTS
 _EXAMPLES = {"envs": "HalfCheetah-v5", "algos": "ppo", "variants": "dpd, vanilla", "schedules": "dense",
              "overrides": "eval_freq=20000"}
 _ARM_NAME = re.compile(r"^[A-Za-z][A-Za-z0-9_.-]{0,40}$")
@@ -140,7 +137,7 @@ def _variant_configs(spec: SweepSpec, variant: str) -> list[tuple[str, list[str]
             for sched in spec.schedules for a in alphas]
 
 
-def expand(spec: SweepSpec) -> list[Trial]:
+def expand(spec: SweepSpec, check_env: bool = True) -> list[Trial]:
     """All trials of the grid, validated (a bad entry is a user error before anything runs). Ordered task by task,
     and within a task seed by seed: a sweep cut short has whole seeds of every variant of its first tasks rather
     than every seed of a few variants."""
@@ -163,8 +160,7 @@ def expand(spec: SweepSpec) -> list[Trial]:
             base = TrainConfig(env_id=env, algo=algo, total_steps=spec.total_steps, seed=seed, preset=spec.preset)
             base = base.with_values(alpha=float(spec.alphas[0])).with_values(**fields)
             config = apply_overrides(base, [*spec.overrides, *extra])
-            check_env = (env, algo) not in checked
-            config = config.resolve(check_env=check_env)
+            config = config.resolve(check_env=check_env and (env, algo) not in checked)
             checked.add((env, algo))
             label = f"{variant}{suffix}" if variant in spec.arms else variant_label(config)
             name = f"{env.replace(':', '_')}__{algo}__{label}__s{seed}"
@@ -190,6 +186,11 @@ def run_trial(config_dict: dict[str, Any], run_dir: str) -> dict[str, Any]:
     path = Path(run_dir)
     if (path.parent / STOP_FILE).is_file():  # the sweep is stopping: do not start (the next sweep runs it)
         return {"status": "not_started", "error": "not started: the sweep was stopping"}
+    if (path / SUMMARY_FILE).is_file():  # finished meanwhile (never train a finished trial again)
+        try:
+            return {"status": "finished", "summary": json.loads((path / SUMMARY_FILE).read_text())}
+        except (OSError, ValueError):
+            pass
     (path / ERROR_FILE).unlink(missing_ok=True)  # a retry: forget the earlier failure
     try:
         config = TrainConfig.from_dict(config_dict)
@@ -242,7 +243,7 @@ def prepare_sweep_dir(out: Path, spec: SweepSpec) -> None:
                 f"{out} holds a different sweep ({sweep_file}); run the same command to resume it, or choose another --out"
             )
         return
-    if out.exists() and any(out.iterdir()):
+    if out.exists() and any(p.name != LOCK_FILE for p in out.iterdir()):
         raise DPDUserError(f"--out {out} is not empty and holds no sweep; choose another --out")
     try:
         (out / RUNS_DIR).mkdir(parents=True, exist_ok=True)
@@ -283,10 +284,42 @@ def run_sweep(
     :param address: Ray cluster address (``auto``, ``ray://host:10001``); None starts a local Ray instance.
     :param on_update: called with a status snapshot (counts, running trials' steps) every second or so.
     """
-    if backend not in ("local", "ray"):
-        raise DPDUserError(f"unknown backend {backend!r}; choose local or ray")
+    if backend not in BACKENDS:
+        raise DPDUserError(f"unknown backend {backend!r}; choose one of: {', '.join(BACKENDS)}")
     trials = expand(spec)
+    if backend == "ray":
+        check_ray(address)  # before anything is written
     out = Path(out)
+    check_path_length(out)
+    with sweep_lock(out):
+        return _run_locked(spec, trials, out, backend, workers, address, on_update)
+
+
+@contextlib.contextmanager
+def sweep_lock(out: Path) -> Any:
+    """The sweep folder, locked for this process: a second ``dpd sweep`` on the same folder is refused in one line
+    (it would train trials the first one is training, and the two would report different counts)."""
+    existed = out.exists()
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise DPDUserError(f"cannot write to --out {out}: {exc.strerror or exc}") from None
+    try:
+        lock = RunLock(out).acquire()
+    except DPDUserError:
+        raise DPDUserError(f"{out} is being run by another dpd sweep; wait for it (or stop it) and run the same command"
+                           " again") from None
+    try:
+        yield lock
+    finally:
+        lock.release()
+        if not existed and not any(p for p in out.iterdir() if p.name != LOCK_FILE):
+            (out / LOCK_FILE).unlink(missing_ok=True)  # a sweep refused before it wrote anything leaves nothing
+            out.rmdir()
+
+
+def _run_locked(spec: SweepSpec, trials: list[Trial], out: Path, backend: str, workers: int | None,
+                address: str | None, on_update: Reporter | None) -> SweepResult:
     prepare_sweep_dir(out, spec)
     runs = out / RUNS_DIR
     (runs / STOP_FILE).unlink(missing_ok=True)  # left by a stopped earlier run of this sweep
@@ -411,6 +444,31 @@ def _run_local(todo: list[Trial], runs: Path, workers: int, result: SweepResult,
     (runs / STOP_FILE).unlink(missing_ok=True)  # every queued trial has returned
 
 
+def check_ray(address: str | None, timeout: float = 5.0) -> None:
+    """One line, before anything is written, where the ray backend cannot work: Ray Tune is not installed, or a
+    ``host:port`` / ``ray://host:port`` address does not answer within ``timeout`` seconds (Ray itself would retry
+    for many minutes)."""
+    try:
+        import ray  # noqa: F401
+        from ray import tune  # noqa: F401
+    except ImportError:
+        raise DPDUserError("the ray backend needs Ray Tune, an optional extra: pip install 'dpd[ray]'") from None
+    if address is None or address == "auto":
+        return
+    hostport = address.removeprefix("ray://")
+    host, sep, port = hostport.rpartition(":")
+    if not sep or not port.isdigit():
+        raise DPDUserError(f"--address {address}: use auto, host:port or ray://host:port")
+    import socket
+
+    try:
+        with socket.create_connection((host, int(port)), timeout=timeout):
+            pass
+    except OSError as exc:
+        raise DPDUserError(f"no Ray cluster answers at {address} ({exc.strerror or exc}); start one (ray start --head)"
+                           " or drop --address for a local Ray") from None
+
+
 def _ray_trainable(config: dict[str, Any]) -> None:
     from ray import tune
 
@@ -446,7 +504,7 @@ def _run_ray(todo: list[Trial], runs: Path, address: str | None, result: SweepRe
         import ray
         from ray import tune
     except ImportError:
-        raise DPDUserError("the ray backend needs Ray Tune: pip install 'ray[tune]'") from None
+        raise DPDUserError("the ray backend needs Ray Tune: pip install 'dpd[ray]'") from None
     if not ray.is_initialized():
         ray.init(address=address, include_dashboard=False, log_to_driver=False, configure_logging=False)
     # one grid cell per pending trial: its full config and its run folder (absolute: workers may run elsewhere,

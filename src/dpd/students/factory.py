@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import inspect
 import os
+import sys
 
 import numpy as np
 import torch as th
-from stable_baselines3.common.logger import configure
+from stable_baselines3.common.logger import HumanOutputFormat, Logger, configure
 
 from dpd.config import ALGOS, TrainConfig, build_algo_kwargs
 from dpd.envs import make_train_env
@@ -45,8 +46,8 @@ def build_student(config: TrainConfig, index: int, log_dir: str | None, verbose:
         os.makedirs(log_dir, exist_ok=True)
         formats = ["csv"] + (["tensorboard"] if config.tensorboard else []) + (["stdout"] if verbose else [])
         model.set_logger(configure(log_dir, formats))
-    else:
-        model.set_logger(configure(None, ["stdout"] if verbose else []))
+    else:  # SB3's configure(None, ...) would make an empty SB3-<time> folder in the temp dir for every learner
+        model.set_logger(Logger(folder=None, output_formats=[HumanOutputFormat(sys.stdout)] if verbose else []))
     student_cls = STUDENT_CLASSES[config.family]
     # the Distiller's generator (minibatches, sampled targets) gets its own stream, seeded with the learner's seed
     return student_cls(name, model, recorder, config.distill if config.method != "vanilla" else None, seed,

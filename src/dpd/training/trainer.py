@@ -329,8 +329,15 @@ def train(
         log(f"dpd: training {resolved.method} {resolved.algo} on {resolved.env_id}, {resolved.total_steps} env steps"
             f"{where}{mode}")
     try:
-        trainer = DPDTrainer(resolved, run_dir, callbacks=callbacks, progress_bar=progress_bar, log=log,
-                             verbose=verbose)
+        try:
+            trainer = DPDTrainer(resolved, run_dir, callbacks=callbacks, progress_bar=progress_bar, log=log,
+                                 verbose=verbose)
+        except BaseException:
+            if lock is not None:  # nothing trained: an --overwrite'n run comes back
+                lock.restore_replaced()
+            raise
+        if lock is not None:
+            lock.keep_new()  # built: the envs, models and loggers of this config exist; the replaced run goes
         try:
             return trainer.learn()
         finally:
