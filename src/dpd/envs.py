@@ -164,6 +164,62 @@ def check_env_id(env_id: str, trust: bool = True) -> gym.Env:
     return make_env(env_id, trust)
 
 
+class EnvFault(DPDUserError):
+    """An environment broke its contract during a run (raised, or returned something a policy cannot take)."""
+
+
+class EnvGuard(gym.Wrapper):  # type: ignore[type-arg]
+    """Checks what an env returns, so that a fault is one line naming the env and the step (not a traceback from
+    deep inside SB3's VecEnv): the Gymnasium API of reset and step, the observation's shape, a finite scalar reward,
+    and any exception the env raises. Outermost wrapper of every env dpd makes for a run; no state of its own."""
+
+    def __init__(self, env: gym.Env, env_id: str) -> None:
+        super().__init__(env)
+        self._dpd_id = env_id
+        self._dpd_steps = 0
+
+    def _fault(self, what: str) -> EnvFault:
+        return EnvFault(f"{self._dpd_id} {what} at step {self._dpd_steps} of this env copy; fix the environment (or"
+                        " wrap it) and start the run again")
+
+    def reset(self, **kwargs: Any) -> Any:
+        try:
+            out = self.env.reset(**kwargs)
+        except EnvFault:
+            raise
+        except Exception as exc:
+            raise self._fault(f"raised {type(exc).__name__} in reset(): {exc}") from None
+        if not (isinstance(out, tuple) and len(out) == 2):
+            raise self._fault("reset() returned no (observation, info) pair (the old Gym API?); dpd needs Gymnasium's"
+                              " reset(seed=...) -> (obs, info)")
+        self._check_obs(out[0])
+        return out
+
+    def step(self, action: Any) -> Any:
+        self._dpd_steps += 1
+        try:
+            out = self.env.step(action)
+        except EnvFault:
+            raise
+        except Exception as exc:
+            raise self._fault(f"raised {type(exc).__name__} in step(): {exc}") from None
+        if not (isinstance(out, tuple) and len(out) == 5):
+            raise self._fault(f"step() returned {len(out) if isinstance(out, tuple) else type(out).__name__} values"
+                              " (the old Gym API?); dpd needs (obs, reward, terminated, truncated, info)")
+        obs, reward = out[0], np.asarray(out[1])
+        self._check_obs(obs)
+        if np.ndim(reward) != 0:
+            raise self._fault(f"returned a reward of shape {np.shape(reward)}; a reward must be one number")
+        if not np.isfinite(float(reward)):
+            raise self._fault(f"returned a non-finite reward ({float(reward)})")
+        return out
+
+    def _check_obs(self, obs: Any) -> None:
+        want = self.observation_space.shape
+        if want is not None and np.shape(obs) != tuple(want):
+            raise self._fault(f"returned an observation of shape {np.shape(obs)}; its observation_space says {want}")
+
+
 class NonFiniteObservation(DPDUserError):
     """An environment produced NaN / inf observations (a user-facing, one-line error)."""
 
@@ -323,7 +379,7 @@ class RecentStates(VecEnvWrapper):
 def env_factory(env_id: str, monitor: bool = False, trust: bool = True) -> Callable[[], gym.Env]:
     """A function that makes a new instance of ``env_id`` (:func:`make_env`), in a Monitor if asked."""
     def _make() -> gym.Env:
-        env = make_env(env_id, trust)
+        env: gym.Env = EnvGuard(make_env(env_id, trust), env_id)
         return Monitor(env) if monitor else env
 
     return _make

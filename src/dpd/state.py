@@ -19,7 +19,7 @@ from stable_baselines3.common.base_class import BaseAlgorithm
 from stable_baselines3.common.running_mean_std import RunningMeanStd
 from stable_baselines3.common.vec_env import DummyVecEnv, VecEnv, VecEnvWrapper, VecMonitor, VecNormalize
 
-from dpd.envs import RecentStates, mujoco_state, set_mujoco_state
+from dpd.envs import EnvGuard, RecentStates, mujoco_state, set_mujoco_state
 
 
 # ---------------------------------------------------------------------- plain data
@@ -96,7 +96,8 @@ def gym_env_state(env: gym.Env) -> dict[str, Any]:
     layers = []
     layer: Any = env
     while isinstance(layer, gym.Wrapper):
-        layers.append(_simple_attrs(layer))
+        if not isinstance(layer, EnvGuard):  # it holds nothing to restore (and checkpoints from before it align)
+            layers.append(_simple_attrs(layer))
         layer = layer.env
     unwrapped = layer
     state: dict[str, Any] = {"wrappers": layers, "attrs": _simple_attrs(unwrapped)}
@@ -125,7 +126,11 @@ def _restore_attrs(obj: Any, attrs: dict[str, Any]) -> None:
 def set_gym_env_state(env: gym.Env, state: dict[str, Any]) -> None:
     layer: Any = env
     for attrs in state["wrappers"]:
+        while isinstance(layer, EnvGuard):
+            layer = layer.env
         _restore_attrs(layer, attrs)
+        layer = layer.env
+    while isinstance(layer, gym.Wrapper):
         layer = layer.env
     _restore_attrs(layer, state["attrs"])
     if "np_random" in state:
