@@ -11,7 +11,7 @@ SRC = Path(__file__).resolve().parents[1] / "src" / "dpd"
 LAYERS = [
     ("names", ["dpd.names"]),
     ("objective", ["dpd.errors", "dpd.objective", "dpd.schedule", "dpd.xi"]),
-    ("files and environments", ["dpd.run_files", "dpd.envs", "dpd.episodes"]),
+    ("files and environments", ["dpd.run_files", "dpd.envs", "dpd.episodes", "dpd.figures"]),
     ("state", ["dpd.state"]),
     ("config", ["dpd.config"]),
     ("distillation", ["dpd.distillation"]),
@@ -19,7 +19,7 @@ LAYERS = [
     ("training", ["dpd.training"]),
     ("use of results", ["dpd.safe_load", "dpd.loading", "dpd.evaluation", "dpd.demo", "dpd.api"]),
     ("experiments", ["dpd.experiments"]),
-    ("cli", ["dpd.cli"]),
+    ("cli", ["dpd.cli", "dpd._entry"]),
 ]
 
 

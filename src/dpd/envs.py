@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import importlib
 import logging
+import math
 import os
 import sys
 import warnings
@@ -464,6 +465,10 @@ def frozen_normalization(state: dict[str, Any], venv: VecEnv, raw_rewards: bool 
         if state.get("format") != "dpd-vecnormalize-1":
             raise ValueError("unknown format")
         norm_reward = bool(state["norm_reward"]) and not raw_rewards
+        for key in ("clip_obs", "clip_reward", "epsilon"):
+            value = float(state[key])
+            if not (math.isfinite(value) and value > 0):
+                raise ValueError(f"{key} is {value}, not a positive number")
         vn = VecNormalize(venv, training=False, norm_obs=bool(state["norm_obs"]), norm_reward=norm_reward,
                           clip_obs=float(state["clip_obs"]), clip_reward=float(state["clip_reward"]),
                           gamma=float(state["gamma"]), epsilon=float(state["epsilon"]))
@@ -473,6 +478,8 @@ def frozen_normalization(state: dict[str, Any], venv: VecEnv, raw_rewards: bool 
             var = np.asarray(state[name]["var"], dtype=np.float64)
             if mean.shape != np.shape(target.mean) or var.shape != mean.shape:
                 raise ValueError(f"{name} has shape {mean.shape}, the env needs {np.shape(target.mean)}")
+            if not (np.isfinite(mean).all() and np.isfinite(var).all() and (var >= 0).all()):
+                raise ValueError(f"{name} holds a non-finite mean or variance, or a negative variance")
             target.mean, target.var, target.count = mean, var, float(state[name]["count"])
         return vn
     except (KeyError, TypeError, ValueError, AttributeError) as exc:

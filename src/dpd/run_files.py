@@ -273,6 +273,44 @@ def read_yaml(path: str | os.PathLike[str]) -> Any:
         raise DPDUserError(f"{path} is not valid YAML{at}: {str(exc).splitlines()[0]}") from None
     except UnicodeDecodeError:
         raise DPDUserError(f"{path} is not a text file") from None
+    except RecursionError:
+        raise DPDUserError(f"{path} is nested too deeply to be a dpd file; the folder was edited or damaged") from None
+
+
+def read_json(path: str | os.PathLike[str]) -> Any:
+    """A JSON file, or a one-line DPDUserError for a binary, malformed or absurdly nested one."""
+    try:
+        return json.loads(Path(path).read_text())
+    except UnicodeDecodeError:
+        raise DPDUserError(f"{path} is not a text file; the folder was edited or damaged") from None
+    except json.JSONDecodeError as exc:
+        raise DPDUserError(f"{path} is not valid JSON ({exc.msg}); the folder was edited or damaged") from None
+    except RecursionError:
+        raise DPDUserError(f"{path} is nested too deeply to be a dpd file; the folder was edited or damaged") from None
+
+
+#: what every learner entry of a summary.json carries (numbers, or None where evaluation was off)
+_SUMMARY_LEARNER_KEYS = {"env_steps": int, "final_eval_return": float, "best_eval_return": float}
+
+
+def read_summary_file(path: str | os.PathLike[str]) -> dict[str, Any]:
+    """A run's summary.json, checked: a mapping with a method and a mapping of learners, each with its numbers.
+    One-line DPDUserError for anything else (binary, a list, keys missing, values of the wrong kind)."""
+    data = read_json(path)
+    learners = data.get("learners") if isinstance(data, dict) else None
+    if not isinstance(data, dict) or not isinstance(data.get("method"), str) or not isinstance(learners, dict) \
+            or not learners:
+        raise DPDUserError(f"{path} is not a dpd run summary; the folder was edited or damaged")
+    for name, entry in learners.items():
+        if not isinstance(entry, dict):
+            raise DPDUserError(f"{path}: learner {name!r} is not a mapping; the folder was edited or damaged")
+        for key, kind in _SUMMARY_LEARNER_KEYS.items():
+            value = entry.get(key)
+            ok = (value is None and key != "env_steps") or (isinstance(value, (int, float)) and not isinstance(value, bool)
+                                                         and (kind is float or isinstance(value, int)))
+            if not ok:
+                raise DPDUserError(f"{path}: learner {name!r} has {key}={value!r}; the folder was edited or damaged")
+    return data
 
 
 class EvalLog:
@@ -295,8 +333,18 @@ class EvalLog:
 
 
 def read_evaluations(path: str | os.PathLike[str]) -> list[dict[str, float]]:
-    with open(path, newline="") as fh:
-        return [{k: float(v) for k, v in row.items()} for row in csv.DictReader(fh)]
+    """A learner's evaluations.csv as rows of numbers; a one-line DPDUserError for a missing or garbled file."""
+    try:
+        with open(path, newline="") as fh:
+            rows = [{k: float(v) for k, v in row.items()} for row in csv.DictReader(fh)]
+    except FileNotFoundError:
+        raise DPDUserError(f"{path} is missing; the run folder was edited or damaged") from None
+    except (UnicodeDecodeError, ValueError, TypeError, csv.Error):
+        raise DPDUserError(f"{path} is not a dpd evaluation log; the run folder was edited or damaged") from None
+    if rows and set(rows[0]) != set(EVAL_COLUMNS):
+        raise DPDUserError(f"{path} has columns {sorted(rows[0])}, not {EVAL_COLUMNS}; the folder was edited or"
+                           " damaged")
+    return rows
 
 
 def run_steps(run_dir: Path) -> int:

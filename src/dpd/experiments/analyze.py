@@ -31,7 +31,7 @@ from dpd.config import ALGOS, TrainConfig
 from dpd.envs import EnvSource, normalize_raw, return_scale
 from dpd.errors import DPDUserError
 from dpd.loading import load_learner, read_run_config
-from dpd.run_files import MODEL_FILE, SUMMARY_FILE, atomic_write, atomic_write_text
+from dpd.run_files import MODEL_FILE, SUMMARY_FILE, atomic_write, atomic_write_text, read_summary_file
 from dpd.students.outputs import value_estimates
 from dpd.training.learner import SNAPSHOT_DIR
 
@@ -174,7 +174,7 @@ def analyze(
                 "the vanilla runs and the DPD run kept different numbers of snapshots; train them with the same"
                 " snapshots setting"
             )
-    summary = json.loads((run / SUMMARY_FILE).read_text())
+    summary = read_summary_file(run / SUMMARY_FILE)
     source = summary.get("best_learner") or "student0"
     states = sample_states(run, source, n_states, seed, env_id=env)
 
@@ -224,10 +224,9 @@ def analyze(
 
 def plot_figure3(result: dict[str, Any], path: Path) -> None:
     """Values (top row) and action distances (bottom row), one column per stage, as in the paper's Figure 3."""
-    import matplotlib
+    from dpd.figures import pyplot
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    plt = pyplot()
 
     stages = result["stages"]
     n_value = result["states"]["n_value_states"]

@@ -468,10 +468,9 @@ def plot_calibration(result: dict[str, Any], arrays: dict[str, np.ndarray], path
     """Top: the two critics' values on ``shown`` states beside their Monte-Carlo truth (the paper's Figure 3,
     truth added), one column per snapshot, student0's distillation states. Bottom: every estimator's xi against
     the true xi on all states of both directions (points in the grey quadrants have the wrong sign)."""
-    import matplotlib
+    from dpd.figures import pyplot
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    plt = pyplot()
 
     snaps = sorted({r["snapshot_steps"] for r in result["windows"]})
     fig, axes = plt.subplots(2, len(snaps), figsize=(4.4 * len(snaps), 7.2), squeeze=False)

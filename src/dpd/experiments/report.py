@@ -33,7 +33,16 @@ from dpd.errors import DPDUserError
 from dpd.experiments.scores import REFERENCE_SCORES
 from dpd.experiments.sweep import ERROR_FILE, RUNS_DIR, SWEEP_FILE, SweepSpec, expand, trial_status
 from dpd.names import REPORT_FILE, REPORT_MARKER
-from dpd.run_files import CONFIG_FILE, EVAL_FILE, SUMMARY_FILE, atomic_write, atomic_write_text, read_evaluations, read_yaml
+from dpd.run_files import (
+    CONFIG_FILE,
+    EVAL_FILE,
+    SUMMARY_FILE,
+    atomic_write,
+    atomic_write_text,
+    read_evaluations,
+    read_summary_file,
+    read_yaml,
+)
 
 REPORT_DIR = "report"
 
@@ -134,14 +143,13 @@ def load_runs(sweep_dir: Path, spec: SweepSpec | None = None) -> list[Run]:
         if run.status == "finished":
             try:
                 config = TrainConfig.from_dict(read_yaml(folder / CONFIG_FILE))
-                run.summary = json.loads((folder / SUMMARY_FILE).read_text())
-                if not isinstance(run.summary, dict) or "learners" not in run.summary:
-                    raise ValueError("not a run summary")
-            except (ValueError, OSError, UnicodeDecodeError) as exc:
-                raise DPDUserError(f"{folder} is damaged ({type(exc).__name__}: {exc}); delete that run folder and run"
-                                   " the sweep again to redo it") from None
+                run.summary = read_summary_file(folder / SUMMARY_FILE)
+                rows_of = {learner: read_evaluations(folder / learner / EVAL_FILE) for learner in config.learner_names}
+            except (DPDUserError, OSError) as exc:
+                raise DPDUserError(f"{folder} is damaged ({exc}); delete that run folder and run the sweep again to redo"
+                                   " it") from None
             for learner in config.learner_names:
-                rows = read_evaluations(folder / learner / EVAL_FILE)
+                rows = rows_of[learner]
                 if not rows:
                     raise DPDUserError(f"{folder / learner / EVAL_FILE} has no evaluation; was eval_freq 0?")
                 run.curves[learner] = (np.array([r["total_env_steps"] for r in rows]),
@@ -421,10 +429,9 @@ def pair_end_cells(group: list[Run]) -> tuple[str, str, str]:
 
 # ---------------------------------------------------------------------- figures
 def plot_curves(runs: list[Run], env_id: str, algo: str, path: Path) -> None:
-    import matplotlib
+    from dpd.figures import pyplot
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    plt = pyplot()
 
     lines: dict[str, list[tuple[np.ndarray, np.ndarray]]] = defaultdict(list)
     for r in runs:
@@ -481,10 +488,9 @@ def plot_arms(runs: list[Run], env_id: str, algo: str, path: Path) -> None:
     """Each arm's return (top; pairs: the students' mean) over the pair's action distance (bottom, log scale), one
     colour per arm, both against total env steps: how alike distillation keeps the students, beside what it earns.
     Means over seeds (distance: and over both students' measurements)."""
-    import matplotlib
+    from dpd.figures import pyplot
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    plt = pyplot()
 
     variants = arm_order({r.variant for r in runs})
     colours = {v: f"C{i}" for i, v in enumerate(variants)}

@@ -20,18 +20,26 @@ from typing import Any
 from stable_baselines3.common.logger import CSVOutputFormat, TensorBoardOutputFormat
 from stable_baselines3.common.vec_env import VecEnvWrapper, VecMonitor
 
+from dpd.errors import DPDUserError
+from dpd.names import MONITOR_FILE, PROGRESS_FILE
 from dpd.run_files import EVAL_FILE, atomic_write_text
 from dpd.students.base import Student
 
-PROGRESS = "progress.csv"
-MONITOR = "train_episodes.monitor.csv"
+PROGRESS = PROGRESS_FILE
+MONITOR = MONITOR_FILE
 #: file -> number of header lines before the data rows
 HEADERS = {PROGRESS: 1, EVAL_FILE: 1, MONITOR: 2}
 KEPT_SUFFIX = ".kept"
 
 
 def _lines(path: Path) -> list[str]:
-    return path.read_text().splitlines(keepends=True) if path.is_file() else []
+    if not path.is_file():
+        return []
+    try:
+        return path.read_text().splitlines(keepends=True)
+    except UnicodeDecodeError:
+        raise DPDUserError(f"{path} is not a text log; the run folder was edited or damaged (restore it from a copy or"
+                           " start the run again)") from None
 
 
 def count_rows(folder: Path) -> dict[str, int]:

@@ -52,6 +52,8 @@ def _serve(conn: Connection, config_dict: dict[str, Any], index: int, run_dir: s
                 return
             try:
                 conn.send(("ok", learner.call(method, *args)))
+            except DPDUserError as exc:  # the user's problem (an env fault): one line in the parent too
+                conn.send(("user_error", str(exc)))
             except Exception:
                 conn.send(("error", traceback.format_exc()))
     except Exception:
@@ -96,6 +98,8 @@ class RemoteLearner:
             if kind == "log":
                 self.log(value)
                 continue
+            if kind == "user_error":
+                raise DPDUserError(value)
             if kind == "error":
                 raise WorkerError(f"{self.name}'s process failed:\n{value}")
             return value

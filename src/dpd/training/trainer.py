@@ -20,7 +20,8 @@ from typing import Any
 from dpd.config import TrainConfig
 from dpd.envs import EnvSource, check_env_id, provide_env_factory
 from dpd.errors import DPDUserError, TrainingDiverged, TrainingInterrupted
-from dpd.run_files import CONFIG_FILE, SUMMARY_FILE, create_run_dir, write_json, write_yaml
+from dpd.names import ERROR_FILE
+from dpd.run_files import CONFIG_FILE, SUMMARY_FILE, atomic_write_text, create_run_dir, write_json, write_yaml
 from dpd.students.base import Student
 from dpd.students.factory import set_torch_threads
 from dpd.training.dispatch import Dispatcher, LearnerCall, LocalLearner
@@ -340,6 +341,10 @@ def train(
             lock.keep_new()  # built: the envs, models and loggers of this config exist; the replaced run goes
         try:
             return trainer.learn()
+        except DPDUserError as exc:  # an env fault mid-run: the folder says so (a sweep retries it next time)
+            if run_dir is not None:
+                atomic_write_text(run_dir / ERROR_FILE, f"{exc}\n")
+            raise
         finally:
             trainer.close()
     finally:
