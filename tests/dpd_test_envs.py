@@ -82,3 +82,41 @@ class Corridor(gym.Env):
 
 def make_corridor() -> Corridor:
     return Corridor()
+
+
+class FaultyEnv(gym.Env):
+    """Breaks its contract after 100 steps, in the way its ``fault`` says (env faults during a run)."""
+
+    observation_space = gym.spaces.Box(-1.0, 1.0, (3,), np.float32)
+    action_space = gym.spaces.Discrete(2)
+    fault = "nan_reward"
+
+    def __init__(self) -> None:
+        self.t = 0
+
+    def reset(self, *, seed=None, options=None):
+        super().reset(seed=seed)
+        if self.fault == "old_reset":
+            return np.zeros(3, np.float32)
+        return np.zeros(3, np.float32), {}
+
+    def step(self, action):
+        self.t += 1
+        obs, reward = np.zeros(3, np.float32), 1.0
+        if self.t > 100:
+            if self.fault == "nan_reward":
+                reward = float("nan")
+            elif self.fault == "wrong_shape":
+                obs = np.zeros(4, np.float32)
+            elif self.fault == "vector_reward":
+                reward = np.ones(2)
+        return obs, reward, self.t % 50 == 0, False, {}
+
+
+for _fault in ("nan_reward", "wrong_shape", "vector_reward", "old_reset"):
+    _id = "DpdFault" + "".join(p.title() for p in _fault.split("_")) + "-v0"
+    if _id not in gym.registry:
+        gym.register(_id, entry_point=type(f"Faulty_{_fault}", (FaultyEnv,), {"fault": _fault}))
+
+if "dpdns/Corridor-v0" not in gym.registry:
+    gym.register("dpdns/Corridor-v0", entry_point=Corridor, max_episode_steps=50)

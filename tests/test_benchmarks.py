@@ -14,9 +14,9 @@ def run(*args: str) -> str:
 
 
 def test_throughput_benchmark_prints_its_table():
-    out = run(str(BENCHMARKS / "throughput.py"), "--algo", "ppo", "--env", "CartPole-v1", "--steps", "64",
+    out = run(str(BENCHMARKS / "throughput.py"), "--algo", "ppo", "--env", "CartPole-v1", "--steps", "256",
               "--repeats", "1", "--variants", "vanilla_sb3,pair_sb3,dpd_seq", "--preset", "zoo")
-    assert "| vanilla_sb3 | 128 |" in out and "| dpd_seq | 128 |" in out and "P2 = dpd_seq / pair_sb3 = " in out
+    assert "| vanilla_sb3 | 512 |" in out and "| dpd_seq | 512 |" in out and "P2 = dpd_seq / pair_sb3 = " in out
 
 
 def test_profile_benchmark_names_where_the_time_goes():

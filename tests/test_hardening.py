@@ -164,7 +164,8 @@ def test_a_failed_save_leaves_no_cut_off_model(tmp_path, monkeypatch):
     from dpd.errors import DPDUserError  # noqa: F401 - the run fails with the OSError itself
 
     run = tmp_path / "run"
-    train(TrainConfig(env_id="CartPole-v1", total_steps=1024, eval_freq=0, algo_kwargs={"n_steps": 256}), run)
+    train(TrainConfig(env_id="CartPole-v1", total_steps=1024, eval_freq=0, n_envs=1, algo_kwargs={"n_steps": 256}),
+          run)
     good = (run / "student1" / "model.zip").read_bytes()
     real_save = PPO.save
 

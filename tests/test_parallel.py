@@ -12,8 +12,8 @@ import pytest
 
 from dpd import TrainConfig, train
 from dpd.cli import main
+from dpd.errors import DPDUserError
 from dpd.training.checkpoint import CHECKPOINT_FILE
-from dpd.training.parallel import WorkerError
 
 PARALLEL = ["--env", "CartPole-v1", "--total-steps", "12288", "--set", "checkpoint_freq=2048", "--set",
             "eval_freq=2048", "--set", "eval_episodes=2", "--no-progress", "--parallel"]
@@ -38,8 +38,8 @@ def test_parallel_dpd_ppo_learns_cartpole():
 
 
 @pytest.mark.parametrize("env_id,error", [
-    ("dpd_test_envs:DpdCrashStudent1-v0", WorkerError),  # student1, in the second process
-    ("dpd_test_envs:DpdCrash-v0", RuntimeError),  # both; student0, in the main process, fails first
+    ("dpd_test_envs:DpdCrashStudent1-v0", DPDUserError),  # student1, in the second process: one line here too
+    ("dpd_test_envs:DpdCrash-v0", DPDUserError),  # both; student0, in the main process, fails first
 ])  # fmt: skip
 def test_a_failing_student_stops_the_run_and_leaves_no_process(tmp_path, env_id, error):
     sys.path.insert(0, str(Path(__file__).parent))  # dpd_test_envs, importable by the second process too

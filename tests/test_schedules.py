@@ -20,7 +20,7 @@ TINY = {"n_steps": 256, "batch_size": 64, "n_epochs": 2}
 
 def tiny(env_id="Pendulum-v1", **kw):
     base = dict(env_id=env_id, total_steps=2048, eval_freq=0, algo_kwargs=dict(TINY), snapshots=[],
-                tensorboard=False)
+                tensorboard=False, n_envs=1)
     return TrainConfig.from_dict({**base, **kw})
 
 

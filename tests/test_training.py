@@ -139,7 +139,7 @@ def test_a_learner_call_that_bypasses_the_dispatcher_fails():
     from dpd.training.dispatch import LocalLearner
     from dpd.training.learner import Learner
 
-    cfg = TrainConfig(env_id="CartPole-v1", total_steps=512, eval_freq=0, tensorboard=False, snapshots=[],
+    cfg = TrainConfig(env_id="CartPole-v1", total_steps=1024, eval_freq=0, tensorboard=False, snapshots=[],
                       algo_kwargs={"n_steps": 64, "batch_size": 32, "n_epochs": 1}).resolve()
     learner = Learner(cfg, 0, None)
     with pytest.raises(RuntimeError, match=r"outside dpd\.training\.dispatch"):

@@ -332,8 +332,8 @@ def _print_table(rows: list[tuple[str, dict[str, Any]]]) -> None:
     typer.echo(f"{'run':<40} {'method':<11} {'learner':<9} {'env steps':>10} {'final eval':>11} {'best eval':>10}")
     for run, s in rows:
         for name, learner in s["learners"].items():
-            final, best = (_number(learner[k]) for k in ("final_eval_return", "best_eval_return"))
-            typer.echo(f"{_short(run):<40} {s['method']:<11} {name:<9} {learner['env_steps']:>10d} {final:>11} {best:>10}")
+            final, best = (_number(learner.get(k)) for k in ("final_eval_return", "best_eval_return"))
+            typer.echo(f"{_short(run):<40} {s.get('method', '?'):<11} {name:<9} {learner['env_steps']:>10d} {final:>11} {best:>10}")
 
 
 def _number(x: float | None) -> str:

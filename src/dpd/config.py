@@ -107,6 +107,9 @@ MAX_LOG_WEIGHT_LIMIT = 80.0
 _RESERVED_ALGO_KEYS = {"policy", "env", "seed", "device", "verbose", "tensorboard_log", "_init_setup_model"}
 
 
+#: how far (as a share of total_steps) the pair's and vanilla's env steps may differ once each learner's share is
+#: rounded up to whole collection chunks (README, "The same total env steps"); larger: refused
+BUDGET_TOLERANCE = 0.05
 #: field metadata: the value must be a positive number once resolved (checked by TrainConfig.validate)
 POSITIVE = {"positive": True}
 
@@ -392,6 +395,37 @@ class TrainConfig:
         _validate_algo_kwargs(self.algo, self.algo_kwargs)
         if check_env:
             self.check_env()
+        self._check_budget()
+
+    def _check_budget(self) -> None:
+        """The same total env steps must hold: a learner trains whole collection chunks (on-policy: a rollout of
+        ``n_steps x n_envs``; off-policy: ``train_freq x n_envs`` steps), so its share is rounded up to whole chunks;
+        a budget where the pair's steps and vanilla's then differ by more than ``BUDGET_TOLERANCE`` of the total is
+        refused (whatever this run's method: it is compared with the other)."""
+        cls = ALGOS[self.algo][0]
+        defaults = inspect.signature(cls.__init__).parameters  # type: ignore[misc]
+        n_envs = int(self.n_envs or 1)
+        if self.family == "on_policy":
+            chunk = int(self.algo_kwargs.get("n_steps", defaults["n_steps"].default)) * n_envs
+            what = f"rollouts of {chunk} steps (n_steps x n_envs)"
+        else:
+            freq = self.algo_kwargs.get("train_freq", defaults["train_freq"].default)
+            if not isinstance(freq, int) or isinstance(freq, bool):
+                return  # (n, "episode"): episodes vary in length
+            chunk = freq * n_envs
+            what = f"chunks of {chunk} steps (train_freq x n_envs)"
+
+        def trained(share: int) -> int:
+            return -(-share // chunk) * chunk
+
+        vanilla, pair = trained(self.total_steps), 2 * trained(self.total_steps // 2)
+        if abs(pair - vanilla) > BUDGET_TOLERANCE * self.total_steps:
+            unit = 2 * chunk
+            suggest = max(unit, round(self.total_steps / unit) * unit)
+            raise DPDUserError(
+                f"total_steps {self.total_steps}: {self.algo} collects whole {what}, so vanilla would train {vanilla} "
+                f"env steps and a pair {pair} ({pair // 2} per student), not the same total; use total_steps {suggest} "
+                f"(a multiple of {unit})")
 
     def check_env(self) -> None:
         """Check that the env exists and that its spaces suit the algorithm and DPD."""

@@ -24,6 +24,10 @@ def read_summary(run: str | Path) -> dict[str, Any]:
     return read_summary_file(path)
 
 
+def writable(folder: Path) -> bool:
+    return os.access(folder, os.W_OK | os.X_OK)
+
+
 def evaluate_run(run: str | Path, episodes: int, seed: int = 0, env: EnvSource | None = None,
                  out: str | Path | None = None) -> dict[str, Any]:
     """Evaluate every saved learner of ``run`` for ``episodes`` deterministic episodes (env seeded with ``seed``);
@@ -34,7 +38,7 @@ def evaluate_run(run: str | Path, episodes: int, seed: int = 0, env: EnvSource |
     config = read_run_config(run)
     target = Path(out) if out is not None else Path(run) / REEVALUATION_FILE
     folder = target.parent
-    if target.is_dir() or not folder.is_dir() or not os.access(folder, os.W_OK | os.X_OK):
+    if target.is_dir() or not folder.is_dir() or not writable(folder):
         raise DPDUserError(f"cannot write {target} ({folder} is not a writable folder); pass --out FILE to write the"
                            " results elsewhere")
     results: dict[str, Any] = {"episodes": episodes, "seed": seed, "learners": {}}

@@ -289,26 +289,30 @@ def read_json(path: str | os.PathLike[str]) -> Any:
         raise DPDUserError(f"{path} is nested too deeply to be a dpd file; the folder was edited or damaged") from None
 
 
-#: what every learner entry of a summary.json carries (numbers, or None where evaluation was off)
-_SUMMARY_LEARNER_KEYS = {"env_steps": int, "final_eval_return": float, "best_eval_return": float}
+#: what a learner entry of a summary.json carries: key -> (required, integer?); values are numbers, or None where
+#: evaluation was off
+_SUMMARY_LEARNER_KEYS = {"env_steps": (True, True), "final_eval_return": (True, False),
+                         "best_eval_return": (False, False)}
 
 
 def read_summary_file(path: str | os.PathLike[str]) -> dict[str, Any]:
-    """A run's summary.json, checked: a mapping with a method and a mapping of learners, each with its numbers.
-    One-line DPDUserError for anything else (binary, a list, keys missing, values of the wrong kind)."""
+    """A run's summary.json, checked: a mapping with a mapping of learners, each with its numbers. One-line
+    DPDUserError for anything else (binary, a list, keys missing, values of the wrong kind)."""
     data = read_json(path)
     learners = data.get("learners") if isinstance(data, dict) else None
-    if not isinstance(data, dict) or not isinstance(data.get("method"), str) or not isinstance(learners, dict) \
-            or not learners:
+    if not isinstance(data, dict) or not isinstance(learners, dict) or not learners \
+            or not isinstance(data.get("method", ""), str):
         raise DPDUserError(f"{path} is not a dpd run summary; the folder was edited or damaged")
     for name, entry in learners.items():
         if not isinstance(entry, dict):
             raise DPDUserError(f"{path}: learner {name!r} is not a mapping; the folder was edited or damaged")
-        for key, kind in _SUMMARY_LEARNER_KEYS.items():
+        for key, (required, integer) in _SUMMARY_LEARNER_KEYS.items():
+            if key not in entry and not required:
+                continue
             value = entry.get(key)
-            ok = (value is None and key != "env_steps") or (isinstance(value, (int, float)) and not isinstance(value, bool)
-                                                         and (kind is float or isinstance(value, int)))
-            if not ok:
+            number = isinstance(value, (int, float)) and not isinstance(value, bool) and (
+                not integer or isinstance(value, int))
+            if not (number or (value is None and not integer and key in entry)):
                 raise DPDUserError(f"{path}: learner {name!r} has {key}={value!r}; the folder was edited or damaged")
     return data
 

@@ -12,6 +12,7 @@ from stable_baselines3.common.logger import HumanOutputFormat, Logger, configure
 
 from dpd.config import ALGOS, TrainConfig, build_algo_kwargs
 from dpd.envs import make_train_env
+from dpd.errors import DPDUserError
 from dpd.students.base import Student
 from dpd.students.off_policy import OffPolicyStudent
 from dpd.students.on_policy import OnPolicyStudent
@@ -40,8 +41,12 @@ def build_student(config: TrainConfig, index: int, log_dir: str | None, verbose:
     cls = ALGOS[config.algo][0]
     shape = env.action_space.shape
     action_dim = int(np.prod(shape)) if shape else None
-    model = cls("MlpPolicy", env, seed=seed, device=config.device, verbose=verbose,
-                **build_algo_kwargs(config, action_dim))
+    try:
+        model = cls("MlpPolicy", env, seed=seed, device=config.device, verbose=verbose,
+                    **build_algo_kwargs(config, action_dim))
+    except (AssertionError, ValueError, TypeError) as exc:  # SB3's own checks of its arguments
+        env.close()
+        raise DPDUserError(f"{cls.__name__} refused its arguments: {str(exc).strip().splitlines()[0]}") from None
     if log_dir is not None:
         os.makedirs(log_dir, exist_ok=True)
         formats = ["csv"] + (["tensorboard"] if config.tensorboard else []) + (["stdout"] if verbose else [])

@@ -111,8 +111,8 @@ class RemoteLearner:
     def close(self, timeout: float = 10.0) -> None:
         """Ask the worker to close its files and exit; terminate it if it does not."""
         if self.process.is_alive():
-            with contextlib.suppress(WorkerError, BrokenPipeError, OSError):
-                self.call("close")
+            with contextlib.suppress(WorkerError, DPDUserError, BrokenPipeError, OSError):
+                self.call("close")  # an answer still pending (the worker's own failure) comes first: ignored
         self.process.join(timeout)
         if self.process.is_alive():
             self.process.terminate()
