@@ -1,0 +1,61 @@
+"""The README's figure: every seed's final return at 1M total env steps (PPO, paper preset) of vanilla, the independent
+pair and DPD (the pairs: the students' mean), from the study's committed per-learner table.
+
+    python studies/when-dpd-helps/readme_figure.py docs/results/when-dpd-helps/stages1-4/tables.md docs/figures/ppo-1m.png
+"""
+
+from __future__ import annotations
+
+import re
+import sys
+from pathlib import Path
+
+import numpy as np
+
+ARMS = {"vanilla": "vanilla\n(one learner)", "independent": "independent\npair", "dense1": "DPD dense1\n(8 seeds)",
+        "dpd-a1": "DPD default\n(3 seeds)"}
+
+
+def per_learner(text: str) -> dict[str, dict[str, list[float]]]:
+    """task -> arm -> each seed's students' mean (vanilla: its return), from 'Every learner's final return' tables."""
+    out: dict[str, dict[str, list[float]]] = {}
+    for block in re.split(r"Every learner's final return, seed by seed \(", text)[1:]:
+        task = block.split(";")[0]
+        rows = {}
+        table = block.split("\n\n")[1]  # the table right after the heading
+        for line in table.splitlines():
+            cells = [c.strip() for c in line.strip().strip("|").split("|")]
+            if cells and cells[0] in ARMS:
+                values = [np.mean([float(v) for v in c.split("/")]) for c in cells[1:] if c]
+                rows[cells[0]] = values
+        out[task] = rows
+    return out
+
+
+def main() -> None:
+    table, target = Path(sys.argv[1]), Path(sys.argv[2])
+    data = per_learner(table.read_text())
+    from dpd.figures import pyplot
+
+    plt = pyplot()
+    fig, axes = plt.subplots(1, len(data), figsize=(4.6 * len(data), 3.6), squeeze=False)
+    for ax, (task, rows) in zip(axes[0], data.items(), strict=True):
+        for k, arm in enumerate(ARMS):
+            ys = rows.get(arm, [])
+            xs = k + np.linspace(-0.12, 0.12, len(ys)) if len(ys) > 1 else np.full(len(ys), k)
+            ax.scatter(xs, ys, s=18, alpha=0.75, facecolors="none" if arm == "dpd-a1" else None,
+                       edgecolors=f"C{k}", color=f"C{k}")
+            if ys:
+                ax.hlines(np.mean(ys), k - 0.3, k + 0.3, color=f"C{k}", linewidth=2)
+        ax.set_xticks(range(len(ARMS)), list(ARMS.values()), fontsize=8)
+        ax.set_title(f"{task}: final return at 1M total env steps", fontsize=9)
+        ax.set_ylabel("deterministic evaluation return")
+        ax.grid(alpha=0.3, axis="y")
+    fig.suptitle("PPO (paper preset): each dot a seed, the bar its mean; a pair: its students' mean", fontsize=9)
+    fig.tight_layout()
+    fig.savefig(target, dpi=120)
+    print(target)
+
+
+if __name__ == "__main__":
+    main()
