@@ -11,7 +11,7 @@ SRC = Path(__file__).resolve().parents[1] / "src" / "dpd"
 LAYERS = [
     ("names", ["dpd.names"]),
     ("objective", ["dpd.errors", "dpd.objective", "dpd.schedule", "dpd.xi"]),
-    ("files and environments", ["dpd.run_files", "dpd.envs", "dpd.episodes", "dpd.figures"]),
+    ("files and environments", ["dpd.run_files", "dpd.envs", "dpd.episodes", "dpd.figures", "dpd.internals"]),
     ("state", ["dpd.state"]),
     ("config", ["dpd.config"]),
     ("distillation", ["dpd.distillation"]),
@@ -85,3 +85,37 @@ def test_a_new_config_key_needs_only_its_dataclass_field():
         apply_overrides(cfg, ["my_knob=many"])
     with pytest.raises(DPDUserError, match="my_knob must be positive"):
         apply_overrides(cfg, ["my_knob=0"]).resolve()
+
+
+def test_private_sb3_gymnasium_and_stdlib_names_are_touched_in_dpd_internals_only():
+    """dpd/internals.py holds every access to a private name of SB3, Gymnasium or the standard library; an upgrade
+    is then checked in one file."""
+    from dpd.internals import PRIVATE_NAMES
+
+    found = []
+    for name, path in modules():
+        if name == "dpd.internals":
+            continue
+        for node in ast.walk(ast.parse(path.read_text())):
+            attr = node.attr if isinstance(node, ast.Attribute) else None
+            if isinstance(node, ast.Constant) and isinstance(node.value, str):
+                attr = node.value
+            if attr in PRIVATE_NAMES:
+                found.append(f"{path.name}:{node.lineno} {attr}")
+    assert not found, f"private names used outside dpd/internals.py: {found}"
+
+
+def test_the_installed_sb3_is_one_dpd_internals_was_checked_against():
+    import re
+    import tomllib
+
+    from dpd.internals import CHECKED_SB3, sb3_version_checked
+
+    ok, version = sb3_version_checked()
+    assert ok, (f"stable-baselines3 {version} is not one of {CHECKED_SB3}: read src/dpd/internals.py against it "
+                "(every private name it uses), then add it there and to pyproject's range")
+    pyproject = tomllib.loads((SRC.parents[1] / "pyproject.toml").read_text())
+    (spec,) = [d for d in pyproject["project"]["dependencies"] if d.startswith("stable-baselines3")]
+    low, high = re.findall(r">=(\d+\.\d+),<(\d+\.\d+)", spec)[0]
+    allowed = [f"2.{m}" for m in range(int(low.split(".")[1]), int(high.split(".")[1]))]
+    assert tuple(allowed) == CHECKED_SB3, f"pyproject allows {allowed}, dpd/internals.py was checked against {CHECKED_SB3}"

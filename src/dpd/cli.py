@@ -333,7 +333,8 @@ def _print_table(rows: list[tuple[str, dict[str, Any]]]) -> None:
     for run, s in rows:
         for name, learner in s["learners"].items():
             final, best = (_number(learner.get(k)) for k in ("final_eval_return", "best_eval_return"))
-            typer.echo(f"{_short(run):<40} {s.get('method', '?'):<11} {name:<9} {learner['env_steps']:>10d} {final:>11} {best:>10}")
+            method = s.get("method", "?")
+            typer.echo(f"{_short(run):<40} {method:<11} {name:<9} {learner['env_steps']:>10d} {final:>11} {best:>10}")
 
 
 def _number(x: float | None) -> str:

@@ -69,6 +69,10 @@ REPORT_FILE = "report.md"
 REPORT_MARKER = ".dpd-report"
 
 
+#: SB3's own log key of a learner's env steps (its progress.csv; ``dpd sweep``'s status reads it)
+SB3_TOTAL_TIMESTEPS = "time/total_timesteps"
+
+
 class Log:
     """The keys of a learner's log rows (progress.csv, TensorBoard), written by the Learner, read by the report."""
 

@@ -27,6 +27,7 @@ from dpd.names import (
     MONITOR_FILE,
     PROGRESS_FILE,
     REEVALUATION_FILE,
+    SB3_TOTAL_TIMESTEPS,
     SNAPSHOT_DIR,
     SUMMARY_FILE,
     VECNORMALIZE_JSON,
@@ -358,8 +359,8 @@ def run_steps(run_dir: Path) -> int:
         try:
             with open(progress, newline="") as fh:
                 rows = list(csv.DictReader(fh))
-            if rows and rows[-1].get("time/total_timesteps"):
-                total += int(float(rows[-1]["time/total_timesteps"]))
+            if rows and rows[-1].get(SB3_TOTAL_TIMESTEPS):
+                total += int(float(rows[-1][SB3_TOTAL_TIMESTEPS]))
         except (OSError, ValueError, csv.Error):
             continue  # being rewritten right now; next poll
     return total

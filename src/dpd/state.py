@@ -20,6 +20,16 @@ from stable_baselines3.common.running_mean_std import RunningMeanStd
 from stable_baselines3.common.vec_env import DummyVecEnv, VecEnv, VecEnvWrapper, VecMonitor, VecNormalize
 
 from dpd.envs import EnvGuard, RecentStates, mujoco_state, set_mujoco_state
+from dpd.internals import (
+    ALGORITHM_COUNTERS,
+    dummy_vec_env_resets,
+    env_generator,
+    set_dummy_vec_env_resets,
+    set_env_generator,
+    space_generator,
+    stats_window_size,
+    torch_save_params,
+)
 
 
 # ---------------------------------------------------------------------- plain data
@@ -101,8 +111,8 @@ def gym_env_state(env: gym.Env) -> dict[str, Any]:
         layer = layer.env
     unwrapped = layer
     state: dict[str, Any] = {"wrappers": layers, "attrs": _simple_attrs(unwrapped)}
-    if getattr(unwrapped, "_np_random", None) is not None:
-        state["np_random"] = gen_state(unwrapped._np_random)
+    if env_generator(unwrapped) is not None:
+        state["np_random"] = gen_state(env_generator(unwrapped))
     sim = mujoco_state(env)
     if sim is not None:
         state["mujoco"] = plain(sim)
@@ -134,15 +144,15 @@ def set_gym_env_state(env: gym.Env, state: dict[str, Any]) -> None:
         layer = layer.env
     _restore_attrs(layer, state["attrs"])
     if "np_random" in state:
-        layer._np_random = np.random.Generator(np.random.PCG64())
-        set_gen_state(layer._np_random, state["np_random"])
+        set_env_generator(layer, np.random.Generator(np.random.PCG64()))
+        set_gen_state(env_generator(layer), state["np_random"])
     if "mujoco" in state:
         set_mujoco_state(env, arr(state["mujoco"]))
     for space in ("action_space", "observation_space"):
         if space in state:
             sp = getattr(env, space)
             sp.seed(0)  # creates the generator; its state is then overwritten
-            set_gen_state(sp._np_random, state[space])
+            set_gen_state(space_generator(sp), state[space])
 
 
 # ---------------------------------------------------------------------- VecEnv stacks
@@ -165,7 +175,8 @@ def vec_env_state(venv: VecEnv) -> dict[str, Any]:
             state["monitor"] = plain({"returns": layer.episode_returns, "lengths": layer.episode_lengths,
                                       "count": layer.episode_count})
         elif isinstance(layer, DummyVecEnv):
-            state["dummy"] = {"seeds": list(layer._seeds), "options": plain(layer._options),
+            seeds, options = dummy_vec_env_resets(layer)
+            state["dummy"] = {"seeds": seeds, "options": plain(options),
                               "envs": [gym_env_state(e) for e in layer.envs]}
         if not isinstance(layer, VecEnvWrapper):
             return state
@@ -192,7 +203,7 @@ def set_vec_env_state(venv: VecEnv, state: dict[str, Any]) -> None:
             layer.episode_count = s["count"]
         elif isinstance(layer, DummyVecEnv):
             s = state["dummy"]
-            layer._seeds, layer._options = list(s["seeds"]), list(s["options"])
+            set_dummy_vec_env_resets(layer, s["seeds"], s["options"])
             for env, env_state in zip(layer.envs, s["envs"], strict=True):
                 set_gym_env_state(env, env_state)
         if not isinstance(layer, VecEnvWrapper):
@@ -202,15 +213,14 @@ def set_vec_env_state(venv: VecEnv, state: dict[str, Any]) -> None:
 
 # ---------------------------------------------------------------------- an SB3 algorithm
 #: the counters and last observations of an SB3 algorithm that a continued run needs
-_ALGORITHM_ATTRS = ("num_timesteps", "_n_updates", "_episode_num", "_current_progress_remaining", "_last_obs",
-                    "_last_episode_starts", "_last_original_obs")
+_ALGORITHM_ATTRS = ALGORITHM_COUNTERS
 
 
 def algorithm_state(model: BaseAlgorithm) -> dict[str, Any]:
     """An SB3 algorithm's networks, optimisers, torch variables, counters and episode buffers, as plain data."""
     from stable_baselines3.common.save_util import recursive_getattr
 
-    modules, variables = model._get_torch_save_params()
+    modules, variables = torch_save_params(model)
     return {
         "torch": {name: recursive_getattr(model, name).state_dict() for name in modules},
         "torch_variables": {name: recursive_getattr(model, name).detach().clone() for name in variables},
@@ -238,5 +248,5 @@ def load_episode_buffers(model: BaseAlgorithm, state: dict[str, Any]) -> None:
     """Restore the episode-statistics buffers (after SB3's learn setup, which resets them)."""
     from collections import deque
 
-    model.ep_info_buffer = deque(state["ep_info_buffer"], maxlen=model._stats_window_size)
-    model.ep_success_buffer = deque(state["ep_success_buffer"], maxlen=model._stats_window_size)
+    model.ep_info_buffer = deque(state["ep_info_buffer"], maxlen=stats_window_size(model))
+    model.ep_success_buffer = deque(state["ep_success_buffer"], maxlen=stats_window_size(model))

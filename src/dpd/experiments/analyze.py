@@ -31,9 +31,9 @@ from dpd.config import ALGOS, TrainConfig
 from dpd.envs import EnvSource, normalize_raw, return_scale
 from dpd.errors import DPDUserError
 from dpd.loading import load_learner, read_run_config
+from dpd.names import SNAPSHOT_DIR
 from dpd.run_files import MODEL_FILE, SUMMARY_FILE, atomic_write, atomic_write_text, read_summary_file
 from dpd.students.outputs import value_estimates
-from dpd.training.learner import SNAPSHOT_DIR
 
 ANALYSIS_FILE = "analysis.json"
 FIGURE_FILE = "figure3.png"

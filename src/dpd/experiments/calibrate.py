@@ -45,6 +45,7 @@ from dpd.config import TrainConfig
 from dpd.envs import EnvSource, make_env, normalize_raw, return_scale, set_mujoco_state
 from dpd.errors import DPDUserError
 from dpd.experiments.analyze import Snapshot, _check_run, _snapshots, load_snapshot
+from dpd.internals import mujoco_observation
 from dpd.objective import dpd_weights
 from dpd.run_files import WINDOW_FILE, atomic_write, atomic_write_text
 from dpd.students.outputs import deterministic_outputs, q_estimates
@@ -145,7 +146,7 @@ def rollout_returns(env_id: str, sim_states: np.ndarray, actors: list[Callable[[
             obs = []
             for env, r in zip(envs, chunk, strict=False):
                 set_mujoco_state(env, sim_states[r.start])
-                obs.append(np.asarray(env._get_obs(), dtype=np.float64))
+                obs.append(np.asarray(mujoco_observation(env), dtype=np.float64))
             raw = np.stack(obs)
             alive = np.ones(len(chunk), dtype=bool)
             total = np.zeros(len(chunk))

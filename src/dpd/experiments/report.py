@@ -32,7 +32,7 @@ from dpd.config import TrainConfig
 from dpd.errors import DPDUserError
 from dpd.experiments.scores import REFERENCE_SCORES
 from dpd.experiments.sweep import ERROR_FILE, RUNS_DIR, SWEEP_FILE, SweepSpec, expand, trial_status
-from dpd.names import REPORT_FILE, REPORT_MARKER
+from dpd.names import PROGRESS_FILE, REPORT_FILE, REPORT_MARKER, Log
 from dpd.run_files import (
     CONFIG_FILE,
     EVAL_FILE,
@@ -155,7 +155,7 @@ def load_runs(sweep_dir: Path, spec: SweepSpec | None = None) -> list[Run]:
                 run.curves[learner] = (np.array([r["total_env_steps"] for r in rows]),
                                        np.array([r["mean_return"] for r in rows]))
                 if learner != "vanilla":
-                    xs, ys, steps = _pair_log(folder / learner / "progress.csv")
+                    xs, ys, steps = _pair_log(folder / learner / PROGRESS_FILE)
                     run.distances[learner], run.distill_steps[learner] = (xs, ys), steps
         runs.append(run)
     return runs
@@ -170,7 +170,7 @@ def _pair_log(progress: Path) -> tuple[np.ndarray, np.ndarray, float]:
     try:
         with open(progress, newline="") as fh:
             for row in csv.DictReader(fh):
-                d, x, n = row.get("pair/action_distance"), row.get("time/total_env_steps"), row.get("distill/phase_steps")
+                d, x, n = row.get(Log.PAIR_DISTANCE), row.get(Log.TOTAL_STEPS), row.get(Log.PHASE_STEPS)
                 if d and x:
                     xs.append(float(x))
                     ys.append(float(d))

@@ -33,6 +33,7 @@ from typing import Any
 
 from dpd.config import TrainConfig, apply_overrides, check_known_keys
 from dpd.errors import DPDUserError
+from dpd.internals import pool_processes
 from dpd.names import BACKENDS, ERROR_FILE, LOCK_FILE, RUNS_DIR, STOP_FILE, SWEEP_FILE, SWEEP_VARIANTS
 from dpd.run_files import CONFIG_FILE, SUMMARY_FILE, RunLock, check_path_length, read_yaml, run_steps, write_yaml
 from dpd.training.signals import ParentWatch, StopSignals
@@ -401,7 +402,7 @@ class _StopSweep:
     def forward(self) -> None:
         """SIGTERM to every worker. Sent again each second while trials run: a trial listens only once its
         trainer runs."""
-        for proc in list((getattr(self.pool, "_processes", None) or {}).values()):
+        for proc in pool_processes(self.pool):
             with contextlib.suppress(ProcessLookupError, AttributeError):
                 os.kill(proc.pid, signal.SIGTERM)
 

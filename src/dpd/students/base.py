@@ -25,6 +25,7 @@ from stable_baselines3.common.vec_env import VecEnv, VecNormalize
 from dpd.config import DistillConfig
 from dpd.distillation import Distiller, PeerBatch, PhaseResult
 from dpd.envs import RecentStates, normalize_raw, return_scale
+from dpd.internals import setup_learn
 from dpd.xi import critic_offset, horizon, window_returns
 
 __all__ = ["PeerBatch", "PhaseResult", "Student"]
@@ -171,7 +172,7 @@ class Student(ABC):
         self.budget = budget
         m = self.model
         remaining = budget - m.num_timesteps if resume else budget
-        _, self._callback = m._setup_learn(remaining, callback, not resume, self.name, False)
+        self._callback = setup_learn(m, remaining, callback, not resume, self.name)
         self._callback.on_training_start(locals(), globals())
 
     def iterate(self) -> bool:

@@ -8,6 +8,7 @@ from stable_baselines3.common.callbacks import BaseCallback
 from stable_baselines3.common.on_policy_algorithm import OnPolicyAlgorithm
 from stable_baselines3.common.policies import ActorCriticPolicy
 
+from dpd.internals import update_progress
 from dpd.students.base import Student
 from dpd.students.outputs import deterministic_outputs, value_estimates
 
@@ -26,7 +27,7 @@ class OnPolicyStudent(Student):
         assert m.env is not None
         if not m.collect_rollouts(m.env, callback, m.rollout_buffer, n_rollout_steps=m.n_steps):
             return False
-        m._update_current_progress_remaining(m.num_timesteps, self.budget)
+        update_progress(m, m.num_timesteps, self.budget)
         m.train()
         return True
 

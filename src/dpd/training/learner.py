@@ -16,14 +16,13 @@ from stable_baselines3.common.callbacks import BaseCallback
 
 from dpd.config import TrainConfig
 from dpd.distillation import PhaseResult
+from dpd.names import SNAPSHOT_DIR, Log
 from dpd.run_files import EVAL_FILE, MODEL_FILE, VECNORMALIZE_JSON, VECNORMALIZE_PICKLE, WINDOW_FILE, EvalLog
 from dpd.students.base import PeerBatch, Student
 from dpd.students.evaluator import Evaluator
 from dpd.students.factory import build_student, eval_seed
 from dpd.training import logs
 from dpd.training.dispatch import LEARNER_CALLS
-
-SNAPSHOT_DIR = "snapshots"
 
 CallbackFactory = Callable[[str], BaseCallback | list[BaseCallback] | None]
 LogFn = Callable[[str], None]
@@ -138,7 +137,7 @@ class Learner:
         logger = self.student.model.logger
         if batch is None:
             self.skipped_empty += 1
-            logger.record("distill/skipped_empty", self.skipped_empty)
+            logger.record(Log.SKIPPED_EMPTY, self.skipped_empty)
             distiller = self.student.distiller
             return distiller.nonfinite_streak if distiller is not None else 0
         result = self.student.distill(batch)
@@ -155,31 +154,31 @@ class Learner:
     def _log_pair(self, result: PhaseResult) -> None:
         """The pair on the whole peer window before the phase: comparable between dpd and independent runs."""
         logger = self.student.model.logger
-        logger.record("pair/action_distance", result.pair.action_distance)
-        logger.record("pair/xi_mean", result.pair.xi_mean)
-        logger.record("pair/peer_better_frac", result.pair.peer_better_frac)
-        logger.record("distill/phase_steps", result.steps)
+        logger.record(Log.PAIR_DISTANCE, result.pair.action_distance)
+        logger.record(Log.PAIR_XI_MEAN, result.pair.xi_mean)
+        logger.record(Log.PAIR_PEER_BETTER, result.pair.peer_better_frac)
+        logger.record(Log.PHASE_STEPS, result.steps)
         if result.strength is not None:
-            logger.record("distill/strength", result.strength)
+            logger.record(Log.STRENGTH, result.strength)
         if result.gate is not None:
-            logger.record("distill/gate", result.gate)
+            logger.record(Log.GATE, result.gate)
         if result.offsets is not None:
-            logger.record("distill/offset_own", result.offsets[0])
-            logger.record("distill/offset_peer", result.offsets[1])
+            logger.record(Log.OFFSET_OWN, result.offsets[0])
+            logger.record(Log.OFFSET_PEER, result.offsets[1])
 
     def _log_distill(self, result: PhaseResult) -> None:
         logger = self.student.model.logger
         if result.stats is not None:
             for key, value in result.stats.as_dict().items():
-                logger.record(f"distill/{key}", value)
-        logger.record("distill/skipped_nonfinite", result.skipped_nonfinite)
-        logger.record("distill/skipped_zero_weight", result.skipped_zero_weight)
-        logger.record("distill/xi_scale", result.xi_divisor)
+                logger.record(Log.DISTILL + key, value)
+        logger.record(Log.SKIPPED_NONFINITE, result.skipped_nonfinite)
+        logger.record(Log.SKIPPED_ZERO_WEIGHT, result.skipped_zero_weight)
+        logger.record(Log.XI_SCALE, result.xi_divisor)
         # Histogram of the weights over the whole peer window (TensorBoard only): shows saturation at the clip.
         weights = result.window_weights.cpu()
         weights = weights[th.isfinite(weights)]
         if weights.numel():
-            logger.record("distill/weights", weights, exclude=("stdout", "log", "json", "csv"))
+            logger.record(Log.WEIGHTS, weights, exclude=("stdout", "log", "json", "csv"))
 
     def after_iteration(self) -> int:
         """Evaluate if due, keep a snapshot if due, write the iteration's log row. Returns steps."""
@@ -222,15 +221,15 @@ class Learner:
         if self.eval_log is not None:
             self.eval_log.append(row)
         logger = student.model.logger
-        logger.record("eval/mean_return", result.mean_return)
-        logger.record("eval/std_return", result.std_return)
-        logger.record("eval/mean_ep_length", result.mean_length)
+        logger.record(Log.EVAL_MEAN, result.mean_return)
+        logger.record(Log.EVAL_STD, result.std_return)
+        logger.record(Log.EVAL_LENGTH, result.mean_length)
         self.log(f"{self.name} {steps:>9d} steps  eval return {result.mean_return:10.2f} ± {result.std_return:.2f}")
         if final:
             self.dump()
 
     def dump(self) -> None:
-        self.student.model.logger.record("time/total_env_steps", self.num_timesteps * self.n_learners)
+        self.student.model.logger.record(Log.TOTAL_STEPS, self.num_timesteps * self.n_learners)
         self.student.dump_logs()
 
     def elapsed(self) -> float:
