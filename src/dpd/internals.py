@@ -17,6 +17,8 @@ CHECKED_SB3 = ("2.7", "2.8", "2.9")
 #: an SB3 algorithm's counters and last observations that a continued run needs (restored by name)
 ALGORITHM_COUNTERS = ("num_timesteps", "_n_updates", "_episode_num", "_current_progress_remaining", "_last_obs",
                       "_last_episode_starts", "_last_original_obs")
+#: the attributes holding an env's or a space's random generator (captured through the functions below, not as data)
+GENERATOR_ATTRS = frozenset({"_np_random", "_np_random_seed"})
 #: the private names accessed below (the architecture test looks for them everywhere else)
 PRIVATE_NAMES = frozenset({
     "_setup_learn", "_update_current_progress_remaining", "_get_torch_save_params", "_stats_window_size",

@@ -22,6 +22,7 @@ from stable_baselines3.common.vec_env import DummyVecEnv, VecEnv, VecEnvWrapper,
 from dpd.envs import EnvGuard, RecentStates, mujoco_state, set_mujoco_state
 from dpd.internals import (
     ALGORITHM_COUNTERS,
+    GENERATOR_ATTRS,
     dummy_vec_env_resets,
     env_generator,
     set_dummy_vec_env_resets,
@@ -88,7 +89,7 @@ _SIMPLE = (int, float, bool, str, type(None))
 def _simple_attrs(obj: Any) -> dict[str, Any]:
     out = {}
     for key, value in vars(obj).items():
-        if key.startswith("_np_random") or key in ("spec", "metadata", "render_mode"):
+        if key in GENERATOR_ATTRS or key in ("spec", "metadata", "render_mode"):
             continue
         if _is_plain(value):
             out[key] = plain(value)
@@ -117,7 +118,7 @@ def gym_env_state(env: gym.Env) -> dict[str, Any]:
     if sim is not None:
         state["mujoco"] = plain(sim)
     for space in ("action_space", "observation_space"):
-        gen = getattr(getattr(env, space), "_np_random", None)
+        gen = space_generator(getattr(env, space))
         if gen is not None:
             state[space] = gen_state(gen)
     return state
