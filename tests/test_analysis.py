@@ -50,7 +50,7 @@ def test_analyze_numbers_match_a_recomputation_with_plain_sb3(runs, capsys):
     assert [s["total_env_steps"] for s in stages] == [1024, 2048, 4096]
     assert [s["vanilla_steps"] for s in stages] == [[1024, 1024], [2048, 2048], [4096, 4096]]
     last = stages[-1]
-    assert len(last["values"]["student0"]) == 20 and len(last["action_distance_dpd"]) == 20
+    assert len(last["values"]["student0"]) == 20 and len(last["env_action_distance_dpd"]) == 20
     # The last snapshot is the final model: recompute its values and actions with SB3 alone on states of a rollout.
     models = {name: load_learner(runs / "dpd", name) for name in ("student0", "student1")}
     states = np.random.default_rng(1).normal(size=(7, 3))
@@ -61,10 +61,10 @@ def test_analyze_numbers_match_a_recomputation_with_plain_sb3(runs, capsys):
         np.testing.assert_allclose(snap.values(states), raw, rtol=1e-5, atol=1e-5)
         predicted, _ = model.predict(env.normalize_obs(states), deterministic=True)
         np.testing.assert_allclose(snap.actions(states), predicted, rtol=1e-6)
-    assert last["mean_action_distance_dpd"] == pytest.approx(np.mean(last["action_distance_dpd"]))
-    assert all(d >= 0 for s in stages for d in s["action_distance_dpd"] + s["action_distance_vanilla"])
+    assert last["mean_env_action_distance_dpd"] == pytest.approx(np.mean(last["env_action_distance_dpd"]))
+    assert all(d >= 0 for s in stages for d in s["env_action_distance_dpd"] + s["env_action_distance_vanilla"])
     # Pendulum: actions in [-2, 2], so the distance of two 1-d actions is at most 4
-    assert max(max(s["action_distance_dpd"]) for s in stages) <= 4.0
+    assert max(max(s["env_action_distance_dpd"]) for s in stages) <= 4.0
 
 
 @pytest.mark.parametrize("args,message", [

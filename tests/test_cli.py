@@ -156,3 +156,18 @@ def test_sweep_status_line_says_how_long_is_left_at_the_sweeps_own_rate(capsys):
     from dpd.cli import _duration
 
     assert (_duration(59), _duration(3 * 3600 + 720)) == ("~1 min", "~3.2 h")
+
+
+def test_help_texts_list_every_choice_validation_accepts(capsys):
+    """Help texts come from the same tuples validation uses (dpd.names): a new choice cannot be left out of --help."""
+    from dpd.names import ALGO_NAMES, BACKENDS, BUILTIN_WEIGHTINGS, METHODS, PRESETS, SWEEP_VARIANTS
+
+    def help_of(command):
+        assert main([command, "--help"]) == 0
+        return " ".join(capsys.readouterr().out.split())
+
+    train_help, sweep_help = help_of("train"), help_of("sweep")
+    for name in (*ALGO_NAMES, *METHODS, *PRESETS, *BUILTIN_WEIGHTINGS):
+        assert name in train_help, name
+    for name in (*ALGO_NAMES, *SWEEP_VARIANTS, *BACKENDS, *PRESETS):
+        assert name in sweep_help, name

@@ -107,3 +107,18 @@ def test_shape_errors_are_clear():
         dpd_loss(th.zeros(2, 2), th.zeros(2, 2), th.zeros(2, 1), th.zeros(2, 1), alpha=1.0)
     with pytest.raises(ValueError, match="weighting"):
         dpd_weights(th.zeros(2), 1.0, "bogus")  # type: ignore[arg-type]
+
+
+def test_clamped_mse_counts_two_means_beyond_the_same_bound_as_equal():
+    """distill_distance=clamped_mse: Gaussian means beyond an action bound act alike (the env clips), so they are not
+    pulled together; inside the bounds it is the plain MSE (the default, which keeps the paper's numbers)."""
+    student = th.tensor([[1.8, 0.2], [0.5, -0.1]], requires_grad=True)
+    peer = th.tensor([[1.2, 0.4], [0.1, -0.1]])
+    bounds = (th.tensor([-1.0, -1.0]), th.tensor([1.0, 1.0]))
+    plain = action_distance(student, peer, discrete=False)
+    clamped = action_distance(student, peer, discrete=False, bounds=bounds)
+    assert plain[0].item() == pytest.approx(((1.8 - 1.2) ** 2 + 0.2 ** 2) / 2)
+    assert clamped[0].item() == pytest.approx(0.2 ** 2 / 2)  # dim 0: both clipped to 1.0
+    assert clamped[1].item() == pytest.approx(plain[1].item())  # inside the bounds: the same
+    clamped.sum().backward()
+    assert student.grad is not None and student.grad[0, 0] == 0.0  # no pull where the env cannot tell them apart

@@ -13,7 +13,17 @@ from typing import Annotated, Any
 import typer
 
 from dpd.errors import DPDUserError, TrainingDiverged
-from dpd.names import ALGO_NAMES, DEMO_ENV, DEMO_TOTAL_STEPS
+from dpd.names import (
+    ALGO_NAMES,
+    BACKENDS,
+    BUILTIN_WEIGHTINGS,
+    DEMO_ENV,
+    DEMO_TOTAL_STEPS,
+    METHODS,
+    PRESETS,
+    SWEEP_VARIANTS,
+    choices,
+)
 
 app = typer.Typer(
     add_completion=False,
@@ -42,11 +52,14 @@ def train(
     algo: Annotated[str, typer.Option(help=f"base algorithm: {' | '.join(ALGO_NAMES)}")] = "ppo",
     total_steps: Annotated[int, typer.Option(help="TOTAL env steps over all learners (DPD: half per student)")] = 1_000_000,
     method: Annotated[str, typer.Option(
-        help="dpd | vanilla (one learner, same total steps) | independent (the pair, undistilled)")] = "dpd",
+        help=f"{choices(METHODS)} (dpd: the pair distils; vanilla: one learner, same total steps; independent: the "
+             "pair, never distilled)")] = "dpd",
     alpha: Annotated[float, typer.Option(help="confidence alpha of the weight exp(alpha * xi)")] = 1.0,
-    weighting: Annotated[str, typer.Option(help="exp (paper) | indicator (Eq. 9) | uniform (mutual distillation)")] = "exp",
+    weighting: Annotated[str, typer.Option(help=f"{choices(BUILTIN_WEIGHTINGS)} (exp: the paper's Eq. 11; indicator: "
+                                                "Eq. 9; uniform: mutual distillation) or a registered one")] = "exp",
     seed: Annotated[int, typer.Option(help="base seed (student k: seed + 10000 k)")] = 0,
-    preset: Annotated[str, typer.Option(help="zoo (rl-zoo3 tuned) | paper (the paper's §4.2) | none (SB3 defaults)")] = "zoo",
+    preset: Annotated[str, typer.Option(help=f"{choices(PRESETS)} (zoo: rl-zoo3 tuned; paper: the paper's §4.2; "
+                                             "none: SB3 defaults)")] = "zoo",
     set_: Annotated[
         list[str] | None,
         typer.Option("--set", help="override a config key: key=value, algo.<SB3 arg>=value, algo.policy_kwargs.<arg>=value"),
@@ -157,17 +170,19 @@ def demo(
 @app.command()
 def sweep(
     env: Annotated[list[str] | None, typer.Option("--env", help="task (repeat for several)")] = None,
-    algo: Annotated[list[str] | None, typer.Option("--algo", help="algorithm (repeat for several)")] = None,
+    algo: Annotated[list[str] | None, typer.Option("--algo", help=f"{choices(ALGO_NAMES)} (repeat for several)")
+                    ] = None,
     method: Annotated[
-        list[str] | None, typer.Option("--method", help="dpd | vanilla | uniform | indicator (repeat for several)")
+        list[str] | None, typer.Option("--method", help=f"{choices(SWEEP_VARIANTS)} (repeat for several)")
     ] = None,
     alpha: Annotated[list[float] | None, typer.Option("--alpha", help="alpha of dpd (repeat for several)")] = None,
     seeds: Annotated[int, typer.Option(help="number of seeds: 0 .. N-1")] = 3,
     total_steps: Annotated[int, typer.Option(help="TOTAL env steps of every run")] = 1_000_000,
-    preset: Annotated[str, typer.Option(help="zoo | paper | none")] = "zoo",
+    preset: Annotated[str, typer.Option(help=choices(PRESETS))] = "zoo",
     set_: Annotated[list[str] | None, typer.Option("--set", help="key=value for every run (as dpd train --set)")] = None,
     config: Annotated[Path | None, typer.Option(help="a sweep YAML file (keys of dpd.experiments.SweepSpec)")] = None,
-    backend: Annotated[str, typer.Option(help="local (process pool) | ray (Ray Tune)")] = "local",
+    backend: Annotated[str, typer.Option(help=f"{choices(BACKENDS)} (local: a process pool; ray: Ray Tune, an extra)")
+                       ] = "local",
     workers: Annotated[int | None, typer.Option(help="local backend: parallel runs (default: all cores)")] = None,
     address: Annotated[str | None, typer.Option(help="ray backend: cluster address (default: a local Ray)")] = None,
     out: Annotated[Path, typer.Option(help="sweep folder; run the same command again to resume")] = Path("runs/sweep"),
@@ -254,8 +269,8 @@ def analyze(
     for st in result["stages"]:
         typer.echo(f"{st['total_env_steps']:>16,} {st['mean_value']['student0']:>16.2f} "
                    f"{st['mean_value']['student1']:>16.2f} {st['share_student0_higher']:>10.0%} "
-                   f"{st['mean_action_distance_dpd']:>9.3f}"
-                   + (f" {st['mean_action_distance_vanilla']:>13.3f}" if has_vanilla else ""))
+                   f"{st['mean_env_action_distance_dpd']:>9.3f}"
+                   + (f" {st['mean_env_action_distance_vanilla']:>13.3f}" if has_vanilla else ""))
     for path in result["files"]:
         typer.echo(path)
 

@@ -32,6 +32,7 @@ from stable_baselines3.sac.policies import SACPolicy
 from stable_baselines3.td3.policies import TD3Policy
 from torch import nn
 
+import dpd.names as names
 from dpd.envs import check_env_id
 from dpd.errors import DPDUserError
 from dpd.objective import DEFAULT_MAX_LOG_WEIGHT, weighting_names
@@ -52,9 +53,9 @@ POLICY_CLASSES: dict[str, type[BasePolicy]] = {
 #: ``dpd``: two students that distill; ``independent``: the same pair (seeds, budget split, windows, evaluation,
 #: logging) with no distillation at all, the control that separates distillation from selecting the better of two;
 #: ``vanilla``: one SB3 learner with the whole budget.
-METHODS = ("dpd", "vanilla", "independent")
-PRESETS = ("zoo", "paper", "none")
-XI_SCALES = ("return_std", "none")
+METHODS = names.METHODS
+PRESETS = names.PRESETS
+XI_SCALES = names.XI_SCALES
 
 #: The distillation schedules (``distill_schedule``): every ``distill_*`` key left unset takes its schedule's value.
 #:
@@ -67,9 +68,9 @@ XI_SCALES = ("return_std", "none")
 #: - ``adaptive``: ``dense``, with the number of steps per phase scaled by a strength that keeps the pair's action
 #:   distance within [adaptive_low, adaptive_high] x the largest (smoothed) distance it has reached
 #:   (:class:`dpd.schedule.AdaptiveStrength`).
-SCHEDULES = ("dense", "authors", "adaptive")
-DISTILL_TARGETS = ("mean", "sample")
-DISTILL_OPTIMIZERS = ("own", "shared")
+SCHEDULES = names.SCHEDULES
+DISTILL_TARGETS = names.DISTILL_TARGETS
+DISTILL_OPTIMIZERS = names.DISTILL_OPTIMIZERS
 _DENSE: dict[str, dict[str, Any]] = {
     "on_policy": {"distill_lr": 1e-5, "distill_batch_size": 256, "distill_steps": 10, "distill_ratio": 1.0,
                   "distill_every": 1, "distill_window": 1000, "distill_target": "mean", "distill_optimizer": "own",
@@ -148,6 +149,10 @@ class DistillConfig:
     max_log_weight: float = DEFAULT_MAX_LOG_WEIGHT
     #: True: loss = sum(w D) / sum(w); False: mean(w D) (Eq. 11 literally).
     normalize_weights: bool = True
+    #: the distance D(s) distilled on: ``mse`` of the policies' outputs (the paper; Gaussian means unclamped) |
+    #: ``clamped_mse`` (on-policy Box actions: both means clamped to the action bounds first, so two means beyond
+    #: the same bound, which act alike, count as equal)
+    distance: str = "mse"
     #: ``dense`` | ``authors`` | ``adaptive``: the values of the fields below left unset (see SCHEDULES).
     schedule: str = "dense"
     #: learning rate of the own Adam (``optimizer=own``; dense: on-policy 1e-5, off-policy 1e-4).
@@ -185,6 +190,7 @@ class DistillConfig:
         _check_choice("xi_scale", self.xi_scale, XI_SCALES)
         _check_choice("xi_estimator", self.xi_estimator, XI_ESTIMATORS)
         _check_choice("distill_gate", self.gate, DISTILL_GATES)
+        _check_choice("distill_distance", self.distance, names.DISTILL_DISTANCES)
         if not math.isfinite(self.alpha):
             raise DPDUserError(f"alpha must be a finite number, got {self.alpha}")
         if not (math.isfinite(self.max_log_weight) and 0 < self.max_log_weight <= MAX_LOG_WEIGHT_LIMIT):
@@ -214,6 +220,7 @@ class DistillConfig:
 DISTILL_ALIASES: dict[str, str] = {
     "alpha": "alpha", "weighting": "weighting", "xi_scale": "xi_scale", "xi_estimator": "xi_estimator",
     "distill_gate": "gate", "max_log_weight": "max_log_weight", "normalize_weights": "normalize_weights",
+    "distill_distance": "distance",
     "distill_schedule": "schedule", "distill_lr": "lr", "distill_batch_size": "batch_size",
     "distill_steps": "steps", "distill_ratio": "ratio", "distill_every": "every", "distill_window": "window",
     "distill_target": "target", "distill_optimizer": "optimizer", "distill_loss_coef": "loss_coef",

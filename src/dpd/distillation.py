@@ -79,6 +79,9 @@ class Distillable(Protocol):
     def set_training_mode(self, mode: bool) -> None:
         """Switch the policy between training and evaluation mode."""
 
+    def action_bounds(self) -> tuple[th.Tensor, th.Tensor] | None:
+        """(low, high) of Box actions in the units of :meth:`policy_outputs` (None: discrete actions)."""
+
 
 @dataclass(frozen=True)
 class PhaseResult:
@@ -171,7 +174,8 @@ class Distiller:
         with th.no_grad():
             _, pair = dpd_loss(student.policy_outputs(w.obs), w.peer_out, w.own_values, w.peer_values, c.alpha,
                                weighting=c.weighting, discrete=student.discrete, xi_divisor=w.scale,
-                               max_log_weight=c.max_log_weight, normalize_weights=c.normalize_weights)
+                               max_log_weight=c.max_log_weight, normalize_weights=c.normalize_weights,
+                               bounds=self._bounds(student))
         weights, _ = dpd_weights((w.peer_values - w.own_values) / w.scale, c.alpha, c.weighting, c.max_log_weight)
         return pair, weights
 
@@ -214,6 +218,7 @@ class Distiller:
         if steps is None:
             steps, strength, gate = self.phase_steps(base_steps, pair, w)
         n = len(batch)
+        bounds = self._bounds(student)
         actor = student.actor_parameters()
         max_grad_norm = student.max_grad_norm() if c.optimizer == "shared" else None
         collected: list[DistillStats] = []
@@ -232,6 +237,7 @@ class Distiller:
                 xi_divisor=w.scale,
                 max_log_weight=c.max_log_weight,
                 normalize_weights=c.normalize_weights,
+                bounds=bounds,
             )
             if not math.isfinite(stats.loss):
                 self.skipped_nonfinite += 1  # never let a non-finite loss reach the optimiser
@@ -254,6 +260,9 @@ class Distiller:
             keys = DistillStats.__dataclass_fields__
             averaged = DistillStats(**{k: float(np.mean([getattr(s, k) for s in collected])) for k in keys})
         return self._result(pair, weights, w, averaged, taken, strength, gate)
+
+    def _bounds(self, student: Distillable) -> tuple[th.Tensor, th.Tensor] | None:
+        return student.action_bounds() if self.config.distance == "clamped_mse" else None
 
     def _targets(self, peer_out: th.Tensor, batch: PeerBatch, idx: th.Tensor, discrete: bool) -> th.Tensor:
         """(B, A) what the student regresses on: the peer's outputs, or an action sampled from the peer's policy

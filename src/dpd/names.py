@@ -26,7 +26,7 @@ DISTILL_TARGETS = ("mean", "sample")
 DISTILL_OPTIMIZERS = ("own", "shared")
 #: the built-in weightings (more can be registered: :func:`dpd.objective.register_weighting`)
 BUILTIN_WEIGHTINGS = ("exp", "indicator", "uniform")
-#: ``distill_distance``: what the distillation loss and the pair's action distance measure between Gaussian means
+#: ``distill_distance``: what the distillation loss and the pair's action distance measure between the outputs
 DISTILL_DISTANCES = ("mse", "clamped_mse")
 #: the variants of a sweep besides its named arms
 SWEEP_VARIANTS = ("dpd", "vanilla", "independent", "uniform", "indicator")

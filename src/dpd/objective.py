@@ -49,7 +49,10 @@ class DistillStats:
     #: fraction of states where the peer's value is higher (xi > 0)
     peer_better_frac: float
     xi_mean: float
-    #: unweighted mean distance D(s) between the student's and the peer's actions
+    #: unweighted mean of the distillation distance D(s): the MSE of the two policies' outputs in policy units
+    #: (PPO/A2C: Gaussian means, unclamped unless ``distill_distance=clamped_mse``; DDPG/TD3/SAC: actions in
+    #: [-1, 1]); KL(peer || student) for discrete actions. Logged as ``pair/action_distance``; not the env-action
+    #: distance of ``dpd analyze`` (:func:`dpd.experiments.analyze.env_action_distance`)
     action_distance: float
 
     def as_dict(self) -> dict[str, float]:
@@ -114,15 +117,22 @@ def dpd_weights(
     return fn(xi.detach(), alpha, max_log_weight)
 
 
-def action_distance(student_out: th.Tensor, peer_out: th.Tensor, discrete: bool) -> th.Tensor:
+def action_distance(student_out: th.Tensor, peer_out: th.Tensor, discrete: bool,
+                    bounds: tuple[th.Tensor, th.Tensor] | None = None) -> th.Tensor:
     """Per-state distance D(s) between the student's and the peer's policies.
 
     :param student_out: (B, A) student's Gaussian means (continuous) or logits (discrete); carries gradient.
     :param peer_out: (B, A) the peer's means or logits on the same states; treated as constants.
     :param discrete: False: squared error averaged over action dims; True: KL(peer || student).
+    :param bounds: (low (A,), high (A,)): clamp both means to the action bounds first (``clamped_mse``): two means
+        beyond the same bound act alike, and then count as equal; None: the plain MSE (the default).
     :return: (B,) distances.
     """
     peer_out = peer_out.detach()
+    if bounds is not None and not discrete:
+        low, high = bounds
+        student_out = th.maximum(th.minimum(student_out, high), low)
+        peer_out = th.maximum(th.minimum(peer_out, high), low)
     if discrete:
         peer_logp = F.log_softmax(peer_out, dim=-1)
         student_logp = F.log_softmax(student_out, dim=-1)
@@ -142,6 +152,7 @@ def dpd_loss(
     xi_divisor: float = 1.0,
     max_log_weight: float = DEFAULT_MAX_LOG_WEIGHT,
     normalize_weights: bool = True,
+    bounds: tuple[th.Tensor, th.Tensor] | None = None,
 ) -> tuple[th.Tensor, DistillStats]:
     """The disadvantageous distillation loss of one student toward its peer (Eq. 11/12).
 
@@ -159,6 +170,7 @@ def dpd_loss(
     :param normalize_weights: True: sum(w D) / sum(w) (weights normalised over the batch, as the
         authors' code did); False: mean(w D), Eq. 11 literally. With indicator weights that are all
         zero the loss is exactly zero (and has a zero gradient).
+    :param bounds: clamp continuous outputs to these action bounds before the distance (see :func:`action_distance`).
     :return: (scalar loss, statistics).
     """
     if student_out.shape != peer_out.shape:
@@ -172,7 +184,7 @@ def dpd_loss(
 
     xi = (peer_values.detach() - student_values.detach()) / xi_divisor
     weights, clipped = dpd_weights(xi, alpha, weighting, max_log_weight)
-    distance = action_distance(student_out, peer_out, discrete)
+    distance = action_distance(student_out, peer_out, discrete, bounds)
     weighted = (weights * distance).sum()
     if normalize_weights:
         total = weights.sum()

@@ -128,8 +128,10 @@ def sample_states(run: Path, learner: str, n_states: int, seed: int, rollout_ste
     return np.stack([states[i] for i in idx])
 
 
-def action_distance(a: np.ndarray, b: np.ndarray, discrete: bool) -> np.ndarray:
-    """(N,) per-state distance between two learners' actions: Euclidean (continuous) or 1 where they differ."""
+def env_action_distance(a: np.ndarray, b: np.ndarray, discrete: bool) -> np.ndarray:
+    """(N,) per-state distance between two learners' actions AS THE ENV GETS THEM (clipped, env units): Euclidean
+    (continuous) or 1 where they differ. Not the distillation distance (``pair/action_distance``, an MSE of the
+    policies' outputs in policy units, :func:`dpd.objective.action_distance`)."""
     if discrete:
         return (a.reshape(len(a), -1) != b.reshape(len(b), -1)).any(axis=1).astype(np.float64)
     return np.linalg.norm(a.reshape(len(a), -1) - b.reshape(len(b), -1), axis=1)
@@ -184,7 +186,7 @@ def analyze(
         snaps = [load_snapshot(config, pair[name][k], env) for name in config.learner_names]
         discrete = isinstance(snaps[0].model.action_space, gym.spaces.Discrete)
         values = [s.values(states) for s in snaps]
-        distance = action_distance(snaps[0].actions(states), snaps[1].actions(states), discrete)
+        distance = env_action_distance(snaps[0].actions(states), snaps[1].actions(states), discrete)
         stage: dict[str, Any] = {
             "stage": k,
             "student_steps": snaps[0].steps,
@@ -193,15 +195,15 @@ def analyze(
             "mean_value": {name: float(v.mean()) for name, v in zip(config.learner_names, values, strict=True)},
             # complementarity (paper §4.4): on how many states is each student the better one by its own critic
             "share_student0_higher": float(np.mean(values[0] > values[1])),
-            "action_distance_dpd": distance.tolist(),
-            "mean_action_distance_dpd": float(distance.mean()),
+            "env_action_distance_dpd": distance.tolist(),
+            "mean_env_action_distance_dpd": float(distance.mean()),
         }
         if vanilla is not None:
             sv = [load_snapshot(config, folders[k], env) for folders in vanilla]
-            dv = action_distance(sv[0].actions(states), sv[1].actions(states), discrete)
+            dv = env_action_distance(sv[0].actions(states), sv[1].actions(states), discrete)
             stage["vanilla_steps"] = [s.steps for s in sv]
-            stage["action_distance_vanilla"] = dv.tolist()
-            stage["mean_action_distance_vanilla"] = float(dv.mean())
+            stage["env_action_distance_vanilla"] = dv.tolist()
+            stage["mean_env_action_distance_vanilla"] = float(dv.mean())
         stages.append(stage)
 
     result: dict[str, Any] = {
@@ -211,7 +213,7 @@ def analyze(
         "against": [str(p) for p in against] if against is not None else None,
         "states": {"n": n_states, "n_value_states": n_value_states, "seed": seed,
                    "source": f"deterministic rollout (1000 steps) of {source}'s final model"},
-        "action_distance_units": "1 if the actions differ" if discrete else "Euclidean, env action units",
+        "env_action_distance_units": "1 if the actions differ" if discrete else "Euclidean, env action units",
         "stages": stages,
     }
     folder = Path(out) if out is not None else run / "analysis"
@@ -238,9 +240,9 @@ def plot_figure3(result: dict[str, Any], path: Path) -> None:
         top.set_title(f"{stage['total_env_steps']:,} total env steps")
         top.set_xlabel("state index")
         top.set_ylabel("value estimate (raw return)" if k == 0 else "")
-        series = [("DPD students", "action_distance_dpd", "mean_action_distance_dpd", "tab:blue")]
-        if "action_distance_vanilla" in stage:
-            series.append(("vanilla runs", "action_distance_vanilla", "mean_action_distance_vanilla", "tab:orange"))
+        series = [("DPD students", "env_action_distance_dpd", "mean_env_action_distance_dpd", "tab:blue")]
+        if "env_action_distance_vanilla" in stage:
+            series.append(("vanilla runs", "env_action_distance_vanilla", "mean_env_action_distance_vanilla", "tab:orange"))
         for label, key, mean_key, color in series:
             xs = range(len(stage[key]))
             bottom.plot(xs, stage[key], color=color, alpha=0.45, label=f"{label} (mean {stage[mean_key]:.3f})")

@@ -109,6 +109,19 @@ class Student(ABC):
     def set_training_mode(self, mode: bool) -> None:
         self.model.policy.set_training_mode(mode)
 
+    def action_bounds(self) -> tuple[th.Tensor, th.Tensor] | None:
+        """(low, high) of Box actions in the units of :meth:`policy_outputs`: env units for a Gaussian policy, [-1, 1]
+        for the squashed actors of DDPG/TD3/SAC; None for discrete actions."""
+        space = self.model.action_space
+        if not isinstance(space, spaces.Box):
+            return None
+        if getattr(self.model.policy, "squash_output", False) or not hasattr(self.model.policy, "log_std"):
+            low, high = -np.ones(space.shape), np.ones(space.shape)
+        else:
+            low, high = space.low, space.high
+        device = self.model.device
+        return (th.as_tensor(low, dtype=th.float32, device=device), th.as_tensor(high, dtype=th.float32, device=device))
+
     def raw_q_values(self, obs: th.Tensor, actions: th.Tensor) -> th.Tensor:
         """(B,) Q(s, a) in raw return units; only students with a Q critic (off-policy) have it."""
         raise TypeError(f"{type(self.model).__name__} has no Q critic (xi_estimator=own_critic is off-policy only)")
