@@ -119,3 +119,14 @@ def test_the_installed_sb3_is_one_dpd_internals_was_checked_against():
     low, high = re.findall(r">=(\d+\.\d+),<(\d+\.\d+)", spec)[0]
     allowed = [f"2.{m}" for m in range(int(low.split(".")[1]), int(high.split(".")[1]))]
     assert tuple(allowed) == CHECKED_SB3, f"pyproject allows {allowed}, dpd/internals.py was checked against {CHECKED_SB3}"
+
+
+def test_no_function_of_the_report_is_over_80_lines():
+    """dpd/experiments/report/ is split by concern (runs, statistics, figures, markdown): each piece readable."""
+    long = []
+    for name, path in modules():
+        if name.startswith("dpd.experiments.report"):
+            for node in ast.walk(ast.parse(path.read_text())):
+                if isinstance(node, ast.FunctionDef) and node.end_lineno - node.lineno > 80:
+                    long.append(f"{path.name}:{node.name} ({node.end_lineno - node.lineno} lines)")
+    assert not long, long

@@ -529,3 +529,15 @@ def test_iqm_equals_rliables():
         x = rng.normal(size=shape)
         assert iqm(x) == metrics.aggregate_iqm(x)
     assert iqm(np.array([[0.0], [1.0], [2.0], [100.0]])) == 1.5  # the middle two of four
+
+
+def test_a_gain_on_few_seeds_shows_welchs_interval_and_the_permutation_p(tmp_path):
+    from dpd.experiments.stats import difference
+
+    spec = SweepSpec(envs=["CartPole-v1"], total_steps=2048, seeds=[0, 1, 2], variants=["independent", "dpd"])
+    fake_sweep(tmp_path / "s", spec, {"independent": 200.0, "dpd-a1": 230.0})
+    text = write_report(tmp_path / "s").read_text()
+    assert "Welch's t 95% interval and the exact permutation p" in text
+    d = difference(np.array([230.0, 231, 232]), np.array([200.0, 201, 202]))
+    cell = f"{d.diff:+.1f} [{d.welch_low:+.1f}, {d.welch_high:+.1f}] · {d.permutation_p:.3f}"
+    assert f"| dpd-a1 (students' mean) | {cell} |" in text
