@@ -214,3 +214,22 @@ def test_bad_resume(tmp_path, capsys, setup, args, message):
     err = capsys.readouterr().err
     assert code == 2 and message in err and len(err.strip().splitlines()) == 1, err
     assert (sorted(p.name for p in run.rglob("*")) if run.exists() else []) == before
+
+
+def test_the_learners_random_state_includes_the_cuda_generators_where_cuda_is_in_use(monkeypatch):
+    """With device=cuda two students in one process would share the CUDA generators and a resume would not be exact:
+    rng_state captures them (checked here with a stand-in: the test machines have no GPU)."""
+    import torch as th
+
+    from dpd.state import rng_state, set_rng_state
+
+    cuda = {"state": [th.tensor([1, 2, 3], dtype=th.uint8)]}
+    monkeypatch.setattr(th.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(th.cuda, "is_initialized", lambda: True)
+    monkeypatch.setattr(th.cuda, "get_rng_state_all", lambda: [s.clone() for s in cuda["state"]])
+    monkeypatch.setattr(th.cuda, "set_rng_state_all", lambda states: cuda.__setitem__("state", list(states)))
+    saved = rng_state()
+    assert "cuda" in saved and th.equal(saved["cuda"][0], th.tensor([1, 2, 3], dtype=th.uint8))
+    cuda["state"] = [th.tensor([9, 9, 9], dtype=th.uint8)]  # another learner drew meanwhile
+    set_rng_state(saved)
+    assert th.equal(cuda["state"][0], th.tensor([1, 2, 3], dtype=th.uint8))
