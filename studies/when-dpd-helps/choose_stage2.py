@@ -1,4 +1,5 @@
-"""Stage 2's arm, by the rule written down before stage 1's results were looked at (docs/reproduction.md, section 1).
+"""Stage 2's arm, by the rule written down after HalfCheetah seed 0 of stage 1 was looked at, before any other stage-1
+result (docs/reproduction.md, section 1).
 
 Rule: the DPD arm with the highest pooled distillation gain on the *students' mean* (normalised scores, both tasks,
 stage 1's 3 seeds); if no arm's point estimate is above 0, ``dpd-a1-authors`` (the paper-faithful schedule). The

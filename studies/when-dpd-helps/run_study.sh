@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # "When does DPD help?" in one resumable command: stage 1 (stage1.yaml), stage 2's arm chosen by the rule fixed
-# before stage 1 was looked at (choose_stage2.py), stage 2 (stage2-controls.yaml: 5 more seeds of both controls;
+# after HalfCheetah seed 0 of stage 1 was looked at, before any other stage-1 result (choose_stage2.py), stage 2 (stage2-controls.yaml: 5 more seeds of both controls;
 # the chosen arm's 5 more seeds in a folder of its own), the report of both stages with study_table.py's tables, and
 # stage 3 where stage3-alpha.yaml is in the study folder (alpha 0.1 / 10 of the chosen arm; reported with the rest).
 #
