@@ -1,0 +1,86 @@
+"""Keep a study's finished runs across machines and sessions without their heavy files.
+
+    python studies/why-and-ddpg/archive.py save RUNS_DIR ARCHIVE.tar.gz SWEEP_NAME...
+    python studies/why-and-ddpg/archive.py restore ARCHIVE.tar.gz RUNS_DIR
+
+``save`` packs, for each sweep folder RUNS_DIR/SWEEP_NAME, its sweep.yaml and every FINISHED run's small files:
+config.yaml, summary.json, the .dpd-run marker, each learner's evaluations.csv and its progress.csv cut to the columns
+``dpd report`` reads (the pair's action distance, the distillation steps, total env steps); a run's calibration
+results (calibration.json, .md) too. No model, checkpoint, snapshot or TensorBoard file. ``restore`` unpacks them into
+RUNS_DIR: ``dpd report`` reads them, and ``dpd sweep`` with the same file skips them as finished and trains only the
+rest (a study that outlives one machine).
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import sys
+import tarfile
+from pathlib import Path
+
+from dpd.names import CALIBRATION_DIR, CONFIG_FILE, EVAL_FILE, MARKER_FILE, PROGRESS_FILE, SUMMARY_FILE, SWEEP_FILE, Log
+
+KEEP_COLUMNS = (Log.TOTAL_STEPS, Log.PAIR_DISTANCE, Log.PHASE_STEPS, Log.PAIR_XI_MEAN, Log.PAIR_PEER_BETTER)
+
+
+def _trimmed_progress(path: Path) -> bytes:
+    out = io.StringIO()
+    with open(path, newline="") as fh:
+        rows = list(csv.DictReader(fh))
+    keep = [c for c in KEEP_COLUMNS if rows and c in rows[0]]
+    writer = csv.DictWriter(out, fieldnames=keep, extrasaction="ignore")
+    writer.writeheader()
+    writer.writerows(rows)
+    return out.getvalue().encode()
+
+
+def save(runs_dir: Path, archive: Path, sweeps: list[str]) -> None:
+    def add(tar: tarfile.TarFile, name: str, data: bytes) -> None:
+        info = tarfile.TarInfo(name)
+        info.size = len(data)
+        tar.addfile(info, io.BytesIO(data))
+
+    count = 0
+    with tarfile.open(archive, "w:gz") as tar:
+        for sweep in sweeps:
+            folder = runs_dir / sweep
+            add(tar, f"{sweep}/{SWEEP_FILE}", (folder / SWEEP_FILE).read_bytes())
+            for run in sorted((folder / "runs").iterdir()):
+                if not (run / SUMMARY_FILE).is_file():
+                    continue
+                base = f"{sweep}/runs/{run.name}"
+                for name in (CONFIG_FILE, SUMMARY_FILE, MARKER_FILE):
+                    add(tar, f"{base}/{name}", (run / name).read_bytes())
+                for learner in sorted(p for p in run.iterdir() if p.is_dir() and (p / EVAL_FILE).is_file()):
+                    add(tar, f"{base}/{learner.name}/{EVAL_FILE}", (learner / EVAL_FILE).read_bytes())
+                    if (learner / PROGRESS_FILE).is_file():
+                        add(tar, f"{base}/{learner.name}/{PROGRESS_FILE}", _trimmed_progress(learner / PROGRESS_FILE))
+                for name in ("calibration.json", "calibration.md"):
+                    if (run / CALIBRATION_DIR / name).is_file():
+                        add(tar, f"{base}/{CALIBRATION_DIR}/{name}", (run / CALIBRATION_DIR / name).read_bytes())
+                count += 1
+    print(f"{archive}: {count} finished runs of {', '.join(sweeps)}")
+
+
+def restore(archive: Path, runs_dir: Path) -> None:
+    with tarfile.open(archive) as tar:
+        members = [m for m in tar.getmembers() if m.isfile() and not m.name.startswith(("/", "..")) and ".." not in m.name]
+        for m in members:
+            target = runs_dir / m.name
+            if target.exists():
+                continue  # a run already here (trained on this machine) wins
+            target.parent.mkdir(parents=True, exist_ok=True)
+            fh = tar.extractfile(m)
+            assert fh is not None
+            target.write_bytes(fh.read())
+    print(f"{runs_dir}: restored {len(members)} files from {archive}")
+
+
+if __name__ == "__main__":
+    if len(sys.argv) >= 5 and sys.argv[1] == "save":
+        save(Path(sys.argv[2]), Path(sys.argv[3]), sys.argv[4:])
+    elif len(sys.argv) == 4 and sys.argv[1] == "restore":
+        restore(Path(sys.argv[2]), Path(sys.argv[3]))
+    else:
+        sys.exit(__doc__)
