@@ -233,3 +233,31 @@ def test_the_learners_random_state_includes_the_cuda_generators_where_cuda_is_in
     cuda["state"] = [th.tensor([9, 9, 9], dtype=th.uint8)]  # another learner drew meanwhile
     set_rng_state(saved)
     assert th.equal(cuda["state"][0], th.tensor([1, 2, 3], dtype=th.uint8))
+
+
+def test_a_run_whose_config_and_checkpoint_hold_the_flat_keys_of_older_versions_resumes(tmp_path):
+    """config.yaml and checkpoint.pt written before the distill block (flat alpha, distill_lr, ...) resume."""
+    import torch as th
+    import yaml
+
+    from dpd.config import ALIAS_OF
+    from dpd.training import resume
+
+    run = tmp_path / "run"
+    cfg = TrainConfig(env_id="CartPole-v1", total_steps=4096, eval_freq=1024, eval_episodes=1, n_envs=1,
+                      checkpoint_freq=1024, tensorboard=False, algo_kwargs={"n_steps": 256})
+    train(cfg, run)
+    (run / "summary.json").unlink()  # as if killed after its checkpoints
+
+    def flat(d):
+        out = {k: v for k, v in d.items() if k != "distill"}
+        out.update({ALIAS_OF[k]: v for k, v in d["distill"].items()})
+        return out
+
+    config = yaml.safe_load((run / "config.yaml").read_text())
+    (run / "config.yaml").write_text(yaml.safe_dump(flat(config)))
+    state = th.load(run / "checkpoint.pt", weights_only=False)
+    state["config"] = flat(state["config"])
+    th.save(state, run / "checkpoint.pt")
+    summary = resume(run)
+    assert summary["status"] == "finished" and summary["total_env_steps"] >= 4096

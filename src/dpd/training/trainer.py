@@ -386,7 +386,9 @@ def resume(
     try:
         remove_stale_temporaries(run_dir)
         state = load_checkpoint(run_dir / CHECKPOINT_FILE)
-        if state.get("config") != config.to_dict():
+        stored = state.get("config")
+        # a checkpoint written before the distill block holds the flat keys: compare as configs, not as dicts
+        if not isinstance(stored, dict) or TrainConfig.from_dict(stored).to_dict() != config.to_dict():
             raise DPDUserError(f"{run_dir}: checkpoint.pt and config.yaml disagree; the run folder was edited")
         resolved = config.resolve()
         trainer = DPDTrainer(resolved, run_dir, callbacks=callbacks, progress_bar=progress_bar, log=log,
