@@ -58,6 +58,10 @@ def test_dpd_on_a_users_env_class_trains_saves_loads_and_evaluates(tmp_path: Pat
     assert action.shape == (1, 1)
     results = evaluate_run(run, 2, env=counting)  # each learner's evaluation env from the factory again
     assert set(results["learners"]) == {"student0", "student1"} and len(made) >= 2
+    # trained in memory, its snapshots were kept and saved with it: dpd analyze reads the folder
+    from dpd.experiments.analyze import analyze
+
+    assert [s["student_steps"] for s in analyze(run, n_states=5, n_value_states=2)["stages"]] == [64, 128, 256]
     with pytest.raises(DPDUserError, match="trained"):
         model.learn(64)
     model.close()

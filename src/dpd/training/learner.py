@@ -81,6 +81,8 @@ class Learner:
         self.skipped_empty = 0
         self.next_eval = 0
         self.snapshots_taken = 0
+        #: snapshots of a run without a folder: steps -> files (written by save)
+        self.kept_snapshots: dict[int, dict[str, bytes]] = {}
         self._t0 = time.time()
         self.elapsed_before = 0.0
 
@@ -268,51 +270,66 @@ class Learner:
 
     def save(self, folder: Path | None = None) -> None:
         """The learner as an SB3 zip (``PPO.load`` opens it) plus its VecNormalize statistics, into ``folder``
-        (default: the learner's folder)."""
+        (default: the learner's folder); snapshots kept in memory (a run without a folder) go with it."""
         folder = folder or self.folder
         if folder is None:
             return
+        self._write(folder, self._files(window=False))
+        for steps, files in self.kept_snapshots.items():
+            self._write(folder / SNAPSHOT_DIR / str(steps), files)
+
+    def _files(self, window: bool) -> dict[str, bytes]:
+        """The learner's files as bytes: model.zip, the VecNormalize pickle (for SB3 users) and its JSON (what dpd
+        reads), and with ``window`` its recent-state window (window.npz: what the calibration of xi restores)."""
+        import io
+        import json
         import pickle
 
-        from dpd.envs import normalization_state
-        from dpd.run_files import atomic_write, write_json
-
-        folder.mkdir(parents=True, exist_ok=True)
-        # every file to a temporary name, then renamed: a full disk or a kill never leaves a cut-off model
-        atomic_write(folder / MODEL_FILE, lambda fh: self.student.model.save(fh), binary=True)  # type: ignore[arg-type]
-        vn = self.student.vec_normalize
-        if vn is not None:
-            atomic_write(folder / VECNORMALIZE_PICKLE, lambda fh: pickle.dump(vn, fh), binary=True)  # for SB3 users
-            write_json(folder / VECNORMALIZE_JSON, normalization_state(vn))  # what dpd itself reads
-
-    def maybe_snapshot(self, final: bool = False) -> None:
-        """Keep a copy of the learner in ``snapshots/<steps>/`` when its steps reach the next fraction of its
-        budget (``config.snapshots``); ``final``: also every fraction not reached (a run stopped early)."""
-        fractions = sorted(self.config.snapshots)
-        if self.folder is None or self.snapshots_taken >= len(fractions):
-            return
-        steps, budget = self.num_timesteps, self.config.steps_per_learner
-        due = 0
-        for fraction in fractions[self.snapshots_taken:]:
-            if steps >= fraction * budget or final:
-                due += 1
-        if due:
-            folder = self.folder / SNAPSHOT_DIR / str(steps)
-            self.save(folder)
-            self.save_window(folder)
-            self.snapshots_taken += due
-
-    def save_window(self, folder: Path) -> None:
-        """The learner's recent-state window as it is now (states, rewards, episode ends, simulator states) into
-        ``folder/window.npz``: what the calibration of xi restores and rolls out from."""
         import numpy as np
 
+        from dpd.envs import normalization_state
+
+        buffer = io.BytesIO()
+        self.student.model.save(buffer)
+        files = {MODEL_FILE: buffer.getvalue()}
+        vn = self.student.vec_normalize
+        if vn is not None:
+            files[VECNORMALIZE_PICKLE] = pickle.dumps(vn)
+            files[VECNORMALIZE_JSON] = (json.dumps(normalization_state(vn), indent=2) + "\n").encode()
+        if window:
+            recorder = self.student.recorder
+            arrays: dict[str, np.ndarray] = {**recorder.recent_window(), "return_std": np.asarray(recorder.return_std),
+                                             "gamma": np.asarray(recorder.gamma)}
+            buffer = io.BytesIO()
+            np.savez(buffer, **arrays)  # type: ignore[arg-type]
+            files[WINDOW_FILE] = buffer.getvalue()
+        return files
+
+    @staticmethod
+    def _write(folder: Path, files: dict[str, bytes]) -> None:
         from dpd.run_files import atomic_write
 
-        recorder = self.student.recorder
-        arrays: dict[str, np.ndarray] = {**recorder.recent_window(), "return_std": np.asarray(recorder.return_std),
-                                         "gamma": np.asarray(recorder.gamma)}
-        atomic_write(folder / WINDOW_FILE, lambda fh: np.savez(fh, **arrays), binary=True)  # type: ignore[arg-type]
+        folder.mkdir(parents=True, exist_ok=True)
+        for name, data in files.items():
+            # each to a temporary name, then renamed: a full disk or a kill never leaves a cut-off file
+            atomic_write(folder / name, lambda fh, data=data: fh.write(data), binary=True)  # type: ignore[misc]
+
+    def maybe_snapshot(self, final: bool = False) -> None:
+        """Keep a copy of the learner (model, normalisation, recent-state window) in ``snapshots/<steps>/`` when its
+        steps reach the next fraction of its budget (``config.snapshots``); ``final``: also every fraction not
+        reached (a run stopped early). A run without a folder keeps them in memory until :meth:`save`."""
+        fractions = sorted(self.config.snapshots)
+        if self.snapshots_taken >= len(fractions):
+            return
+        steps, budget = self.num_timesteps, self.config.steps_per_learner
+        due = sum(1 for fraction in fractions[self.snapshots_taken:] if steps >= fraction * budget or final)
+        if due:
+            files = self._files(window=True)
+            if self.folder is not None:
+                self._write(self.folder / SNAPSHOT_DIR / str(steps), files)
+            else:
+                self.kept_snapshots[steps] = files
+            self.snapshots_taken += due
 
     def close(self) -> None:
         if self.eval_log is not None:
