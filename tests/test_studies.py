@@ -302,3 +302,68 @@ def test_device_slice_refuses_bad_input_in_one_line(tmp_path, args, message):
                           env={"PATH": "/usr/bin:/bin", "DEVSTUDY": str(tmp_path / "devstudy")}, timeout=60)
     assert done.returncode != 0 and done.stderr.startswith("device_slice: ") and message in done.stderr
     assert len(done.stderr.strip().splitlines()) == 1 and not (tmp_path / "devstudy").exists()
+
+
+WHY = STUDY.parent / "why-and-ddpg"
+
+
+def _load_why(name: str):
+    spec = importlib.util.spec_from_file_location(f"why_{name}", WHY / f"{name}.py")
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+@pytest.mark.parametrize("agreement, expected", [
+    ({"two_critics": 0.585, "debiased": 0.618, "own_critic": 0.489}, ("two_critics", False, True)),  # stage A's
+    ({"two_critics": 0.60, "debiased": 0.66, "own_critic": 0.50}, ("debiased", False, False)),
+    ({"two_critics": 0.60, "debiased": 0.70, "own_critic": 0.86}, ("own_critic", True, False)),
+    ({"two_critics": 0.82, "debiased": 0.84, "own_critic": 0.50}, ("two_critics", True, False)),
+])  # fmt: skip
+def test_stage_b_arm_follows_the_committed_rule(agreement, expected):
+    stage_a = _load_why("stageA")
+    choice = stage_a.choose_arm({k: {"sign_agreement": v} for k, v in agreement.items()})
+    assert (choice["estimator"], choice["gate"], choice["dropped"]) == expected
+    text = stage_a.arm_sweep(choice)
+    spec = SweepSpec.from_dict(yaml.safe_load(text))
+    stage_b = SweepSpec.from_dict(yaml.safe_load((WHY / "stageB-dpd.yaml").read_text()))
+    assert (spec.total_steps, spec.preset, spec.overrides, spec.envs) == (
+        stage_b.total_steps, stage_b.preset, stage_b.overrides, stage_b.envs)  # the report pools them
+    if expected[2]:
+        assert spec.seeds == [8, 9] and spec.variants == ["vanilla", "independent", "dpd"]
+    else:
+        (trial,) = [t for t in expand(spec) if t.config.seed == 0 and t.config.env_id == "HalfCheetah-v5"]
+        assert trial.config.distill.xi_estimator == expected[0]
+        assert trial.config.distill.gate == ("advantage" if expected[1] else "none")
+
+
+def test_stage_b_verdicts_recompute_from_the_runs():
+    """stageB.py: the distillation gain with Welch's interval and the permutation p, and the paper's statistic on
+    the grid both arms evaluated at (vanilla's extra points left out), against a hand computation."""
+    from dpd.experiments.report import Run
+    from dpd.experiments.stats import difference
+
+    stage_b = _load_why("stageB")
+    pair_x, van_x = np.array([0.0, 40e3, 80e3]), np.array([0.0, 20e3, 40e3, 60e3, 80e3])
+    runs = []
+    for seed in range(4):
+        runs.append(Run(f"v{seed}", "finished", "T-v0", "ddpg", "vanilla", seed,
+                        curves={"vanilla": (van_x, np.array([0, 100, 50, 900, 60.0]) + seed)}))  # 100, 900: off-grid
+        for variant, final in (("independent", 100.0), ("dpd-a1", 130.0)):
+            runs.append(Run(f"{variant}{seed}", "finished", "T-v0", "ddpg", variant, seed, curves={
+                "student0": (pair_x, np.array([0, 200, final + seed])),
+                "student1": (pair_x, np.array([0, 10, final + seed + 2]))}))
+    result = stage_b.analyse(runs)["T-v0"]
+    assert result["grid_points"] == 3
+    arm = result["arms"]["dpd-a1"]
+    dpd_means, ind_means = np.arange(4) + 131.0, np.arange(4) + 101.0
+    expected = difference(dpd_means, ind_means, seed=1)
+    assert arm["distillation_gain"]["diff"] == pytest.approx(30.0)
+    assert arm["distillation_gain"]["welch_low"] == pytest.approx(expected.welch_low)
+    assert arm["verdict"] == "helps"
+    # max on the grid (0, 40k, 80k): vanilla's 100 and 900 fall between the pairs' evaluations and do not count
+    assert result["vanilla"]["max_grid"] == pytest.approx(np.mean(np.arange(4) + 60.0))
+    assert arm["max_grid"] == pytest.approx(np.mean([(200 + 132 + 2 * s) / 2 for s in range(4)]))
+    assert arm["paper_statistic_vs_vanilla"]["ratio"] == pytest.approx(arm["max_grid"] / 61.5 - 1)
+    assert "**helps**" in stage_b.markdown(stage_b.analyse(runs))
