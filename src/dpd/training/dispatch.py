@@ -11,24 +11,49 @@ parallel mode (where the worker wraps its learner in a LocalLearner too). The sw
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any, Literal, get_args
+from typing import TYPE_CHECKING, Any, Protocol
+
+from dpd.training.learner import LEARNER_CALLS, LearnerCall
 
 if TYPE_CHECKING:
     from dpd.training.learner import Learner
-    from dpd.training.parallel import RemoteLearner
 
-#: the calls a trainer makes on a learner, by name (the learner interface)
-LearnerCall = Literal["setup", "iterate", "distill_due", "peer_batch", "distill", "measure", "after_iteration",
-                      "finish", "save", "state"]
-LEARNER_CALLS: frozenset[str] = frozenset(get_args(LearnerCall))
+__all__ = ["LEARNER_CALLS", "Dispatcher", "Handle", "LearnerCall", "LocalLearner"]
+
+
+class Handle(Protocol):
+    """A learner the trainer calls: ``send`` starts a call, ``recv`` returns its result. A remote learner starts
+    working at ``send``; a local one works at ``recv`` (the dispatcher collects local results before remote ones,
+    so this process works while the others do)."""
+
+    name: str
+    local: bool
+
+    def send(self, method: LearnerCall, *args: Any) -> None: ...
+
+    def recv(self) -> Any: ...
+
+    def close(self) -> None: ...
 
 
 class LocalLearner:
     """A :class:`Learner` in this process, called with its own random state."""
 
+    local = True
+
     def __init__(self, learner: Learner) -> None:
         self.learner = learner
         self.name = learner.name
+        self._pending: tuple[LearnerCall, tuple[Any, ...]] | None = None
+
+    def send(self, method: LearnerCall, *args: Any) -> None:
+        self._pending = (method, args)
+
+    def recv(self) -> Any:
+        assert self._pending is not None, "recv() without send()"
+        method, args = self._pending
+        self._pending = None
+        return self.call(method, *args)
 
     def call(self, method: LearnerCall, *args: Any) -> Any:
         from dpd.state import rng_state, set_rng_state
@@ -51,7 +76,7 @@ class LocalLearner:
 class Dispatcher:
     """The learners of a run (local or remote) and the calls on them."""
 
-    def __init__(self, handles: list[LocalLearner | RemoteLearner]) -> None:
+    def __init__(self, handles: list[Handle]) -> None:
         self.handles = handles
 
     def __len__(self) -> int:
@@ -65,15 +90,13 @@ class Dispatcher:
             only: list[int] | None = None) -> list[Any]:
         """``method`` on the learners ``only`` (default: all), ``args[k]`` for the k-th of them: remote ones start
         first and run while this process does its own. Returns the results in the order of ``only``."""
-        from dpd.training.parallel import RemoteLearner
-
         idx = list(range(len(self.handles))) if only is None else only
         calls = [(self.handles[i], args[k] if args else ()) for k, i in enumerate(idx)]
         for handle, a in calls:
-            if isinstance(handle, RemoteLearner):
-                handle.send(method, *a)  # the other processes start now ...
-        local = {id(h): h.call(method, *a) for h, a in calls if isinstance(h, LocalLearner)}  # ... this one meanwhile
-        return [h.recv() if isinstance(h, RemoteLearner) else local[id(h)] for h, _ in calls]
+            handle.send(method, *a)  # the other processes start now ...
+        results = {id(h): h.recv() for h, _ in calls if h.local}  # ... while this one does its own part
+        results.update({id(h): h.recv() for h, _ in calls if not h.local})
+        return [results[id(h)] for h, _ in calls]
 
     def local(self) -> list[Learner]:
         """The learners as in-process objects (sequential mode)."""

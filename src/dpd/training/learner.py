@@ -9,7 +9,7 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal, get_args
 
 import torch as th
 from stable_baselines3.common.callbacks import BaseCallback
@@ -22,7 +22,11 @@ from dpd.students.base import PeerBatch, Student
 from dpd.students.evaluator import Evaluator
 from dpd.students.factory import build_student, eval_seed
 from dpd.training import logs
-from dpd.training.dispatch import LEARNER_CALLS
+
+#: the calls a trainer makes on a learner, by name (the learner interface; dpd.training.dispatch makes them)
+LearnerCall = Literal["setup", "iterate", "distill_due", "peer_batch", "distill", "measure", "after_iteration",
+                      "finish", "save", "state"]
+LEARNER_CALLS: frozenset[str] = frozenset(get_args(LearnerCall))
 
 CallbackFactory = Callable[[str], BaseCallback | list[BaseCallback] | None]
 LogFn = Callable[[str], None]

@@ -64,6 +64,8 @@ def _serve(conn: Connection, config_dict: dict[str, Any], index: int, run_dir: s
 class RemoteLearner:
     """A :class:`Learner` in its own process. ``send`` + ``recv`` let the parent drive two of them at once."""
 
+    local = False
+
     def __init__(self, config: TrainConfig, index: int, run_dir: Path | None, verbose: int = 0,
                  resume_state: dict[str, Any] | None = None, callbacks: Any = None, log: Any = None,
                  wait: bool = True) -> None:

@@ -24,7 +24,7 @@ from dpd.names import ERROR_FILE
 from dpd.run_files import CONFIG_FILE, SUMMARY_FILE, atomic_write_text, create_run_dir, write_json, write_yaml
 from dpd.students.base import Student
 from dpd.students.factory import set_torch_threads
-from dpd.training.dispatch import Dispatcher, LearnerCall, LocalLearner
+from dpd.training.dispatch import Dispatcher, Handle, LearnerCall, LocalLearner
 from dpd.training.learner import CallbackFactory, Learner, LogFn
 from dpd.training.parallel import RemoteLearner
 from dpd.training.signals import StopSignals
@@ -84,7 +84,7 @@ class DPDTrainer:
         states = resume_state["students"] if resume_state is not None else [None] * len(config.learner_names)
         # Parallel: student0 in this process, every other student in a process of its own (one process less to
         # start and to hold in memory than one per student, and the parent would otherwise only wait).
-        handles: list[LocalLearner | RemoteLearner | None] = [None] * len(states)
+        handles: list[Handle | None] = [None] * len(states)
         self.learners = Dispatcher([])  # every call on a learner goes through it (its own random state swapped in)
         try:
             for i, state in enumerate(states):
