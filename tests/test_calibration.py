@@ -50,12 +50,12 @@ def _reset_states(n: int) -> np.ndarray:
     return np.array(states)
 
 
-def balance(x: np.ndarray) -> np.ndarray:
+def balance(x: np.ndarray, noise: np.ndarray | None = None) -> np.ndarray:
     """A PD controller that keeps InvertedPendulum's pole up from any reset state."""
     return np.clip(10 * x[:, 1:2] + x[:, 3:4] + 0.1 * x[:, 0:1] + 0.3 * x[:, 2:3], -3, 3)
 
 
-def push(x: np.ndarray) -> np.ndarray:
+def push(x: np.ndarray, noise: np.ndarray | None = None) -> np.ndarray:
     """Full force one way: the pole falls within a few steps."""
     return np.full((len(x), 1), 3.0)
 
@@ -113,7 +113,7 @@ class HandMade:
     def __init__(self, act, value: float, window: dict[str, np.ndarray], stochastic: bool = False) -> None:
         self._act, self._value, self.window, self.stochastic = act, value, window, stochastic
 
-    def act(self, raw: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    def act(self, raw: np.ndarray, noise: np.ndarray) -> np.ndarray:
         return self._act(raw)
 
     def values(self, raw: np.ndarray) -> np.ndarray:
@@ -232,3 +232,20 @@ def test_calibrate_an_on_policy_pair_from_the_command_line(tmp_path: Path, capsy
         assert w["rollouts"] == 2 or "K raised" in err
     code = main(["calibrate", str(run), "--rollouts", "0"])
     assert code == 2 and "--rollouts" in capsys.readouterr().err
+
+
+def test_common_random_numbers_pair_the_two_policies_rollouts():
+    """Rollout k of both policies from a state draws the same noise: two identical noisy policies then give exactly
+    the same returns (xi_MC 0, paired SE 0); the noise still differs between rollouts (K samples of the policy)."""
+    from dpd.experiments.calibrate import _truth
+
+    sims = _reset_states(3)
+
+    def noisy(x: np.ndarray, noise: np.ndarray) -> np.ndarray:
+        return np.clip(balance(x) + 2.0 * noise, -3, 3)
+
+    plan = [Rollout(s, a, noise=10 * s + k) for a in (0, 1) for s in range(3) for k in range(4)]
+    g = rollout_returns("InvertedPendulum-v5", sims, [noisy, noisy], plan, GAMMA, 100, seed=5).reshape(2, 3, 4)
+    truth, se = _truth(g[0], g[1])
+    assert (truth == 0).all() and (se == 0).all()
+    assert len(set(np.round(g[0].ravel(), 9))) > 1  # the K rollouts differ: they sample the policy

@@ -9,7 +9,9 @@ recent-state window, ``window.npz``), for each student *i* distilling from its p
 2. truth: each policy's discounted value by rollouts from the restored state, with the critic's gamma, for
    H = :func:`dpd.xi.horizon` steps (gamma^H < 1%), ending only by termination (a time limit is not part of the
    value a critic learns). Stochastic policies (PPO, A2C): ``rollouts`` (K) rollouts per policy and state, acting
-   as in training (a Gaussian sample, clipped to the action bounds); deterministic ones (DDPG, TD3): one rollout
+   as in training (a Gaussian sample, clipped to the action bounds), rollout k of both policies with the same noise
+   (common random numbers: xi_MC's paired standard error is far smaller where the two policies are alike, as DPD
+   makes them); deterministic ones (DDPG, TD3): one rollout
    (MuJoCo and the policy are deterministic: the standard error is 0). SAC acts by its deterministic action;
 3. xi_MC(s) = V_MC^j(s) - V_MC^i(s) and its standard error; a state is *resolved* where |xi_MC| > 2 SE (with one
    deterministic rollout: every state but an exact tie). Where fewer
@@ -93,12 +95,13 @@ class Actor:
             scaled = self.policy.unscale_action(scaled)
         return np.clip(scaled, space.low, space.high)
 
-    def act(self, raw: np.ndarray, rng: np.random.Generator) -> np.ndarray:
-        """(B, A) env actions: a Gaussian sample around the mean (stochastic) or the deterministic action."""
+    def act(self, raw: np.ndarray, noise: np.ndarray) -> np.ndarray:
+        """(B, A) env actions: a Gaussian sample around the mean, ``mean + std * noise`` with ``noise`` (B, A)
+        standard normal (stochastic), or the deterministic action (``noise`` ignored)."""
         mean = self.scaled_actions(raw)
         if self.stochastic:
             std = self.policy.log_std.exp().detach().cpu().numpy().astype(np.float64)
-            mean = mean + std * rng.standard_normal(mean.shape)
+            mean = mean + std * noise
         return self.to_env(mean)
 
     def values(self, raw: np.ndarray) -> np.ndarray:
@@ -122,19 +125,25 @@ class Actor:
 @dataclass
 class Rollout:
     """One rollout to run: from ``start`` (an index into the sim states), acting by ``actor``, the first action
-    ``first`` (env units) when given."""
+    ``first`` (env units) when given. ``noise``: the seed of its action noise, one standard normal (A,) per step;
+    two rollouts with the same one draw the same noise (common random numbers: the two policies' returns from a state
+    are then compared under the same luck, and their difference has far less variance when the policies are alike)."""
 
     start: int
     actor: int
     first: np.ndarray | None = None
+    noise: int = 0
 
 
-def rollout_returns(env_id: str, sim_states: np.ndarray, actors: list[Callable[[np.ndarray], np.ndarray]],
-                    rollouts: list[Rollout], gamma: float, steps: int,
-                    batch: int = ROLLOUT_BATCH) -> np.ndarray:
+Act = Callable[[np.ndarray, np.ndarray], np.ndarray]
+
+
+def rollout_returns(env_id: str, sim_states: np.ndarray, actors: list[Act], rollouts: list[Rollout], gamma: float,
+                    steps: int, batch: int = ROLLOUT_BATCH, seed: int = 0) -> np.ndarray:
     """(len(rollouts),) discounted returns of ``steps`` steps from restored MuJoCo states (ending early only by
-    termination; no time limit). ``actors[k](raw_obs (B, obs)) -> env actions (B, A)``; rollouts run ``batch`` at a
-    time in lockstep, one call per actor and step."""
+    termination; no time limit). ``actors[k](raw_obs (B, obs), noise (B, A)) -> env actions (B, A)``; each rollout's
+    noise is drawn from a generator on ``(seed, rollout.noise)``; rollouts run ``batch`` at a time in lockstep, one
+    call per actor and step."""
     out = np.zeros(len(rollouts))
     envs: list[Any] = []
     try:
@@ -151,12 +160,14 @@ def rollout_returns(env_id: str, sim_states: np.ndarray, actors: list[Callable[[
             alive = np.ones(len(chunk), dtype=bool)
             total = np.zeros(len(chunk))
             owner = np.array([r.actor for r in chunk])
+            shape = envs[0].action_space.shape
+            noise = np.stack([np.random.default_rng([seed, r.noise]).standard_normal((steps, *shape)) for r in chunk])
             for t in range(steps):
-                actions = np.zeros((len(chunk), *envs[0].action_space.shape))
+                actions = np.zeros((len(chunk), *shape))
                 for k, act in enumerate(actors):
                     mask = alive & (owner == k)
                     if mask.any():
-                        actions[mask] = act(raw[mask])
+                        actions[mask] = act(raw[mask], noise[mask, t])
                 if t == 0:
                     for n, r in enumerate(chunk):
                         if r.first is not None:
@@ -255,24 +266,25 @@ def calibrate_direction(env_id: str, config: TrainConfig, me: Actor, peer: Actor
     pick = np.sort(rng.choice(len(window["states"]), size=n, replace=False))
     sim, raw = window["sim_states"][pick], window["states"][pick].astype(np.float64)
     stochastic = me.stochastic
-    act_rng = np.random.default_rng(seed + 1)
-    actors = [lambda x: me.act(x, act_rng), lambda x: peer.act(x, act_rng)]
+    actors: list[Act] = [me.act, peer.act]
 
-    def run(extra: int) -> tuple[np.ndarray, np.ndarray]:
-        plan = [Rollout(s, a) for a in (0, 1) for s in range(n) for _ in range(extra)]
-        g = rollout_returns(env_id, sim, actors, plan, gamma, steps)
+    def run(first_k: int, extra: int) -> tuple[np.ndarray, np.ndarray]:
+        # rollout k from state s draws the same noise for both policies (common random numbers, paired SE)
+        plan = [Rollout(s, a, noise=s * max_rollouts + k) for a in (0, 1) for s in range(n)
+                for k in range(first_k, first_k + extra)]
+        g = rollout_returns(env_id, sim, actors, plan, gamma, steps, seed=seed + 1)
         g = g.reshape(2, n, extra)
         return g[0], g[1]
 
     k = rollouts if stochastic else 1
-    mine, theirs = run(k)
+    mine, theirs = run(0, k)
     truth, se = _truth(mine, theirs)
     resolved = np.abs(truth) > 2 * se  # deterministic rollouts: SE 0, every state but exact ties
     while stochastic and resolved.mean() < MIN_RESOLVED_SHARE and mine.shape[1] < max_rollouts:
         more = min(max_rollouts, 4 * mine.shape[1]) - mine.shape[1]
         log(f"  {names[0]} <- {names[1]}: {resolved.sum()}/{n} resolved at K={mine.shape[1]}; K raised to "
             f"{mine.shape[1] + more}")
-        m2, t2 = run(more)
+        m2, t2 = run(mine.shape[1], more)
         mine, theirs = np.concatenate([mine, m2], axis=1), np.concatenate([theirs, t2], axis=1)
         truth, se = _truth(mine, theirs)
         resolved = np.abs(truth) > 2 * se
@@ -310,13 +322,14 @@ def calibrate_direction(env_id: str, config: TrainConfig, me: Actor, peer: Actor
 
 
 def _truth(mine: np.ndarray, theirs: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """xi_MC = mean(peer) - mean(self) per state and its standard error (0 for one rollout)."""
+    """xi_MC = mean(peer) - mean(self) per state and its standard error (0 for one rollout). Rollout k of both
+    policies shares its noise (common random numbers), so the SE is the paired one: std(peer_k - self_k) / sqrt(K)."""
     k = mine.shape[1]
-    truth = theirs.mean(axis=1) - mine.mean(axis=1)
+    diff = theirs - mine
+    truth = diff.mean(axis=1)
     if k < 2:
         return truth, np.zeros_like(truth)
-    se = np.sqrt(theirs.var(axis=1, ddof=1) / k + mine.var(axis=1, ddof=1) / k)
-    return truth, se
+    return truth, diff.std(axis=1, ddof=1) / np.sqrt(k)
 
 
 def _critic_row(estimate: np.ndarray, mc: np.ndarray, offset: float, offset_states: int) -> dict[str, Any]:
