@@ -367,3 +367,24 @@ def test_stage_b_verdicts_recompute_from_the_runs():
     assert arm["max_grid"] == pytest.approx(np.mean([(200 + 132 + s) / 2 for s in range(4)]))
     assert arm["paper_statistic_vs_vanilla"]["ratio"] == pytest.approx(arm["max_grid"] / 61.5 - 1)
     assert "**helps**" in stage_b.markdown(stage_b.analyse(runs))
+
+
+@pytest.mark.parametrize("estimator", ["two_critics", "debiased"])
+def test_stage_c_is_stage_as_ppo_pairs_with_the_gate_on_the_ppo_studys_seeds(estimator):
+    """Stage C's DPD arm differs from stage A's PPO pairs only in xi's estimator, the gate and the seeds, and runs
+    with the PPO study's controls' settings (the comparison the rule names)."""
+    stage_a = _load_why("stageA")
+    spec = SweepSpec.from_dict(yaml.safe_load(stage_a.stage_c_sweep(
+        {"estimator": estimator, "agreement": 0.9, "earned": True})))
+    controls = SweepSpec.from_dict(yaml.safe_load((STUDY / "stage2-controls.yaml").read_text()))
+    pairs = SweepSpec.from_dict(yaml.safe_load((WHY / "stageA-ppo.yaml").read_text()))
+    assert spec.seeds == list(range(8)) and (spec.total_steps, spec.preset, spec.envs, spec.overrides) == (
+        controls.total_steps, controls.preset, controls.envs, controls.overrides)
+    ours = {(t.config.env_id, t.config.seed): t.config for t in expand(spec)}
+    for trial in expand(pairs):
+        mine = ours[(trial.config.env_id, trial.config.seed)]
+        assert (mine.distill.xi_estimator, mine.distill.gate) == (estimator, "advantage")
+        theirs = trial.config.with_values(xi_estimator=estimator, distill_gate="advantage", snapshots=mine.snapshots)
+        assert mine.to_dict() == theirs.to_dict()
+    with pytest.raises(ValueError, match="not earned"):
+        stage_a.stage_c_sweep({"estimator": estimator, "agreement": 0.7, "earned": False})

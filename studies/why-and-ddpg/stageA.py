@@ -7,7 +7,9 @@ Reads ``RUN/calibration/calibration.json`` of every run of the sweep folders (``
 the true share, weight on truly-worse states; each critic's bias and offset beside the true gap), ``DIR/stageA.png``
 (sign agreement per estimator) and ``DIR/stageA.json``; prints the arm the rule picks and whether stage C is earned.
 ``--write-arm FILE`` writes that arm's stage-B sweep (seeds 0-7) or, where the rule drops the arm, the sweep of
-seeds 8-9 of the three required arms.
+seeds 8-9 of the three required arms. ``--write-stage-c FILE`` writes stage C's sweep where the PPO calibrations earn
+it (DPD-PPO as stage A's PPO pairs, with the better PPO estimator and the gate, seeds 0-7; the PPO study's
+controls are its comparison), and refuses in one line where they do not.
 """
 
 from __future__ import annotations
@@ -110,6 +112,27 @@ def arm_sweep(choice: dict[str, Any]) -> str:
                      f"overrides: [{', '.join(_quote(o) for o in STAGE_B_OVERRIDES)}]\n")
 
 
+#: the PPO study's controls (studies/when-dpd-helps/stage2-controls.yaml) ran with these overrides; stage C's DPD
+#: arm differs from stage A's PPO pairs only in the estimator, the gate and the seeds
+STAGE_C_OVERRIDES = ["eval_freq=20000", "eval_episodes=5", "checkpoint_freq=100000"]
+
+
+def stage_c_sweep(decision: dict[str, Any]) -> str:
+    """RULES.md, 'Stage C': the gate on PPO with the better of two_critics / debiased, 1M total steps, seeds 0-7."""
+    if not decision["earned"]:
+        raise ValueError(f"stage C is not earned: best PPO sign agreement {decision['agreement']:.3f} < {GATE_LEVEL}")
+    name = "gate-" + decision["estimator"].replace("_", "")
+    return ("# Stage C (the gate on PPO), written by studies/why-and-ddpg/stageA.py from stage A's PPO calibrations\n"
+            f"# by the rule in RULES.md: best PPO estimator {decision['estimator']} at sign agreement "
+            f"{decision['agreement']:.3f} (>= {GATE_LEVEL}).\n"
+            "# Compared with the PPO study's controls (vanilla and the independent pair, seeds 0-7, docs/reproduction.md\n"
+            "# section 1) after studies/same_training.py shows their training commit and this one train alike.\n"
+            "envs: [HalfCheetah-v5, Walker2d-v5]\nalgos: [ppo]\ntotal_steps: 1000000\npreset: paper\n"
+            "seeds: [0, 1, 2, 3, 4, 5, 6, 7]\nalphas: [1.0]\n"
+            f"variants: [{name}]\narms:\n  {name}: [xi_estimator={decision['estimator']}, distill_gate=advantage]\n"
+            f"overrides: [{', '.join(STAGE_C_OVERRIDES)}]\n")
+
+
 def _quote(o: str) -> str:
     return f'"{o}"' if "[" in o else o
 
@@ -146,6 +169,7 @@ def main() -> None:
     parser.add_argument("sweeps", nargs="+", type=Path)
     parser.add_argument("--out", type=Path, required=True)
     parser.add_argument("--write-arm", type=Path)
+    parser.add_argument("--write-stage-c", type=Path)
     args = parser.parse_args()
     results = load(args.sweeps)
     by_algo: dict[str, list[dict[str, Any]]] = defaultdict(list)
@@ -210,6 +234,14 @@ def main() -> None:
     if args.write_arm is not None and "arm" in decision:
         args.write_arm.write_text(arm_sweep(decision["arm"]))
         print(f"stageA: wrote {args.write_arm}")
+    if args.write_stage_c is not None:
+        if "stage_c" not in decision:
+            raise SystemExit("stageA: no PPO calibrations, so no stage C decision (calibrate runs/why-A-ppo first)")
+        if not decision["stage_c"]["earned"]:
+            raise SystemExit(f"stageA: stage C is not earned (best PPO sign agreement "
+                             f"{decision['stage_c']['agreement']:.3f} < {GATE_LEVEL}); no sweep written")
+        args.write_stage_c.write_text(stage_c_sweep(decision["stage_c"]))
+        print(f"stageA: wrote {args.write_stage_c}")
 
 
 if __name__ == "__main__":
