@@ -388,3 +388,35 @@ def test_stage_c_is_stage_as_ppo_pairs_with_the_gate_on_the_ppo_studys_seeds(est
         assert mine.to_dict() == theirs.to_dict()
     with pytest.raises(ValueError, match="not earned"):
         stage_a.stage_c_sweep({"estimator": estimator, "agreement": 0.7, "earned": False})
+
+
+def test_stage_cs_control_rerun_is_the_ppo_studys_trial():
+    rerun = expand(SweepSpec.from_dict(yaml.safe_load((WHY / "stageC-control-rerun.yaml").read_text())))
+    stage1 = {t.name: t.config.to_dict() for t in expand(SweepSpec.from_dict(yaml.safe_load(
+        (STUDY / "stage1.yaml").read_text())))}
+    assert [t.name for t in rerun] == ["HalfCheetah-v5__ppo__vanilla__s0"]
+    assert rerun[0].config.to_dict() == stage1[rerun[0].name]
+
+
+def test_stage_c_reads_the_ppo_studys_controls_and_recomputes_its_gains(tmp_path):
+    """stageC.py takes the controls from the PPO study's committed table: the gains it computes for that study's own
+    arms are the study's published ones (dense1 -297 on HalfCheetah, +102 on Walker2d; dense1-a0.1 +16), and a
+    stage-C arm is judged by Welch's interval against the same independent pairs."""
+    stage_c = _load_why("stageC")
+    controls = stage_c.read_finals(STUDY.parents[1] / stage_c.CONTROLS)
+    assert controls["HalfCheetah-v5"]["independent"][3] == [1661.0, 2260.0]
+    assert controls["Walker2d-v5"]["vanilla"][1] == [1254.0] and sorted(controls["Walker2d-v5"]["dpd-a1"]) == [0, 1, 2]
+    ind = controls["HalfCheetah-v5"]["independent"]
+    better = {s: [v + 1000.0 for v in ind[s]] for s in range(8)}  # a made-up gate arm, 1000 above on every seed
+    result = stage_c.analyse({"HalfCheetah-v5": {"gate-twocritics": better}, "Walker2d-v5": {}}, controls)
+    rows = result["HalfCheetah-v5"]["arms"]
+    assert rows["dense1"]["distillation_gain"]["diff"] == pytest.approx(-297, abs=0.5)
+    assert rows["dense1-a0.1"]["distillation_gain"]["diff"] == pytest.approx(16, abs=0.5)
+    assert result["Walker2d-v5"]["arms"]["dense1"]["distillation_gain"]["diff"] == pytest.approx(102, abs=0.5)
+    gate = rows["gate-twocritics"]
+    assert gate["distillation_gain"]["diff"] == pytest.approx(1000.0) and gate["source"] == "this stage"
+    # unpaired, as the rule says: the pairs' means spread by ~500 over 8 seeds, so Welch's interval is ~+/-530 wide
+    low, high = gate["distillation_gain"]["welch_low"], gate["distillation_gain"]["welch_high"]
+    assert 0 < low < 1000 < high and gate["verdict"] == "helps" and rows["dense1"]["verdict"] == "no measurable effect"
+    text = stage_c.markdown(result)
+    assert "| gate-twocritics | this stage | 8 |" in text and "**helps**" in text and "(not judged)" in text

@@ -1,0 +1,163 @@
+"""Stage C's verdict by the rule in RULES.md: DPD-PPO with the gate against the PPO study's controls.
+
+    python studies/why-and-ddpg/stageC.py runs/why-C [--controls docs/results/when-dpd-helps/stages1-4/tables.md] \
+        --out DIR
+
+The controls (vanilla and the independent pair, seeds 0-7, 1M total env steps) are the PPO study's runs; their
+every learner's final return is committed in that study's ``tables.md`` ("Every learner's final return, seed by
+seed"), which this reads, so stage C needs no copy of their run folders. Per task: the distillation gain on the
+students' mean final return (the gate arm minus the independent pair, on the seeds both have) with Welch's 95%
+interval (the verdict's method), the exact permutation p and the percentile bootstrap beside it; the worse
+student's gain; the selection gain; the students' mean against vanilla. The PPO study's own DPD arms of the same
+table (e.g. ``dense1``, ``dpd-a1``) are shown beside, each against the same independent pairs, for scale.
+Writes DIR/stageC.md and DIR/stageC.json.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import re
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from dpd.experiments.report import Run, load_sweeps, mean_ci, stream
+from dpd.experiments.stats import difference, verdict
+
+CONTROLS = Path("docs/results/when-dpd-helps/stages1-4/tables.md")
+INDEPENDENT, VANILLA = "independent", "vanilla"
+_HEADING = re.compile(r"^Every learner's final return, seed by seed \((?P<task>[^;]+);")
+
+
+def read_finals(tables: Path) -> dict[str, dict[str, dict[int, list[float]]]]:
+    """task -> arm -> seed -> the learners' final returns (one for vanilla, two for a pair), from a study table."""
+    out: dict[str, dict[str, dict[int, list[float]]]] = {}
+    task = None
+    seeds: list[int] = []
+    for line in tables.read_text().splitlines():
+        heading = _HEADING.match(line)
+        if heading:
+            task, seeds = heading["task"], []
+            out[task] = {}
+            continue
+        if task is None or not line.startswith("|") or line.startswith("|---"):
+            if task is not None and seeds and not line.startswith("|"):
+                task = None  # the table ended
+            continue
+        cells = [c.strip() for c in line.strip().strip("|").split("|")]
+        if cells[0] == "arm":
+            seeds = [int(c.removeprefix("s")) for c in cells[1:]]
+            continue
+        out[task][cells[0]] = {seed: [float(v) for v in cell.split(" / ")]
+                               for seed, cell in zip(seeds, cells[1:], strict=True) if cell}
+    if not out:
+        raise SystemExit(f"stageC: no 'Every learner's final return' table in {tables}")
+    return out
+
+
+def run_finals(runs: list[Run]) -> dict[str, dict[str, dict[int, list[float]]]]:
+    """The same shape from finished run folders (the last evaluation of each learner)."""
+    out: dict[str, dict[str, dict[int, list[float]]]] = {}
+    for r in runs:
+        if r.status != "finished":
+            continue
+        names = ["vanilla"] if r.variant == VANILLA else ["student0", "student1"]
+        out.setdefault(r.env_id, {}).setdefault(r.variant, {})[r.seed] = [r.metric(n, "final") for n in names]
+    return out
+
+
+def analyse(arms: dict[str, dict[str, dict[int, list[float]]]],
+            controls: dict[str, dict[str, dict[int, list[float]]]]) -> dict[str, Any]:
+    result: dict[str, Any] = {}
+    for task in sorted(arms):
+        ind = controls.get(task, {}).get(INDEPENDENT, {})
+        van = controls.get(task, {}).get(VANILLA, {})
+        if not ind:
+            raise SystemExit(f"stageC: the controls have no independent pairs of {task}")
+        rows: dict[str, Any] = {}
+        beside = {k: v for k, v in controls.get(task, {}).items() if k not in (INDEPENDENT, VANILLA)}
+        for arm, by_seed in {**arms[task], **beside}.items():
+            seeds = sorted(set(by_seed) & set(ind))
+            if not seeds:
+                continue
+            mean_a = np.array([np.mean(by_seed[s]) for s in seeds])
+            mean_b = np.array([np.mean(ind[s]) for s in seeds])
+            gain = difference(mean_a, mean_b, seed=1)
+            worse = difference(np.array([min(by_seed[s]) for s in seeds]), np.array([min(ind[s]) for s in seeds]),
+                               seed=2)
+            vseeds = sorted(set(by_seed) & set(van))
+            row: dict[str, Any] = {
+                "seeds": seeds, "source": "this stage" if arm in arms[task] else "the PPO study",
+                "students_mean": float(mean_a.mean()), "independent": float(mean_b.mean()),
+                "distillation_gain": gain.__dict__, "verdict": verdict(gain.welch_low, gain.welch_high),
+                "bootstrap": _diff_boot(mean_a, mean_b, stream("stageC", task, arm, "gain")),
+                "worse_student_gain": worse.__dict__,
+                "selection_gain": mean_ci(np.array([max(by_seed[s]) - np.mean(by_seed[s]) for s in seeds]),
+                                          stream("stageC", task, arm, "selection")),
+            }
+            if vseeds:
+                row["vs_vanilla"] = difference(np.array([np.mean(by_seed[s]) for s in vseeds]),
+                                               np.array([van[s][0] for s in vseeds]), seed=3).__dict__
+            rows[arm] = row
+        result[task] = {"vanilla": float(np.mean([v[0] for v in van.values()])) if van else math.nan,
+                        "independent_seeds": sorted(ind), "arms": rows}
+    return result
+
+
+def _diff_boot(a: np.ndarray, b: np.ndarray, rng: np.random.Generator, reps: int = 2000) -> tuple[float, float, float]:
+    if len(a) < 2:
+        return float(a.mean() - b.mean()), math.nan, math.nan
+    boot = rng.choice(a, (reps, len(a))).mean(1) - rng.choice(b, (reps, len(b))).mean(1)
+    return float(a.mean() - b.mean()), float(np.percentile(boot, 2.5)), float(np.percentile(boot, 97.5))
+
+
+def _welch(d: dict[str, Any]) -> str:
+    return f"{d['diff']:+.0f} [{d['welch_low']:+.0f}, {d['welch_high']:+.0f}], p_perm {d['permutation_p']:.3f}"
+
+
+def markdown(result: dict[str, Any]) -> str:
+    lines = ["# Stage C: DPD-PPO with the gate at 1M total env steps (verdict by RULES.md)", "",
+             "Controls: the PPO study's vanilla and independent runs (every learner's final return from its tables). "
+             "Only this stage's arm gets a verdict; the PPO study's arms are shown beside, against the same pairs.", ""]
+    for task, t in result.items():
+        lines += [f"## {task}", "", f"Vanilla (the PPO study): {t['vanilla']:.0f}.", "",
+                  "| arm | from | seeds | students' mean | independent (same seeds) | distillation gain [Welch 95%], "
+                  "permutation p | verdict | bootstrap 95% | worse student gain [Welch] | selection gain | "
+                  "vs vanilla [Welch] |", "|---|---|---|---|---|---|---|---|---|---|---|"]
+        for arm, r in t["arms"].items():
+            b = r["bootstrap"]
+            boot = "—" if math.isnan(b[1]) else f"{b[0]:+.0f} [{b[1]:+.0f}, {b[2]:+.0f}]"
+            s = r["selection_gain"]
+            mine = r["source"] == "this stage"
+            lines.append(f"| {arm} | {r['source']} | {len(r['seeds'])} | {r['students_mean']:.0f} | "
+                         f"{r['independent']:.0f} | {_welch(r['distillation_gain'])} | "
+                         f"{'**' + r['verdict'] + '**' if mine else '(not judged)'} | {boot} | "
+                         f"{_welch(r['worse_student_gain'])} | {s[0]:+.0f} [{s[1]:+.0f}, {s[2]:+.0f}] | "
+                         f"{_welch(r['vs_vanilla']) if 'vs_vanilla' in r else '—'} |")
+        lines.append("")
+    return "\n".join(lines) + "\n"
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("sweeps", nargs="+", type=Path)
+    parser.add_argument("--controls", type=Path, default=CONTROLS)
+    parser.add_argument("--out", type=Path, required=True)
+    args = parser.parse_args()
+    runs, _ = load_sweeps(args.sweeps)
+    arms = run_finals(runs)
+    if not arms:
+        raise SystemExit("stageC: no finished runs in " + ", ".join(map(str, args.sweeps)))
+    result = analyse(arms, read_finals(args.controls))
+    args.out.mkdir(parents=True, exist_ok=True)
+    (args.out / "stageC.json").write_text(json.dumps(result, indent=1, default=float))
+    text = markdown(result)
+    (args.out / "stageC.md").write_text(text)
+    print(text)
+
+
+if __name__ == "__main__":
+    main()
