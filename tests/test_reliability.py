@@ -261,3 +261,63 @@ def test_a_run_whose_config_and_checkpoint_hold_the_flat_keys_of_older_versions_
     th.save(state, run / "checkpoint.pt")
     summary = resume(run)
     assert summary["status"] == "finished" and summary["total_env_steps"] >= 4096
+
+
+@pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM])
+def test_a_signal_during_setup_stops_in_one_line_and_saves_nothing_new(tmp_path, monkeypatch, sig):
+    """Ctrl-C / SIGTERM while the learners set up (the first evaluation can take a while) stops with a one-line
+    message (it was a silent exit 130: typer turned the KeyboardInterrupt into a quiet Exit). A fresh run has nothing
+    to resume and says to start again; a resumed run keeps the checkpoint it came from, byte for byte, and resumes
+    from it again to the same result as an uninterrupted run."""
+    from dpd.training.learner import Learner
+
+    def config() -> TrainConfig:
+        return TrainConfig(env_id="CartPole-v1", total_steps=12288, eval_freq=2048, eval_episodes=2,
+                           checkpoint_freq=2048, parallel=False)
+
+    a, b = tmp_path / "a", tmp_path / "b"
+    train(config(), a)
+    original = Learner.setup
+
+    def signal_once_in_setup() -> None:
+        sent: list[int] = []
+
+        def setup_then_signal(self: Learner) -> int:
+            steps = original(self)
+            if not sent:
+                sent.append(sig)
+                os.kill(os.getpid(), sig)
+            return steps
+
+        monkeypatch.setattr(Learner, "setup", setup_then_signal)
+
+    signal_once_in_setup()
+    with pytest.raises(TrainingInterrupted, match="before the first env step: nothing to resume; run the same command"):
+        train(config(), b)
+    assert not (b / CHECKPOINT_FILE).exists() and not (b / "summary.json").exists()
+    monkeypatch.setattr(Learner, "setup", original)
+    # start again; stop it after its first checkpoint; a signal while the resume sets up leaves that checkpoint alone
+    with pytest.raises(TrainingInterrupted, match="checkpoint written"):
+        train(config(), b, overwrite=True,
+              callbacks=lambda name: SignalAt(3000, signal.SIGTERM) if name == "student0" else None)
+    before = (b / CHECKPOINT_FILE).read_bytes()
+    signal_once_in_setup()
+    with pytest.raises(TrainingInterrupted, match=r"while setting up; the checkpoint at \d+ env steps is unchanged"):
+        resume(b)
+    assert (b / CHECKPOINT_FILE).read_bytes() == before
+    monkeypatch.setattr(Learner, "setup", original)
+    assert main(["train", "--resume", str(b), "--no-progress"]) == 0
+    assert_same_run(a, b)
+
+
+def test_a_ctrl_c_that_typer_swallows_still_says_interrupted(monkeypatch, capsys):
+    """A KeyboardInterrupt outside the trainer's own handling (e.g. while the envs are built): typer makes it a
+    silent Exit(130); the command line says so in one line."""
+    import dpd.cli as cli
+
+    def interrupted(*_args, **_kwargs):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr("dpd.training.train", interrupted)
+    assert cli.main(["train", "--env", "CartPole-v1", "--total-steps", "2048", "--no-progress"]) == 130
+    assert capsys.readouterr().err.strip().splitlines() == ["dpd: interrupted"]

@@ -8,7 +8,7 @@ import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated, Any, NoReturn
 
 import typer
 
@@ -94,7 +94,7 @@ def train(
             summary = resume_training(resume, env=env, progress_bar=show_bar, log=_echo, verbose=verbose)
         except TrainingInterrupted as exc:
             _echo(f"dpd: interrupted: {exc}")
-            raise typer.Exit(130) from None
+            _exit_interrupted()
         _print_table([(str(resume), summary)])
         return
     if env is None:
@@ -109,7 +109,7 @@ def train(
         summary = run_training(config, out, overwrite=overwrite, progress_bar=show_bar, log=_echo, verbose=verbose)
     except TrainingInterrupted as exc:
         _echo(f"dpd: interrupted: {exc}")
-        raise typer.Exit(130) from None
+        _exit_interrupted()
     _print_table([(str(out), summary)])
 
 
@@ -216,7 +216,7 @@ def sweep(
     if result.stopped_by is not None:
         _echo(f"dpd sweep: {result.stopped_by}: stopped; {len(result.interrupted)} running trial(s) checkpointed;"
               " run the same command again to resume")
-        raise typer.Exit(130)
+        _exit_interrupted()
     if result.failed:
         raise typer.Exit(1)
 
@@ -361,11 +361,27 @@ def _short(text: str, width: int = 40) -> str:
     return text if len(text) <= width else "…" + text[-(width - 1) :]
 
 
+#: a command said why it stops with 130 (a run's checkpoint, a sweep's state); main() adds nothing then
+_interrupt_reported = False
+
+
+def _exit_interrupted() -> NoReturn:
+    """Exit 130 after the command printed its own one-line account of the stop."""
+    global _interrupt_reported
+    _interrupt_reported = True
+    raise typer.Exit(130)
+
+
 def main(argv: list[str] | None = None) -> int:
     """Entry point: returns the exit status (0 ok, 2 user error, 130 interrupted)."""
+    global _interrupt_reported
+    _interrupt_reported = False
     try:
         result = app(args=argv, prog_name="dpd", standalone_mode=False)
-        return int(result) if isinstance(result, int) else 0
+        code = int(result) if isinstance(result, int) else 0
+        if code == 130 and not _interrupt_reported:  # typer turns a Ctrl-C it catches into a silent 130
+            _echo("dpd: interrupted")
+        return code
     except typer.Exit as exc:
         return int(exc.exit_code)
     except (KeyboardInterrupt, typer.Abort):

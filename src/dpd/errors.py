@@ -11,12 +11,21 @@ class DPDUserError(ValueError):
 
 
 class TrainingInterrupted(Exception):
-    """Ctrl-C or SIGTERM: a checkpoint was written (with a run folder) and the run stopped between two rounds."""
+    """Ctrl-C or SIGTERM: a checkpoint was written (with a run folder) and the run stopped between two rounds; or,
+    ``during_setup``, the run stopped before its first round and wrote nothing new."""
 
-    def __init__(self, signal_name: str, env_steps: int, run_dir: Path | None) -> None:
+    def __init__(self, signal_name: str, env_steps: int, run_dir: Path | None, during_setup: bool = False) -> None:
         where = f"; resume with: dpd train --resume {run_dir}" if run_dir is not None else ""
-        super().__init__(f"{signal_name} at {env_steps} env steps, checkpoint written{where}" if run_dir is not None
-                         else f"{signal_name} at {env_steps} env steps (no run folder, nothing saved)")
+        if run_dir is None:
+            message = f"{signal_name} at {env_steps} env steps (no run folder, nothing saved)"
+        elif during_setup and env_steps == 0:  # nothing trained: a checkpoint before the first step cannot resume
+            message = (f"{signal_name} while setting up, before the first env step: nothing to resume; run the same "
+                       "command again with --overwrite")
+        elif during_setup:
+            message = f"{signal_name} while setting up; the checkpoint at {env_steps} env steps is unchanged{where}"
+        else:
+            message = f"{signal_name} at {env_steps} env steps, checkpoint written{where}"
+        super().__init__(message)
         self.env_steps = env_steps
 
 

@@ -144,16 +144,21 @@ class DPDTrainer:
         """Train to the budget; save models and write summary.json (if a run folder is set). Returns the summary."""
         cfg = self.config
         per_learner = cfg.steps_per_learner
-        if self._resume is not None:
-            from dpd.state import set_rng_state
+        # Ctrl-C / SIGTERM during setup (the first evaluation can take a while) stops here with its one-line message;
+        # nothing new is saved (a fresh run has not stepped yet; a resumed one keeps the checkpoint it came from)
+        with StopSignals(self._on_stop_signal):
+            if self._resume is not None:
+                from dpd.state import set_rng_state
 
-            self._steps = self._all("setup")  # each learner restores its own random state
-            self._elapsed_before = float(self._resume["trainer"]["elapsed_s"])
-            self._next_checkpoint = int(self._resume["trainer"]["next_checkpoint"])
-            set_rng_state(self._resume["rng"])  # the process's own, as it was (nothing of a learner draws from it)
-            self.log(f"dpd: resumed at {self.total_env_steps()} env steps")
-        else:
-            self._steps = self._all("setup")
+                self._steps = self._all("setup")  # each learner restores its own random state
+                self._elapsed_before = float(self._resume["trainer"]["elapsed_s"])
+                self._next_checkpoint = int(self._resume["trainer"]["next_checkpoint"])
+                set_rng_state(self._resume["rng"])  # the process's own, as it was (nothing of a learner draws from it)
+                self.log(f"dpd: resumed at {self.total_env_steps()} env steps")
+            else:
+                self._steps = self._all("setup")
+        if self._stop_signal:
+            raise TrainingInterrupted(self._stop_signal, self.total_env_steps(), self.run_dir, during_setup=True)
         self._start = time.time()
         stopped = False
         with _Progress(self.progress_bar, cfg.total_steps) as bar, StopSignals(self._on_stop_signal):
