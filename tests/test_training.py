@@ -42,6 +42,11 @@ def test_dpd_train_writes_every_promised_file(tmp_path, capsys):
     assert TrainConfig.from_dict(config).resolve().to_dict() == config  # the stored config is complete
     summary = json.loads((out / "summary.json").read_text())
     assert summary["status"] == "finished" and summary["method"] == "dpd" and summary["total_env_steps"] >= 2048
+    import torch
+
+    # where it ran: long runs of one config drift apart across CPUs (torch's kernels follow the CPU's capability)
+    assert summary["platform"]["torch"] == torch.__version__ and summary["platform"]["mujoco"] is not None
+    assert summary["platform"]["torch_cpu_capability"] == torch.backends.cpu.get_cpu_capability()
     for name in ("student0", "student1"):
         folder = out / name
         learner = summary["learners"][name]

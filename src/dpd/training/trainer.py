@@ -40,6 +40,32 @@ def _version() -> str:
         return "unknown"
 
 
+def platform_info() -> dict[str, Any]:
+    """What a run's numbers depend on beyond its config: library versions and the CPU's vector unit. Two runs of the
+    same config and code are byte-identical on one machine, but over 1M steps they can drift apart across CPUs
+    (torch picks its kernels by the CPU's capability, e.g. AVX2 or AVX512; rounding differs in the last bits and a
+    long run amplifies it), so a summary records where it ran."""
+    import platform
+    from importlib.metadata import PackageNotFoundError, version
+
+    import torch as th
+
+    libs: dict[str, str | None] = {}
+    for name in ("torch", "numpy", "gymnasium", "mujoco", "stable_baselines3"):
+        try:
+            libs[name] = version(name.replace("_", "-"))
+        except PackageNotFoundError:
+            libs[name] = None
+    cpu = platform.processor() or platform.machine()
+    try:
+        with open("/proc/cpuinfo") as fh:
+            cpu = next((line.split(":", 1)[1].strip() for line in fh if line.startswith("model name")), cpu)
+    except OSError:
+        pass
+    return {"python": platform.python_version(), **libs, "cpu": cpu,
+            "torch_cpu_capability": th.backends.cpu.get_cpu_capability(), "torch_threads": th.get_num_threads()}
+
+
 class DPDTrainer:
     """Owns the learners of one run and runs Algorithm 1 over them, in one process or one process per learner.
 
@@ -272,6 +298,7 @@ class DPDTrainer:
             "env_steps_per_s": round(self.total_env_steps() / max(wall, 1e-9), 1),
             "best_learner": max(finals, key=lambda k: finals[k]) if finals else None,
             "learners": learners,
+            "platform": platform_info(),
         }
 
     def close(self) -> None:
