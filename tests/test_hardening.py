@@ -9,6 +9,7 @@ import subprocess
 import sys
 import time
 import zipfile
+from pathlib import Path
 
 import pytest
 
@@ -193,8 +194,17 @@ def test_a_killed_sweep_leaves_no_worker_behind(tmp_path):
                              "--total-steps", "200000", "--workers", "2", "--out", str(out)],
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
     deadline = time.time() + 120
-    while time.time() < deadline and len(list(out.glob("runs/*/config.yaml"))) < 2:
+
+    def set_up() -> int:  # trials whose learners have all had their first evaluation, the end of a trial's setup
+        def evaluated(run: Path) -> bool:
+            logs = [run / name / "evaluations.csv" for name in ("vanilla", "student0", "student1") if (run / name).is_dir()]
+            return bool(logs) and all(log.is_file() and len(log.read_text().splitlines()) >= 2 for log in logs)
+
+        return sum(evaluated(run) for run in out.glob("runs/*") if (run / "config.yaml").is_file())
+
+    while time.time() < deadline and set_up() < 2:
         time.sleep(0.2)
+    time.sleep(1.0)  # into the first round (a stop while setting up has nothing to checkpoint: test_reliability)
     children = subprocess.run(["pgrep", "-s", str(proc.pid)], capture_output=True, text=True).stdout.split()
     assert len(children) >= 3  # the sweep, two workers (and the resource tracker)
     proc.send_signal(signal.SIGKILL)
