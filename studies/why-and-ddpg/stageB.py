@@ -21,7 +21,7 @@ from typing import Any
 
 import numpy as np
 
-from dpd.experiments.report import Run, load_sweeps, mean_ci, stream
+from dpd.experiments.report import Run, difference_ci, load_sweeps, mean_ci, stream
 from dpd.experiments.stats import difference, verdict
 
 INDEPENDENT, VANILLA = "independent", "vanilla"
@@ -83,7 +83,7 @@ def analyse(runs: list[Run]) -> dict[str, Any]:
                 gain = difference(a, b, seed=1)
                 row["distillation_gain"] = gain.__dict__
                 row["verdict"] = verdict(gain.welch_low, gain.welch_high)
-                row["bootstrap"] = _diff_boot(a, b, stream("stageB", task, arm, "gain"))
+                row["bootstrap"] = difference_ci(a, b, stream("stageB", task, arm, "gain"))
                 worse_a = np.array([min(learner_values(mine[s], "final", grid)) for s in seeds])
                 worse_b = np.array([min(learner_values(ind[s], "final", grid)) for s in seeds])
                 row["worse_student_gain"] = difference(worse_a, worse_b, seed=2).__dict__
@@ -114,13 +114,6 @@ def analyse(runs: list[Run]) -> dict[str, Any]:
                                    "max_inflation": mean_ci(vmax - vfin, stream("stageB", task, "vanilla", "infl"))}
         out[task] = task_out
     return out
-
-
-def _diff_boot(a: np.ndarray, b: np.ndarray, rng: np.random.Generator, reps: int = 2000) -> tuple[float, float, float]:
-    if len(a) < 2 or len(b) < 2:
-        return (float(a.mean() - b.mean()) if len(a) and len(b) else math.nan), math.nan, math.nan
-    boot = rng.choice(a, (reps, len(a))).mean(1) - rng.choice(b, (reps, len(b))).mean(1)
-    return float(a.mean() - b.mean()), float(np.percentile(boot, 2.5)), float(np.percentile(boot, 97.5))
 
 
 def markdown(result: dict[str, Any]) -> str:

@@ -24,7 +24,7 @@ from typing import Any
 
 import numpy as np
 
-from dpd.experiments.report import Run, load_sweeps, mean_ci, stream
+from dpd.experiments.report import Run, difference_ci, load_sweeps, mean_ci, stream
 from dpd.experiments.stats import difference, verdict
 
 CONTROLS = Path("docs/results/when-dpd-helps/stages1-4/tables.md")
@@ -93,7 +93,7 @@ def analyse(arms: dict[str, dict[str, dict[int, list[float]]]],
                 "seeds": seeds, "source": "this stage" if arm in arms[task] else "the PPO study",
                 "students_mean": float(mean_a.mean()), "independent": float(mean_b.mean()),
                 "distillation_gain": gain.__dict__, "verdict": verdict(gain.welch_low, gain.welch_high),
-                "bootstrap": _diff_boot(mean_a, mean_b, stream("stageC", task, arm, "gain")),
+                "bootstrap": difference_ci(mean_a, mean_b, stream("stageC", task, arm, "gain")),
                 "worse_student_gain": worse.__dict__,
                 "selection_gain": mean_ci(np.array([max(by_seed[s]) - np.mean(by_seed[s]) for s in seeds]),
                                           stream("stageC", task, arm, "selection")),
@@ -105,13 +105,6 @@ def analyse(arms: dict[str, dict[str, dict[int, list[float]]]],
         result[task] = {"vanilla": float(np.mean([v[0] for v in van.values()])) if van else math.nan,
                         "independent_seeds": sorted(ind), "arms": rows}
     return result
-
-
-def _diff_boot(a: np.ndarray, b: np.ndarray, rng: np.random.Generator, reps: int = 2000) -> tuple[float, float, float]:
-    if len(a) < 2:
-        return float(a.mean() - b.mean()), math.nan, math.nan
-    boot = rng.choice(a, (reps, len(a))).mean(1) - rng.choice(b, (reps, len(b))).mean(1)
-    return float(a.mean() - b.mean()), float(np.percentile(boot, 2.5)), float(np.percentile(boot, 97.5))
 
 
 def _welch(d: dict[str, Any]) -> str:

@@ -170,28 +170,27 @@ class DPDTrainer:
         """Train to the budget; save models and write summary.json (if a run folder is set). Returns the summary."""
         cfg = self.config
         per_learner = cfg.steps_per_learner
-        # Ctrl-C / SIGTERM during setup (the first evaluation can take a while) stops here with its one-line message;
-        # nothing new is saved (a fresh run has not stepped yet; a resumed one keeps the checkpoint it came from)
+        # one stop handler from setup on: Ctrl-C / SIGTERM during setup (the first evaluation can take a while) stops
+        # before the first round with its one-line message and saves nothing new (a fresh run has not stepped yet; a
+        # resumed one keeps the checkpoint it came from); later, at the next round boundary, after a checkpoint
         with StopSignals(self._on_stop_signal):
+            self._steps = self._all("setup")  # a resumed learner restores its own random state
             if self._resume is not None:
                 from dpd.state import set_rng_state
 
-                self._steps = self._all("setup")  # each learner restores its own random state
                 self._elapsed_before = float(self._resume["trainer"]["elapsed_s"])
                 self._next_checkpoint = int(self._resume["trainer"]["next_checkpoint"])
                 set_rng_state(self._resume["rng"])  # the process's own, as it was (nothing of a learner draws from it)
                 self.log(f"dpd: resumed at {self.total_env_steps()} env steps")
-            else:
-                self._steps = self._all("setup")
-        if self._stop_signal:
-            raise TrainingInterrupted(self._stop_signal, self.total_env_steps(), self.run_dir, during_setup=True)
-        self._start = time.time()
-        stopped = False
-        with _Progress(self.progress_bar, cfg.total_steps) as bar, StopSignals(self._on_stop_signal):
-            while not stopped and any(steps < per_learner for steps in self._steps):
-                self._round_boundary()  # checkpoints happen between two rounds of Algorithm 1
-                stopped = self._parallel_round() if self.parallel else self._sequential_round(bar)
-                bar.update(self.total_env_steps())
+            if self._stop_signal:
+                raise TrainingInterrupted(self._stop_signal, self.total_env_steps(), self.run_dir, during_setup=True)
+            self._start = time.time()
+            stopped = False
+            with _Progress(self.progress_bar, cfg.total_steps) as bar:
+                while not stopped and any(steps < per_learner for steps in self._steps):
+                    self._round_boundary()  # checkpoints happen between two rounds of Algorithm 1
+                    stopped = self._parallel_round() if self.parallel else self._sequential_round(bar)
+                    bar.update(self.total_env_steps())
         entries = self._all("finish")
         summary = self.summary(dict(zip(self.config.learner_names, entries, strict=True)), stopped)
         if self.run_dir is not None:

@@ -41,6 +41,7 @@ from dpd.experiments.report.statistics import (
     SMALL_SAMPLE,
     aggregates,
     bootstrap_ci,
+    difference_ci,
     gains,
     iqm,
     mean_ci,
@@ -52,7 +53,7 @@ from dpd.experiments.report.statistics import (
 
 __all__ = [
     "BOOTSTRAP_REPS", "COMPARABLE", "HALF", "INDEPENDENT", "PAIR_STATS", "REPORT_DIR", "SMALL_SAMPLE", "Run",
-    "aggregates", "arm_order", "bootstrap_ci", "file_safe", "format_interval", "gains", "iqm", "load_runs",
+    "aggregates", "arm_order", "bootstrap_ci", "difference_ci", "file_safe", "format_interval", "gains", "iqm", "load_runs",
     "load_sweeps", "mean_ci", "mean_std", "normalizer", "pair_end_cells", "plot_arms", "plot_curves",
     "probability_of_improvement", "read_spec", "stream", "stream_seed", "write_report",
 ]  # fmt: skip

@@ -151,7 +151,7 @@ def probability_of_improvement(scores_x: np.ndarray, scores_y: np.ndarray) -> fl
     return float(np.mean(np.where(same, 0.5, per_task)))
 
 
-def _diff_ci(a: np.ndarray, b: np.ndarray, rng: np.random.Generator) -> tuple[float, float, float]:
+def difference_ci(a: np.ndarray, b: np.ndarray, rng: np.random.Generator) -> tuple[float, float, float]:
     """mean(a) - mean(b) and its 95% bootstrap CI (a and b resampled independently)."""
     if len(a) == 0 or len(b) == 0:
         return np.nan, np.nan, np.nan
@@ -207,7 +207,7 @@ def gains(runs: list[Run], algo: str) -> dict[str, Any]:
                 pairs = {t: (values(v, t, stat, shared[t]), values(INDEPENDENT, t, stat, shared[t])) for t in tasks}
                 key = (algo, "distillation", v, stat)
                 out["distillation"][f"{v} ({PAIR_STATS[stat]})"] = {
-                    "per_task": {t: _diff_ci(a, b, stream(*key, t)) for t, (a, b) in pairs.items()},
+                    "per_task": {t: difference_ci(a, b, stream(*key, t)) for t, (a, b) in pairs.items()},
                     "pooled": pooled(pairs, stream(*key, "pooled")),
                     "runs": {t: [len(a), len(b), shared[t] is not None] for t, (a, b) in pairs.items()},
                     # few seeds: Welch's t interval and the exact permutation p beside the bootstrap
