@@ -292,9 +292,12 @@ def test_a_signal_during_setup_stops_in_one_line_and_saves_nothing_new(tmp_path,
         monkeypatch.setattr(Learner, "setup", setup_then_signal)
 
     signal_once_in_setup()
-    with pytest.raises(TrainingInterrupted, match="before the first env step: nothing to resume; run the same command"):
-        train(config(), b)
+    said: list[str] = []
+    with pytest.raises(TrainingInterrupted, match="before the first env step: nothing to resume; run the same command"
+                       ) as stopped:
+        train(config(), b, log=said.append)
     assert not (b / CHECKPOINT_FILE).exists() and not (b / "summary.json").exists()
+    assert not stopped.value.resumable and any("stopping once set up" in line for line in said), said
     monkeypatch.setattr(Learner, "setup", original)
     # start again; stop it after its first checkpoint; a signal while the resume sets up leaves that checkpoint alone
     with pytest.raises(TrainingInterrupted, match="checkpoint written"):
@@ -302,12 +305,38 @@ def test_a_signal_during_setup_stops_in_one_line_and_saves_nothing_new(tmp_path,
               callbacks=lambda name: SignalAt(3000, signal.SIGTERM) if name == "student0" else None)
     before = (b / CHECKPOINT_FILE).read_bytes()
     signal_once_in_setup()
-    with pytest.raises(TrainingInterrupted, match=r"while setting up; the checkpoint at \d+ env steps is unchanged"):
+    with pytest.raises(TrainingInterrupted, match=r"while setting up; the checkpoint at \d+ env steps is unchanged"
+                       ) as stopped:
         resume(b)
+    assert stopped.value.resumable
     assert (b / CHECKPOINT_FILE).read_bytes() == before
     monkeypatch.setattr(Learner, "setup", original)
     assert main(["train", "--resume", str(b), "--no-progress"]) == 0
     assert_same_run(a, b)
+
+
+def test_a_sweep_trial_stopped_while_setting_up_counts_as_not_started(tmp_path, monkeypatch):
+    """A sweep stopped while a fresh trial sets up has nothing of it to resume: the trial reports ``not_started``
+    (not "checkpointed"), so the sweep's count of checkpointed trials is true; the next sweep starts it afresh."""
+    from dpd.experiments.sweep import SweepResult, record_outcome, run_trial
+    from dpd.training.learner import Learner
+
+    original = Learner.setup
+
+    def setup_then_signal(self: Learner) -> int:
+        steps = original(self)
+        monkeypatch.setattr(Learner, "setup", original)
+        os.kill(os.getpid(), signal.SIGTERM)
+        return steps
+
+    monkeypatch.setattr(Learner, "setup", setup_then_signal)
+    config = TrainConfig(env_id="CartPole-v1", total_steps=4096, eval_freq=0, checkpoint_freq=2048, parallel=False)
+    outcome = run_trial(config.to_dict(), str(tmp_path / "t"))
+    assert outcome["status"] == "not_started" and "nothing to resume" in outcome["error"]
+    result = SweepResult(finished=[], failed={}, skipped=[])
+    record_outcome(result, "t", outcome)
+    assert not result.interrupted and not result.failed and not result.finished
+    assert run_trial(config.to_dict(), str(tmp_path / "t"))["status"] == "finished"  # the next sweep: from scratch
 
 
 def test_a_ctrl_c_that_typer_swallows_still_says_interrupted(monkeypatch, capsys):

@@ -27,6 +27,8 @@ class TrainingInterrupted(Exception):
             message = f"{signal_name} at {env_steps} env steps, checkpoint written{where}"
         super().__init__(message)
         self.env_steps = env_steps
+        #: a checkpoint is there to resume from (False: no run folder, or a fresh run stopped before its first step)
+        self.resumable = run_dir is not None and not (during_setup and env_steps == 0)
 
 
 class TrainingDiverged(RuntimeError):

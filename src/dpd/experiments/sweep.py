@@ -201,6 +201,8 @@ def run_trial(config_dict: dict[str, Any], run_dir: str) -> dict[str, Any]:
             summary = train(config, path, overwrite=True)
         return {"status": "finished", "summary": summary}
     except TrainingInterrupted as exc:  # checkpoint written: "unfinished", resumed next time
+        if not exc.resumable:  # stopped while setting up, before its first step: the next sweep starts it afresh
+            return {"status": "not_started", "error": str(exc)}
         return {"status": "interrupted", "error": str(exc)}
     except Exception as exc:  # a failed trial is reported, never fatal for the sweep
         path.mkdir(parents=True, exist_ok=True)

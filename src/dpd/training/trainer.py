@@ -136,6 +136,7 @@ class DPDTrainer:
         self._elapsed_before = 0.0  # wall time of the run before a resume
         self._next_checkpoint = config.checkpoint_freq
         self._stop_signal: str | None = None
+        self._setting_up = False  # True while the learners set up (a stop then ends the run before its first round)
         self._diverged: str | None = None
 
     @property
@@ -174,6 +175,7 @@ class DPDTrainer:
         # before the first round with its one-line message and saves nothing new (a fresh run has not stepped yet; a
         # resumed one keeps the checkpoint it came from); later, at the next round boundary, after a checkpoint
         with StopSignals(self._on_stop_signal):
+            self._setting_up = True
             self._steps = self._all("setup")  # a resumed learner restores its own random state
             if self._resume is not None:
                 from dpd.state import set_rng_state
@@ -184,6 +186,7 @@ class DPDTrainer:
                 self.log(f"dpd: resumed at {self.total_env_steps()} env steps")
             if self._stop_signal:
                 raise TrainingInterrupted(self._stop_signal, self.total_env_steps(), self.run_dir, during_setup=True)
+            self._setting_up = False
             self._start = time.time()
             stopped = False
             with _Progress(self.progress_bar, cfg.total_steps) as bar:
@@ -264,7 +267,8 @@ class DPDTrainer:
     def _on_stop_signal(self, name: str) -> None:
         """The first Ctrl-C / SIGTERM: checkpoint and stop at the end of this round (see StopSignals)."""
         self._stop_signal = name
-        self.log(f"dpd: {name}: stopping after this round (Ctrl-C again to abort now)")
+        when = "once set up" if self._setting_up else "after this round"
+        self.log(f"dpd: {name}: stopping {when} (Ctrl-C again to abort now)")
 
     def save_checkpoint(self) -> Path:
         from dpd.training.checkpoint import CHECKPOINT_FILE, save_checkpoint
