@@ -2,6 +2,7 @@
 
 import importlib.util
 import json
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -311,6 +312,7 @@ def _load_why(name: str):
     spec = importlib.util.spec_from_file_location(f"why_{name}", WHY / f"{name}.py")
     assert spec is not None and spec.loader is not None
     module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module  # a dataclass in the script looks its module up there
     spec.loader.exec_module(module)
     return module
 
@@ -420,3 +422,20 @@ def test_stage_c_reads_the_ppo_studys_controls_and_recomputes_its_gains(tmp_path
     assert 0 < low < 1000 < high and gate["verdict"] == "helps" and rows["dense1"]["verdict"] == "no measurable effect"
     text = stage_c.markdown(result)
     assert "| gate-twocritics | this stage | 8 |" in text and "**helps**" in text and "(not judged)" in text
+
+
+def test_adam_scale_measures_what_the_optimiser_does_to_the_weights_level(tmp_path):
+    """adam_scale.py drives dpd's own Distiller: with normalised weights the level of xi cancels exactly (the update
+    is the same whether the peer is better or worse everywhere); unnormalised, a warm Adam passes a level drop on
+    (smaller updates) while a fresh Adam erases it at once (its first steps are sign-like)."""
+    adam = _load_why("adam_scale")
+    ppo = adam.SCHEDULES["ppo"]
+    assert adam.step_response(ppo, True, 3, 2) == pytest.approx([1.0, 1.0], abs=1e-3)
+    dropped = adam.step_response(ppo, False, 30, 3)
+    assert min(dropped) < 0.3  # e^-2 = 0.14 of the weight reaches the actor, Adam not yet adapted
+    assert adam.cold_start(ppo, False) == pytest.approx(1.0, abs=0.02)
+    assert adam.random_levels(ppo, True, 2, 6) == pytest.approx(1.0, abs=0.05)  # other phases: not exactly 1
+    adam.main(["--out", str(tmp_path), "--warm", "2", "--after", "2", "--burn-in", "1", "--phases", "4"])  # all of it, tiny
+    m = json.loads((tmp_path / "adam_scale.json").read_text())
+    assert set(m) >= {"ppo/normalize=False", "ppo/normalize=True", "ddpg/normalize=False", "ddpg/normalize=True"}
+    assert "| ddpg (50 steps/phase, lr 0.0001) | unnormalised (Eq. 11) |" in (tmp_path / "adam_scale.md").read_text()
