@@ -435,7 +435,7 @@ def test_adam_scale_measures_what_the_optimiser_does_to_the_weights_level(tmp_pa
     assert min(dropped) < 0.3  # e^-2 = 0.14 of the weight reaches the actor, Adam not yet adapted
     assert adam.cold_start(ppo, False) == pytest.approx(1.0, abs=0.02)
     assert adam.random_levels(ppo, True, 2, 6) == pytest.approx(1.0, abs=0.05)  # other phases: not exactly 1
-    adam.main(["--out", str(tmp_path), "--warm", "2", "--after", "2", "--burn-in", "1", "--phases", "4"])  # all of it, tiny
+    adam.main(["--out", str(tmp_path), "--warm", "2", "--after", "2", "--burn-in", "1", "--phases", "8"])  # all of it, tiny
     m = json.loads((tmp_path / "adam_scale.json").read_text())
     assert set(m) >= {"ppo/normalize=False", "ppo/normalize=True", "ddpg/normalize=False", "ddpg/normalize=True"}
     assert "| ddpg (50 steps/phase, lr 0.0001) | unnormalised (Eq. 11) |" in (tmp_path / "adam_scale.md").read_text()

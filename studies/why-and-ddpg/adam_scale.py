@@ -62,6 +62,7 @@ SCHEDULES = {
     "ddpg": Schedule("ddpg", 1e-4, 64, 50, (64, 64, 64), th.nn.ReLU, True, 5_000 * 50),
 }
 OBS_DIM, ACT_DIM, WINDOW, XI_NOISE = 17, 6, 2048, 0.5
+SEEDS = (0, 1, 2)  # random levels: pairs (initialisation, window, levels drawn) whose ratios are shown
 
 
 def _actor(s: Schedule, seed: int) -> th.nn.Sequential:
@@ -146,6 +147,8 @@ def random_levels(s: Schedule, normalize: bool, burn_in: int, phases: int, seed:
         size = pair.phase(level)
         if i >= burn_in:
             sizes[level].append(size)
+    if not (sizes[-1.0] and sizes[1.0]):
+        raise SystemExit(f"adam_scale: {phases} phases drew only one level; measure more phases (--phases)")
     return float(np.mean(sizes[-1.0]) / np.mean(sizes[1.0]))
 
 
@@ -161,13 +164,14 @@ def measure(warm: int = 100, after: int = 400, burn_in: int = 50, phases: int = 
             response = step_response(s, normalize, warm, after)
             deepest = int(np.argmin(response))  # Adam's momentum (beta1 0.9) passes the drop on over ~10 steps
             half = next((k for k, r in enumerate(response) if k > deepest and r >= 0.5), None)
+            levels = [random_levels(s, normalize, burn_in, phases, seed) for seed in SEEDS]
             out[f"{s.name}/normalize={normalize}"] = {
                 "steps_per_phase": s.steps, "lr": s.lr, "run_steps": s.run_steps, "warm_phases": warm,
                 "response": [round(r, 4) for r in response],
                 "deepest": response[deepest],
                 "phases_to_half": half,
-                "steps_to_half": None if half is None else (half + 1) * s.steps,
-                "random_levels": random_levels(s, normalize, burn_in, phases),
+                "steps_to_half": None if half is None or response[deepest] >= 0.5 else (half + 1) * s.steps,
+                "random_levels": levels,
                 "cold_start": cold_start(s, normalize),
             }
     return out
@@ -183,19 +187,27 @@ def render(m: dict[str, Any]) -> str:
         f"{1 / m['weight_ratio_unnormalised']:.1f}x smaller; a ratio of 1 means the level did not reach the actor.",
         "",
         "| schedule | weights | cold Adam, 1st phase | after a switch, deepest | steps until back at >= 0.5 "
-        "| random level per phase | distillation steps in a 1M-step run |",
+        "| random level per phase: mean (range over 3 pairs) | distillation steps in a 1M-step run |",
         "|---|---|---|---|---|---|---|",
     ]
     for key, r in m.items():
         if "/" not in key:
             continue
         algo, norm = key.split("/")
-        half = "not within the measured steps" if r["steps_to_half"] is None else f"{r['steps_to_half']:,}"
+        if r["deepest"] >= 0.5:
+            half = "never below 0.5"
+        else:
+            half = "not within the measured steps" if r["steps_to_half"] is None else f"{r['steps_to_half']:,}"
+        levels = r["random_levels"]
+        shown = f"{np.mean(levels):.2f} ({min(levels):.2f}-{max(levels):.2f})"
         lines.append(f"| {algo} ({r['steps_per_phase']} steps/phase, lr {r['lr']:g}) | "
                      f"{'normalised (default)' if norm.endswith('True') else 'unnormalised (Eq. 11)'} | "
-                     f"{r['cold_start']:.2f} | {r['deepest']:.2f} | {half} | {r['random_levels']:.2f} | "
+                     f"{r['cold_start']:.2f} | {r['deepest']:.2f} | {half} | {shown} | "
                      f"{r['run_steps']:,} |")
-    lines += ["", "Steps after the switch at which the ratio was measured: "
+    lines += ["", f"Reading: {m['weight_ratio_unnormalised']:.2f} = the level fully kept (the update shrinks with the "
+              "weights); 1.00 = the level erased. 'Deepest' and 'steps until back' are the step response after "
+              f"{next(v for k, v in m.items() if '/' in k)['warm_phases']} phases at +1.",
+              "", "Steps after the switch at which the ratio was measured: "
               f"{len(next(v for k, v in m.items() if '/' in k)['response'])} phases per schedule "
               "(the full series is in adam_scale.json).", ""]
     return "\n".join(lines)
