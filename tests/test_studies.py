@@ -422,6 +422,33 @@ def test_stage_c_reads_the_ppo_studys_controls_and_recomputes_its_gains(tmp_path
     assert 0 < low < 1000 < high and gate["verdict"] == "helps" and rows["dense1"]["verdict"] == "no measurable effect"
     text = stage_c.markdown(result)
     assert "| gate-twocritics | this stage | 8 |" in text and "**helps**" in text and "(not judged)" in text
+    # fewer seeds than the rule asks: numbers shown, no verdict
+    part = stage_c.analyse({"HalfCheetah-v5": {"gate-twocritics": {s: better[s] for s in range(5)}}}, controls)
+    assert part["HalfCheetah-v5"]["arms"]["gate-twocritics"]["verdict"] == "none yet (5 of 8 seeds)"
+
+
+def test_stage_c_reports_how_much_the_gate_let_through():
+    """The share of `dense`'s 10 steps per phase the gate allowed, per student, from the run's phase counts and
+    distillation steps; the better and the worse student (by final return) apart."""
+    from dpd.experiments.report import Run
+
+    stage_c = _load_why("stageC")
+    phases = np.arange(100.0)
+
+    def run(seed: int, finals: tuple[float, float], steps: tuple[float, float]) -> Run:
+        return Run(name=f"r{seed}", status="finished", env_id="HalfCheetah-v5", algo="ppo", variant="gate-debiased",
+                   seed=seed, summary={"distill_schedule": "dense"},
+                   curves={f"student{i}": (np.array([0.0, 1.0]), np.array([0.0, finals[i]])) for i in (0, 1)},
+                   distances={f"student{i}": (phases, phases) for i in (0, 1)},
+                   distill_steps={f"student{i}": steps[i] for i in (0, 1)})
+
+    use = stage_c.gate_use([run(0, (10.0, 20.0), (900.0, 300.0)), run(1, (30.0, 5.0), (500.0, 700.0))])
+    # run 0: the better is student1 (30%), the worse student0 (90%); run 1: the better student0 (50%), worse 70%
+    assert use == {"HalfCheetah-v5": {"runs": 2, "better": pytest.approx(0.4), "worse": pytest.approx(0.8)}}
+    wrong = run(2, (1.0, 2.0), (1.0, 1.0))
+    wrong.summary["distill_schedule"] = "authors"
+    with pytest.raises(SystemExit, match="not on the `dense` schedule"):
+        stage_c.gate_use([wrong])
 
 
 def test_adam_scale_measures_what_the_optimiser_does_to_the_weights_level(tmp_path):

@@ -29,6 +29,8 @@ from dpd.experiments.stats import difference, verdict
 
 CONTROLS = Path("docs/results/when-dpd-helps/stages1-4/tables.md")
 INDEPENDENT, VANILLA = "independent", "vanilla"
+SEEDS_REQUIRED = 8  # RULES.md: seeds 0-7 per task; an arm with fewer gets no verdict
+DENSE_STEPS = 10  # the arm's schedule (`dense`): distillation steps per phase before the gate
 _HEADING = re.compile(r"^Every learner's final return, seed by seed \((?P<task>[^;]+);")
 
 
@@ -101,10 +103,32 @@ def analyse(arms: dict[str, dict[str, dict[int, list[float]]]],
             if vseeds:
                 row["vs_vanilla"] = difference(np.array([np.mean(by_seed[s]) for s in vseeds]),
                                                np.array([van[s][0] for s in vseeds]), seed=3).__dict__
+            if arm in arms[task] and len(seeds) < SEEDS_REQUIRED:
+                row["verdict"] = f"none yet ({len(seeds)} of {SEEDS_REQUIRED} seeds)"
             rows[arm] = row
         result[task] = {"vanilla": float(np.mean([v[0] for v in van.values()])) if van else math.nan,
                         "independent_seeds": sorted(ind), "arms": rows}
     return result
+
+
+def gate_use(runs: list[Run]) -> dict[str, dict[str, Any]]:
+    """task -> the share of the `dense` schedule's distillation steps the gate let through over a run, for the
+    better and the worse student of each pair (by final return), averaged over the finished runs. Reported, not
+    decided on: it says how hard the gate held each student back."""
+    shares: dict[str, dict[str, list[float]]] = {}
+    for r in runs:
+        if r.status != "finished" or r.variant in (VANILLA, INDEPENDENT) or not r.distill_steps:
+            continue
+        if r.summary.get("distill_schedule") != "dense":
+            raise SystemExit(f"stageC: {r.name} is not on the `dense` schedule the rule names")
+        share = {s: r.distill_steps[s] / (DENSE_STEPS * max(len(r.distances[s][0]), 1)) for s in r.distill_steps}
+        better = max(share, key=lambda s: r.metric(s, "final"))
+        worse = min(share, key=lambda s: r.metric(s, "final"))
+        task = shares.setdefault(r.env_id, {"better": [], "worse": []})
+        task["better"].append(share[better])
+        task["worse"].append(share[worse])
+    return {task: {"runs": len(v["better"]), "better": float(np.mean(v["better"])), "worse": float(np.mean(v["worse"]))}
+            for task, v in shares.items()}
 
 
 def _welch(d: dict[str, Any]) -> str:
@@ -131,6 +155,11 @@ def markdown(result: dict[str, Any]) -> str:
                          f"{_welch(r['worse_student_gain'])} | {s[0]:+.0f} [{s[1]:+.0f}, {s[2]:+.0f}] | "
                          f"{_welch(r['vs_vanilla']) if 'vs_vanilla' in r else '—'} |")
         lines.append("")
+        g = t.get("gate_use")
+        if g:
+            lines += [f"The gate let through {100 * g['better']:.0f}% of the `dense` schedule's distillation steps for "
+                      f"the better student of a pair (by final return) and {100 * g['worse']:.0f}% for the worse one "
+                      f"(mean over {g['runs']} runs).", ""]
     return "\n".join(lines) + "\n"
 
 
@@ -145,6 +174,9 @@ def main() -> None:
     if not arms:
         raise SystemExit("stageC: no finished runs in " + ", ".join(map(str, args.sweeps)))
     result = analyse(arms, read_finals(args.controls))
+    for task, use in gate_use(runs).items():
+        if task in result:
+            result[task]["gate_use"] = use
     args.out.mkdir(parents=True, exist_ok=True)
     (args.out / "stageC.json").write_text(json.dumps(result, indent=1, default=float))
     text = markdown(result)
