@@ -425,6 +425,8 @@ def test_stage_c_reads_the_ppo_studys_controls_and_recomputes_its_gains(tmp_path
     # fewer seeds than the rule asks: numbers shown, no verdict
     part = stage_c.analyse({"HalfCheetah-v5": {"gate-twocritics": {s: better[s] for s in range(5)}}}, controls)
     assert part["HalfCheetah-v5"]["arms"]["gate-twocritics"]["verdict"] == "none yet (5 of 8 seeds)"
+    png = stage_c.figure({"HalfCheetah-v5": {"gate-twocritics": better}}, controls, tmp_path / "c.png")
+    assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
 
 def test_stage_c_reports_how_much_the_gate_let_through():

@@ -10,7 +10,7 @@ students' mean final return (the gate arm minus the independent pair, on the see
 interval (the verdict's method), the exact permutation p and the percentile bootstrap beside it; the worse
 student's gain; the selection gain; the students' mean against vanilla. The PPO study's own DPD arms of the same
 table (e.g. ``dense1``, ``dpd-a1``) are shown beside, each against the same independent pairs, for scale.
-Writes DIR/stageC.md and DIR/stageC.json.
+Writes DIR/stageC.md, DIR/stageC.json and DIR/stageC.png (every seed's final return).
 """
 
 from __future__ import annotations
@@ -131,6 +131,37 @@ def gate_use(runs: list[Run]) -> dict[str, dict[str, Any]]:
             for task, v in shares.items()}
 
 
+def figure(arms: dict[str, dict[str, dict[int, list[float]]]], controls: dict[str, dict[str, dict[int, list[float]]]],
+           path: Path) -> Path:
+    """Every seed's final return per task (a pair: its students' mean): the PPO study's vanilla, independent pair
+    and DPD arms beside this stage's arm(s). Each dot a seed, the bar its mean."""
+    from dpd.figures import pyplot
+
+    plt = pyplot()
+    tasks = sorted(arms)
+    fig, axes = plt.subplots(1, len(tasks), figsize=(5.2 * len(tasks), 3.8), squeeze=False)
+    for ax, task in zip(axes[0], tasks, strict=True):
+        shown = {**{k: v for k, v in controls.get(task, {}).items() if k in (VANILLA, INDEPENDENT, "dense1")},
+                 **arms[task]}
+        for k, by_seed in enumerate(shown.values()):
+            ys = [float(np.mean(v)) for v in by_seed.values()]
+            xs = k + np.linspace(-0.12, 0.12, len(ys)) if len(ys) > 1 else np.full(len(ys), float(k))
+            ax.scatter(xs, ys, s=18, alpha=0.75, color=f"C{k}")
+            if ys:
+                ax.hlines(np.mean(ys), k - 0.3, k + 0.3, color=f"C{k}", linewidth=2)
+        labels = [f"{arm}\n({'this stage' if arm in arms[task] else 'PPO study'}, {len(v)} seeds)"
+                  for arm, v in shown.items()]
+        ax.set_xticks(range(len(shown)), labels, fontsize=7)
+        ax.set_title(f"{task}: final return at 1M total env steps", fontsize=9)
+        ax.set_ylabel("deterministic evaluation return")
+        ax.grid(alpha=0.3, axis="y")
+    fig.suptitle("Stage C, PPO: each dot a seed, the bar its mean; a pair: its students' mean", fontsize=9)
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+    return path
+
+
 def _welch(d: dict[str, Any]) -> str:
     return f"{d['diff']:+.0f} [{d['welch_low']:+.0f}, {d['welch_high']:+.0f}], p_perm {d['permutation_p']:.3f}"
 
@@ -173,14 +204,16 @@ def main() -> None:
     arms = run_finals(runs)
     if not arms:
         raise SystemExit("stageC: no finished runs in " + ", ".join(map(str, args.sweeps)))
-    result = analyse(arms, read_finals(args.controls))
+    controls = read_finals(args.controls)
+    result = analyse(arms, controls)
     for task, use in gate_use(runs).items():
         if task in result:
             result[task]["gate_use"] = use
     args.out.mkdir(parents=True, exist_ok=True)
     (args.out / "stageC.json").write_text(json.dumps(result, indent=1, default=float))
     text = markdown(result)
-    (args.out / "stageC.md").write_text(text)
+    (args.out / "stageC.md").write_text(text + "\n![every seed's final return](stageC.png)\n")
+    figure(arms, controls, args.out / "stageC.png")
     print(text)
 
 
