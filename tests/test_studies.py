@@ -468,3 +468,15 @@ def test_adam_scale_measures_what_the_optimiser_does_to_the_weights_level(tmp_pa
     m = json.loads((tmp_path / "adam_scale.json").read_text())
     assert set(m) >= {"ppo/normalize=False", "ppo/normalize=True", "ddpg/normalize=False", "ddpg/normalize=True"}
     assert "| ddpg (50 steps/phase, lr 0.0001) | unnormalised (Eq. 11) |" in (tmp_path / "adam_scale.md").read_text()
+
+
+def test_stage_c_counts_the_gates_phases(tmp_path):
+    """The gate phase by phase, pooled over every student's progress.csv: shut (< 0.1), open (> 0.9), median."""
+    stage_c = _load_why("stageC")
+    assert stage_c.gate_phases([tmp_path]) == {}
+    for run, values in (("a", ["0.0", "0.5", ""]), ("b", ["1.0", "0.95", "0.05"])):
+        folder = tmp_path / "runs" / run / "student0"
+        folder.mkdir(parents=True)
+        (folder / "progress.csv").write_text("time/iterations,distill/gate\n" + "".join(f"1,{v}\n" for v in values))
+    got = stage_c.gate_phases([tmp_path])
+    assert got == {"phases": 5, "shut": pytest.approx(0.4), "open": pytest.approx(0.4), "median": pytest.approx(0.5)}

@@ -16,6 +16,7 @@ Writes DIR/stageC.md, DIR/stageC.json and DIR/stageC.png (every seed's final ret
 from __future__ import annotations
 
 import argparse
+import csv
 import json
 import math
 import re
@@ -162,6 +163,21 @@ def figure(arms: dict[str, dict[str, dict[int, list[float]]]], controls: dict[st
     return path
 
 
+def gate_phases(sweeps: list[Path]) -> dict[str, float]:
+    """The gate's value phase by phase (``distill/gate`` in every student's progress.csv), pooled over the sweeps'
+    runs: how often it was nearly shut (< 0.1), fully open (> 0.9), and its median. Empty where no run has a gate."""
+    values: list[float] = []
+    for sweep in sweeps:
+        for path in sorted(sweep.glob("runs/*/student*/progress.csv")):
+            with open(path, newline="") as fh:
+                values += [float(row["distill/gate"]) for row in csv.DictReader(fh) if row.get("distill/gate")]
+    if not values:
+        return {}
+    g = np.array(values)
+    return {"phases": len(g), "shut": float((g < 0.1).mean()), "open": float((g > 0.9).mean()),
+            "median": float(np.median(g))}
+
+
 def _welch(d: dict[str, Any]) -> str:
     return f"{d['diff']:+.0f} [{d['welch_low']:+.0f}, {d['welch_high']:+.0f}], p_perm {d['permutation_p']:.3f}"
 
@@ -210,8 +226,14 @@ def main() -> None:
         if task in result:
             result[task]["gate_use"] = use
     args.out.mkdir(parents=True, exist_ok=True)
-    (args.out / "stageC.json").write_text(json.dumps(result, indent=1, default=float))
     text = markdown(result)
+    phases = gate_phases(args.sweeps)
+    if phases:
+        result["gate_phases"] = phases
+        text += (f"Phase by phase (all {phases['phases']:,} phases of every run) the gate was nearly shut (< 0.1) on "
+                 f"{100 * phases['shut']:.0f}% and fully open (> 0.9) on {100 * phases['open']:.0f}%; median "
+                 f"{phases['median']:.2f}.\n")
+    (args.out / "stageC.json").write_text(json.dumps(result, indent=1, default=float))
     (args.out / "stageC.md").write_text(text + "\n![every seed's final return](stageC.png)\n")
     figure(arms, controls, args.out / "stageC.png")
     print(text)
