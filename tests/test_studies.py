@@ -480,3 +480,27 @@ def test_stage_c_counts_the_gates_phases(tmp_path):
         (folder / "progress.csv").write_text("time/iterations,distill/gate\n" + "".join(f"1,{v}\n" for v in values))
     got = stage_c.gate_phases([tmp_path])
     assert got == {"phases": 5, "shut": pytest.approx(0.4), "open": pytest.approx(0.4), "median": pytest.approx(0.5)}
+
+
+def test_stage_c_sets_the_gate_against_who_was_better():
+    """Each phase's gate against the peer's last evaluation return minus the student's own: a gate that opens
+    exactly where the peer was better has AUC 1; the means split accordingly."""
+    import tempfile
+
+    stage_c = _load_why("stageC")
+    with tempfile.TemporaryDirectory() as tmp:
+        run = Path(tmp) / "runs" / "r"
+        # student1 is better until 10k student steps, then student0 is
+        returns = {"student0": [0.0, 100.0, 300.0], "student1": [50.0, 200.0, 100.0]}
+        for s, ys in returns.items():
+            (run / s).mkdir(parents=True)
+            (run / s / "evaluations.csv").write_text("student_steps,total_env_steps,mean_return\n" + "".join(
+                f"{k * 5000},{k * 10000},{y}\n" for k, y in enumerate(ys)))
+        gates = {"student0": [0.9, 0.8, 0.1, 0.2], "student1": [0.1, 0.0, 0.7, 1.0]}  # open where the peer leads
+        for s, gs in gates.items():
+            (run / s / "progress.csv").write_text("time/total_timesteps,distill/gate\n" + "".join(
+                f"{steps},{g}\n" for steps, g in zip((2000, 6000, 10500, 14000), gs, strict=True)))
+        got = stage_c.gate_vs_returns([Path(tmp)])
+    assert got["phases"] == 8 and got["auc"] == 1.0
+    assert got["peer_better"] == pytest.approx(np.mean([0.9, 0.8, 0.7, 1.0]))
+    assert got["peer_worse"] == pytest.approx(np.mean([0.1, 0.2, 0.1, 0.0]))

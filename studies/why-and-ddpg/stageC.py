@@ -178,6 +178,53 @@ def gate_phases(sweeps: list[Path]) -> dict[str, float]:
             "median": float(np.median(g))}
 
 
+def _last_eval(path: Path) -> tuple[np.ndarray, np.ndarray]:
+    """(student steps, mean return) of one learner's evaluations.csv."""
+    with open(path, newline="") as fh:
+        rows = list(csv.DictReader(fh))
+    return (np.array([float(r["student_steps"]) for r in rows]), np.array([float(r["mean_return"]) for r in rows]))
+
+
+def gate_vs_returns(sweeps: list[Path]) -> dict[str, Any]:
+    """Did the gate open more where the peer WAS better? For every phase of every student: the gate's value, and the
+    peer's last evaluation return minus the student's own (both at or before the phase's student steps; evaluations
+    are deterministic, 5 episodes, so a proxy for "better here", not Monte-Carlo truth on the window's states).
+    Returns the mean gate where the peer's return was higher / lower, and the AUC: the chance that a phase where the
+    peer was better has the higher gate than one where it was worse (0.5: the gate ignores who is better),
+    over all phases and over the half with the larger gaps."""
+    gates: list[float] = []
+    gaps: list[float] = []
+    for sweep in sweeps:
+        for run in sorted(sweep.glob("runs/*")):
+            if not (run / "student0" / "evaluations.csv").is_file() or not (run / "student1").is_dir():
+                continue
+            evals = {s: _last_eval(run / s / "evaluations.csv") for s in ("student0", "student1")}
+            for me, peer in (("student0", "student1"), ("student1", "student0")):
+                with open(run / me / "progress.csv", newline="") as fh:
+                    for row in csv.DictReader(fh):
+                        if not row.get("distill/gate"):
+                            continue
+                        steps = float(row["time/total_timesteps"])
+                        own = evals[me][1][np.searchsorted(evals[me][0], steps, side="right") - 1]
+                        other = evals[peer][1][np.searchsorted(evals[peer][0], steps, side="right") - 1]
+                        gates.append(float(row["distill/gate"]))
+                        gaps.append(float(other - own))
+    if not gates:
+        return {}
+    g, d = np.array(gates), np.array(gaps)
+
+    def auc(mask: np.ndarray) -> float:
+        better, worse = g[mask & (d > 0)], g[mask & (d < 0)]
+        if not len(better) or not len(worse):
+            return math.nan
+        higher = (better[:, None] > worse[None, :]).mean() + 0.5 * (better[:, None] == worse[None, :]).mean()
+        return float(higher)
+
+    large = np.abs(d) >= np.median(np.abs(d))
+    return {"phases": len(g), "peer_better": float(g[d > 0].mean()), "peer_worse": float(g[d < 0].mean()),
+            "auc": auc(np.ones_like(large)), "auc_large_gaps": auc(large), "median_abs_gap": float(np.median(np.abs(d)))}
+
+
 def _welch(d: dict[str, Any]) -> str:
     return f"{d['diff']:+.0f} [{d['welch_low']:+.0f}, {d['welch_high']:+.0f}], p_perm {d['permutation_p']:.3f}"
 
@@ -233,6 +280,13 @@ def main() -> None:
         text += (f"Phase by phase (all {phases['phases']:,} phases of every run) the gate was nearly shut (< 0.1) on "
                  f"{100 * phases['shut']:.0f}% and fully open (> 0.9) on {100 * phases['open']:.0f}%; median "
                  f"{phases['median']:.2f}.\n")
+    versus = gate_vs_returns(args.sweeps)
+    if versus:
+        result["gate_vs_returns"] = versus
+        text += (f"\nDid the gate open more where the peer's last evaluation return was higher than the student's own? "
+                 f"Mean gate {versus['peer_better']:.2f} there against {versus['peer_worse']:.2f} where it was lower; "
+                 f"AUC {versus['auc']:.2f} over all {versus['phases']:,} phases, {versus['auc_large_gaps']:.2f} over the "
+                 f"half with gaps of at least {versus['median_abs_gap']:.0f} (0.5: the gate ignores who is better).\n")
     (args.out / "stageC.json").write_text(json.dumps(result, indent=1, default=float))
     (args.out / "stageC.md").write_text(text + "\n![every seed's final return](stageC.png)\n")
     figure(arms, controls, args.out / "stageC.png")
