@@ -171,3 +171,12 @@ def test_help_texts_list_every_choice_validation_accepts(capsys):
         assert name in train_help, name
     for name in (*ALGO_NAMES, *SWEEP_VARIANTS, *BACKENDS, *PRESETS):
         assert name in sweep_help, name
+
+
+def test_more_sweep_workers_than_cores_is_allowed_with_a_note(capsys, monkeypatch, tmp_path):
+    """--workers above the core count runs (a user may mean it) but says once that it buys no speed."""
+    monkeypatch.setattr(os, "cpu_count", lambda: 2)
+    code, _, err = run_cli(capsys, "sweep", "--workers", "8", "--out", str(tmp_path / "sw"))  # no --env: stops early
+    assert "note: --workers 8 on 2 cores" in err and "--workers 2 does the same work" in err and code == 2
+    code, _, err = run_cli(capsys, "sweep", "--workers", "2", "--out", str(tmp_path / "sw"))
+    assert "note:" not in err and code == 2

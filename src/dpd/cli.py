@@ -193,6 +193,10 @@ def sweep(
 
     if workers is not None and workers < 1:
         raise DPDUserError(f"--workers must be at least 1, got {workers}")
+    cores = os.cpu_count() or 1
+    if backend == "local" and workers is not None and workers > cores:  # allowed, but no faster: say so once
+        _echo(f"dpd sweep: note: --workers {workers} on {cores} cores: runs share the cores, each slower, the sweep no"
+              f" sooner (--workers {cores} does the same work)")
 
     if config is not None:
         if not config.is_file():
