@@ -504,3 +504,28 @@ def test_stage_c_sets_the_gate_against_who_was_better():
     assert got["phases"] == 8 and got["auc"] == 1.0
     assert got["peer_better"] == pytest.approx(np.mean([0.9, 0.8, 0.7, 1.0]))
     assert got["peer_worse"] == pytest.approx(np.mean([0.1, 0.2, 0.1, 0.0]))
+
+
+def test_gate_windows_sets_each_gate_against_the_true_gap(tmp_path, capsys):
+    """gate_windows.py: per estimator, the share gate and the mean-sign gate averaged over the windows where the peer
+    is truly worse / better on the whole, read from every run's calibration.json."""
+    gates = _load_why("gate_windows")
+    with pytest.raises(SystemExit, match=r"no RUN/calibration/calibration\.json"):
+        gates.main([str(tmp_path), "--out", str(tmp_path / "out")])
+
+    def window(gap: float, share: float, gate: float, mean: float) -> dict:
+        return {"true_gap": gap, "true_peer_better_share": share,
+                "estimators": {"debiased": {"gate": gate, "mean": mean}}}
+
+    windows = [window(-5, 0.1, 0.2, -1.0), window(-3, 0.3, 0.4, 2.0), window(4, 0.9, 0.8, 3.0), window(6, 0.7, 0.6, -1)]
+    folder = tmp_path / "runs" / "r" / "calibration"
+    folder.mkdir(parents=True)
+    (folder / "calibration.json").write_text(json.dumps({"algo": "ppo", "windows": windows}))
+    gates.main([str(tmp_path), "--out", str(tmp_path / "out")])
+    got = json.loads((tmp_path / "out" / "gate_windows.json").read_text())["ppo"]
+    assert (got["windows"], got["truly_worse"], got["truly_better"]) == (4, 2, 2)
+    e = got["debiased"]
+    assert e["share_gate_when_worse"] == pytest.approx(0.3) and e["share_gate_when_better"] == pytest.approx(0.7)
+    assert e["sign_gate_when_worse"] == pytest.approx(0.5) and e["sign_gate_when_better"] == pytest.approx(0.5)
+    assert e["share_r"] == pytest.approx(0.28 / np.sqrt(0.4 * 0.2))  # cov / (sd sd) over the four windows: 0.99
+    assert "| ppo | debiased | 4 (2 / 2) | 0.30 / 0.70 | 0.50 / 0.50 |" in capsys.readouterr().out
