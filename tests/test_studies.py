@@ -356,7 +356,7 @@ def test_stage_b_verdicts_recompute_from_the_runs():
             runs.append(Run(f"{variant}{seed}", "finished", "T-v0", "ddpg", variant, seed, curves={
                 "student0": (pair_x, np.array([0, 200, final + seed])),
                 "student1": (pair_x, np.array([0, 10, final + seed + 2]))}))
-    result = stage_b.analyse(runs)["T-v0"]
+    result = stage_b.analyse(runs, required=frozenset(range(4)))["T-v0"]
     assert result["grid_points"] == 3
     arm = result["arms"]["dpd-a1"]
     dpd_means, ind_means = np.arange(4) + 131.0, np.arange(4) + 101.0
@@ -368,7 +368,12 @@ def test_stage_b_verdicts_recompute_from_the_runs():
     assert result["vanilla"]["max_grid"] == pytest.approx(np.mean(np.arange(4) + 60.0))
     assert arm["max_grid"] == pytest.approx(np.mean([(200 + 132 + s) / 2 for s in range(4)]))
     assert arm["paper_statistic_vs_vanilla"]["ratio"] == pytest.approx(arm["max_grid"] / 61.5 - 1)
-    assert "**helps**" in stage_b.markdown(stage_b.analyse(runs))
+    assert "**helps**" in stage_b.markdown(stage_b.analyse(runs, required=frozenset(range(4))))
+    # the rule's seeds 0-7 not all in: the numbers, but no verdict and no judgement of the paper's claim
+    early = stage_b.analyse(runs)["T-v0"]["arms"]["dpd-a1"]
+    assert early["verdict"] == "none yet (4 of 8 required seeds)" and early["paper_statistic_vs_vanilla"]["holds"] is None
+    assert early["distillation_gain"]["diff"] == pytest.approx(30.0)
+    assert "not judged yet" in stage_b.markdown(stage_b.analyse(runs))
 
 
 @pytest.mark.parametrize("estimator", ["two_critics", "debiased"])

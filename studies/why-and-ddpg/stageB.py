@@ -26,6 +26,7 @@ from dpd.experiments.stats import difference, verdict
 
 INDEPENDENT, VANILLA = "independent", "vanilla"
 PAPER_MARGIN = 0.15  # "more than 15 percent" (paper, section 4.3)
+REQUIRED_SEEDS = frozenset(range(8))  # RULES.md: seeds 0-7 of every arm per task; with fewer, numbers but no verdict
 
 
 def on_grid_max(run: Run, learner: str, grid: set[float]) -> float:
@@ -62,7 +63,9 @@ def interval(v: tuple[float, float, float], digits: int = 0) -> str:
     return "—" if math.isnan(point) else f"{point:+.{digits}f} [{lo:+.{digits}f}, {hi:+.{digits}f}]"
 
 
-def analyse(runs: list[Run]) -> dict[str, Any]:
+def analyse(runs: list[Run], required: frozenset[int] = REQUIRED_SEEDS) -> dict[str, Any]:
+    """Per task and arm, the rule's statistics; a verdict (and the paper's claim) only where the arm, the independent
+    pair and vanilla all have every ``required`` seed."""
     done = [r for r in runs if r.status == "finished"]
     out: dict[str, Any] = {}
     for task in sorted({r.env_id for r in done}):
@@ -82,7 +85,9 @@ def analyse(runs: list[Run]) -> dict[str, Any]:
                 b = np.array([students_mean(ind[s], "final", grid) for s in seeds])
                 gain = difference(a, b, seed=1)
                 row["distillation_gain"] = gain.__dict__
-                row["verdict"] = verdict(gain.welch_low, gain.welch_high)
+                complete = required <= set(seeds) and required <= set(van)
+                row["verdict"] = (verdict(gain.welch_low, gain.welch_high) if complete else
+                                  f"none yet ({len(required & set(seeds))} of {len(required)} required seeds)")
                 row["bootstrap"] = difference_ci(a, b, stream("stageB", task, arm, "gain"))
                 worse_a = np.array([min(learner_values(mine[s], "final", grid)) for s in seeds])
                 worse_b = np.array([min(learner_values(ind[s], "final", grid)) for s in seeds])
@@ -101,8 +106,10 @@ def analyse(runs: list[Run]) -> dict[str, Any]:
             if len(vmx) and len(mx):
                 d = difference(mx, vmx, seed=4)
                 ratio = mx.mean() / vmx.mean() - 1 if vmx.mean() else math.nan
+                judged = required <= set(mine) and required <= set(van)
                 row["paper_statistic_vs_vanilla"] = {**d.__dict__, "ratio": float(ratio),
-                                                     "holds": bool(ratio >= PAPER_MARGIN and d.welch_low > 0)}
+                                                     "holds": bool(ratio >= PAPER_MARGIN and d.welch_low > 0)
+                                                     if judged else None}
             infl = np.array([students_mean(mine[s], "max_grid", grid) - students_mean(mine[s], "final", grid)
                              for s in sorted(mine)])
             row["max_inflation"] = mean_ci(infl, stream("stageB", task, arm, "inflation"))
@@ -144,8 +151,8 @@ def markdown(result: dict[str, Any]) -> str:
                   " | max - final (inflation) |", "|---|---|---|---|---|---|"]
         for arm, r in t["arms"].items():
             p = r.get("paper_statistic_vs_vanilla")
-            cells = (f"{fmt(_D(p))} | {100 * p['ratio']:+.1f}% | {'holds' if p['holds'] else 'does not hold'}"
-                     if p else "— | — | —")
+            claim = "not judged yet" if p and p["holds"] is None else "holds" if p and p["holds"] else "does not hold"
+            cells = f"{fmt(_D(p))} | {100 * p['ratio']:+.1f}% | {claim}" if p else "— | — | —"
             lines.append(f"| {arm} | {r['max_grid']:.0f} | {cells} | {interval(r['max_inflation'])} |")
         lines.append("")
     return "\n".join(lines) + "\n"
