@@ -239,6 +239,45 @@ def report(
     typer.echo(str(path))
 
 
+@app.command()
+def status(
+    folder: Annotated[Path, typer.Argument(help="a sweep folder (dpd sweep --out) or a run folder")],
+    all_trials: Annotated[bool, typer.Option("--all", help="list finished and pending trials too")] = False,
+) -> None:
+    """Where a sweep or a run stands, read from its folder (nothing written): finished, running (and how far),
+    stopped part-way, failed (and why), pending. Safe while the sweep runs."""
+    from dpd.experiments.status import STATES, describe, run_state, sweep_state
+    from dpd.names import SWEEP_FILE
+    from dpd.run_files import CONFIG_FILE
+
+    if not folder.is_dir():
+        raise DPDUserError(f"{folder} is not a folder; give a dpd sweep --out folder or a run folder")
+    if not (folder / SWEEP_FILE).is_file():
+        if not (folder / CONFIG_FILE).is_file():
+            raise DPDUserError(f"{folder} is neither a sweep folder ({SWEEP_FILE}) nor a run folder ({CONFIG_FILE})")
+        t = run_state(folder)
+        typer.echo(describe(t) if t.state != "finished" else f"finished    {t.name}")
+        if t.state == "unfinished":
+            typer.echo(f"next: dpd train --resume {folder}" if t.checkpoint else "next: start it again with --overwrite")
+        return
+    state = sweep_state(folder)
+    counts = ", ".join(f"{state.counts[s]} {s}" for s in STATES if state.counts[s] or s in ("finished", "pending"))
+    if state.sweep_pid:
+        by = f"a dpd sweep is running it (pid {state.sweep_pid})"
+    elif state.counts["running"]:  # a sweep of a dpd version before sweep locks, or trials trained by hand
+        by = "its folder is not locked by a dpd sweep, but trials are being trained"
+    else:
+        by = "no dpd sweep is running it"
+    typer.echo(f"{folder}: {len(state.trials)} trials: {counts}; {by}")
+    for t in state.trials:
+        if all_trials or t.state not in ("finished", "pending"):
+            typer.echo("  " + describe(t))
+    if state.counts["finished"] == len(state.trials):
+        typer.echo(f"next: dpd report {folder}")
+    elif state.sweep_pid is None and not state.counts["running"]:
+        typer.echo("next: run the same dpd sweep command again (finished trials are skipped, stopped ones resume)")
+
+
 def _auto_parallel(method: str) -> bool:
     """``dpd train``'s default mode: parallel students where the process may use >= 2 cores (measured: 0.55x the
     wall time of the vanilla baseline on 2 cores, docs/performance.md), else sequential."""

@@ -150,6 +150,22 @@ def refuse_links(run_dir: Path) -> None:
 
 
 
+def lock_holder(folder: Path) -> str | None:
+    """The pid (as written in its lock file) of the dpd process holding ``folder``'s lock, or None where no process
+    holds it. Reads only: never creates, truncates or takes the lock for longer than the probe."""
+    try:
+        fd = os.open(folder / LOCK_FILE, os.O_RDONLY | os.O_NOFOLLOW)
+    except OSError:
+        return None  # no lock file (never run, or cleaned up): nobody holds it
+    with os.fdopen(fd) as fh:
+        try:
+            fcntl.flock(fh, fcntl.LOCK_SH | fcntl.LOCK_NB)
+        except OSError:
+            return fh.read().strip() or "?"
+        fcntl.flock(fh, fcntl.LOCK_UN)
+        return None
+
+
 class RunLock:
     """An exclusive lock on a run folder, held while a process writes it (a second writer gets a one-line error)."""
 

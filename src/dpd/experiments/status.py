@@ -1,0 +1,98 @@
+"""``dpd status``: where a sweep (or one run) stands, read from its folder without touching it.
+
+For a long sweep running in the background: which trials are finished, which are being trained right now (their run
+folder's lock is held) and how far, which stopped part-way (a checkpoint to resume from, or none), which failed and
+why, and how many wait. Nothing is written, nothing is locked; it works while the sweep runs and after it stopped.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from dpd.errors import DPDUserError
+from dpd.names import CHECKPOINT_FILE, ERROR_FILE, RUNS_DIR, SWEEP_FILE
+from dpd.run_files import CONFIG_FILE, SUMMARY_FILE, lock_holder, read_yaml, run_steps
+
+#: the order states are listed and counted in
+STATES = ("running", "unfinished", "failed", "finished", "pending")
+
+
+@dataclass(frozen=True)
+class TrialState:
+    """One trial (or run) of a sweep, as its folder says."""
+
+    name: str
+    #: one of :data:`STATES`; ``unfinished``: stopped part-way (no process holds it)
+    state: str
+    #: env steps its learners' progress.csv files report (a stopped run resumes from its last checkpoint, which may
+    #: be up to one checkpoint interval earlier)
+    steps: int
+    budget: int
+    checkpoint: bool = False
+    #: the pid holding the run folder (``running``)
+    pid: str | None = None
+    #: the first line of error.txt (``failed``)
+    error: str = ""
+
+
+@dataclass
+class SweepState:
+    folder: Path
+    trials: list[TrialState]
+    #: the pid of the ``dpd sweep`` holding the sweep folder, None where none runs it now
+    sweep_pid: str | None = None
+    counts: dict[str, int] = field(default_factory=dict)
+
+
+def run_state(run_dir: Path, name: str | None = None, budget: int | None = None) -> TrialState:
+    """The state of one run folder (a sweep's trial, or a ``dpd train`` run)."""
+    name = name or run_dir.name
+    if budget is None:
+        try:
+            budget = int(read_yaml(run_dir / CONFIG_FILE)["total_steps"])
+        except (OSError, KeyError, TypeError, ValueError, DPDUserError):
+            budget = 0
+    if not run_dir.is_dir():
+        return TrialState(name, "pending", 0, budget)
+    steps = run_steps(run_dir)
+    checkpoint = (run_dir / CHECKPOINT_FILE).is_file()
+    if (run_dir / SUMMARY_FILE).is_file():
+        return TrialState(name, "finished", max(steps, budget), budget)
+    pid = lock_holder(run_dir)
+    if pid is not None:
+        return TrialState(name, "running", steps, budget, checkpoint, pid)
+    if (run_dir / ERROR_FILE).is_file():
+        lines = (run_dir / ERROR_FILE).read_text(errors="replace").strip().splitlines()
+        return TrialState(name, "failed", steps, budget, checkpoint, error=lines[-1] if lines else "")
+    if not (run_dir / CONFIG_FILE).is_file():
+        return TrialState(name, "pending", 0, budget)
+    return TrialState(name, "unfinished", steps, budget, checkpoint)
+
+
+def sweep_state(folder: Path) -> SweepState:
+    """Every trial of the sweep in ``folder`` (its sweep.yaml says which), in the sweep's own order."""
+    from dpd.experiments.sweep import SweepSpec, expand
+
+    if not (folder / SWEEP_FILE).is_file():
+        raise DPDUserError(f"{folder} holds no sweep ({SWEEP_FILE} missing); give the --out folder of a dpd sweep,"
+                           " or a run folder")
+    trials = expand(SweepSpec.from_dict(read_yaml(folder / SWEEP_FILE)), check_env=False)
+    states = [run_state(folder / RUNS_DIR / t.name, t.name, t.config.total_steps) for t in trials]
+    counts = {s: sum(t.state == s for t in states) for s in STATES}
+    return SweepState(folder, states, lock_holder(folder), counts)
+
+
+def describe(t: TrialState) -> str:
+    """One line for a trial that is not simply finished or pending."""
+    share = f" ({t.steps / t.budget:.0%})" if t.budget else ""
+    where = f"{t.steps:,} / {t.budget:,} env steps{share}"
+    if t.state == "running":
+        return f"running     {t.name}  {where}, pid {t.pid}"
+    if t.state == "failed":
+        return f"failed      {t.name}  {t.error}"
+    if t.state == "unfinished":
+        resume = ("resumes from its last checkpoint" if t.checkpoint else
+                  "no checkpoint: starts again from 0")
+        return f"unfinished  {t.name}  {where}; {resume}"
+    return f"{t.state:<11} {t.name}"

@@ -1,0 +1,84 @@
+"""``dpd status``: a sweep's (or a run's) state read from its folder, nothing written."""
+
+import os
+import shutil
+from pathlib import Path
+
+import pytest
+
+from dpd.cli import main
+from dpd.run_files import RunLock
+
+
+def _files(folder: Path) -> dict[str, tuple[int, int]]:
+    return {str(p): (p.stat().st_size, p.stat().st_mtime_ns) for p in folder.rglob("*") if p.is_file()}
+
+
+@pytest.fixture(scope="module")
+def finished_sweep(tmp_path_factory) -> Path:
+    out = tmp_path_factory.mktemp("status") / "sw"
+    assert main(["sweep", "--env", "CartPole-v1", "--seeds", "3", "--total-steps", "2048", "--method", "vanilla",
+                 "--workers", "1", "--out", str(out), "--set", "eval_freq=0"]) == 0
+    return out
+
+
+def status(capsys, *args: str) -> tuple[int, str, str]:
+    code = main(["status", *args])
+    captured = capsys.readouterr()
+    return code, captured.out, captured.err
+
+
+def test_a_finished_sweep_says_so_and_points_to_the_report(finished_sweep, capsys):
+    before = _files(finished_sweep)
+    code, out, _ = status(capsys, str(finished_sweep))
+    assert code == 0
+    assert f"{finished_sweep}: 3 trials: 3 finished, 0 pending; no dpd sweep is running it" in out
+    assert f"next: dpd report {finished_sweep}" in out and "CartPole" not in out  # finished trials only with --all
+    _, out, _ = status(capsys, str(finished_sweep), "--all")
+    assert out.count("finished    CartPole-v1__ppo__vanilla__s") == 3
+    assert _files(finished_sweep) == before  # read only: no lock file, nothing touched
+
+
+def test_each_state_of_a_trial_is_told_apart(finished_sweep, tmp_path, capsys):
+    sweep = tmp_path / "sw"
+    shutil.copytree(finished_sweep, sweep)
+    runs = sweep / "runs"
+    s0, s1, s2 = (runs / f"CartPole-v1__ppo__vanilla__s{s}" for s in range(3))
+    (s0 / "summary.json").unlink()  # stopped part-way, with a checkpoint
+    (s0 / "checkpoint.pt").write_bytes(b"")
+    (s1 / "summary.json").unlink()  # failed
+    (s1 / "error.txt").write_text("Traceback (most recent call last):\n  ...\nValueError: boom\n")
+    shutil.rmtree(s2)  # pending
+    code, out, _ = status(capsys, str(sweep))
+    assert code == 0 and "3 trials: 1 unfinished, 1 failed, 0 finished, 1 pending; no dpd sweep is running it" in out
+    assert "unfinished  CartPole-v1__ppo__vanilla__s0  2,048 / 2,048 env steps (100%); resumes from its last" in out
+    assert "failed      CartPole-v1__ppo__vanilla__s1  ValueError: boom" in out
+    assert "next: run the same dpd sweep command again" in out
+    (s0 / "checkpoint.pt").unlink()
+    _, out, _ = status(capsys, str(sweep))
+    assert "no checkpoint: starts again from 0" in out
+    # a process holding the trial's folder: running (its pid); holding the sweep folder: the sweep runs it
+    trial_lock, sweep_lock = RunLock(s0).acquire(), RunLock(sweep).acquire()
+    try:
+        _, out, _ = status(capsys, str(sweep))
+    finally:
+        trial_lock.release()
+        sweep_lock.release()
+    assert f"running     CartPole-v1__ppo__vanilla__s0  2,048 / 2,048 env steps (100%), pid {os.getpid()}" in out
+    assert f"a dpd sweep is running it (pid {os.getpid()})" in out and "next:" not in out
+
+
+def test_a_run_folder_and_bad_input(finished_sweep, tmp_path, capsys):
+    run = tmp_path / "run"
+    shutil.copytree(finished_sweep / "runs" / "CartPole-v1__ppo__vanilla__s0", run)
+    _, out, _ = status(capsys, str(run))
+    assert out.strip() == "finished    run"
+    (run / "summary.json").unlink()
+    (run / "checkpoint.pt").write_bytes(b"")
+    _, out, _ = status(capsys, str(run))
+    assert f"next: dpd train --resume {run}" in out
+    code, _, err = status(capsys, str(tmp_path / "nope"))
+    assert code == 2 and err.strip() == (f"dpd: error: {tmp_path / 'nope'} is not a folder; give a dpd sweep --out"
+                                         " folder or a run folder")
+    code, _, err = status(capsys, str(tmp_path))
+    assert code == 2 and "is neither a sweep folder (sweep.yaml) nor a run folder (config.yaml)" in err
