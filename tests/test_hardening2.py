@@ -224,10 +224,15 @@ def test_t4_u5_damaged_normalisation_statistics_are_refused(tmp_path, capsys, ed
 
 
 def test_t4_a_binary_evaluation_log_on_resume_and_a_deeply_nested_config_are_one_line(cartpole_run, tmp_path, capsys):
+    from stop_helpers import SignalAt
+
+    from dpd.errors import TrainingInterrupted
+
     run = tmp_path / "run"
-    code, _ = cli(capsys, "train", *CARTPOLE[:3], "4096", *CARTPOLE[4:], "--set", "checkpoint_freq=1024",
-                  "--out", str(run))
-    (run / "summary.json").unlink()  # as if killed after its checkpoints
+    cfg = TrainConfig(env_id="CartPole-v1", total_steps=4096, eval_freq=512, eval_episodes=2, parallel=False,
+                      checkpoint_freq=1024)
+    with pytest.raises(TrainingInterrupted):  # stopped after its checkpoints (a finished run keeps none)
+        train(cfg, run, callbacks=lambda name: SignalAt(1500, signal.SIGTERM) if name == "student0" else None)
     (run / "student0" / "evaluations.csv").write_bytes(b"\x00\xff\xfe\x00")
     code, err = cli(capsys, "train", "--resume", str(run))
     assert code == 2 and one_line(err) and "not a text log" in err

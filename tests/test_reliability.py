@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 import torch as th
 from stable_baselines3 import PPO, TD3
+from stop_helpers import SignalAt
 
 from dpd import TrainConfig, train
 from dpd.cli import main
@@ -57,24 +58,8 @@ def test_sigkill_then_resume_equals_an_uninterrupted_run(tmp_path):
     assert not (b / "summary.json").exists()
     assert main(["train", "--resume", str(b), "--no-progress"]) == 0
     assert_same_run(a, b)
-
-
-class SignalAt:
-    """An SB3 callback that sends a signal to this process once the learner passed ``steps``."""
-
-    def __new__(cls, steps, sig):
-        from stable_baselines3.common.callbacks import BaseCallback
-
-        class _Cb(BaseCallback):
-            sent = False
-
-            def _on_step(self) -> bool:
-                if not _Cb.sent and self.num_timesteps >= steps:
-                    _Cb.sent = True
-                    os.kill(os.getpid(), sig)
-                return True
-
-        return _Cb()
+    # finished (uninterrupted, or resumed): no checkpoint left, the models and logs are the run
+    assert not (a / CHECKPOINT_FILE).exists() and not (b / CHECKPOINT_FILE).exists()
 
 
 @pytest.mark.parametrize("case", ["mujoco_ppo", "td3_replay"])
@@ -246,8 +231,8 @@ def test_a_run_whose_config_and_checkpoint_hold_the_flat_keys_of_older_versions_
     run = tmp_path / "run"
     cfg = TrainConfig(env_id="CartPole-v1", total_steps=4096, eval_freq=1024, eval_episodes=1, n_envs=1,
                       checkpoint_freq=1024, tensorboard=False, algo_kwargs={"n_steps": 256})
-    train(cfg, run)
-    (run / "summary.json").unlink()  # as if killed after its checkpoints
+    with pytest.raises(TrainingInterrupted):  # stopped after its checkpoints (a finished run keeps none)
+        train(cfg, run, callbacks=lambda name: SignalAt(1500, signal.SIGTERM) if name == "student0" else None)
 
     def flat(d):
         out = {k: v for k, v in d.items() if k != "distill"}

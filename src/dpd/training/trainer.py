@@ -199,6 +199,11 @@ class DPDTrainer:
         if self.run_dir is not None:
             self._all("save")
             write_json(self.run_dir / SUMMARY_FILE, summary)
+            # a finished run cannot be resumed, and its models are saved: its last checkpoint is dead weight (with
+            # the replay buffers, ~600 MB per DDPG pair). After summary.json, so a kill in between leaves a finished run
+            from dpd.training.checkpoint import CHECKPOINT_FILE
+
+            (self.run_dir / CHECKPOINT_FILE).unlink(missing_ok=True)
         return summary
 
     def _sequential_round(self, bar: _Progress) -> bool:
