@@ -123,7 +123,7 @@ def test_sigterm_checkpoints_running_trials_and_the_next_sweep_resumes_them(tmp_
             "--method", "dpd", "--out", str(out), "--set", "eval_freq=0"]
     runs = [out / RUNS_DIR / f"CartPole-v1__ppo__dpd-a1__s{s}" for s in (0, 1)]
     proc, err = _sigterm_sweep_when(args, lambda: all((r / "student0" / "progress.csv").is_file() for r in runs))
-    assert "2 running trial(s) checkpointed" in err
+    assert "2 running trial(s) checkpointed" in err and f"(dpd status {out} shows where it stands)" in err
     stopped_at = {}
     for run in runs:
         assert (run / "checkpoint.pt").is_file() and trial_status(run) == "unfinished"

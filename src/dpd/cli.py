@@ -219,7 +219,7 @@ def sweep(
           f" -> {out}; next: dpd report {out}")
     if result.stopped_by is not None:
         _echo(f"dpd sweep: {result.stopped_by}: stopped; {len(result.interrupted)} running trial(s) checkpointed;"
-              " run the same command again to resume")
+              f" run the same command again to resume (dpd status {out} shows where it stands)")
         _exit_interrupted()
     if result.failed:
         raise typer.Exit(1)
