@@ -256,7 +256,7 @@ def status(
         if not (folder / CONFIG_FILE).is_file():
             raise DPDUserError(f"{folder} is neither a sweep folder ({SWEEP_FILE}) nor a run folder ({CONFIG_FILE})")
         t = run_state(folder)
-        typer.echo(describe(t) if t.state != "finished" else f"finished    {t.name}")
+        typer.echo(describe(t))
         if t.state == "unfinished":
             typer.echo(f"next: dpd train --resume {folder}" if t.checkpoint else "next: start it again with --overwrite")
         return

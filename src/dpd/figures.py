@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import sys
+from collections.abc import Sequence
 from typing import Any
 
 
@@ -22,3 +23,14 @@ def pyplot() -> Any:
     import matplotlib.pyplot as plt
 
     return plt
+
+
+def seed_strip(ax: Any, position: float, values: Sequence[float], colour: str, hollow: bool = False) -> None:
+    """One arm's per-seed values at x = ``position``: each a dot (spread a little sideways), and a bar at their mean.
+    ``hollow``: open dots (e.g. an arm with few seeds)."""
+    import numpy as np
+
+    xs = position + np.linspace(-0.12, 0.12, len(values)) if len(values) > 1 else np.full(len(values), float(position))
+    ax.scatter(xs, values, s=18, alpha=0.75, facecolors="none" if hollow else None, edgecolors=colour, color=colour)
+    if len(values):
+        ax.hlines(np.mean(values), position - 0.3, position + 0.3, color=colour, linewidth=2)

@@ -35,18 +35,13 @@ def per_learner(text: str) -> dict[str, dict[str, list[float]]]:
 def main() -> None:
     table, target = Path(sys.argv[1]), Path(sys.argv[2])
     data = per_learner(table.read_text())
-    from dpd.figures import pyplot
+    from dpd.figures import pyplot, seed_strip
 
     plt = pyplot()
     fig, axes = plt.subplots(1, len(data), figsize=(4.6 * len(data), 3.6), squeeze=False)
     for ax, (task, rows) in zip(axes[0], data.items(), strict=True):
         for k, arm in enumerate(ARMS):
-            ys = rows.get(arm, [])
-            xs = k + np.linspace(-0.12, 0.12, len(ys)) if len(ys) > 1 else np.full(len(ys), k)
-            ax.scatter(xs, ys, s=18, alpha=0.75, facecolors="none" if arm == "dpd-a1" else None,
-                       edgecolors=f"C{k}", color=f"C{k}")
-            if ys:
-                ax.hlines(np.mean(ys), k - 0.3, k + 0.3, color=f"C{k}", linewidth=2)
+            seed_strip(ax, k, rows.get(arm, []), f"C{k}", hollow=arm == "dpd-a1")
         ax.set_xticks(range(len(ARMS)), list(ARMS.values()), fontsize=8)
         ax.set_title(f"{task}: final return at 1M total env steps", fontsize=9)
         ax.set_ylabel("deterministic evaluation return")

@@ -136,7 +136,7 @@ def figure(arms: dict[str, dict[str, dict[int, list[float]]]], controls: dict[st
            path: Path) -> Path:
     """Every seed's final return per task (a pair: its students' mean): the PPO study's vanilla, independent pair
     and DPD arms beside this stage's arm(s). Each dot a seed, the bar its mean."""
-    from dpd.figures import pyplot
+    from dpd.figures import pyplot, seed_strip
 
     plt = pyplot()
     tasks = sorted(arms)
@@ -145,11 +145,7 @@ def figure(arms: dict[str, dict[str, dict[int, list[float]]]], controls: dict[st
         shown = {**{k: v for k, v in controls.get(task, {}).items() if k in (VANILLA, INDEPENDENT, "dense1")},
                  **arms[task]}
         for k, by_seed in enumerate(shown.values()):
-            ys = [float(np.mean(v)) for v in by_seed.values()]
-            xs = k + np.linspace(-0.12, 0.12, len(ys)) if len(ys) > 1 else np.full(len(ys), float(k))
-            ax.scatter(xs, ys, s=18, alpha=0.75, color=f"C{k}")
-            if ys:
-                ax.hlines(np.mean(ys), k - 0.3, k + 0.3, color=f"C{k}", linewidth=2)
+            seed_strip(ax, k, [float(np.mean(v)) for v in by_seed.values()], f"C{k}")
         labels = [f"{arm}\n({'this stage' if arm in arms[task] else 'PPO study'}, {len(v)} seeds)"
                   for arm, v in shown.items()]
         ax.set_xticks(range(len(shown)), labels, fontsize=7)

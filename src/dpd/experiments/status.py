@@ -32,7 +32,7 @@ class TrialState:
     checkpoint: bool = False
     #: the pid holding the run folder (``running``)
     pid: str | None = None
-    #: the first line of error.txt (``failed``)
+    #: the last line of error.txt (``failed``: a traceback's last line names the error)
     error: str = ""
 
 

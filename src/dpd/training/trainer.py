@@ -20,7 +20,7 @@ from typing import Any
 from dpd.config import TrainConfig
 from dpd.envs import EnvSource, check_env_id, provide_env_factory
 from dpd.errors import DPDUserError, TrainingDiverged, TrainingInterrupted
-from dpd.names import ERROR_FILE
+from dpd.names import CHECKPOINT_FILE, ERROR_FILE
 from dpd.run_files import CONFIG_FILE, SUMMARY_FILE, atomic_write_text, create_run_dir, write_json, write_yaml
 from dpd.students.base import Student
 from dpd.students.factory import set_torch_threads
@@ -201,8 +201,6 @@ class DPDTrainer:
             write_json(self.run_dir / SUMMARY_FILE, summary)
             # a finished run cannot be resumed, and its models are saved: its last checkpoint is dead weight (with
             # the replay buffers, ~600 MB per DDPG pair). After summary.json, so a kill in between leaves a finished run
-            from dpd.training.checkpoint import CHECKPOINT_FILE
-
             (self.run_dir / CHECKPOINT_FILE).unlink(missing_ok=True)
         return summary
 
@@ -276,7 +274,7 @@ class DPDTrainer:
         self.log(f"dpd: {name}: stopping {when} (Ctrl-C again to abort now)")
 
     def save_checkpoint(self) -> Path:
-        from dpd.training.checkpoint import CHECKPOINT_FILE, save_checkpoint
+        from dpd.training.checkpoint import save_checkpoint
 
         assert self.run_dir is not None
         path = self.run_dir / CHECKPOINT_FILE
@@ -408,7 +406,7 @@ def resume(
         that cannot be found by name (:func:`dpd.envs.make_env`)."""
     from dpd.config import read_run_config
     from dpd.run_files import RunLock, refuse_links, remove_stale_temporaries
-    from dpd.training.checkpoint import CHECKPOINT_FILE, load_checkpoint
+    from dpd.training.checkpoint import load_checkpoint
 
     run_dir = Path(run)
     if not run_dir.is_dir():
