@@ -3,6 +3,7 @@
 import csv
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -413,6 +414,24 @@ def test_a_tasks_cis_do_not_move_when_another_tasks_runs_join_the_report(tmp_pat
     alone = cartpole("alone")
     assert alone == cartpole("both")
     assert any(lo < hi for _, lo, hi in alone)  # not only zero-width intervals
+
+
+def test_one_sweep_split_across_two_folders_reports_each_trial_once(tmp_path):
+    # seeds 0-3 planned in "a", seeds 2-3 trained in "b" instead (a second core): a's 2-3 stay pending (no folder)
+    whole = SweepSpec(envs=["CartPole-v1"], total_steps=2000, seeds=[0, 1, 2, 3], variants=["vanilla"])
+    tail = SweepSpec(envs=["CartPole-v1"], total_steps=2000, seeds=[2, 3], variants=["vanilla"])
+    fake_sweep(tmp_path / "a", whole, {"vanilla": 100.0})
+    fake_sweep(tmp_path / "b", tail, {"vanilla": 100.0})
+    for seed in (2, 3):
+        shutil.rmtree(tmp_path / "a" / RUNS_DIR / f"CartPole-v1__ppo__vanilla__s{seed}")
+    from dpd.experiments.report.runs import load_sweeps
+
+    for order in (["a", "b"], ["b", "a"]):
+        runs, _ = load_sweeps([tmp_path / d for d in order])
+        assert sorted((r.seed, r.status) for r in runs) == [(s, "finished") for s in range(4)]
+    runs, _ = load_sweeps([tmp_path / "a"])  # alone, a's own pending trials are still listed as pending
+    assert sorted((r.seed, r.status) for r in runs) == [(0, "finished"), (1, "finished"), (2, "pending"),
+                                                        (3, "pending")]
 
 
 @pytest.mark.parametrize("case,message", [

@@ -340,6 +340,21 @@ def test_stage_b_arm_follows_the_committed_rule(agreement, expected):
         assert trial.config.distill.gate == ("advantage" if expected[1] else "none")
 
 
+def test_stage_b_split_configs_are_the_rules_trials_cut_in_two():
+    """stageB-run.sh trains stage B on two cores from configs cut out of the committed ones: every trial of a cut
+    is the original's trial of the same name, config for config, and the cuts together are the whole."""
+    def trials(name: str) -> dict[str, dict]:
+        spec = SweepSpec.from_dict(yaml.safe_load((WHY / name).read_text()))
+        return {t.name: t.config.to_dict() for t in expand(spec)}
+
+    controls, tail = trials("stageB-controls.yaml"), trials("stageB-controls-tail.yaml")
+    assert len(tail) == 8 and all(controls[name] == config for name, config in tail.items())
+    assert {(c["env_id"], c["seed"]) for c in tail.values()} == {("Walker2d-v5", s) for s in range(4, 8)}
+    whole = trials("stageB-seeds89.yaml")
+    hc, w2d = trials("stageB-seeds89-hc.yaml"), trials("stageB-seeds89-w2d.yaml")
+    assert not set(hc) & set(w2d) and {**hc, **w2d} == whole
+
+
 def test_stage_b_verdicts_recompute_from_the_runs():
     """stageB.py: the distillation gain with Welch's interval and the permutation p, and the paper's statistic on
     the grid both arms evaluated at (vanilla's extra points left out), against a hand computation."""

@@ -1,7 +1,9 @@
 """Stage B's verdict by the rule in RULES.md: DPD-DDPG at 1M total env steps against both controls.
 
-    python studies/why-and-ddpg/stageB.py runs/why-A-ddpg runs/why-B-dpd runs/why-B-controls [runs/why-B-arm] \
-        --out DIR
+    python studies/why-and-ddpg/stageB.py runs/why-A-ddpg runs/why-B-dpd runs/why-B-controls \
+        runs/why-B-controls-tail runs/why-B-seeds89-hc runs/why-B-seeds89-w2d --out DIR
+
+(the folders stageB-run.sh trains; a trial still pending in one folder and trained in another enters once)
 
 Per task and DPD arm: the distillation gain on the students' mean final return (DPD minus the independent pair, on
 the seeds both have) with Welch's 95% interval (the verdict's method), the exact permutation p and the percentile
@@ -54,8 +56,14 @@ def students_mean(run: Run, kind: str, grid: set[float]) -> float:
 
 
 def fmt(d: Any, digits: int = 0) -> str:
+    if math.isnan(d.diff):  # no seed both arms have yet
+        return "—"
     return (f"{d.diff:+.{digits}f} [{d.welch_low:+.{digits}f}, {d.welch_high:+.{digits}f}], p_perm "
             f"{d.permutation_p:.3f}")
+
+
+def num(x: float) -> str:
+    return "—" if math.isnan(x) else f"{x:.0f}"
 
 
 def interval(v: tuple[float, float, float], digits: int = 0) -> str:
@@ -139,11 +147,11 @@ def markdown(result: dict[str, Any]) -> str:
             if "distillation_gain" in r:
                 g = _D(r["distillation_gain"])
                 w = _D(r["worse_student_gain"])
-                lines.append(f"| {arm} | {len(r['seeds'])} | {r['final_students_mean']:.0f} | {fmt(g)} | "
+                lines.append(f"| {arm} | {len(r['seeds'])} | {num(r['final_students_mean'])} | {fmt(g)} | "
                              f"**{r['verdict']}** | {interval(r['bootstrap'])} | {fmt(w)} | "
                              f"{interval(r['selection_gain'])} |")
             else:
-                lines.append(f"| {arm} | {r['n']} | {r['final_students_mean']:.0f} | — | — | — | — | "
+                lines.append(f"| {arm} | {r['n']} | {num(r['final_students_mean'])} | — | — | — | — | "
                              f"{interval(r['selection_gain'])} |")
         lines += ["", "The paper's statistic (mean over seeds of each learner's maximum evaluation return, students' "
                   "mean, on the common grid) against vanilla's:", "",
@@ -153,7 +161,7 @@ def markdown(result: dict[str, Any]) -> str:
             p = r.get("paper_statistic_vs_vanilla")
             claim = "not judged yet" if p and p["holds"] is None else "holds" if p and p["holds"] else "does not hold"
             cells = f"{fmt(_D(p))} | {100 * p['ratio']:+.1f}% | {claim}" if p else "— | — | —"
-            lines.append(f"| {arm} | {r['max_grid']:.0f} | {cells} | {interval(r['max_inflation'])} |")
+            lines.append(f"| {arm} | {num(r['max_grid'])} | {cells} | {interval(r['max_inflation'])} |")
         lines.append("")
     return "\n".join(lines) + "\n"
 

@@ -85,22 +85,27 @@ def load_sweeps(sweep_dirs: Sequence[Path]) -> tuple[list[Run], SweepSpec]:
     """The runs of one or several sweep folders as one list (in folder order), and the first folder's spec.
 
     The folders must agree on ``COMPARABLE`` (one-line DPDUserError naming the key otherwise) and no trial may be in
-    two of them: the same run counted twice would shrink every interval."""
+    two of them: the same run counted twice would shrink every interval. A trial still *pending* (no folder) in one
+    sweep and trained in another enters once, from the other: one sweep's trials split across two folders (two
+    machines, or two cores, each training part of them) are reported as the one sweep they are."""
     specs = [read_spec(d) for d in sweep_dirs]
     for d, spec in zip(sweep_dirs[1:], specs[1:], strict=True):
         for key in COMPARABLE:
             if getattr(spec, key) != getattr(specs[0], key):
                 raise DPDUserError(f"{d} and {sweep_dirs[0]} differ in {key} ({getattr(spec, key)!r} vs "
                                    f"{getattr(specs[0], key)!r}); report only sweeps run with the same {key}")
-    runs: list[Run] = []
+    runs: dict[str, Run] = {}  # in folder order (a pending placeholder keeps its place when a folder fills it)
     where: dict[str, Path] = {}
     for d, spec in zip(sweep_dirs, specs, strict=True):
         for run in load_runs(d, spec):
-            if run.name in where:
+            seen = runs.get(run.name)
+            if seen is not None and run.status == "pending":
+                continue
+            if seen is not None and seen.status != "pending":
                 raise DPDUserError(f"{run.name} is in both {where[run.name]} and {d}; a run may enter a report once")
             where[run.name] = d
-            runs.append(run)
-    return runs, specs[0]
+            runs[run.name] = run
+    return list(runs.values()), specs[0]
 
 
 def load_runs(sweep_dir: Path, spec: SweepSpec | None = None) -> list[Run]:
