@@ -384,6 +384,18 @@ def test_stage_b_verdicts_recompute_from_the_runs():
     assert arm["max_grid"] == pytest.approx(np.mean([(200 + 132 + s) / 2 for s in range(4)]))
     assert arm["paper_statistic_vs_vanilla"]["ratio"] == pytest.approx(arm["max_grid"] / 61.5 - 1)
     assert "**helps**" in stage_b.markdown(stage_b.analyse(runs, required=frozenset(range(4))))
+    # the paper's own accounting: each student's max over its whole run (200; 132 + seed) against vanilla's over its
+    # first half (evaluations at 0, 20k, 40k: 100 + seed; its 900 at 60k is in the second half)
+    own = arm["paper_own_steps"]
+    assert own["vanilla_half_max"] == pytest.approx(101.5) and own["max"] == pytest.approx(np.mean((332 + np.arange(4)) / 2))
+    assert own["ratio"] == pytest.approx(own["max"] / 101.5 - 1)
+    assert result["arms"]["independent"]["student0_is_vanilla_first_half"] == []  # made-up curves: they differ
+    twin = Run("i0", "finished", "T-v0", "ddpg", "independent", 0, curves={
+        "student0": (pair_x, np.array([0, 100, 50.0])), "student1": (pair_x, np.zeros(3))})
+    assert stage_b.same_first_half(runs[0], twin)  # vanilla seed 0's evaluations at 0, 20k, 40k
+    assert not stage_b.same_first_half(runs[0], runs[1])
+    # the independent pair in the same accounting: its students (200; 102 + seed) against the same vanilla half
+    assert result["arms"]["independent"]["paper_own_steps"]["max"] == pytest.approx(np.mean((302 + np.arange(4)) / 2))
     # the rule's seeds 0-7 not all in: the numbers, but no verdict and no judgement of the paper's claim
     early = stage_b.analyse(runs)["T-v0"]["arms"]["dpd-a1"]
     assert early["verdict"] == "none yet (4 of 8 required seeds)" and early["paper_statistic_vs_vanilla"]["holds"] is None
