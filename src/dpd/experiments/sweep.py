@@ -34,7 +34,7 @@ from typing import Any
 from dpd.config import TrainConfig, apply_overrides, check_known_keys
 from dpd.errors import DPDUserError
 from dpd.internals import pool_processes
-from dpd.names import BACKENDS, ERROR_FILE, LOCK_FILE, RUNS_DIR, STOP_FILE, SWEEP_FILE, SWEEP_VARIANTS
+from dpd.names import BACKENDS, CHECKPOINT_FILE, ERROR_FILE, LOCK_FILE, RUNS_DIR, STOP_FILE, SWEEP_FILE, SWEEP_VARIANTS
 from dpd.run_files import CONFIG_FILE, SUMMARY_FILE, RunLock, check_path_length, read_yaml, run_steps, write_yaml
 from dpd.training.signals import ParentWatch, StopSignals
 
@@ -182,7 +182,6 @@ def run_trial(config_dict: dict[str, Any], run_dir: str) -> dict[str, Any]:
     """
     from dpd.errors import TrainingInterrupted
     from dpd.training import resume, train
-    from dpd.training.checkpoint import CHECKPOINT_FILE
 
     path = Path(run_dir)
     if (path.parent / STOP_FILE).is_file():  # the sweep is stopping: do not start (the next sweep runs it)
