@@ -116,7 +116,8 @@ def analyse(runs: list[Run], required: frozenset[int] = REQUIRED_SEEDS) -> dict[
             sel = np.array([max(learner_values(mine[s], "final", grid)) - students_mean(mine[s], "final", grid)
                             for s in sorted(mine)])
             row["selection_gain"] = mean_ci(sel, stream("stageB", task, arm, "selection"))
-            row["final_students_mean"] = float(np.mean([students_mean(r, "final", grid) for r in mine.values()]))
+            row["final_students_mean"] = (float(np.mean([students_mean(r, "final", grid) for r in mine.values()]))
+                                          if mine else math.nan)
             # the paper's statistic: mean over seeds of each learner's maximum (students' mean), vs vanilla
             mx = np.array([students_mean(mine[s], "max_grid", grid) for s in sorted(mine)])
             vmx = np.array([students_mean(r, "max_grid", grid) for r in van.values()])
