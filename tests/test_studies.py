@@ -384,6 +384,11 @@ def test_stage_b_verdicts_recompute_from_the_runs():
     assert arm["max_grid"] == pytest.approx(np.mean([(200 + 132 + s) / 2 for s in range(4)]))
     assert arm["paper_statistic_vs_vanilla"]["ratio"] == pytest.approx(arm["max_grid"] / 61.5 - 1)
     assert "**helps**" in stage_b.markdown(stage_b.analyse(runs, required=frozenset(range(4))))
+    # against vanilla (final 60 + seed; mean over training of vanilla's 5 evaluations 222 + seed): every seed each
+    vs = arm["vs_vanilla_final"]
+    assert vs["diff"] == pytest.approx(131 - 60) and arm["vs_vanilla_mean"]["diff"] == pytest.approx(
+        np.mean([(np.mean([0, 200, 130 + s]) + np.mean([0, 10, 132 + s])) / 2 for s in range(4)]) - np.mean(
+            [np.mean([0, 100, 50, 900, 60.0]) + s for s in range(4)]))
     # the paper's own accounting: each student's max over its whole run (200; 132 + seed) against vanilla's over its
     # first half (evaluations at 0, 20k, 40k: 100 + seed; its 900 at 60k is in the second half)
     own = arm["paper_own_steps"]

@@ -118,6 +118,14 @@ def analyse(runs: list[Run], required: frozenset[int] = REQUIRED_SEEDS) -> dict[
             row["selection_gain"] = mean_ci(sel, stream("stageB", task, arm, "selection"))
             row["final_students_mean"] = (float(np.mean([students_mean(r, "final", grid) for r in mine.values()]))
                                           if mine else math.nan)
+            # reported, not decided (RULES.md): the arm's students' mean against vanilla, final and over training
+            vfin = np.array([students_mean(r, "final", grid) for r in van.values()])
+            vmean = np.array([students_mean(r, "mean", grid) for r in van.values()])
+            if mine and len(vfin):
+                row["vs_vanilla_final"] = difference(
+                    np.array([students_mean(r, "final", grid) for r in mine.values()]), vfin, seed=6).__dict__
+                row["vs_vanilla_mean"] = difference(
+                    np.array([students_mean(r, "mean", grid) for r in mine.values()]), vmean, seed=7).__dict__
             # the paper's statistic: mean over seeds of each learner's maximum (students' mean), vs vanilla
             mx = np.array([students_mean(mine[s], "max_grid", grid) for s in sorted(mine)])
             vmx = np.array([students_mean(r, "max_grid", grid) for r in van.values()])
@@ -177,6 +185,15 @@ def markdown(result: dict[str, Any]) -> str:
             else:
                 lines.append(f"| {arm} | {r['n']} | {num(r['final_students_mean'])} | — | — | — | — | "
                              f"{interval(r['selection_gain'])} |")
+        lines += ["", "Reported, not decided (RULES.md): the mean over training (every evaluation of a learner, "
+                  "averaged) and each arm against vanilla at equal total env steps (students' mean):", "",
+                  "| arm | mean over training: gain vs independent [Welch 95%], permutation p | final vs vanilla "
+                  "[Welch 95%], permutation p | mean over training vs vanilla [Welch 95%], permutation p |",
+                  "|---|---|---|---|"]
+        for arm, r in t["arms"].items():
+            cells = [fmt(_D(r[k])) if k in r else "—" for k in ("mean_over_training_gain", "vs_vanilla_final",
+                                                                  "vs_vanilla_mean")]
+            lines.append(f"| {arm} | {' | '.join(cells)} |")
         lines += ["", "The paper's statistic (mean over seeds of each learner's maximum evaluation return, students' "
                   "mean, on the common grid) against vanilla's:", "",
                   "| arm | max statistic | vs vanilla [Welch 95%], permutation p | ratio | paper's claim (>= +15%, CI > 0)"
