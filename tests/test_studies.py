@@ -355,6 +355,29 @@ def test_stage_b_split_configs_are_the_rules_trials_cut_in_two():
     assert not set(hc) & set(w2d) and {**hc, **w2d} == whole
 
 
+def test_stage_b_figure_draws_every_finished_seed_of_each_arm(tmp_path, monkeypatch):
+    """stageB.py's figure: per task, vanilla, the independent pair and each DPD arm, each finished seed's final
+    return (a pair: its students' mean), in seed order; unfinished runs left out."""
+    import dpd.figures
+    from dpd.experiments.report import Run
+
+    stage_b = _load_why("stageB")
+    x = np.array([0.0, 40e3])
+    runs = [Run("v0", "finished", "T-v0", "ddpg", "vanilla", 0, curves={"vanilla": (x, np.array([0, 7.0]))}),
+            Run("i1", "finished", "T-v0", "ddpg", "independent", 1, curves={
+                "student0": (x, np.array([0, 4.0])), "student1": (x, np.array([0, 6.0]))}),
+            Run("i0", "finished", "T-v0", "ddpg", "independent", 0, curves={
+                "student0": (x, np.array([0, 1.0])), "student1": (x, np.array([0, 5.0]))}),
+            Run("d0", "unfinished", "T-v0", "ddpg", "dpd-a1", 0)]
+    drawn = {}
+    real = dpd.figures.seed_strips
+    monkeypatch.setattr(dpd.figures, "seed_strips", lambda panels, path, *a, **k: drawn.update(panels) or real(
+        panels, path, *a, **k))
+    path = stage_b.figure(runs, tmp_path / "b.png")
+    assert drawn == {"T-v0": {"vanilla\n(1 seeds)": [7.0], "independent\n(2 seeds)": [3.0, 5.0]}}
+    assert path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
 def test_stage_b_verdicts_recompute_from_the_runs():
     """stageB.py: the distillation gain with Welch's interval and the permutation p, and the paper's statistic on
     the grid both arms evaluated at (vanilla's extra points left out), against a hand computation."""

@@ -14,6 +14,7 @@ import numpy as np
 
 ARMS = {"vanilla": "vanilla\n(one learner)", "independent": "independent\npair", "dense1": "DPD dense1\n(8 seeds)",
         "dpd-a1": "DPD default\n(3 seeds)"}
+PANEL_TITLE = "{task}: final return at 1M total env steps"
 
 
 def per_learner(text: str) -> dict[str, dict[str, list[float]]]:
@@ -35,20 +36,11 @@ def per_learner(text: str) -> dict[str, dict[str, list[float]]]:
 def main() -> None:
     table, target = Path(sys.argv[1]), Path(sys.argv[2])
     data = per_learner(table.read_text())
-    from dpd.figures import pyplot, seed_strip
+    from dpd.figures import seed_strips
 
-    plt = pyplot()
-    fig, axes = plt.subplots(1, len(data), figsize=(4.6 * len(data), 3.6), squeeze=False)
-    for ax, (task, rows) in zip(axes[0], data.items(), strict=True):
-        for k, arm in enumerate(ARMS):
-            seed_strip(ax, k, rows.get(arm, []), f"C{k}", hollow=arm == "dpd-a1")
-        ax.set_xticks(range(len(ARMS)), list(ARMS.values()), fontsize=8)
-        ax.set_title(f"{task}: final return at 1M total env steps", fontsize=9)
-        ax.set_ylabel("deterministic evaluation return")
-        ax.grid(alpha=0.3, axis="y")
-    fig.suptitle("PPO (paper preset): each dot a seed, the bar its mean; a pair: its students' mean", fontsize=9)
-    fig.tight_layout()
-    fig.savefig(target, dpi=120)
+    panels = {task: {ARMS[arm]: rows.get(arm, []) for arm in ARMS} for task, rows in data.items()}
+    seed_strips(panels, target, "PPO (paper preset): each dot a seed, the bar its mean; a pair: its students' mean",
+                panel_title=PANEL_TITLE, hollow=[ARMS["dpd-a1"]])
     print(target)
 
 

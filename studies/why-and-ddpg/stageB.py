@@ -10,7 +10,8 @@ the seeds both have) with Welch's 95% interval (the verdict's method), the exact
 bootstrap beside it; the worse student's gain; the selection gain (better student minus students' mean); the mean
 over training; and the paper's own statistic (Figure 2: the mean over seeds of each learner's maximum evaluation
 return) on a grid of total env steps both arms evaluated at, DPD's students' mean against vanilla, with how much
-taking the maximum inflates each arm (max minus final). Writes DIR/stageB.md and DIR/stageB.json.
+taking the maximum inflates each arm (max minus final). Writes DIR/stageB.md, DIR/stageB.json and
+DIR/stageB.png (every seed's final return).
 """
 
 from __future__ import annotations
@@ -233,6 +234,25 @@ class _D:
         self.__dict__.update(d)
 
 
+def figure(runs: list[Run], path: Path) -> Path:
+    """Every seed's final return per task: vanilla, the independent pair and each DPD arm (a pair: its students'
+    mean). Each dot a seed, the bar its mean."""
+    from dpd.figures import seed_strips
+
+    done = [r for r in runs if r.status == "finished"]
+    panels: dict[str, dict[str, list[float]]] = {}
+    for task in sorted({r.env_id for r in done}):
+        these = [r for r in done if r.env_id == task]
+        arms = [VANILLA, INDEPENDENT, *sorted({r.variant for r in these} - {VANILLA, INDEPENDENT})]
+        panels[task] = {}
+        for arm in arms:
+            values = [students_mean(r, "final", set()) for r in sorted(these, key=lambda r: r.seed) if r.variant == arm]
+            panels[task][f"{arm}\n({len(values)} seeds)"] = values
+    return seed_strips(panels, path, "Stage B, DDPG (paper preset): each dot a seed, the bar its mean; a pair: its "
+                       "students' mean", panel_title="{task}: final return at 1M total env steps",
+                       panel_size=(5.2, 3.8), label_size=7)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("sweeps", nargs="+", type=Path)
@@ -244,6 +264,7 @@ def main() -> None:
     (args.out / "stageB.json").write_text(json.dumps(result, indent=1, default=float))
     text = markdown(result)
     (args.out / "stageB.md").write_text(text)
+    figure(runs, args.out / "stageB.png")
     print(text)
 
 

@@ -136,26 +136,16 @@ def figure(arms: dict[str, dict[str, dict[int, list[float]]]], controls: dict[st
            path: Path) -> Path:
     """Every seed's final return per task (a pair: its students' mean): the PPO study's vanilla, independent pair
     and DPD arms beside this stage's arm(s). Each dot a seed, the bar its mean."""
-    from dpd.figures import pyplot, seed_strip
+    from dpd.figures import seed_strips
 
-    plt = pyplot()
-    tasks = sorted(arms)
-    fig, axes = plt.subplots(1, len(tasks), figsize=(5.2 * len(tasks), 3.8), squeeze=False)
-    for ax, task in zip(axes[0], tasks, strict=True):
+    panels = {}
+    for task in sorted(arms):
         shown = {**{k: v for k, v in controls.get(task, {}).items() if k in (VANILLA, INDEPENDENT, "dense1")},
                  **arms[task]}
-        for k, by_seed in enumerate(shown.values()):
-            seed_strip(ax, k, [float(np.mean(v)) for v in by_seed.values()], f"C{k}")
-        labels = [f"{arm}\n({'this stage' if arm in arms[task] else 'PPO study'}, {len(v)} seeds)"
-                  for arm, v in shown.items()]
-        ax.set_xticks(range(len(shown)), labels, fontsize=7)
-        ax.set_title(f"{task}: final return at 1M total env steps", fontsize=9)
-        ax.set_ylabel("deterministic evaluation return")
-        ax.grid(alpha=0.3, axis="y")
-    fig.suptitle("Stage C, PPO: each dot a seed, the bar its mean; a pair: its students' mean", fontsize=9)
-    fig.tight_layout()
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
+        panels[task] = {f"{arm}\n({'this stage' if arm in arms[task] else 'PPO study'}, {len(v)} seeds)":
+                        [float(np.mean(seed)) for seed in v.values()] for arm, v in shown.items()}
+    seed_strips(panels, path, "Stage C, PPO: each dot a seed, the bar its mean; a pair: its students' mean",
+                panel_title="{task}: final return at 1M total env steps", panel_size=(5.2, 3.8), label_size=7)
     return path
 
 
