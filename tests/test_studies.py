@@ -378,6 +378,27 @@ def test_stage_b_figure_draws_every_finished_seed_of_each_arm(tmp_path, monkeypa
     assert path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
 
+def test_stage_b_seeds_0_to_7_decide_and_seeds_8_9_are_reported_beside():
+    from dpd.experiments.report import Run
+
+    stage_b = _load_why("stageB")
+    x = np.array([0.0, 40e3])
+    runs = []
+    for seed in range(10):  # DPD 30 above the pair on seeds 0-7, 300 below on seeds 8-9
+        for variant, final in (("vanilla", 0.0), ("independent", 100.0 + seed),
+                               ("dpd-a1", 130.0 + seed if seed < 8 else -200.0 + seed)):
+            names = ["vanilla"] if variant == "vanilla" else ["student0", "student1"]
+            runs.append(Run(f"{variant}{seed}", "finished", "T-v0", "ddpg", variant, seed,
+                            curves={n: (x, np.array([0, final])) for n in names}))
+    deciding, every = stage_b.deciding_and_all(runs)
+    assert deciding["T-v0"]["arms"]["dpd-a1"]["seeds"] == list(range(8))
+    assert deciding["T-v0"]["arms"]["dpd-a1"]["distillation_gain"]["diff"] == pytest.approx(30.0)
+    assert deciding["T-v0"]["arms"]["dpd-a1"]["verdict"] == "helps"
+    assert every["T-v0"]["arms"]["dpd-a1"]["distillation_gain"]["diff"] == pytest.approx((8 * 30 - 2 * 300) / 10)
+    assert "| T-v0 | dpd-a1 | 10 | -36" in stage_b.all_seeds_markdown(every)
+    assert stage_b.deciding_and_all([r for r in runs if r.seed < 8])[1] is None  # no seed 8-9: nothing beside
+
+
 def test_stage_b_verdicts_recompute_from_the_runs():
     """stageB.py: the distillation gain with Welch's interval and the permutation p, and the paper's statistic on
     the grid both arms evaluated at (vanilla's extra points left out), against a hand computation."""
