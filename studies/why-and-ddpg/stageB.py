@@ -79,7 +79,9 @@ def num(x: float) -> str:
 
 def interval(v: tuple[float, float, float], digits: int = 0) -> str:
     point, lo, hi = v
-    return "—" if math.isnan(point) else f"{point:+.{digits}f} [{lo:+.{digits}f}, {hi:+.{digits}f}]"
+    if math.isnan(point):
+        return "—"
+    return f"{point:+.{digits}f}" + ("" if math.isnan(lo) else f" [{lo:+.{digits}f}, {hi:+.{digits}f}]")  # 1 seed
 
 
 def analyse(runs: list[Run], required: frozenset[int] = REQUIRED_SEEDS) -> dict[str, Any]:
