@@ -350,6 +350,8 @@ def test_stage_b_split_configs_are_the_rules_trials_cut_in_two():
     controls, tail = trials("stageB-controls.yaml"), trials("stageB-controls-tail.yaml")
     assert len(tail) == 8 and all(controls[name] == config for name, config in tail.items())
     assert {(c["env_id"], c["seed"]) for c in tail.values()} == {("Walker2d-v5", s) for s in range(4, 8)}
+    (last,) = trials("stageB-controls-s7.yaml").items()  # the tail's last trial, trained by the first core
+    assert last == list(tail.items())[-1] and last[1]["seed"] == 7 and last[1]["method"] == "independent"
     whole = trials("stageB-seeds89.yaml")
     hc, w2d = trials("stageB-seeds89-hc.yaml"), trials("stageB-seeds89-w2d.yaml")
     assert not set(hc) & set(w2d) and {**hc, **w2d} == whole
