@@ -452,6 +452,10 @@ def test_stage_b_verdicts_recompute_from_the_runs():
     assert early["verdict"] == "none yet (4 of 8 required seeds)" and early["paper_statistic_vs_vanilla"]["holds"] is None
     assert early["distillation_gain"]["diff"] == pytest.approx(30.0)
     assert "not judged yet" in stage_b.markdown(stage_b.analyse(runs))
+    # a task part-way (one vanilla seed, no independent pair yet): the DPD seeds counted, none paired, no "nan"
+    partial = stage_b.markdown(stage_b.analyse([r for r in runs if r.variant == "dpd-a1" or r.name == "v0"]))
+    assert "Vanilla (1 seed):" in partial and "| dpd-a1 | 4 (0 paired) |" in partial and "nan" not in partial
+    assert "no interval (one seed in an arm)" in partial and "first half, evaluation for" not in partial
 
 
 @pytest.mark.parametrize("estimator", ["two_critics", "debiased"])

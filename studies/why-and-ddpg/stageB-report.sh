@@ -6,7 +6,7 @@
 set -euo pipefail
 RUNS=$1; OUT=${2:-docs/results/why-and-ddpg}
 folders=()
-for f in why-A-ddpg why-B-dpd why-B-controls why-B-controls-tail why-B-seeds89-hc why-B-seeds89-w2d; do
+for f in why-A-ddpg why-B-dpd why-B-controls why-B-controls-tail why-B-controls-s7 why-B-seeds89-hc why-B-seeds89-w2d; do
   [ -f "$RUNS/$f/sweep.yaml" ] && folders+=("$RUNS/$f")
 done
 python studies/why-and-ddpg/stageB.py "${folders[@]}" --out "$OUT/stageB" > /dev/null

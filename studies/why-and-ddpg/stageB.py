@@ -74,8 +74,13 @@ def per_seed(runs: list[Run], kind: str, grid: set[float]) -> np.ndarray:
 def fmt(d: Any, digits: int = 0) -> str:
     if math.isnan(d.diff):  # no seed both arms have yet
         return "—"
-    return (f"{d.diff:+.{digits}f} [{d.welch_low:+.{digits}f}, {d.welch_high:+.{digits}f}], p_perm "
-            f"{d.permutation_p:.3f}")
+    welch = ("no interval (one seed in an arm)" if math.isnan(d.welch_low) else
+             f"[{d.welch_low:+.{digits}f}, {d.welch_high:+.{digits}f}]")
+    return f"{d.diff:+.{digits}f} {welch}, p_perm {d.permutation_p:.3f}"
+
+
+def n_seeds(n: int) -> str:
+    return f"{n} seed" if n == 1 else f"{n} seeds"
 
 
 def num(x: float) -> str:
@@ -172,7 +177,7 @@ def markdown(result: dict[str, Any]) -> str:
         lines += [f"## {task}", "", f"Common evaluation grid: {t['grid_points']} points of total env steps.", ""]
         if "vanilla" in t:
             v = t["vanilla"]
-            lines.append(f"Vanilla ({v['n']} seeds): final {v['final']:.0f}, max on the grid {v['max_grid']:.0f} "
+            lines.append(f"Vanilla ({n_seeds(v['n'])}): final {v['final']:.0f}, max on the grid {v['max_grid']:.0f} "
                          f"(max - final {interval(v['max_inflation'])}).")
             lines.append("")
         lines += ["| arm | seeds | students' mean final | distillation gain [Welch 95%], permutation p | verdict | "
@@ -182,7 +187,9 @@ def markdown(result: dict[str, Any]) -> str:
             if "distillation_gain" in r:
                 g = _D(r["distillation_gain"])
                 w = _D(r["worse_student_gain"])
-                lines.append(f"| {arm} | {len(r['seeds'])} | {num(r['final_students_mean'])} | {fmt(g)} | "
+                paired = len(r["seeds"])  # the gain's seeds: those the independent pair has too
+                n = f"{r['n']}" if paired == r["n"] else f"{r['n']} ({paired} paired)"
+                lines.append(f"| {arm} | {n} | {num(r['final_students_mean'])} | {fmt(g)} | "
                              f"**{r['verdict']}** | {interval(r['bootstrap'])} | {fmt(w)} | "
                              f"{interval(r['selection_gain'])} |")
             else:
@@ -215,10 +222,10 @@ def markdown(result: dict[str, Any]) -> str:
                       f"{own_steps} in 3 of 4 tasks), and at equal total env steps the statistic above (the paper: more "
                       f"than {equal_total}):", ""]
             ind = t["arms"].get(INDEPENDENT, {})
-            if "student0_is_vanilla_first_half" in ind:
+            if "student0_is_vanilla_first_half" in ind and ind["seeds"]:
                 same = ind["student0_is_vanilla_first_half"]
                 lines += [f"(The independent pair's student0 has vanilla's seed; on {len(same)} of "
-                          f"{len(ind['seeds'])} seeds it returned exactly vanilla's first half, evaluation for "
+                          f"{n_seeds(len(ind['seeds']))} it returned exactly vanilla's first half, evaluation for "
                           "evaluation, so the pair's row differs from vanilla's half only by student1.)", ""]
             lines += ["| arm | students' max (own steps = 1/2 budget) | vanilla's max over its first half | "
                       f"difference [Welch 95%], permutation p | ratio (paper: > {own_steps}) | equal total: ratio "
