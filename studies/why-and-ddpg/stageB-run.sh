@@ -42,8 +42,9 @@ sweep_until() {  # CONFIG FOLDER LAST_TRIAL: sweep FOLDER, starting no trial aft
 W2D_I7=Walker2d-v5__ddpg__independent__s7  # the tail's last trial: core 1 trains it, in why-B-controls-s7
 
 core1() {
-  if [ ! -f "$RUNS/why-B-controls/runs/Walker2d-v5__ddpg__independent__s3/summary.json" ]; then
-    sweep_until stageB-controls.yaml why-B-controls Walker2d-v5__ddpg__independent__s3
+  local cut=Walker2d-v5__ddpg__independent__s3  # stageB-controls.yaml's last trial here; the tail trains the rest
+  if [ ! -f "$RUNS/why-B-controls/runs/$cut/summary.json" ]; then
+    sweep_until stageB-controls.yaml why-B-controls "$cut"
   fi
   if [ ! -d "$RUNS/why-B-controls-tail/runs/$W2D_I7" ]; then  # not started in the tail by an earlier split
     sweep stageB-controls-s7.yaml why-B-controls-s7
@@ -53,9 +54,9 @@ core1() {
 
 core2() {
   sweep stageB-dpd.yaml why-B-dpd
-  local tail="$RUNS/why-B-controls-tail/runs"
-  if [ -d "$tail/$W2D_I7" ] || [ ! -f "$tail/Walker2d-v5__ddpg__vanilla__s7/summary.json" ]; then
-    sweep_until stageB-controls-tail.yaml why-B-controls-tail Walker2d-v5__ddpg__vanilla__s7
+  local tail="$RUNS/why-B-controls-tail/runs" cut=Walker2d-v5__ddpg__vanilla__s7  # the tail's last trial here
+  if [ -d "$tail/$W2D_I7" ] || [ ! -f "$tail/$cut/summary.json" ]; then
+    sweep_until stageB-controls-tail.yaml why-B-controls-tail "$cut"
   fi
   sweep stageB-seeds89-w2d.yaml why-B-seeds89-w2d
 }

@@ -107,7 +107,7 @@ def analyse(runs: list[Run], required: frozenset[int] = REQUIRED_SEEDS) -> dict[
         task_out: dict[str, Any] = {"grid_points": len(grid), "arms": {}}
         van = by.get(VANILLA, {})
         ind = by.get(INDEPENDENT, {})
-        vanilla = list(van.values())
+        vanilla = [van[s] for s in sorted(van)]
         vfin, vmean, vmx = (per_seed(vanilla, kind, grid) for kind in ("final", "mean", "max_grid"))
         vhalf = np.array([r.metric(HALF, "max") for r in vanilla])
         for arm in [INDEPENDENT, *arms]:
@@ -133,12 +133,12 @@ def analyse(runs: list[Run], required: frozenset[int] = REQUIRED_SEEDS) -> dict[
             sel = np.array([max(learner_values(mine[s], "final", grid)) - students_mean(mine[s], "final", grid)
                             for s in sorted(mine)])
             row["selection_gain"] = mean_ci(sel, stream("stageB", task, arm, "selection"))
-            fin = per_seed(list(mine.values()), "final", grid)
+            fin = per_seed(by_seed, "final", grid)
             row["final_students_mean"] = float(fin.mean()) if mine else math.nan
             # reported, not decided (RULES.md): the arm's students' mean against vanilla, final and over training
             if mine and len(vfin):
                 row["vs_vanilla_final"] = difference(fin, vfin, seed=6).__dict__
-                row["vs_vanilla_mean"] = difference(per_seed(list(mine.values()), "mean", grid), vmean, seed=7).__dict__
+                row["vs_vanilla_mean"] = difference(per_seed(by_seed, "mean", grid), vmean, seed=7).__dict__
             # the paper's statistic: mean over seeds of each learner's maximum (students' mean), vs vanilla
             mx = per_seed(by_seed, "max_grid", grid)
             row["max_grid"] = float(mx.mean()) if len(mx) else math.nan
@@ -161,7 +161,7 @@ def analyse(runs: list[Run], required: frozenset[int] = REQUIRED_SEEDS) -> dict[
             if arm == INDEPENDENT:  # student0 has vanilla's seed: is it vanilla's first half, evaluation for evaluation?
                 row["student0_is_vanilla_first_half"] = [s for s in sorted(set(mine) & set(van))
                                                          if same_first_half(van[s], mine[s])]
-            infl = mx - per_seed(by_seed, "final", grid)
+            infl = mx - fin
             row["max_inflation"] = mean_ci(infl, stream("stageB", task, arm, "inflation"))
             task_out["arms"][arm] = row
         if van:
