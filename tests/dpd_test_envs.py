@@ -120,3 +120,15 @@ for _fault in ("nan_reward", "wrong_shape", "vector_reward", "old_reset"):
 
 if "dpdns/Corridor-v0" not in gym.registry:
     gym.register("dpdns/Corridor-v0", entry_point=Corridor, max_episode_steps=50)
+
+
+def record_call() -> gym.Env:
+    """A factory that leaves a mark (the file ``$DPD_TEST_CALLED``) when it is called: the property test of 'a run
+    folder is data' names it in a folder's config.yaml and checks that no command calls it."""
+    import os
+    from pathlib import Path
+
+    mark = os.environ.get("DPD_TEST_CALLED")
+    if mark:
+        Path(mark).write_text("called")
+    return gym.make("CartPole-v1")

@@ -119,7 +119,7 @@ def test_c1_opening_a_run_folder_never_imports_a_module_it_names(cartpole_run, t
     monkeypatch.syspath_prepend(str(tmp_path))  # the notebook case: the working folder is on sys.path
     from dpd.loading import load_learner
 
-    with pytest.raises(DPDUserError, match="does not import"):
+    with pytest.raises(DPDUserError, match="imports no module"):
         load_learner(run, "student0")
     code, err = cli(capsys, "evaluate", str(run), "--episodes", "1")
     assert code == 2 and one_line(err)

@@ -35,8 +35,8 @@ app = typer.Typer(
 
 
 #: --env of the commands that open a run folder
-ENV_AGAIN = ("the run's environment again, where its config.yaml names a module (module:...) that dpd does not import"
-             " from a run folder on its own")
+ENV_AGAIN = ("the run's environment again, where its config.yaml names a module (module:...): dpd imports no module"
+             " and calls no function a run folder names (or trust the module: DPD_ENV_MODULES=module)")
 
 
 def _echo(msg: str) -> None:
@@ -188,6 +188,7 @@ def sweep(
     out: Annotated[Path, typer.Option(help="sweep folder; run the same command again to resume")] = Path("runs/sweep"),
 ) -> None:
     """Run a grid of runs (env x algo x method x alpha x seed) at the same total env steps; resumable."""
+    from dpd.envs import check_file_env_id
     from dpd.experiments.sweep import SweepSpec, run_sweep
     from dpd.run_files import read_yaml
 
@@ -205,6 +206,8 @@ def sweep(
         if not isinstance(data, dict):
             raise DPDUserError(f"--config {config} is not a YAML mapping")
         spec = SweepSpec.from_dict(data)
+        for env_id in spec.envs:  # a sweep file may come from someone else: it names no code that dpd runs
+            check_file_env_id(env_id, f"--config {config}", f"--env {env_id} on the command line instead of --config")
     else:
         if not env:
             raise DPDUserError("dpd sweep needs --env (repeatable) or --config FILE")

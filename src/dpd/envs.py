@@ -94,25 +94,40 @@ def _lookup(module: str | None, qualname: str) -> Any:
     return obj
 
 
-def _installed(module: str) -> bool:
-    """Whether ``module`` is part of an installed distribution (not a file beside a run folder or in the cwd)."""
-    from importlib.metadata import packages_distributions
-
-    return module.split(".")[0] in packages_distributions()
+#: the environment variable in which a user names the modules whose envs dpd may open from a run folder or a sweep
+#: file by itself (comma-separated, e.g. ``DPD_ENV_MODULES=my_package.envs``): a trusted place of the user's own
+TRUSTED_MODULES_VAR = "DPD_ENV_MODULES"
 
 
-def _import_env_module(module: str, env_id: str, trust: bool) -> None:
-    """Import the module an env id names. ``trust`` False (the id was read from a run folder): only a module this
-    process imported already or one of an installed distribution; opening a folder never runs code from it."""
+def trusted_modules() -> frozenset[str]:
+    """The modules the user trusts by :data:`TRUSTED_MODULES_VAR` (read on every call: the user may set it late)."""
+    return frozenset(m.strip() for m in os.environ.get(TRUSTED_MODULES_VAR, "").split(",") if m.strip())
+
+
+def untrusted_refusal(env_id: str, source: str, module: str, again: str | None = None) -> DPDUserError:
+    """The one-line refusal of a ``module:...`` env id that a file names (``source``: what the file is; ``again``:
+    how the user passes the environment again, where they can)."""
+    again = f"--env {env_id}, or env=... in Python" if again is None else again
+    return DPDUserError(f"{source} names environment {env_id!r} from module {module!r}; dpd imports no module and calls"
+                        f" no function that a file names: pass the environment again ({again}), or trust the module"
+                        f" with {TRUSTED_MODULES_VAR}={module}")
+
+
+def check_file_env_id(env_id: str, source: str, again: str) -> None:
+    """Refuse (one line) a ``module:...`` env id read from a file (a sweep file) whose module the user has not
+    trusted (:data:`TRUSTED_MODULES_VAR`); a plain Gymnasium id passes."""
+    module, sep, _ = env_id.rpartition(":")
+    if sep and module not in trusted_modules():
+        raise untrusted_refusal(env_id, source, module, again)
+
+
+def _import_env_module(module: str, env_id: str) -> None:
+    """Import the module a (trusted) env id names."""
     if not all(part.isidentifier() for part in module.split(".")):
         raise DPDUserError(f"environment {env_id!r}: {module!r} is not a module name; use module:EnvId-v0 or"
                            " module:make_env with an importable module (e.g. my_package.envs:MyEnv-v0), or a plain id")
     if module in sys.modules:
         return
-    if not trust and not _installed(module):
-        raise DPDUserError(f"this run's environment {env_id!r} comes from module {module!r}, which dpd does not import"
-                           " on its own from a run folder: pass the environment again (--env {env_id}, or env=... in"
-                           " Python)")
     try:
         importlib.import_module(module)
     except Exception as exc:  # ImportError, or anything the module raises while it runs
@@ -122,7 +137,13 @@ def _import_env_module(module: str, env_id: str, trust: bool) -> None:
 def make_env(env_id: str, trust: bool = True) -> gym.Env:
     """A new instance of ``env_id``: a registered Gymnasium id, ``module:EnvId-v0`` (the module registers it),
     ``module:make_env`` (a callable in the module), or a factory registered in this process. One-line DPDUserError
-    for anything that does not make a gym.Env. ``trust``: see :func:`_import_env_module`."""
+    for anything that does not make a gym.Env.
+
+    ``trust`` False: the id was read from a file (a run folder's config.yaml), which may come from someone else, so
+    opening it runs nothing the file chooses (docs/bad-input.md, property 1): a plain id opens through Gymnasium's
+    registry (entries only the user's own code made); for ``module:name`` dpd imports no module and calls no
+    function, and opens only an id that module already registered in this process, unless the user passed the env
+    again (then ``trust`` is True) or names the module in ``DPD_ENV_MODULES``."""
     route_mujoco_warnings()
     factory = _FACTORIES.get(env_id)
     if factory is None and env_id.startswith(UNSTORED):
@@ -131,10 +152,16 @@ def make_env(env_id: str, trust: bool = True) -> gym.Env:
                            " (DPD.load(path, env=make_env), or --env package.module:make_env)")
     if factory is None:
         module, sep, name = env_id.rpartition(":")
-        if sep:
-            _import_env_module(module, env_id, trust)
+        by_variable = not trust and module in trusted_modules()
+        if sep and not (trust or by_variable):
+            if module not in sys.modules or name not in gym.registry:  # else: the user's own code registered it
+                raise untrusted_refusal(env_id, "the run's config.yaml", module)
+        elif sep:
+            _import_env_module(module, env_id)
             if name not in gym.registry:
                 found = _lookup(module, name)
+                if by_variable and getattr(found, "__module__", None) != module:  # the module's own, not an import
+                    found = None
                 if callable(found) and not isinstance(found, str):
                     factory = found
                     _FACTORIES[env_id] = found
