@@ -140,3 +140,254 @@ def test_d3_analyze_and_calibrate_refuse_to_replace_a_users_file_in_out(cartpole
     kept = (folder / mine).read_bytes() == b"my own notes"
     assert kept, f"the user's {mine} was replaced by dpd {command} (exit {code})"
     assert code == 2 and one_line(err), refused(err)
+
+
+# ---------------------------------------------------------------------- wrong results
+@pytest.mark.xfail(strict=True, raises=AssertionError,
+                   reason="D4: analyze --against compares DPD and vanilla runs at different total env steps")
+def test_d4_analyze_against_vanilla_runs_of_another_budget_is_refused_or_compares_equal_total_steps(
+        cartpole_pair, tmp_path, capsys):
+    vanilla = []
+    for seed in (0, 1):  # half the DPD run's budget: their snapshots sit at half its total env steps
+        run = tmp_path / f"vanilla{seed}"
+        train(TrainConfig(env_id="CartPole-v1", method="vanilla", total_steps=512, seed=seed, eval_freq=0,
+                          tensorboard=False), run)
+        vanilla.append(str(run))
+    out = tmp_path / "an"
+    code, err = cli(capsys, "analyze", str(cartpole_pair), "--against", *vanilla, "--states", "10", "--out", str(out))
+    if code == 2 and one_line(err):
+        return  # refused: fine
+    assert code == 0, refused(err)
+    stages = json.loads((out / "analysis.json").read_text())["stages"]
+    compared = [(st["total_env_steps"], st["vanilla_steps"]) for st in stages]
+    assert all(v == [total, total] for total, v in compared), f"(DPD total env steps, vanilla steps): {compared}"
+
+
+@pytest.mark.xfail(strict=True, raises=AssertionError,
+                   reason="D5: an episode train_freq skips the budget check: the pair trains more than vanilla")
+def test_d5_an_episode_train_freq_keeps_the_pair_within_the_budget(tmp_path):
+    total = 1000
+    config = TrainConfig(env_id="Pendulum-v1", algo="td3", total_steps=total, iteration_steps=200, eval_freq=0,
+                         preset="none", snapshots=[], tensorboard=False,
+                         algo_kwargs={"learning_starts": 100, "gradient_steps": 2, "batch_size": 32,
+                                      "train_freq": (1, "episode"), "policy_kwargs": {"net_arch": [16]}})
+    try:
+        summary = train(config, tmp_path / "run")
+    except DPDUserError:
+        return  # refused like a step train_freq that would overshoot: fine
+    steps = {name: s["env_steps"] for name, s in summary["learners"].items()}
+    assert sum(steps.values()) <= total * 1.05, (
+        f"total_steps {total}: the pair trained {steps} = {sum(steps.values())} env steps (vanilla trains {total})")
+
+
+@pytest.mark.xfail(strict=True, raises=AssertionError,
+                   reason="D6: a callback stopping training leaves a wrong total_env_steps in summary.json")
+def test_d6_summary_counts_the_steps_taken_before_a_callback_stopped_the_run(tmp_path):
+    from stable_baselines3.common.callbacks import BaseCallback
+
+    class StopEarly(BaseCallback):
+        def _on_step(self) -> bool:
+            return self.num_timesteps < 100
+
+    run = tmp_path / "run"
+    train(TrainConfig(env_id="Pendulum-v1", algo="td3", total_steps=1000, iteration_steps=200, eval_freq=0,
+                      preset="none", snapshots=[], tensorboard=False,
+                      algo_kwargs={"learning_starts": 50, "gradient_steps": 2, "batch_size": 32,
+                                   "policy_kwargs": {"net_arch": [16]}}),
+          run, callbacks=lambda name: StopEarly())
+    summary = json.loads((run / "summary.json").read_text())
+    taken = {name: s["env_steps"] for name, s in summary["learners"].items()}
+    assert summary["status"] == "stopped_by_callback"
+    assert summary["total_env_steps"] == sum(taken.values()), (
+        f"summary.json: total_env_steps {summary['total_env_steps']}, the learners took {taken}")
+
+
+@pytest.mark.xfail(strict=True, raises=AssertionError, reason="D7: DPD.save() after a failed learn() writes summary null")
+def test_d7_saving_after_a_failed_learn_is_refused_or_writes_a_summary(tmp_path):
+    from stable_baselines3.common.callbacks import BaseCallback
+
+    class Boom(BaseCallback):
+        def _on_step(self) -> bool:
+            if self.num_timesteps > 100:
+                raise RuntimeError("boom")
+            return True
+
+    model = DPD("ppo", "CartPole-v1", eval_freq=0, snapshots=[], tensorboard=False)
+    with pytest.raises(RuntimeError, match="boom"):
+        model.learn(1024, callback=lambda name: Boom())
+    ok, said = api_error(lambda: model.save(tmp_path / "saved"))
+    if ok:
+        return  # refused: fine
+    summary = json.loads((tmp_path / "saved" / "summary.json").read_text())
+    assert isinstance(summary, dict), f"save() after a failed learn() wrote summary.json = {summary!r}"
+
+
+#: README, "Exactness": the wall-clock columns that naturally differ between a resumed and an uninterrupted run
+WALL_CLOCK = {"time/fps", "time/time_elapsed"}
+
+
+@pytest.mark.xfail(strict=True, raises=AssertionError,
+                   reason="D8: a resumed run's progress.csv differs from an uninterrupted run's (float formatting)")
+def test_d8_a_resumed_runs_progress_csv_equals_an_uninterrupted_runs(tmp_path):
+    from stop_helpers import SignalAt
+
+    from dpd.errors import TrainingInterrupted
+    from dpd.training import resume
+
+    def config() -> TrainConfig:
+        return TrainConfig(env_id="CartPole-v1", total_steps=2048, eval_freq=512, eval_episodes=2, parallel=False,
+                           tensorboard=False)
+
+    a, b = tmp_path / "a", tmp_path / "b"
+    train(config(), a)
+    with pytest.raises(TrainingInterrupted):
+        train(config(), b, callbacks=lambda name: SignalAt(600, signal.SIGTERM) if name == "student0" else None)
+    resume(b)
+    differ = []
+    for name in ("student0", "student1"):
+        tables = []
+        for run in (a, b):
+            with open(run / name / "progress.csv", newline="") as fh:
+                reader = csv.reader(fh)
+                header = next(reader)
+                keep = [i for i, column in enumerate(header) if column not in WALL_CLOCK]
+                tables.append([[header[i] for i in keep]] + [[row[i] for i in keep] for row in reader])
+        ta, tb = tables
+        if ta[0] != tb[0]:
+            differ.append(f"{name}: column order {ta[0]} vs {tb[0]}")
+        else:
+            differ += [f"{name} row {r}: {ta[0][c]} {x!r} vs {y!r}" for r, (ra, rb) in enumerate(zip(ta[1:], tb[1:]))
+                       for c, (x, y) in enumerate(zip(ra, rb)) if x != y]
+            if len(ta) != len(tb):
+                differ.append(f"{name}: {len(ta) - 1} rows vs {len(tb) - 1}")
+    assert not differ, "uninterrupted vs resumed progress.csv: " + "; ".join(differ[:6])
+
+
+# ---------------------------------------------------------------------- hangs and memory
+def alias_bomb(key: str) -> str:
+    """A sweep file of ~350 bytes whose ``key`` expands to 9**9 (387 million) items."""
+    items, previous = ["&a [x,x,x,x,x,x,x,x,x]" if key == "envs" else "&a [1,1,1,1,1,1,1,1,1]"], "a"
+    for name in "bcdefghi":
+        items.append(f"&{name} [" + ",".join([f"*{previous}"] * 9) + "]")
+        previous = name
+    return f"total_steps: 1024\n{key}: [{', '.join(items)}]\n"
+
+
+@pytest.mark.xfail(strict=True, raises=AssertionError,
+                   reason="D9: a YAML alias bomb in a sweep file hangs dpd sweep and grows its memory")
+@pytest.mark.parametrize("key", ["envs", "seeds"])
+def test_d9_a_yaml_alias_bomb_in_a_sweep_file_is_refused_quickly(tmp_path, key):
+    bomb = tmp_path / "sweep.yaml"
+    bomb.write_text(alias_bomb(key) if key == "envs" else "envs: [CartPole-v1]\n" + alias_bomb(key))
+    assert len(bomb.read_bytes()) < 400
+    code, err, seconds = run_dpd(["sweep", "--config", str(bomb), "--out", str(tmp_path / "sw")], timeout=10,
+                                 cwd=tmp_path)
+    assert code is not None, f"still running after {seconds:.0f} s (killed); stderr: {err[-300:]!r}"
+    assert code == 2 and one_line(err), f"exit {code}: {refused(err)[-500:]}"
+
+
+@pytest.mark.xfail(strict=True, raises=AssertionError,
+                   reason="D10: dpd sweep --seeds 1000000 prints and writes nothing for minutes")
+def test_d10_a_sweep_of_a_million_seeds_is_refused_or_starts_within_seconds(tmp_path):
+    out = tmp_path / "sw"
+    proc = subprocess.Popen([sys.executable, "-m", "dpd.cli", "sweep", "--env", "CartPole-v1", "--total-steps", "1024",
+                             "--seeds", "1000000", "--workers", "1", "--set", "eval_freq=0", "--out", str(out)],
+                            cwd=tmp_path, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
+                            preexec_fn=limit_memory(4))
+    try:
+        _, err = proc.communicate(timeout=12)
+        finished = True
+    except subprocess.TimeoutExpired:
+        finished = False
+        proc.send_signal(signal.SIGINT)  # a sweep that started: stop it cleanly
+        try:
+            _, err = proc.communicate(timeout=30)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            _, err = proc.communicate()
+    if finished:
+        assert proc.returncode == 2 and one_line(err), f"exit {proc.returncode}: {refused(err)}"
+    else:  # started: said so and wrote its sweep folder within the 12 s
+        assert (out / "sweep.yaml").is_file() and "dpd sweep:" in err, (
+            f"after 12 s: nothing written to {out} (exists: {out.exists()}), stderr {err[-300:]!r}")
+
+
+# ---------------------------------------------------------------------- tracebacks -> one line
+@pytest.mark.xfail(strict=True, raises=AssertionError,
+                   reason="D11: dpd status on an infinite total_steps or progress row: OverflowError traceback")
+@pytest.mark.parametrize("where", ["config.yaml", "progress.csv"])
+def test_d11_status_of_a_run_with_an_infinite_number_is_one_line_or_a_status(cartpole_pair, tmp_path, capsys, where):
+    run = copy_run(cartpole_pair, tmp_path / "run")
+    (run / "summary.json").unlink()  # a run stopped part-way
+    if where == "config.yaml":
+        config = (run / "config.yaml").read_text()
+        (run / "config.yaml").write_text("\n".join("total_steps: .inf" if line.startswith("total_steps:") else line
+                                                   for line in config.splitlines()) + "\n")
+    else:
+        path = run / "student0" / "progress.csv"
+        with open(path, newline="") as fh:
+            rows = list(csv.DictReader(fh))
+        rows[-1]["time/total_timesteps"] = "inf"
+        buffer = io.StringIO()
+        writer = csv.DictWriter(buffer, fieldnames=list(rows[0]))
+        writer.writeheader()
+        writer.writerows(rows)
+        path.write_text(buffer.getvalue())
+    code, err = cli(capsys, "status", str(run))
+    assert code in (0, 2) and "Traceback" not in err, f"exit {code}: {refused(err)}"
+    assert code == 0 or one_line(err), refused(err)
+
+
+def damage_windows(run: Path, case: str) -> None:
+    """Edit both students' recorded windows (window.npz) of a calibration run the way ``case`` says."""
+    for window in sorted(run.glob("student*/snapshots/*/window.npz")):
+        with np.load(window) as data:
+            w = {k: data[k] for k in data.files}
+        if case == "huge_header":  # states.npy's header claims 10**12 rows; the data are the 257 real ones
+            buffer = io.BytesIO()
+            np.save(buffer, w.pop("states"))
+            rows = len(np.load(window)["states"])
+            raw = buffer.getvalue().replace(f"({rows}, ".encode(), b"(1000000000000, ", 1)
+            np.savez(window, **w)
+            with zipfile.ZipFile(window, "a") as z:
+                z.writestr("states.npy", raw)
+            continue
+        if case == "sim_states_width":
+            w["sim_states"] = w["sim_states"][:, :5]
+        elif case == "states_width":
+            w["states"] = w["states"][:, :2]
+        elif case == "gamma_1":
+            w["gamma"] = np.array(1.0)
+        elif case == "gamma_vector":
+            w["gamma"] = np.array([0.99, 0.9])
+        elif case == "nan_sim_states":
+            w["sim_states"] = np.full_like(w["sim_states"], np.nan)
+        elif case in ("0_states", "2_states"):
+            n = int(case[0])
+            w = {k: (v[:n] if v.ndim else v) for k, v in w.items()}
+        elif case == "nan_states":
+            w["states"] = np.full_like(w["states"], np.nan)
+        np.savez(window, **w)
+
+
+@pytest.mark.xfail(strict=True, raises=AssertionError, reason="D12: dpd calibrate on a damaged window.npz: traceback")
+@pytest.mark.parametrize("case", ["huge_header", "sim_states_width", "states_width", "gamma_1", "gamma_vector",
+                                  "nan_sim_states"])
+def test_d12_calibrate_on_a_damaged_window_is_one_line(pendulum_pair, tmp_path, capsys, case):
+    run = copy_run(pendulum_pair, tmp_path / "run")
+    damage_windows(run, case)
+    code, err = cli(capsys, "calibrate", str(run), *CALIBRATE)
+    assert code == 2 and one_line(err), f"exit {code}: {refused(err)}"
+
+
+@pytest.mark.xfail(strict=True, raises=AssertionError,
+                   reason="D26: calibrate on 0, 2 or NaN recorded states exits 0 with NaN results")
+@pytest.mark.parametrize("case", ["0_states", "2_states", "nan_states"])
+def test_d26_calibrate_on_too_few_or_nan_states_is_one_line(pendulum_pair, tmp_path, capsys, case):
+    run = copy_run(pendulum_pair, tmp_path / "run")
+    damage_windows(run, case)
+    code, err = cli(capsys, "calibrate", str(run), *CALIBRATE)
+    written = run / "calibration" / "calibration.json"
+    assert code == 2 and one_line(err), (
+        f"exit {code}" + (f", calibration.json pooled: {json.loads(written.read_text())['pooled']}"
+                          if written.is_file() else "") + f"; {refused(err)}")
