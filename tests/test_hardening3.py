@@ -391,3 +391,80 @@ def test_d26_calibrate_on_too_few_or_nan_states_is_one_line(pendulum_pair, tmp_p
     assert code == 2 and one_line(err), (
         f"exit {code}" + (f", calibration.json pooled: {json.loads(written.read_text())['pooled']}"
                           if written.is_file() else "") + f"; {refused(err)}")
+
+
+def _sgd_policy_kwargs(out: Path) -> None:
+    import torch
+
+    DPD("ppo", "CartPole-v1", policy_kwargs={"optimizer_class": torch.optim.SGD}, eval_freq=0, run_dir=out).learn(512)
+
+
+def _callable_learning_rate(out: Path) -> None:
+    DPD("ppo", "CartPole-v1", learning_rate=lambda progress: 1e-3, eval_freq=0, run_dir=out).learn(512)
+
+
+def _train_with_sgd(out: Path) -> None:
+    import torch
+
+    train(TrainConfig(env_id="CartPole-v1", total_steps=512, eval_freq=0,
+                      algo_kwargs={"policy_kwargs": {"optimizer_class": torch.optim.SGD}}), out)
+
+
+@pytest.mark.xfail(strict=True, raises=AssertionError,
+                   reason="D13: SB3 arguments YAML cannot store (a class, a callable): RepresenterError, folder left")
+@pytest.mark.parametrize("make", [_sgd_policy_kwargs, _callable_learning_rate, _train_with_sgd],
+                         ids=["DPD_optimizer_class", "DPD_callable_learning_rate", "train_optimizer_class"])
+def test_d13_arguments_a_config_file_cannot_store_are_one_line_and_make_no_folder(tmp_path, make):
+    out = tmp_path / "run"
+    ok, said = api_error(lambda: make(out))
+    assert ok and "\n" not in said, said
+    assert not out.exists(), f"left behind: {sorted(p.name for p in out.iterdir())}"
+
+
+@pytest.mark.xfail(strict=True, raises=AssertionError,
+                   reason="D14: an env factory whose spaces change between calls: a long traceback")
+def test_d14_an_env_factory_whose_spaces_change_between_calls_is_one_line(tmp_path, monkeypatch, capsys):
+    (tmp_path / "shifting_envs.py").write_text(textwrap.dedent("""
+        import gymnasium as gym
+        import numpy as np
+
+        calls = [0]
+
+        def make_env():
+            calls[0] += 1
+            env = gym.make("Pendulum-v1")
+            if calls[0] % 2 == 0:  # every other copy observes twice as much
+                space = gym.spaces.Box(-np.inf, np.inf, (6,), np.float32)
+                env = gym.wrappers.TransformObservation(env, lambda o: np.concatenate([o, o]), space)
+            return env
+    """))
+    monkeypatch.syspath_prepend(str(tmp_path))
+    code, err = cli(capsys, "train", "--env", "shifting_envs:make_env", "--total-steps", "4096", "--sequential",
+                    "--no-progress", "--set", "eval_freq=0", "--out", str(tmp_path / "run"))
+    assert code == 2 and one_line(err), f"exit {code}, {len(err.splitlines())} lines: {refused(err)}"
+
+
+@pytest.mark.xfail(strict=True, raises=AssertionError,
+                   reason="D15: --set distill_window=1e11: MemoryError after the run folder was made")
+def test_d15_a_distill_window_too_large_for_memory_is_one_line_and_makes_no_folder(tmp_path, capsys):
+    out = tmp_path / "run"
+    code, err = cli(capsys, "train", *CARTPOLE, "--set", "distill_window=1e11", "--out", str(out))
+    assert code == 2 and one_line(err), f"exit {code}: {refused(err)}"
+    assert not out.exists(), f"left behind: {sorted(p.name for p in out.iterdir())}"
+
+
+@pytest.mark.xfail(strict=True, raises=AssertionError,
+                   reason="D16: a sweep's runs/.stopping that is a folder: IsADirectoryError traceback")
+def test_d16_a_stop_file_that_is_a_folder_is_one_line(tmp_path, capsys):
+    from dpd.experiments.sweep import SweepSpec, prepare_sweep_dir
+    from dpd.names import RUNS_DIR, STOP_FILE
+
+    spec_file = tmp_path / "sweep.yaml"
+    spec_file.write_text("envs: [CartPole-v1]\ntotal_steps: 512\nvariants: [vanilla]\nseeds: [0]\n"
+                         "overrides: [eval_freq=0]\n")
+    out = tmp_path / "sw"
+    prepare_sweep_dir(out, SweepSpec.from_dict(yaml.safe_load(spec_file.read_text())))
+    (out / RUNS_DIR / STOP_FILE).mkdir()
+    code, err = cli(capsys, "sweep", "--config", str(spec_file), "--out", str(out), "--workers", "1")
+    assert code in (0, 2) and "Traceback" not in err, f"exit {code}: {refused(err)}"
+    assert code == 0 or one_line(err), refused(err)
