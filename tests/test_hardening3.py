@@ -468,3 +468,54 @@ def test_d16_a_stop_file_that_is_a_folder_is_one_line(tmp_path, capsys):
     code, err = cli(capsys, "sweep", "--config", str(spec_file), "--out", str(out), "--workers", "1")
     assert code in (0, 2) and "Traceback" not in err, f"exit {code}: {refused(err)}"
     assert code == 0 or one_line(err), refused(err)
+
+
+@pytest.mark.xfail(strict=True, raises=AssertionError,
+                   reason="D18: arguments SB3's constructor refuses leave a half-made run folder")
+@pytest.mark.parametrize("args", [
+    ["--env", "CartPole-v1", "--set", "algo.batch_size=1"],
+    ["--env", "CartPole-v1", "--set", "algo.policy_kwargs.squash_output=true"],
+    ["--env", "Pendulum-v1", "--algo", "td3", "--set", "algo.train_freq=[1,episode]"],
+], ids=["batch_size_1", "squash_output", "train_freq_list"])  # fmt: skip
+def test_d18_arguments_sb3_refuses_leave_no_run_folder(tmp_path, capsys, args):
+    out = tmp_path / "run"
+    code, err = cli(capsys, "train", *args, "--total-steps", "2048", "--sequential", "--no-progress",
+                    "--set", "eval_freq=0", "--out", str(out))
+    assert code == 2 and one_line(err), refused(err)
+    left = sorted(str(p.relative_to(out)) for p in out.rglob("*")) if out.exists() else []
+    assert not left, f"{refused(err)}; left in --out: {left}"
+
+
+def restore_archive(tmp_path: Path, members: dict[str, bytes], target: Path) -> subprocess.CompletedProcess:
+    """``studies/why-and-ddpg/archive.py restore`` of a tar.gz holding ``members``, into ``target``."""
+    archive = tmp_path / "study.tar.gz"
+    with tarfile.open(archive, "w:gz") as tar:
+        for name, data in members.items():
+            info = tarfile.TarInfo(name)
+            info.size = len(data)
+            tar.addfile(info, io.BytesIO(data))
+    return subprocess.run([sys.executable, str(REPO / "studies" / "why-and-ddpg" / "archive.py"), "restore",
+                           str(archive), str(target)], capture_output=True, text=True, timeout=60, cwd=tmp_path)
+
+
+@pytest.mark.xfail(strict=True, raises=AssertionError,
+                   reason="D17: archive restore of a member with a 300-byte name: ENAMETOOLONG after a partial write")
+def test_d17_archive_restore_of_an_over_long_member_name_is_refused_and_writes_nothing(tmp_path):
+    target = tmp_path / "runs"
+    done = restore_archive(tmp_path, {"sw/sweep.yaml": b"envs: [CartPole-v1]\n",
+                                      f"sw/runs/{'r' * 300}/summary.json": b"{}"}, target)
+    written = sorted(str(p.relative_to(target)) for p in target.rglob("*") if p.is_file()) if target.exists() else []
+    assert not written and "Traceback" not in done.stderr, (
+        f"exit {done.returncode}, written {written}; {done.stderr.strip().splitlines()[-1:]}")
+
+
+@pytest.mark.xfail(strict=True, raises=AssertionError,
+                   reason="D20: archive restore writes through a dangling symlink already in the target")
+def test_d20_archive_restore_never_writes_through_a_symlink_in_the_target(tmp_path):
+    target = tmp_path / "runs"
+    (target / "sw").mkdir(parents=True)
+    outside = tmp_path / "elsewhere" / "victim.txt"
+    outside.parent.mkdir()
+    (target / "sw" / "sweep.yaml").symlink_to(outside)  # dangling: exists() says False
+    done = restore_archive(tmp_path, {"sw/sweep.yaml": b"envs: [CartPole-v1]\n"}, target)
+    assert not outside.exists(), f"exit {done.returncode}: restore wrote {outside} through the link: {outside.read_text()!r}"
