@@ -519,3 +519,80 @@ def test_d20_archive_restore_never_writes_through_a_symlink_in_the_target(tmp_pa
     (target / "sw" / "sweep.yaml").symlink_to(outside)  # dangling: exists() says False
     done = restore_archive(tmp_path, {"sw/sweep.yaml": b"envs: [CartPole-v1]\n"}, target)
     assert not outside.exists(), f"exit {done.returncode}: restore wrote {outside} through the link: {outside.read_text()!r}"
+
+
+# ---------------------------------------------------------------------- unclear messages, the Python API
+@pytest.mark.xfail(strict=True, raises=AssertionError, reason="D21: dpd evaluate suggests an --out option it does not have")
+def test_d21_evaluate_never_suggests_an_option_it_does_not_have(cartpole_pair, tmp_path, capsys):
+    run = copy_run(cartpole_pair, tmp_path / "run")
+    (run / "reevaluation.json").mkdir()  # where evaluate writes its results: not writable as a file
+    code, err = cli(capsys, "evaluate", str(run), "--episodes", "1")
+    assert code == 2 and one_line(err), refused(err)
+    assert "--out" not in err, f"dpd evaluate has no --out, yet: {err.strip()}"
+
+
+@pytest.mark.xfail(strict=True, raises=AssertionError, reason="D22: the Python API refuses numpy integers")
+@pytest.mark.parametrize("where", ["DPD", "TrainConfig"])
+def test_d22_the_api_accepts_numpy_numbers(where):
+    if where == "DPD":
+        ok, said = api_error(lambda: DPD("ppo", "CartPole-v1", seed=np.int64(3), n_steps=np.int64(64)))
+    else:
+        ok, said = api_error(lambda: TrainConfig(env_id="CartPole-v1", seed=np.int64(3), total_steps=np.int64(2048)
+                                                 ).resolve())
+    assert said == "accepted (no error)", said
+
+
+@pytest.mark.xfail(strict=True, raises=AssertionError,
+                   reason="D23: learn(nan / inf) raw errors; learn(2048.7) and learn('2048') accepted")
+@pytest.mark.parametrize("steps", [float("nan"), float("inf"), 1024.7, "1024"], ids=["nan", "inf", "fraction", "str"])
+def test_d23_learn_refuses_a_step_count_that_is_not_a_positive_integer(steps):
+    model = DPD("ppo", "CartPole-v1", eval_freq=0, snapshots=[], tensorboard=False)
+    ok, said = api_error(lambda: model.learn(steps))
+    assert ok, f"learn({steps!r}): {said}"
+
+
+def _out_words() -> None:
+    Path("taken").mkdir()
+    Path("taken", "notes.txt").write_text("mine")
+    DPD("ppo", "CartPole-v1", eval_freq=0, run_dir="taken").learn(512)
+
+
+def _unknown_learner() -> None:
+    DPD("ppo", "CartPole-v1").predict(np.zeros(4, np.float32), learner="bogus")
+
+
+def _policy_kwargs_not_a_dict() -> None:
+    DPD("ppo", "CartPole-v1", policy_kwargs="notadict")
+
+
+def _lambda_callback_in_parallel() -> None:
+    model = DPD("ppo", "CartPole-v1", eval_freq=0, parallel=True, snapshots=[], tensorboard=False)
+    try:
+        model.learn(512, callback=LAMBDA_CALLBACK)
+    finally:
+        model.close()
+
+
+@pytest.mark.xfail(strict=True, raises=AssertionError,
+                   reason="D24: API errors in CLI words (--out/--overwrite), or raw (ValueError, PicklingError)")
+@pytest.mark.parametrize("fn", [_out_words, _unknown_learner, _policy_kwargs_not_a_dict, _lambda_callback_in_parallel],
+                         ids=["run_dir_not_empty", "predict_bogus_learner", "policy_kwargs_str", "lambda_parallel"])
+def test_d24_api_errors_are_dpd_user_errors_in_the_apis_own_words(fn):
+    ok, said = api_error(fn)
+    assert ok, said
+    assert "--" not in said, f"a command-line option in a Python API message: {said}"
+
+
+@pytest.mark.xfail(strict=True, raises=AssertionError,
+                   reason="D25: DPD.load(env=...) of the wrong env unfolds SB3's multi-line state_dict report")
+def test_d25_loading_a_run_with_the_wrong_env_is_one_line(cartpole_pair):
+    ok, said = api_error(lambda: DPD.load(cartpole_pair, env="Acrobot-v1"))
+    assert ok and "\n" not in said, f"{len(said.splitlines())} lines: {said[:600]}"
+
+
+@pytest.mark.xfail(strict=True, raises=AssertionError,
+                   reason="D27: an env id with U+202E (right-to-left override) is echoed raw to the terminal")
+def test_d27_an_env_id_with_a_bidi_control_character_is_escaped(tmp_path, capsys):
+    code, err = cli(capsys, "train", "--env", "Cart\u202ePole-v1", "--out", str(tmp_path / "run"))
+    assert code == 2 and one_line(err), refused(err)
+    assert "\u202e" not in err, f"raw U+202E in: {err.strip()!r}"
