@@ -27,6 +27,8 @@ import numpy as np
 import pytest
 import yaml
 
+from stable_baselines3.common.callbacks import BaseCallback
+
 from dpd import DPD, DPDUserError, TrainConfig, train
 from dpd.cli import main
 
@@ -596,3 +598,29 @@ def test_d27_an_env_id_with_a_bidi_control_character_is_escaped(tmp_path, capsys
     code, err = cli(capsys, "train", "--env", "Cart\u202ePole-v1", "--out", str(tmp_path / "run"))
     assert code == 2 and one_line(err), refused(err)
     assert "\u202e" not in err, f"raw U+202E in: {err.strip()!r}"
+
+
+class _FailingCallback(BaseCallback):
+    def _on_step(self) -> bool:
+        raise RuntimeError("student1's callback failed")
+
+
+def fail_in_student1(name: str) -> BaseCallback | None:
+    """A picklable callback factory (parallel mode sends it to student1's process)."""
+    return _FailingCallback() if name == "student1" else None
+
+
+@pytest.mark.xfail(strict=True, raises=AssertionError,
+                   reason="D19: DPD(parallel=True).learn() whose student1 callback raises leaves the worker alive")
+def test_d19_a_failing_parallel_learn_leaves_no_process():
+    model = DPD("ppo", "CartPole-v1", eval_freq=0, parallel=True, snapshots=[], tensorboard=False)
+    try:
+        with pytest.raises(Exception, match="student1's callback failed"):
+            model.learn(1024, callback=fail_in_student1)
+        deadline = time.time() + 1
+        while mp.active_children() and time.time() < deadline:
+            time.sleep(0.1)
+        alive = [f"{p.name} (pid {p.pid})" for p in mp.active_children()]
+    finally:
+        model.close()  # the test's own cleanup: never leave the worker behind
+    assert not alive, f"after learn() raised: still running {alive}"
