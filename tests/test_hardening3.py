@@ -144,6 +144,44 @@ def test_d3_analyze_and_calibrate_refuse_to_replace_a_users_file_in_out(cartpole
     assert code == 2 and one_line(err), refused(err)
 
 
+#: a child ``dpd`` whose first learner receives SIGNAL as its final evaluation starts (after the last iteration)
+SIGNAL_IN_FINAL_EVALUATION = """
+import os, signal, sys
+from dpd.training.learner import Learner
+
+finish = Learner.finish
+
+def finish_after_a_signal(self):
+    if self.name == "student0":
+        os.kill(os.getpid(), getattr(signal, os.environ["DPD_TEST_SIGNAL"]))
+    return finish(self)
+
+Learner.finish = finish_after_a_signal
+from dpd.cli import main
+sys.exit(main(sys.argv[1:]))
+"""
+
+
+@pytest.mark.xfail(strict=True, raises=AssertionError,
+                   reason="D2: Ctrl-C / SIGTERM during the final evaluation loses the whole run")
+@pytest.mark.parametrize("sig", ["SIGINT", "SIGTERM"])
+def test_d2_a_signal_during_the_final_evaluation_leaves_a_finished_or_resumable_run(tmp_path, capsys, sig):
+    run = tmp_path / "run"
+    proc = subprocess.run([sys.executable, "-c", SIGNAL_IN_FINAL_EVALUATION, "train", *CARTPOLE, "--out", str(run)],
+                          cwd=tmp_path, env={**os.environ, "DPD_TEST_SIGNAL": sig}, capture_output=True, text=True,
+                          timeout=120)
+    lines = [line for line in proc.stderr.splitlines() if line.strip()]
+    finished = (run / "summary.json").is_file()
+    resumed = ""
+    if not finished:
+        code, err = cli(capsys, "train", "--resume", str(run), "--no-progress")
+        finished, resumed = code == 0 and (run / "summary.json").is_file(), f"; --resume: exit {code}: {refused(err)}"
+    assert finished, (f"{sig} in the final evaluation: exit {proc.returncode}, left {sorted(p.name for p in run.iterdir())}"
+                      f", said {lines[-1:]}{resumed}")
+    assert proc.returncode in (0, 130) and lines and lines[-1].startswith("dpd") and "Traceback" not in proc.stderr, (
+        f"exit {proc.returncode}, said {lines[-2:]}")
+
+
 # ---------------------------------------------------------------------- wrong results
 @pytest.mark.xfail(strict=True, raises=AssertionError,
                    reason="D4: analyze --against compares DPD and vanilla runs at different total env steps")
