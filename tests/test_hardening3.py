@@ -26,7 +26,6 @@ from pathlib import Path
 import numpy as np
 import pytest
 import yaml
-
 from stable_baselines3.common.callbacks import BaseCallback
 
 from dpd import DPD, DPDUserError, TrainConfig, train
@@ -45,7 +44,7 @@ def cli(capsys, *args: str) -> tuple[int | None, str]:
 
     try:
         code = main(list(args))
-    except BaseException:  # noqa: BLE001 - the defect may be any exception (MemoryError, OverflowError, ...)
+    except BaseException:
         code, tb = None, traceback.format_exc()
         return code, capsys.readouterr().err + tb
     return code, capsys.readouterr().err
@@ -69,7 +68,7 @@ def api_error(fn) -> tuple[bool, str]:
         fn()
     except DPDUserError as exc:
         return True, str(exc)
-    except Exception as exc:  # noqa: BLE001
+    except Exception as exc:
         return False, f"{type(exc).__name__}: {exc}"[:1500]
     return False, "accepted (no error)"
 
@@ -127,7 +126,7 @@ CALIBRATE = ["--states", "6", "--rollouts", "2", "--max-rollouts", "4"]
 
 # ---------------------------------------------------------------------- data loss
 @pytest.mark.xfail(strict=True, raises=AssertionError,
-                   reason="D3: analyze / calibrate --out replace the user's own analysis.json / figure3.png / calibration files")
+                   reason="D3: analyze / calibrate --out replace the user's own analysis.json, figure3.png, calibration files")
 @pytest.mark.parametrize("command, mine", [("analyze", "analysis.json"), ("analyze", "figure3.png"),
                                            ("calibrate", "calibration.json"), ("calibrate", "calibration.md")])
 def test_d3_analyze_and_calibrate_refuse_to_replace_a_users_file_in_out(cartpole_pair, pendulum_pair, tmp_path,
@@ -255,7 +254,7 @@ def test_d7_saving_after_a_failed_learn_is_refused_or_writes_a_summary(tmp_path)
     model = DPD("ppo", "CartPole-v1", eval_freq=0, snapshots=[], tensorboard=False)
     with pytest.raises(RuntimeError, match="boom"):
         model.learn(1024, callback=lambda name: Boom())
-    ok, said = api_error(lambda: model.save(tmp_path / "saved"))
+    ok, _ = api_error(lambda: model.save(tmp_path / "saved"))
     if ok:
         return  # refused: fine
     summary = json.loads((tmp_path / "saved" / "summary.json").read_text())
@@ -296,8 +295,9 @@ def test_d8_a_resumed_runs_progress_csv_equals_an_uninterrupted_runs(tmp_path):
         if ta[0] != tb[0]:
             differ.append(f"{name}: column order {ta[0]} vs {tb[0]}")
         else:
-            differ += [f"{name} row {r}: {ta[0][c]} {x!r} vs {y!r}" for r, (ra, rb) in enumerate(zip(ta[1:], tb[1:]))
-                       for c, (x, y) in enumerate(zip(ra, rb)) if x != y]
+            differ += [f"{name} row {r}: {ta[0][c]} {x!r} vs {y!r}"
+                       for r, (ra, rb) in enumerate(zip(ta[1:], tb[1:], strict=False))
+                       for c, (x, y) in enumerate(zip(ra, rb, strict=False)) if x != y]
             if len(ta) != len(tb):
                 differ.append(f"{name}: {len(ta) - 1} rows vs {len(tb) - 1}")
     assert not differ, "uninterrupted vs resumed progress.csv: " + "; ".join(differ[:6])
@@ -575,9 +575,9 @@ def test_d21_evaluate_never_suggests_an_option_it_does_not_have(cartpole_pair, t
 @pytest.mark.parametrize("where", ["DPD", "TrainConfig"])
 def test_d22_the_api_accepts_numpy_numbers(where):
     if where == "DPD":
-        ok, said = api_error(lambda: DPD("ppo", "CartPole-v1", seed=np.int64(3), n_steps=np.int64(64)))
+        _, said = api_error(lambda: DPD("ppo", "CartPole-v1", seed=np.int64(3), n_steps=np.int64(64)))
     else:
-        ok, said = api_error(lambda: TrainConfig(env_id="CartPole-v1", seed=np.int64(3), total_steps=np.int64(2048)
+        _, said = api_error(lambda: TrainConfig(env_id="CartPole-v1", seed=np.int64(3), total_steps=np.int64(2048)
                                                  ).resolve())
     assert said == "accepted (no error)", said
 
