@@ -16,6 +16,8 @@ from __future__ import annotations
 
 import copy
 import dataclasses
+import math
+import numbers
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -25,7 +27,7 @@ import numpy as np
 from stable_baselines3.common.base_class import BaseAlgorithm
 from stable_baselines3.common.callbacks import BaseCallback
 
-from dpd.config import ACTIVATIONS, DISTILL_ALIASES, TrainConfig
+from dpd.config import ACTIVATIONS, DISTILL_ALIASES, TrainConfig, plain_numbers
 from dpd.envs import EnvSource, register_env_factory
 from dpd.errors import DPDUserError
 
@@ -54,6 +56,11 @@ class DPD:
                  preset: str = "zoo", run_dir: str | Path | None = None, **kwargs: Any) -> None:
         if policy not in POLICIES:
             raise DPDUserError(f"policy {policy!r}: dpd's students use {', '.join(POLICIES)} (Box observations)")
+        if policy_kwargs is not None and not isinstance(policy_kwargs, dict):
+            raise DPDUserError(f"policy_kwargs must be a dict (e.g. dict(net_arch=[64, 64])), got"
+                               f" {type(policy_kwargs).__name__}")
+        kwargs, policy_kwargs = plain_numbers(kwargs), plain_numbers(policy_kwargs)
+        alpha, seed = plain_numbers(alpha), plain_numbers(seed)
         env_id = env if isinstance(env, str) else register_env_factory(env)
         fields = {f.name for f in dataclasses.fields(TrainConfig)} - {"env_id", "algo_kwargs", "distill"}
         config_values = {k: v for k, v in kwargs.items() if k in fields or k in DISTILL_ALIASES or k == "distill"}
@@ -80,14 +87,14 @@ class DPD:
         if self._trainer is not None or self._loaded is not None:
             raise DPDUserError("this DPD has trained (or was loaded); make a new DPD(...) to train again, or resume a"
                                " saved run with dpd train --resume RUN")
-        from dpd.run_files import CONFIG_FILE, create_run_dir, write_json, write_yaml
+        from dpd.run_files import CONFIG_FILE, RUN_DIR_WORDS, create_run_dir, write_json, write_yaml
         from dpd.training import DPDTrainer
         from dpd.training.trainer import SUMMARY_FILE
 
-        config = self.config.with_values(total_steps=int(total_timesteps)).resolve()
+        config = self.config.with_values(total_steps=_budget(total_timesteps)).resolve()
         lock = None
         if self.run_dir is not None:
-            self.run_dir, lock = create_run_dir(self.run_dir, overwrite)
+            self.run_dir, lock = create_run_dir(self.run_dir, overwrite, RUN_DIR_WORDS)
             write_yaml(self.run_dir / CONFIG_FILE, config.to_dict())
         try:
             try:
@@ -123,6 +130,8 @@ class DPD:
         """SB3's ``predict`` for raw observations: the given learner's (default: the better by the final
         evaluation), with its own normalisation."""
         name = learner or (self.summary or {}).get("best_learner") or self.config.learner_names[0]
+        if name not in self.config.learner_names:
+            raise DPDUserError(f"learner={name!r}: this {self.config.method} run has {', '.join(self.config.learner_names)}")
         index = self.config.learner_names.index(name)
         model = self.students[index]
         vn = self._normalizer(index)
@@ -144,12 +153,14 @@ class DPD:
         that ``DPD.load``, ``dpd evaluate``, ``dpd analyze`` and SB3's ``PPO.load`` read."""
         if self._trainer is None:
             raise DPDUserError("nothing to save: call learn() first")
-        from dpd.run_files import CONFIG_FILE, EVAL_FILE, EvalLog, create_run_dir, write_json, write_yaml
+        if self.summary is None:  # learn() raised: the learners are half-trained and nothing summarises them
+            raise DPDUserError("nothing to save: learn() did not finish (it raised); make a new DPD(...) and learn again")
+        from dpd.run_files import CONFIG_FILE, EVAL_FILE, SAVE_WORDS, EvalLog, create_run_dir, write_json, write_yaml
         from dpd.training.trainer import SUMMARY_FILE
 
         if self.run_dir is not None and Path(path).resolve() == self.run_dir.resolve():
             return self.run_dir  # trained there: everything is written already
-        folder, lock = create_run_dir(path, overwrite)
+        folder, lock = create_run_dir(path, overwrite, SAVE_WORDS)
         lock.keep_new()
         try:
             write_yaml(folder / CONFIG_FILE, self.config.to_dict())
@@ -184,6 +195,22 @@ class DPD:
             self._trainer.close()
         for _, env in self._loaded or []:
             env.close()
+
+
+def _budget(total_timesteps: Any) -> int:
+    """learn()'s budget as an int: a whole, finite, positive number (numpy's too; ``1e6`` is 1000000), else a
+    one-line DPDUserError (a fraction, nan, inf or a string would otherwise be cut or fail deep inside)."""
+    ok = isinstance(total_timesteps, numbers.Real) and not isinstance(total_timesteps, (bool, np.bool_))
+    if ok and isinstance(total_timesteps, numbers.Integral):
+        value = int(total_timesteps)
+    elif ok and math.isfinite(float(total_timesteps)) and float(total_timesteps).is_integer():
+        value = int(float(total_timesteps))
+    else:
+        raise DPDUserError(f"learn(total_timesteps) takes a whole number of env steps, e.g. learn(100_000); got"
+                           f" {total_timesteps!r}")
+    if value < 1:
+        raise DPDUserError(f"learn(total_timesteps) takes a positive number of env steps, got {value}")
+    return value
 
 
 def _policy_kwargs(kwargs: dict[str, Any]) -> dict[str, Any]:

@@ -16,6 +16,7 @@ import dataclasses
 import functools
 import inspect
 import math
+import numbers
 from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
@@ -544,6 +545,22 @@ def parse_value(text: str) -> Any:
         return text
 
 
+def _is_bool(value: Any) -> bool:
+    return isinstance(value, (bool, np.bool_))
+
+
+def plain_numbers(value: Any) -> Any:
+    """``value`` with numpy scalars made Python numbers, in lists, tuples and dicts too (what YAML can store and
+    SB3's annotations name): a Python user passes ``np.int64(64)`` or ``np.float32(3e-4)`` as freely as ``64``."""
+    if isinstance(value, dict):
+        return {k: plain_numbers(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return type(value)(plain_numbers(v) for v in value)
+    if isinstance(value, np.generic):
+        return value.item()
+    return value
+
+
 def _coerce(key: str, value: Any, cls: type | None = None, alias: str | None = None) -> Any:
     """``value`` as field ``key`` of ``cls`` takes it (an int for a float field becomes a float), or a one-line
     DPDUserError naming ``alias`` (the name the user wrote; default ``key``)."""
@@ -552,10 +569,13 @@ def _coerce(key: str, value: Any, cls: type | None = None, alias: str | None = N
     if value is None and key in nullable:
         return None
     key = alias or key
-    if expected is float and isinstance(value, (int, float)) and not isinstance(value, bool):
+    # numbers by their abstract type: numpy's (np.int64(3), np.float32(0.5)) are numbers too; a bool is not
+    if expected is float and isinstance(value, numbers.Real) and not _is_bool(value):
         return float(value)
-    if expected is int and isinstance(value, float) and value.is_integer():
+    if expected is int and isinstance(value, numbers.Integral) and not _is_bool(value):
         return int(value)
+    if expected is int and isinstance(value, numbers.Real) and not _is_bool(value) and float(value).is_integer():
+        return int(float(value))
     if not isinstance(value, expected) or (expected is int and isinstance(value, bool)):
         raise DPDUserError(f"{key} expects {expected.__name__}, got {value!r}")
     return value

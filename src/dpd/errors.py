@@ -3,11 +3,24 @@ TrainingInterrupted with 130 (Ctrl-C / SIGTERM, after a checkpoint), TrainingDiv
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 
+def one_line(text: str) -> str:
+    """``text`` as one printable line: line breaks and tabs (a library's multi-line report folded into a message)
+    become spaces, and other control or format characters (an escape sequence, U+202E that reorders a terminal
+    line) are shown escaped, so that a name read from a file cannot change what the terminal shows."""
+    text = re.sub(r"\s*[\r\n\t\v\f]+\s*", " ", text)  # a line break or tab and the blanks around it: one space
+    return "".join(ch if ch.isprintable() else ch.encode("unicode_escape").decode("ascii") for ch in text)
+
+
 class DPDUserError(ValueError):
-    """Bad input from the user (config, command line, run folder). The message names the fix."""
+    """Bad input from the user (config, command line, run folder). The message names the fix, on one printable
+    line (:func:`one_line`, whatever the parts it quotes hold)."""
+
+    def __init__(self, message: object = "", *args: object) -> None:
+        super().__init__(one_line(str(message)), *args)
 
 
 class TrainingInterrupted(Exception):

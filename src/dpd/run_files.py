@@ -10,7 +10,7 @@ import shutil
 import tempfile
 from collections.abc import Callable
 from pathlib import Path
-from typing import IO, Any
+from typing import IO, Any, NamedTuple
 
 import yaml
 
@@ -51,44 +51,59 @@ _CALIBRATION_FILES = {"calibration.json", "calibration_states.npz", "calibration
 _DEEPEST = 96
 
 
-def check_path_length(out: str | os.PathLike[str]) -> Path:
+class OutWords(NamedTuple):
+    """How a message names the output folder and its overwrite switch: the CLI's words or the Python API's."""
+
+    out: str
+    overwrite: str
+
+
+CLI_WORDS = OutWords("--out", "pass --overwrite")
+#: ``DPD(run_dir=...).learn(overwrite=...)``
+RUN_DIR_WORDS = OutWords("run_dir", "pass learn(overwrite=True)")
+#: ``DPD.save(path, overwrite=...)``
+SAVE_WORDS = OutWords("path", "pass save(path, overwrite=True)")
+
+
+def check_path_length(out: str | os.PathLike[str], words: OutWords = CLI_WORDS) -> Path:
     """``out`` as a Path, or a one-line DPDUserError where a name in it, or the whole path with dpd's files below
     it, is longer than the system allows (nothing is created first)."""
     path = Path(out)
     too_long = [part for part in path.parts if len(part.encode()) > 255]
     if too_long:
-        raise DPDUserError(f"--out: the name {too_long[0][:40]}... has {len(too_long[0].encode())} bytes; a file name"
-                           " may have at most 255: choose a shorter --out")
+        raise DPDUserError(f"{words.out}: the name {too_long[0][:40]}... has {len(too_long[0].encode())} bytes; a file name"
+                           f" may have at most 255: choose a shorter {words.out}")
     try:
         limit = os.pathconf("/", "PC_PATH_MAX")
     except (OSError, ValueError):
         limit = 4096
     full = len(str(path.absolute()).encode()) + _DEEPEST
     if full > limit:
-        raise DPDUserError(f"--out: the path has {full - _DEEPEST} bytes; with the files dpd writes below it it would"
-                           f" pass the system's limit of {limit}: choose a shorter --out")
+        raise DPDUserError(f"{words.out}: the path has {full - _DEEPEST} bytes; with the files dpd writes below it it would"
+                           f" pass the system's limit of {limit}: choose a shorter {words.out}")
     return path
 
 
-def check_run_dir(out: str | os.PathLike[str], overwrite: bool) -> Path:
+def check_run_dir(out: str | os.PathLike[str], overwrite: bool, words: OutWords = CLI_WORDS) -> Path:
     """Check that ``out`` may be used as a run folder, WITHOUT writing anything. Raises DPDUserError."""
-    path = check_path_length(out)
+    path = check_path_length(out, words)
     if path.exists() and not path.is_dir():
-        raise DPDUserError(f"--out {path} exists and is not a folder; choose another --out")
+        raise DPDUserError(f"{words.out} {path} exists and is not a folder; choose another {words.out}")
     if path.is_dir() and any(path.iterdir()):
         if not overwrite:
-            raise DPDUserError(f"--out {path} is not empty; pass --overwrite to replace it, or choose another --out")
+            raise DPDUserError(f"{words.out} {path} is not empty; {words.overwrite} to replace it, or choose another"
+                               f" {words.out}")
         foreign = _foreign_entries(path)
         if foreign is not None:
-            raise DPDUserError(f"--out {path} is not a dpd run folder ({foreign}); refusing to overwrite it:"
-                               " choose another --out")
+            raise DPDUserError(f"{words.out} {path} is not a dpd run folder ({foreign}); refusing to overwrite it:"
+                               f" choose another {words.out}")
     existing = path
     while not existing.exists():
         existing = existing.parent
     if not existing.is_dir():
-        raise DPDUserError(f"cannot write to --out {path}: {existing} is not a folder; choose another --out")
+        raise DPDUserError(f"cannot write to {words.out} {path}: {existing} is not a folder; choose another {words.out}")
     if not os.access(existing, os.W_OK | os.X_OK):
-        raise DPDUserError(f"cannot write to --out {path}: {existing} is not writable; choose another --out")
+        raise DPDUserError(f"cannot write to {words.out} {path}: {existing} is not writable; choose another {words.out}")
     return path
 
 
@@ -219,11 +234,12 @@ class RunLock:
             self._fh = None
 
 
-def create_run_dir(out: str | os.PathLike[str], overwrite: bool) -> tuple[Path, RunLock]:
+def create_run_dir(out: str | os.PathLike[str], overwrite: bool, words: OutWords = CLI_WORDS
+                   ) -> tuple[Path, RunLock]:
     """Create the run folder after :func:`check_run_dir` passed; returns it locked. With ``overwrite``, a run
     already there is set aside (renamed to a hidden sibling), not deleted: :meth:`RunLock.keep_new` deletes it once
     the new run is built, :meth:`RunLock.restore_replaced` puts it back if the new run fails before that."""
-    path = check_run_dir(out, overwrite)
+    path = check_run_dir(out, overwrite, words)
     replaced = None
     try:
         if path.is_dir() and any(path.iterdir()):
@@ -237,7 +253,7 @@ def create_run_dir(out: str | os.PathLike[str], overwrite: bool) -> tuple[Path, 
     except OSError as exc:
         if replaced is not None and replaced.exists() and not path.exists():
             replaced.rename(path)
-        raise DPDUserError(f"cannot write to --out {path}: {exc.strerror or exc}") from None
+        raise DPDUserError(f"cannot write to {words.out} {path}: {exc.strerror or exc}") from None
     lock = RunLock(path).acquire()
     lock.replaced = replaced
     return path, lock

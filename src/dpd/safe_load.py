@@ -115,6 +115,10 @@ def load_model(cls: type[BaseAlgorithm], zip_path: str | Path, env: Any = None,
     except DPDUserError:
         raise
     except Exception as exc:
+        if "size mismatch" in str(exc) and spaces is not None:  # SB3's multi-line state_dict report: say what it means
+            raise DPDUserError(f"cannot load {zip_path}: its networks do not fit this environment (observations"
+                               f" {spaces[0].shape}, actions {spaces[1]}); pass the environment the run was trained"
+                               " on") from None
         raise DPDUserError(f"cannot load {zip_path}: {type(exc).__name__}: {exc}") from None
 
 

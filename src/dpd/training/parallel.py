@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import contextlib
 import multiprocessing as mp
+import pickle
 import signal
 import traceback
 from multiprocessing.connection import Connection
@@ -81,9 +82,10 @@ class RemoteLearner:
                       callbacks),
             )  # fmt: skip
             self.process.start()
-        except (TypeError, AttributeError) as exc:  # pickling: a lambda callback factory cannot cross processes
-            raise DPDUserError(f"parallel mode needs picklable callbacks ({exc}); use a module-level factory or "
-                               "parallel=false") from None
+        except (TypeError, AttributeError, pickle.PicklingError) as exc:  # a lambda callback cannot cross processes
+            raise DPDUserError(f"parallel mode sends the callbacks to a second process, so they must be picklable"
+                               f" ({type(exc).__name__}: {exc}); use a module-level function or class, or parallel=False"
+                               ) from None
         child.close()
         if wait:
             self.recv()  # constructed (or failed to)
