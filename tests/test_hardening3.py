@@ -449,8 +449,6 @@ def _train_with_sgd(out: Path) -> None:
                       algo_kwargs={"policy_kwargs": {"optimizer_class": torch.optim.SGD}}), out)
 
 
-@pytest.mark.xfail(strict=True, raises=AssertionError,
-                   reason="D13: SB3 arguments YAML cannot store (a class, a callable): RepresenterError, folder left")
 @pytest.mark.parametrize("make", [_sgd_policy_kwargs, _callable_learning_rate, _train_with_sgd],
                          ids=["DPD_optimizer_class", "DPD_callable_learning_rate", "train_optimizer_class"])
 def test_d13_arguments_a_config_file_cannot_store_are_one_line_and_make_no_folder(tmp_path, make):
@@ -460,8 +458,6 @@ def test_d13_arguments_a_config_file_cannot_store_are_one_line_and_make_no_folde
     assert not out.exists(), f"left behind: {sorted(p.name for p in out.iterdir())}"
 
 
-@pytest.mark.xfail(strict=True, raises=AssertionError,
-                   reason="D14: an env factory whose spaces change between calls: a long traceback")
 def test_d14_an_env_factory_whose_spaces_change_between_calls_is_one_line(tmp_path, monkeypatch, capsys):
     (tmp_path / "shifting_envs.py").write_text(textwrap.dedent("""
         import gymnasium as gym
@@ -483,8 +479,6 @@ def test_d14_an_env_factory_whose_spaces_change_between_calls_is_one_line(tmp_pa
     assert code == 2 and one_line(err), f"exit {code}, {len(err.splitlines())} lines: {refused(err)}"
 
 
-@pytest.mark.xfail(strict=True, raises=AssertionError,
-                   reason="D15: --set distill_window=1e11: MemoryError after the run folder was made")
 def test_d15_a_distill_window_too_large_for_memory_is_one_line_and_makes_no_folder(tmp_path, capsys):
     out = tmp_path / "run"
     code, err = cli(capsys, "train", *CARTPOLE, "--set", "distill_window=1e11", "--out", str(out))
@@ -509,8 +503,6 @@ def test_d16_a_stop_file_that_is_a_folder_is_one_line(tmp_path, capsys):
     assert code == 0 or one_line(err), refused(err)
 
 
-@pytest.mark.xfail(strict=True, raises=AssertionError,
-                   reason="D18: arguments SB3's constructor refuses leave a half-made run folder")
 @pytest.mark.parametrize("args", [
     ["--env", "CartPole-v1", "--set", "algo.batch_size=1"],
     ["--env", "CartPole-v1", "--set", "algo.policy_kwargs.squash_output=true"],

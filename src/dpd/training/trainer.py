@@ -21,12 +21,13 @@ from dpd.config import TrainConfig
 from dpd.envs import EnvSource, check_env_id, provide_env_factory
 from dpd.errors import DPDUserError, TrainingDiverged, TrainingInterrupted
 from dpd.names import CHECKPOINT_FILE, ERROR_FILE
-from dpd.run_files import CONFIG_FILE, SUMMARY_FILE, atomic_write_text, create_run_dir, write_json, write_yaml
+from dpd.run_files import CONFIG_FILE, SUMMARY_FILE, atomic_write_text, check_run_dir, create_run_dir, write_json, write_yaml
 from dpd.students.base import Student
 from dpd.students.factory import set_torch_threads
 from dpd.training.dispatch import Dispatcher, Handle, LearnerCall, LocalLearner
 from dpd.training.learner import CallbackFactory, Learner, LogFn
 from dpd.training.parallel import RemoteLearner
+from dpd.training.preflight import check_buildable
 from dpd.training.signals import StopSignals
 
 
@@ -359,6 +360,8 @@ def train(
     lock = None
     run_dir = None
     if out is not None:
+        check_run_dir(out, overwrite)  # the cheap refusals first (a taken --out), then the build
+        check_buildable(resolved)  # nothing touches disk before it is valid
         run_dir, lock = create_run_dir(out, overwrite)
         write_yaml(run_dir / CONFIG_FILE, resolved.to_dict())
     if log is not None:
