@@ -90,14 +90,14 @@ class Buffers(NamedTuple):
     terminated: jax.Array
 
 
-def init_mlp(key: jax.Array, sizes: list[int]) -> Params:
-    """torch's default ``nn.Linear`` init (SB3's TD3 policy keeps it): weight and bias ~ U(-1/sqrt(in), 1/sqrt(in))."""
+def init_mlp(rng: np.random.Generator, sizes: list[int]) -> list[tuple[np.ndarray, np.ndarray]]:
+    """torch's default ``nn.Linear`` init (SB3's TD3 policy keeps it): weight and bias ~ U(-1/sqrt(in), 1/sqrt(in)).
+    NumPy on the host (no compile); weights (in, out) float32."""
     params = []
     for fan_in, fan_out in itertools.pairwise(sizes):
-        key, kw, kb = jax.random.split(key, 3)
         bound = 1.0 / np.sqrt(fan_in)
-        params.append((jax.random.uniform(kw, (fan_in, fan_out), minval=-bound, maxval=bound),
-                       jax.random.uniform(kb, (fan_out,), minval=-bound, maxval=bound)))
+        params.append((rng.uniform(-bound, bound, (fan_in, fan_out)).astype(np.float32),
+                       rng.uniform(-bound, bound, (fan_out,)).astype(np.float32)))
     return params
 
 
@@ -194,14 +194,17 @@ class DDPGPack:
         self.capacity = min(cfg.buffer_size, max_steps) if max_steps else cfg.buffer_size
         self.tx = optax.adam(cfg.learning_rate)  # torch Adam's defaults: betas (0.9, 0.999), eps 1e-8 outside the sqrt
 
-        def init(key: jax.Array) -> Learners:
-            k_actor, k_critic, key = jax.random.split(key, 3)
-            actor = init_mlp(k_actor, [self.obs_dim, *cfg.net_arch, self.act_dim])
-            critic = init_mlp(k_critic, [self.obs_dim + self.act_dim, *cfg.net_arch, 1])
-            targets = jax.tree.map(jnp.copy, (actor, critic))  # own buffers: the update donates them all
-            return Learners(actor, critic, *targets, self.tx.init(actor), self.tx.init(critic), key)
+        def stacked(sizes: list[int]) -> Params:  # one network per learner, stacked on axis 0
+            nets = [init_mlp(np.random.default_rng([seed, 1]), sizes) for seed in seeds]
+            return [tuple(jnp.asarray(np.stack(x)) for x in zip(*layers, strict=True))  # type: ignore[misc]
+                    for layers in zip(*nets, strict=True)]
 
-        self.learners: Learners = jax.jit(jax.vmap(init))(jnp.stack([jax.random.PRNGKey(s) for s in seeds]))
+        actor = stacked([self.obs_dim, *cfg.net_arch, self.act_dim])
+        critic = stacked([self.obs_dim + self.act_dim, *cfg.net_arch, 1])
+        copy = partial(jax.tree.map, jnp.copy)  # targets in buffers of their own: the update donates them all
+        opt_init = jax.vmap(self.tx.init)
+        self.learners = Learners(actor, critic, copy(actor), copy(critic), opt_init(actor), opt_init(critic),
+                                 jnp.stack([jax.random.PRNGKey(s) for s in seeds]))
         cap = self.capacity
         self.buffers = Buffers(jnp.zeros((n, cap, self.obs_dim)), jnp.zeros((n, cap, self.obs_dim)),
                                jnp.zeros((n, cap, self.act_dim)), jnp.zeros((n, cap)), jnp.zeros((n, cap)))
