@@ -84,3 +84,48 @@ def test_import_dpd_does_not_import_jax():
     code = "import sys, dpd, dpd.api, dpd.cli; assert 'jax' not in sys.modules, 'jax imported'"
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env={**os.environ})
     assert done.returncode == 0, done.stderr[-2000:]
+
+
+def test_gradient_steps_are_sb3s_ddpg_steps():
+    """Parity: from the same weights, on a buffer of one transition (every index SB3 or the pack draws is 0), three
+    gradient steps of SB3's DDPG (critic, actor, Polyak) and of the pack end at the same parameters."""
+    import torch
+    from stable_baselines3 import DDPG
+    from stable_baselines3.common.logger import configure
+
+    arch, obs_dim, act_dim = [8, 8], 3, 1
+    model = DDPG("MlpPolicy", "Pendulum-v1", learning_rate=1e-3, buffer_size=10, batch_size=4, tau=0.01, gamma=0.99,
+                 learning_starts=0, policy_kwargs={"net_arch": arch}, seed=0, device="cpu")
+    cfg = PackConfig(net_arch=tuple(arch), batch_size=4, gradient_steps=3, normalize=False)
+    pack = DDPGPack("Pendulum-v1", [0], cfg, max_steps=10)
+    rng = np.random.default_rng(0)
+    obs, nxt = rng.normal(size=(1, obs_dim)), rng.normal(size=(1, obs_dim))
+    act, rew = rng.uniform(-1, 1, size=(1, act_dim)), np.array([0.7])
+    model.replay_buffer.add(obs, nxt, act, rew, np.array([False]), [{}])
+
+    def from_torch(seq: torch.nn.Module) -> list:
+        lins = [m for m in seq if isinstance(m, torch.nn.Linear)]
+        return [(jax.numpy.asarray(m.weight.detach().numpy().T[None]), jax.numpy.asarray(m.bias.detach().numpy()[None]))
+                for m in lins]
+
+    nets = [from_torch(m) for m in (model.actor.mu, model.critic.qf0, model.actor_target.mu, model.critic_target.qf0)]
+    learners = pack.learners._replace(actor=nets[0], critic=nets[1], actor_target=nets[2], critic_target=nets[3])
+    learners = learners._replace(actor_opt=jax.vmap(pack.tx.init)(nets[0]), critic_opt=jax.vmap(pack.tx.init)(nets[1]))
+    f32 = np.float32
+    chunk = {"obs": obs[None].astype(f32), "next_obs": nxt[None].astype(f32), "actions": act[None].astype(f32),
+             "rewards": rew[None].astype(f32), "terminated": np.zeros((1, 1), f32)}
+    from dpd.pack.ddpg import Buffers
+
+    buffers = pack._write(pack.buffers, Buffers(**{k: jax.numpy.asarray(v) for k, v in chunk.items()}),
+                          jax.numpy.int32(0), jax.numpy.int32(1))
+    w0 = np.asarray(nets[0][0][0])[0]  # the update donates (deletes) its input
+    learners, _ = pack._update(learners, buffers, jax.numpy.int32(1), *pack._stats())
+    model.set_logger(configure(None, []))
+    model.train(gradient_steps=3, batch_size=4)
+    pack.close()
+    assert not np.allclose(w0, np.asarray(model.actor.mu[0].weight.detach().numpy().T))  # it moved
+    after = [from_torch(m) for m in (model.actor.mu, model.critic.qf0, model.actor_target.mu, model.critic_target.qf0)]
+    for mine, theirs in zip([learners.actor, learners.critic, learners.actor_target, learners.critic_target], after,
+                            strict=True):
+        for a, b in zip(leaves(mine), leaves(theirs), strict=True):
+            assert np.allclose(a, b, atol=1e-6), np.abs(a - b).max()
