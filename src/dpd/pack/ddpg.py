@@ -249,12 +249,14 @@ class DDPGPack:
         return jnp.asarray(self.mean, jnp.float32), jnp.asarray(self.var, jnp.float32)
 
     def compile(self) -> float:
-        """Compiles (and runs once, on copies) acting, the buffer write and the update; returns the seconds."""
+        """Compiles (and runs once) acting, the buffer write (of nothing: n=0, on the buffers themselves, no copy
+        of them) and the update (on a copy of the learners, whose result is dropped); returns the seconds."""
         start = time.perf_counter()
         jax.block_until_ready(self._act(self.learners.actor, jnp.zeros((self.n, self.obs_dim))))
         stage = Buffers(**{k: jnp.asarray(v) for k, v in self._stage.items()})
-        buf = self._write(jax.tree.map(jnp.copy, self.buffers), stage, jnp.int32(0), jnp.int32(0))
-        out = self._update(jax.tree.map(jnp.copy, self.learners), buf, jnp.int32(1), *self._stats())
+        self.buffers = self._write(self.buffers, stage, jnp.int32(self.pos), jnp.int32(0))
+        out = self._update(jax.tree.map(jnp.copy, self.learners), self.buffers, jnp.int32(max(self.size, 1)),
+                           *self._stats())
         jax.block_until_ready(out)
         self.compile_s = time.perf_counter() - start
         return self.compile_s
