@@ -20,9 +20,9 @@ $(BASE): pyproject.toml
 	$(BIN)/python -m pip install -q -e .
 	rm -f $(VENV)/.installed-* && touch $@
 
-# the tests also run the Ray backend (an extra for users: pip install 'dpd[ray]')
+# the tests also run the Ray backend and the JAX pack (extras for users: pip install 'dpd[ray]', 'dpd[jax]')
 $(DEV): $(BASE)
-	$(BIN)/python -m pip install -q -e ".[dev,ray]"
+	$(BIN)/python -m pip install -q -e ".[dev,ray,jax]"
 	touch $@
 
 demo: $(BASE)

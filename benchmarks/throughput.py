@@ -13,14 +13,27 @@ With --full-buffers (off-policy) the replay buffers are also filled completely b
 the memory column is that of a run at its default buffer size when the buffers are full.
 
     python benchmarks/throughput.py --algo td3 --env HalfCheetah-v5 --steps 3000 --repeats 2
+
+With ``--engine jax`` (DDPG paper preset only; needs ``pip install 'dpd[jax]'``) the variants are instead:
+  sb3           stock SB3 DDPG, one learner, N env steps (the ``vanilla_sb3`` path: dpd's env stack, ``model.learn``)
+  pack<k>       a JAX pack of k DDPG learners (dpd.pack), N env steps each, for k in ``--pack-sizes`` (1,8,16)
+  env_random    the raw stepping rate of one env with random actions (the limit of any engine on one core)
+Each child is pinned to one core (``taskset -c 0``), torch and XLA on one thread, evaluation off; the pack's jit
+compile time is measured apart and excluded from its rate. Reported: total env steps/s (all learners together),
+ratio to sb3, compile s, peak RSS of the child, and the pack's time split (env, act, update, buffer+norm).
+
+    python benchmarks/throughput.py --engine jax --algo ddpg --env HalfCheetah-v5 --steps 3000 --repeats 2 \
+        --json jax_gonogo.json
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import os
 import platform
 import resource
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -92,19 +105,155 @@ def run_variant(variant: str, algo: str, env: str, steps: int, learning_starts: 
             "peak_rss_mib": peak_mib}
 
 
+JAX_XLA_FLAGS = "--xla_cpu_multi_thread_eigen=false intra_op_parallelism_threads=1"
+
+
+def run_jax_variant(variant: str, env: str, steps: int, learning_starts: int, full: bool) -> dict:
+    """Runs inside a child process of ``--engine jax``: sb3, pack<k> or env_random (see the module docstring)."""
+    if variant == "env_random":
+        import gymnasium as gym
+
+        e = gym.make(env)
+        e.reset(seed=0)
+        e.action_space.seed(0)
+        n = max(4 * steps, 10_000)
+        start = time.perf_counter()
+        for _ in range(n):
+            _, _, term, trunc, _ = e.step(e.action_space.sample())
+            if term or trunc:
+                e.reset()
+        wall = time.perf_counter() - start
+        return {"variant": variant, "learners": 1, "wall_s": wall, "env_steps": n, "steps_per_s": n / wall,
+                "peak_rss_mib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}
+    if variant == "sb3":
+        import torch
+
+        torch.set_num_threads(1)
+        from dpd.students.factory import build_student
+
+        model = build_student(_config("ddpg", env, "vanilla", steps, learning_starts, preset="paper"), 0, None).model
+        start = time.perf_counter()
+        model.learn(steps)  # stock SB3
+        wall = time.perf_counter() - start
+        if full:
+            _fill(model)
+        return {"variant": variant, "learners": 1, "wall_s": wall, "env_steps": steps, "steps_per_s": steps / wall,
+                "peak_rss_mib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}
+    os.environ["XLA_FLAGS"] = JAX_XLA_FLAGS  # before jax is imported (the parent sets it too)
+    from dpd.pack import DDPGPack, PackConfig
+
+    k = int(variant.removeprefix("pack"))
+    start = time.perf_counter()
+    pack = DDPGPack(env, list(range(k)), PackConfig(learning_starts=learning_starts), max_steps=None if full else steps)
+    setup_s = time.perf_counter() - start
+    compile_s = pack.compile()  # the first act / write / update calls, excluded from the rate
+    start = time.perf_counter()
+    pack.learn(steps)
+    wall = time.perf_counter() - start
+    pack.close()
+    profile = dict(pack.profile)
+    profile["other"] = wall - sum(profile.values())
+    assert pack.last_losses is not None and bool(__import__("numpy").isfinite(pack.last_losses).all())
+    return {"variant": variant, "learners": k, "wall_s": wall, "env_steps": k * steps, "steps_per_s": k * steps / wall,
+            "peak_rss_mib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, "compile_s": compile_s,
+            "setup_s": setup_s, "profile_s": profile, "buffer_capacity": pack.capacity,
+            "buffer_mib": sum(x.nbytes for x in pack.buffers) / 2**20}
+
+
+def main_jax(args: argparse.Namespace) -> None:
+    """``--engine jax``: stock SB3 DDPG against JAX packs, each variant a fresh process pinned to core 0."""
+    if args.algo != "ddpg":
+        raise SystemExit("--engine jax: only --algo ddpg (the paper preset) so far")
+    sizes = [int(x) for x in args.pack_sizes.split(",") if x]
+    variants = ["sb3", *(f"pack{k}" for k in sizes), "env_random"]
+    child_env = {**os.environ, "XLA_FLAGS": JAX_XLA_FLAGS, "MUJOCO_GL": "disable", "OMP_NUM_THREADS": "1",
+                 "MKL_NUM_THREADS": "1"}
+    uptime_before = subprocess.run(["uptime"], capture_output=True, text=True).stdout.strip()
+    results: dict[str, list[dict]] = {v: [] for v in variants}
+    for r in range(args.repeats):
+        for v in variants:
+            cmd = ["taskset", "-c", "0", sys.executable, __file__, "--engine", "jax", "--child", v, "--env", args.env,
+                   "--steps", str(args.steps), "--learning-starts", str(args.learning_starts)]
+            if args.full_buffers:
+                cmd.append("--full-buffers")
+            done = subprocess.run(cmd, capture_output=True, text=True, env=child_env)
+            if done.returncode != 0:
+                raise SystemExit(f"{v} failed:\n{done.stderr[-3000:]}")
+            res = json.loads(done.stdout.strip().splitlines()[-1])
+            results[v].append(res)
+            print(f"repeat {r} {v:<10} {res['wall_s']:7.1f} s {res['steps_per_s']:8.0f} env steps/s "
+                  f"{res['peak_rss_mib']:7.0f} MiB" + (f" compile {res['compile_s']:.1f} s" if "compile_s" in res else ""),
+                  flush=True)
+    uptime_after = subprocess.run(["uptime"], capture_output=True, text=True).stdout.strip()
+    best = {v: max(results[v], key=lambda x: x["steps_per_s"]) for v in variants}
+    sb3 = best["sb3"]["steps_per_s"]
+    print(f"\nmachine: {platform.machine()}, {os.cpu_count()} cores, python {platform.python_version()}; children "
+          "pinned to core 0")
+    print(f"load: before {uptime_before}\n      after  {uptime_after}")
+    print(f"command: python benchmarks/throughput.py {' '.join(sys.argv[1:])}\n")
+    # a ratio within one repeat compares runs seconds apart (the same load); best / best may mix two loads
+    same = {v: [x["steps_per_s"] / s["steps_per_s"] for x, s in zip(results[v], results["sb3"], strict=True)]
+            for v in variants}
+    print("| variant | learners | env steps (all learners) | env steps/s per repeat | best env steps/s | x SB3 per repeat "
+          "(same repeat) | x SB3 median | x SB3 (best / best) | compile s | peak RSS MiB |")
+    print("|---|---|---|---|---|---|---|---|---|---|")
+    for v in variants:
+        b, per = best[v], " / ".join(f"{x['steps_per_s']:.0f}" for x in results[v])
+        per_ratio = " / ".join(f"{x:.2f}" for x in same[v])
+        ratio = f"{b['steps_per_s'] / sb3:.2f}"
+        comp = " / ".join(f"{x['compile_s']:.1f}" for x in results[v]) if "compile_s" in b else "-"
+        print(f"| {v} | {b['learners']} | {b['env_steps']} | {per} | {b['steps_per_s']:.0f} | {per_ratio} | "
+              f"{statistics.median(same[v]):.2f} | {ratio} | {comp} | {max(x['peak_rss_mib'] for x in results[v]):.0f} |")
+    packs = [v for v in variants if v.startswith("pack")]
+    parts = ["env", "act", "update", "buffer+norm", "other"]
+    print("\nprofile of the pack (best repeat): seconds (share of the timed learn)\n")
+    print("| variant | wall s | " + " | ".join(parts) + " |")
+    print("|---|---|" + "---|" * len(parts))
+    for v in packs:
+        b = best[v]
+        cells = [f"{b['profile_s'].get(p, 0.0):.2f} ({100 * b['profile_s'].get(p, 0.0) / b['wall_s']:.0f}%)" for p in parts]
+        print(f"| {v} | {b['wall_s']:.2f} | " + " | ".join(cells) + " |")
+    top = max(packs, key=lambda v: statistics.median(same[v])) if packs else None
+    if top:
+        ratio = statistics.median(same[top])
+        print(f"\nbest pack: {top}, median over repeats of (pack / sb3 in the same repeat) {ratio:.2f}x stock SB3 -> "
+              f"{'GO' if ratio >= 5 else 'NO-GO'} (threshold 5x)")
+    if args.json:
+        with open(args.json, "w") as f:
+            json.dump({"command": sys.argv, "machine": platform.machine(), "cores": os.cpu_count(),
+                       "python": platform.python_version(), "uptime_before": uptime_before, "uptime_after": uptime_after,
+                       "results": results, "best": best, "ratio_same_repeat": same}, f, indent=1)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--algo", default="ppo")
     parser.add_argument("--env", default="HalfCheetah-v5")
-    parser.add_argument("--steps", type=int, default=20_000, help="N: env steps per DPD student")
+    parser.add_argument("--engine", choices=("sb3", "jax"), default="sb3",
+                        help="sb3: the DPD variants above; jax: stock SB3 DDPG against JAX packs")
+    parser.add_argument("--steps", type=int, help="N: env steps per DPD student / per learner "
+                        "(default 20000 with --engine sb3, 3000 with --engine jax)")
     parser.add_argument("--repeats", type=int, default=2)
-    parser.add_argument("--learning-starts", type=int, default=1000,
-                        help="off-policy warm-up (short, so the timing covers training)")
+    parser.add_argument("--learning-starts", type=int, help="off-policy warm-up (short, so the timing covers "
+                        "training; default 1000 with --engine sb3, the paper preset's 100 with --engine jax)")
     parser.add_argument("--full-buffers", action="store_true", help="fill replay buffers before reading peak RSS")
     parser.add_argument("--variants", default=",".join(VARIANTS), help="comma-separated subset of the variants")
     parser.add_argument("--preset", help="zoo | paper (default: paper for ddpg, zoo otherwise)")
+    parser.add_argument("--pack-sizes", default="1,8,16", help="--engine jax: learners per pack, comma-separated")
+    parser.add_argument("--json", help="--engine jax: write every repeat's numbers to this JSON file")
     parser.add_argument("--child", help=argparse.SUPPRESS)
     args = parser.parse_args()
+    jax_engine = args.engine == "jax"
+    if args.steps is None:
+        args.steps = 3000 if jax_engine else 20_000
+    if args.learning_starts is None:
+        args.learning_starts = 100 if jax_engine else 1000
+    if jax_engine:
+        if args.child:
+            print(json.dumps(run_jax_variant(args.child, args.env, args.steps, args.learning_starts, args.full_buffers)))
+        else:
+            main_jax(args)
+        return
     if args.child:
         print(json.dumps(run_variant(args.child, args.algo, args.env, args.steps, args.learning_starts,
                                      args.full_buffers, args.preset)))

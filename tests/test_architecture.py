@@ -16,6 +16,7 @@ LAYERS = [
     ("config", ["dpd.config"]),
     ("distillation", ["dpd.distillation"]),
     ("students", ["dpd.students"]),
+    ("pack", ["dpd.pack"]),
     ("training", ["dpd.training"]),
     ("use of results", ["dpd.safe_load", "dpd.loading", "dpd.evaluation", "dpd.demo", "dpd.api"]),
     ("experiments", ["dpd.experiments"]),

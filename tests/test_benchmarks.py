@@ -22,3 +22,15 @@ def test_throughput_benchmark_prints_its_table():
 def test_profile_benchmark_names_where_the_time_goes():
     out = run(str(BENCHMARKS / "profile_dpd.py"), "--algo", "ppo", "--env", "CartPole-v1", "--steps", "256")
     assert "DPD distill" in out and "SB3 collect" in out
+
+
+def test_throughput_benchmark_jax_engine_prints_its_table_and_verdict(tmp_path):
+    import json
+
+    import pytest
+
+    pytest.importorskip("jax")
+    out = run(str(BENCHMARKS / "throughput.py"), "--engine", "jax", "--algo", "ddpg", "--env", "Pendulum-v1",
+              "--steps", "200", "--repeats", "1", "--pack-sizes", "2", "--json", str(tmp_path / "r.json"))
+    assert "| pack2 | 2 | 400 |" in out and "| sb3 | 1 | 200 |" in out and "best pack: pack2" in out
+    assert set(json.loads((tmp_path / "r.json").read_text())["results"]) == {"sb3", "pack2", "env_random"}

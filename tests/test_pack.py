@@ -1,0 +1,131 @@
+"""dpd.pack (the JAX engine's DDPG pack) on a tiny CPU budget."""
+
+import os
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+jax = pytest.importorskip("jax")
+pytest.importorskip("optax")
+
+from dpd.pack import DDPGPack, PackConfig  # noqa: E402
+
+TINY = PackConfig(net_arch=(32, 32), batch_size=32, learning_starts=50, train_freq=50, gradient_steps=10)
+
+
+def leaves(tree) -> list[np.ndarray]:
+    return [np.asarray(x) for x in jax.tree.leaves(tree)]
+
+
+@pytest.fixture(scope="module")
+def trained():
+    assert TINY.net_arch == (32, 32)
+    pack = DDPGPack("Pendulum-v1", [0, 1, 2], TINY, max_steps=300)
+    before = leaves(pack.learners)
+    pack.learn(300)
+    yield pack, before
+    pack.close()
+
+
+def test_a_pack_trains_every_learner_and_stays_finite(trained):
+    pack, before = trained
+    after = leaves(pack.learners)
+    assert pack.num_timesteps == 300 and pack.size == 300
+    assert all(np.isfinite(x).all() for x in after)
+    assert pack.last_losses is not None and pack.last_losses.shape == (3, 10, 2) and np.isfinite(pack.last_losses).all()
+    n_nets = 4 * 2 * 3  # actor, critic and their targets: 3 layers of (weight, bias) each
+    assert all(not np.allclose(b, a) for b, a in zip(before[:n_nets], after[:n_nets], strict=True))
+    w = np.asarray(pack.learners.actor[0][0])  # (N, obs_dim, 32)
+    assert not np.allclose(w[0], w[1]) and not np.allclose(w[1], w[2])  # different seeds, different learners
+    acts = pack.act(pack.obs)
+    assert acts.shape == (3, 1) and np.all(np.abs(acts) <= 1)
+    assert all(len(r) == 1 for r in pack.episode_returns)  # Pendulum: 200 steps per episode
+
+
+def test_the_buffer_holds_scaled_actions_raw_observations_and_no_terminal_flag_at_a_timeout(trained):
+    pack = trained[0]
+    acts = np.asarray(pack.buffers.actions)[:, :300]
+    assert np.all(np.abs(acts) <= 1) and acts.std() > 0.1
+    assert not np.asarray(pack.buffers.terminated).any()  # Pendulum only times out: every step bootstraps
+    obs, nxt = np.asarray(pack.buffers.obs)[:, :300], np.asarray(pack.buffers.next_obs)[:, :300]
+    assert np.allclose(obs[:, 1:150], nxt[:, :149])  # raw (unnormalised) observations, chained within an episode
+    assert np.allclose(np.linalg.norm(obs[:, :, :2], axis=-1), 1, atol=1e-5)  # cos, sin: raw
+
+
+def test_the_normaliser_is_sb3s_running_mean_std(trained):
+    """VecNormalize's statistics: the reset observation, then every observation the env returns (a reset one where
+    an episode ended, which is the next row's obs in the buffer), replayed into SB3's RunningMeanStd."""
+    from stable_baselines3.common.running_mean_std import RunningMeanStd
+
+    pack = trained[0]
+    obs = np.asarray(pack.buffers.obs)[:, :300].astype(np.float64)
+    for i in range(3):
+        rms = RunningMeanStd(shape=(3,))
+        for o in [*obs[i], pack.obs[i]]:
+            rms.update(o[None])
+        assert np.allclose(pack.mean[i], rms.mean, atol=1e-6) and np.allclose(pack.var[i], rms.var, rtol=1e-5)
+
+
+def test_a_learner_does_not_depend_on_its_pack(trained):
+    """Learner seed 1 alone and beside seeds 0 and 2: the same warm-up transitions, the same parameters up to
+    rounding."""
+    pack = trained[0]
+    alone = DDPGPack("Pendulum-v1", [1], TINY, max_steps=300)
+    alone.learn(300)
+    alone.close()
+    assert np.array_equal(np.asarray(alone.buffers.actions)[0, :50], np.asarray(pack.buffers.actions)[1, :50])
+    for a, p in zip(leaves(alone.learners.actor), leaves(pack.learners.actor), strict=True):
+        assert np.allclose(a[0], p[1], atol=1e-4)
+
+
+def test_import_dpd_does_not_import_jax():
+    code = "import sys, dpd, dpd.api, dpd.cli; assert 'jax' not in sys.modules, 'jax imported'"
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env={**os.environ})
+    assert done.returncode == 0, done.stderr[-2000:]
+
+
+def test_gradient_steps_are_sb3s_ddpg_steps():
+    """Parity: from the same weights, on a buffer of one transition (every index SB3 or the pack draws is 0), three
+    gradient steps of SB3's DDPG (critic, actor, Polyak) and of the pack end at the same parameters."""
+    import torch
+    from stable_baselines3 import DDPG
+    from stable_baselines3.common.logger import configure
+
+    arch, obs_dim, act_dim = [8, 8], 3, 1
+    model = DDPG("MlpPolicy", "Pendulum-v1", learning_rate=1e-3, buffer_size=10, batch_size=4, tau=0.01, gamma=0.99,
+                 learning_starts=0, policy_kwargs={"net_arch": arch}, seed=0, device="cpu")
+    cfg = PackConfig(net_arch=tuple(arch), batch_size=4, gradient_steps=3, normalize=False)
+    pack = DDPGPack("Pendulum-v1", [0], cfg, max_steps=10)
+    rng = np.random.default_rng(0)
+    obs, nxt = rng.normal(size=(1, obs_dim)), rng.normal(size=(1, obs_dim))
+    act, rew = rng.uniform(-1, 1, size=(1, act_dim)), np.array([0.7])
+    model.replay_buffer.add(obs, nxt, act, rew, np.array([False]), [{}])
+
+    def from_torch(seq: torch.nn.Module) -> list:
+        lins = [m for m in seq if isinstance(m, torch.nn.Linear)]
+        return [(jax.numpy.asarray(m.weight.detach().numpy().T[None]), jax.numpy.asarray(m.bias.detach().numpy()[None]))
+                for m in lins]
+
+    nets = [from_torch(m) for m in (model.actor.mu, model.critic.qf0, model.actor_target.mu, model.critic_target.qf0)]
+    learners = pack.learners._replace(actor=nets[0], critic=nets[1], actor_target=nets[2], critic_target=nets[3])
+    learners = learners._replace(actor_opt=jax.vmap(pack.tx.init)(nets[0]), critic_opt=jax.vmap(pack.tx.init)(nets[1]))
+    f32 = np.float32
+    chunk = {"obs": obs[None].astype(f32), "next_obs": nxt[None].astype(f32), "actions": act[None].astype(f32),
+             "rewards": rew[None].astype(f32), "terminated": np.zeros((1, 1), f32)}
+    from dpd.pack.ddpg import Buffers
+
+    buffers = pack._write(pack.buffers, Buffers(**{k: jax.numpy.asarray(v) for k, v in chunk.items()}),
+                          jax.numpy.int32(0), jax.numpy.int32(1))
+    w0 = np.asarray(nets[0][0][0])[0]  # the update donates (deletes) its input
+    learners, _ = pack._update(learners, buffers, jax.numpy.int32(1), *pack._stats())
+    model.set_logger(configure(None, []))
+    model.train(gradient_steps=3, batch_size=4)
+    pack.close()
+    assert not np.allclose(w0, np.asarray(model.actor.mu[0].weight.detach().numpy().T))  # it moved
+    after = [from_torch(m) for m in (model.actor.mu, model.critic.qf0, model.actor_target.mu, model.critic_target.qf0)]
+    for mine, theirs in zip([learners.actor, learners.critic, learners.actor_target, learners.critic_target], after,
+                            strict=True):
+        for a, b in zip(leaves(mine), leaves(theirs), strict=True):
+            assert np.allclose(a, b, atol=1e-6), np.abs(a - b).max()
