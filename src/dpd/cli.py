@@ -119,13 +119,15 @@ def evaluate(
     episodes: Annotated[int, typer.Option(help="deterministic episodes per learner")] = 10,
     seed: Annotated[int, typer.Option(help="seed of the evaluation env")] = 0,
     env: Annotated[str | None, typer.Option("--env", help=ENV_AGAIN)] = None,
+    out: Annotated[Path | None, typer.Option(help="the results' JSON file (default: RUN/reevaluation.json); a file"
+                                             " that is not an earlier result is never replaced")] = None,
 ) -> None:
     """Re-evaluate the saved learners of a run (frozen normalisation, deterministic actions)."""
     from dpd.evaluation import evaluate_run
 
     if episodes <= 0:
         raise DPDUserError(f"--episodes must be positive, got {episodes}")
-    results = evaluate_run(run, episodes, seed, env=env)
+    results = evaluate_run(run, episodes, seed, env=env, out=out)
     typer.echo(f"{'learner':<10} {'mean return':>12} {'std':>10} {'episodes':>9}")
     for name, r in results["learners"].items():
         typer.echo(f"{name:<10} {r['mean_return']:>12.2f} {r['std_return']:>10.2f} {r['episodes']:>9d}")

@@ -418,8 +418,15 @@ class TrainConfig:
             what = f"rollouts of {chunk} steps (n_steps x n_envs)"
         else:
             freq = self.algo_kwargs.get("train_freq", defaults["train_freq"].default)
+            if isinstance(freq, (list, tuple)) and len(freq) == 2:
+                if freq[1] == "episode":  # episodes vary in length: no total could hold both arms to one budget
+                    raise DPDUserError(
+                        f"algo.train_freq {list(freq)}: {self.algo} would collect whole episodes, so a pair and vanilla"
+                        " could not train the same total env steps; use a number of steps (e.g. algo.train_freq=1000"
+                        " for 1000-step episodes)")
+                freq = freq[0]
             if not isinstance(freq, int) or isinstance(freq, bool):
-                return  # (n, "episode"): episodes vary in length
+                return  # refused by SB3's own check of train_freq
             chunk = freq * n_envs
             what = f"chunks of {chunk} steps (train_freq x n_envs)"
 

@@ -27,9 +27,13 @@ class TrainingInterrupted(Exception):
     """Ctrl-C or SIGTERM: a checkpoint was written (with a run folder) and the run stopped between two rounds; or,
     ``during_setup``, the run stopped before its first round and wrote nothing new."""
 
-    def __init__(self, signal_name: str, env_steps: int, run_dir: Path | None, during_setup: bool = False) -> None:
+    def __init__(self, signal_name: str, env_steps: int, run_dir: Path | None, during_setup: bool = False,
+                 finished: bool = False) -> None:
         where = f"; resume with: dpd train --resume {run_dir}" if run_dir is not None else ""
-        if run_dir is None:
+        if finished:  # the signal came during the last phase, which ran to its end first
+            saved = f" ({run_dir}/summary.json)" if run_dir is not None else ""
+            message = f"{signal_name} during the final evaluation: the run finished first{saved}, nothing to resume"
+        elif run_dir is None:
             message = f"{signal_name} at {env_steps} env steps (no run folder, nothing saved)"
         elif during_setup and env_steps == 0:  # nothing trained: a checkpoint before the first step cannot resume
             message = (f"{signal_name} while setting up, before the first env step: nothing to resume; run the same "
@@ -40,8 +44,11 @@ class TrainingInterrupted(Exception):
             message = f"{signal_name} at {env_steps} env steps, checkpoint written{where}"
         super().__init__(message)
         self.env_steps = env_steps
+        self.signal_name = signal_name
+        #: the run finished (the signal came during its last phase, which ran to its end)
+        self.finished = finished
         #: a checkpoint is there to resume from (False: no run folder, or a fresh run stopped before its first step)
-        self.resumable = run_dir is not None and not (during_setup and env_steps == 0)
+        self.resumable = run_dir is not None and not (during_setup and env_steps == 0) and not finished
 
 
 class TrainingDiverged(RuntimeError):

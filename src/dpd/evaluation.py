@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 from dataclasses import asdict
 from pathlib import Path
@@ -28,6 +29,15 @@ def writable(folder: Path) -> bool:
     return os.access(folder, os.W_OK | os.X_OK)
 
 
+def _is_reevaluation(path: Path) -> bool:
+    """Whether ``path`` holds what :func:`evaluate_run` writes (so writing it again replaces dpd's own file)."""
+    try:
+        data = json.loads(path.read_text())
+    except (OSError, ValueError):
+        return False
+    return isinstance(data, dict) and set(data) == {"episodes", "seed", "learners"}
+
+
 def evaluate_run(run: str | Path, episodes: int, seed: int = 0, env: EnvSource | None = None,
                  out: str | Path | None = None) -> dict[str, Any]:
     """Evaluate every saved learner of ``run`` for ``episodes`` deterministic episodes (env seeded with ``seed``);
@@ -41,6 +51,8 @@ def evaluate_run(run: str | Path, episodes: int, seed: int = 0, env: EnvSource |
     if target.is_dir() or not folder.is_dir() or not writable(folder):
         raise DPDUserError(f"cannot write {target} ({folder} is not a writable folder); pass --out FILE to write the"
                            " results elsewhere")
+    if out is not None and target.exists() and not _is_reevaluation(target):  # a user's own file is never replaced
+        raise DPDUserError(f"--out {target} exists and is not a dpd evaluate result; choose another --out")
     results: dict[str, Any] = {"episodes": episodes, "seed": seed, "learners": {}}
     for name in config.learner_names:
         model, venv = load_learner(run, name, seed=seed, env=env)

@@ -47,6 +47,29 @@ def plain(x: Any) -> Any:
     return x
 
 
+def typed_scalars(x: Any) -> Any:
+    """As :func:`plain`, but a numpy scalar becomes a 0-d tensor of its dtype (not a Python number):
+    :func:`numpy_scalars` gives it back exactly, type included."""
+    if isinstance(x, np.generic) and x.dtype != np.uint32:
+        return th.from_numpy(np.asarray(x).reshape(()).copy())
+    if isinstance(x, dict):
+        return {k: typed_scalars(v) for k, v in x.items()}
+    if isinstance(x, (list, tuple)):
+        return [typed_scalars(v) for v in x]
+    return plain(x)
+
+
+def numpy_scalars(x: Any) -> Any:
+    """The inverse of :func:`typed_scalars` (a 0-d tensor -> the numpy scalar of its dtype)."""
+    if isinstance(x, th.Tensor) and x.dim() == 0:
+        return x.numpy()[()]
+    if isinstance(x, dict):
+        return {k: numpy_scalars(v) for k, v in x.items()}
+    if isinstance(x, list):
+        return [numpy_scalars(v) for v in x]
+    return x
+
+
 def arr(x: Any, dtype: Any = None) -> np.ndarray:
     a = x.numpy() if isinstance(x, th.Tensor) else np.asarray(x)
     return a.astype(dtype) if dtype is not None else a.copy()
@@ -226,8 +249,10 @@ def algorithm_state(model: BaseAlgorithm) -> dict[str, Any]:
         "torch": {name: recursive_getattr(model, name).state_dict() for name in modules},
         "torch_variables": {name: recursive_getattr(model, name).detach().clone() for name in variables},
         "model": plain({k: getattr(model, k, None) for k in _ALGORITHM_ATTRS}),
-        "ep_info_buffer": plain(list(model.ep_info_buffer or [])),
-        "ep_success_buffer": plain(list(model.ep_success_buffer or [])),
+        # numpy scalars kept as 0-d tensors of their dtype: SB3 averages these buffers into progress.csv, and a float32
+        # return turned into a Python float averages to another number (a resumed run's rows must equal the original)
+        "ep_info_buffer": typed_scalars(list(model.ep_info_buffer or [])),
+        "ep_success_buffer": typed_scalars(list(model.ep_success_buffer or [])),
     }
 
 
@@ -249,5 +274,5 @@ def load_episode_buffers(model: BaseAlgorithm, state: dict[str, Any]) -> None:
     """Restore the episode-statistics buffers (after SB3's learn setup, which resets them)."""
     from collections import deque
 
-    model.ep_info_buffer = deque(state["ep_info_buffer"], maxlen=stats_window_size(model))
-    model.ep_success_buffer = deque(state["ep_success_buffer"], maxlen=stats_window_size(model))
+    model.ep_info_buffer = deque(numpy_scalars(state["ep_info_buffer"]), maxlen=stats_window_size(model))
+    model.ep_success_buffer = deque(numpy_scalars(state["ep_success_buffer"]), maxlen=stats_window_size(model))

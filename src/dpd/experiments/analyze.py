@@ -169,6 +169,10 @@ def analyze(
             cv = _check_run(rv, "vanilla")
             if (cv.env_id, cv.algo) != (config.env_id, config.algo):
                 raise DPDUserError(f"{rv} is {cv.algo} on {cv.env_id}; the DPD run is {config.algo} on {config.env_id}")
+            if cv.total_steps != config.total_steps:  # snapshots at the same fractions would sit at other steps
+                raise DPDUserError(f"{rv} trained {cv.total_steps} total env steps, the DPD run {config.total_steps}; the"
+                                   f" comparison is at equal total env steps: train the vanilla runs with total_steps"
+                                   f" {config.total_steps}")
             vanilla.append(_snapshots(rv, cv)["vanilla"])
         # same env and algo as the DPD run (checked above): its config loads their snapshots too
         if len(vanilla[0]) != len(vanilla[1]) or len(vanilla[0]) != len(pair["student0"]):

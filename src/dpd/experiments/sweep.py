@@ -200,6 +200,8 @@ def run_trial(config_dict: dict[str, Any], run_dir: str) -> dict[str, Any]:
             summary = train(config, path, overwrite=True)
         return {"status": "finished", "summary": summary}
     except TrainingInterrupted as exc:  # checkpoint written: "unfinished", resumed next time
+        if exc.finished:  # the stop came in the last phase, which ran to its end
+            return {"status": "finished", "summary": json.loads((path / SUMMARY_FILE).read_text())}
         if not exc.resumable:  # stopped while setting up, before its first step: the next sweep starts it afresh
             return {"status": "not_started", "error": str(exc)}
         return {"status": "interrupted", "error": str(exc)}
@@ -320,11 +322,18 @@ def sweep_lock(out: Path) -> Any:
             out.rmdir()
 
 
+def _clear_stop_file(path: Path) -> None:
+    """Remove the sweep's stop file; a folder or anything else by that name is not dpd's: one line."""
+    if path.is_symlink() or (path.exists() and not path.is_file()):
+        raise DPDUserError(f"{path} is not a file: dpd keeps its stop file there; remove it and run the same command")
+    path.unlink(missing_ok=True)
+
+
 def _run_locked(spec: SweepSpec, trials: list[Trial], out: Path, backend: str, workers: int | None,
                 address: str | None, on_update: Reporter | None) -> SweepResult:
     prepare_sweep_dir(out, spec)
     runs = out / RUNS_DIR
-    (runs / STOP_FILE).unlink(missing_ok=True)  # left by a stopped earlier run of this sweep
+    _clear_stop_file(runs / STOP_FILE)  # left by a stopped earlier run of this sweep
     skipped = [t.name for t in trials if trial_status(runs / t.name) == "finished"]
     todo = [t for t in trials if t.name not in skipped]
     result = SweepResult(finished=[], failed={}, skipped=skipped)
@@ -443,7 +452,7 @@ def _run_local(todo: list[Trial], runs: Path, workers: int, result: SweepResult,
                     running = [futures[f] for f in started if trial_status(runs / futures[f]) == "unfinished"]
                     on_update(_snapshot(runs, running, result, total, budget))
             result.stopped_by = signals.name
-    (runs / STOP_FILE).unlink(missing_ok=True)  # every queued trial has returned
+    _clear_stop_file(runs / STOP_FILE)  # every queued trial has returned
 
 
 def check_ray(address: str | None, timeout: float = 5.0) -> None:

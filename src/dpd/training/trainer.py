@@ -195,14 +195,20 @@ class DPDTrainer:
                     self._round_boundary()  # checkpoints happen between two rounds of Algorithm 1
                     stopped = self._parallel_round() if self.parallel else self._sequential_round(bar)
                     bar.update(self.total_env_steps())
-        entries = self._all("finish")
-        summary = self.summary(dict(zip(self.config.learner_names, entries, strict=True)), stopped)
-        if self.run_dir is not None:
-            self._all("save")
-            write_json(self.run_dir / SUMMARY_FILE, summary)
-            # a finished run cannot be resumed, and its models are saved: its last checkpoint is dead weight (with
-            # the replay buffers, ~600 MB per DDPG pair). After summary.json, so a kill in between leaves a finished run
-            (self.run_dir / CHECKPOINT_FILE).unlink(missing_ok=True)
+        # the last phase (final evaluation, models, summary.json) runs to its end: a stop request now is honoured
+        # after it, so the run is finished rather than lost (no checkpoint covers this phase); Ctrl-C twice aborts
+        with StopSignals(self._on_stop_while_finishing) as finishing:
+            entries = self._all("finish")
+            summary = self.summary(dict(zip(self.config.learner_names, entries, strict=True)), stopped)
+            if self.run_dir is not None:
+                self._all("save")
+                write_json(self.run_dir / SUMMARY_FILE, summary)
+                # a finished run cannot be resumed, and its models are saved: its last checkpoint is dead weight
+                # (with the replay buffers, ~600 MB per DDPG pair). After summary.json: a kill in between leaves a
+                # finished run
+                (self.run_dir / CHECKPOINT_FILE).unlink(missing_ok=True)
+        if finishing.name is not None:
+            raise TrainingInterrupted(finishing.name, summary["total_env_steps"], self.run_dir, finished=True)
         return summary
 
     def _sequential_round(self, bar: _Progress) -> bool:
@@ -274,6 +280,10 @@ class DPDTrainer:
         when = "once set up" if self._setting_up else "after this round"
         self.log(f"dpd: {name}: stopping {when} (Ctrl-C again to abort now)")
 
+    def _on_stop_while_finishing(self, name: str) -> None:
+        self.log(f"dpd: {name}: finishing first (final evaluation, models, summary), then stopping (Ctrl-C again to"
+                 " abort now)")
+
     def save_checkpoint(self) -> Path:
         from dpd.training.checkpoint import save_checkpoint
 
@@ -286,6 +296,8 @@ class DPDTrainer:
     # ------------------------------------------------------------------ results
     def summary(self, learners: dict[str, Any], stopped: bool = False) -> dict[str, Any]:
         wall = self._elapsed_before + time.time() - self._start
+        # the learners' own counts: a callback may stop one in the middle of a round, after the trainer last counted
+        total = sum(int(v["env_steps"]) for v in learners.values())
         finals = {name: v["final_eval_return"] for name, v in learners.items() if v["final_eval_return"] is not None}
         cfg = self.config
         return {
@@ -300,9 +312,9 @@ class DPDTrainer:
             "alpha": cfg.distill.alpha,
             "weighting": cfg.distill.weighting,
             "distill_schedule": cfg.distill.schedule,
-            "total_env_steps": self.total_env_steps(),
+            "total_env_steps": total,
             "wall_time_s": round(wall, 3),
-            "env_steps_per_s": round(self.total_env_steps() / max(wall, 1e-9), 1),
+            "env_steps_per_s": round(total / max(wall, 1e-9), 1),
             "best_learner": max(finals, key=lambda k: finals[k]) if finals else None,
             "learners": learners,
             "platform": platform_info(),
