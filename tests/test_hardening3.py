@@ -517,8 +517,6 @@ def restore_archive(tmp_path: Path, members: dict[str, bytes], target: Path) -> 
                            str(archive), str(target)], capture_output=True, text=True, timeout=60, cwd=tmp_path)
 
 
-@pytest.mark.xfail(strict=True, raises=AssertionError,
-                   reason="D17: archive restore of a member with a 300-byte name: ENAMETOOLONG after a partial write")
 def test_d17_archive_restore_of_an_over_long_member_name_is_refused_and_writes_nothing(tmp_path):
     target = tmp_path / "runs"
     done = restore_archive(tmp_path, {"sw/sweep.yaml": b"envs: [CartPole-v1]\n",
@@ -528,8 +526,6 @@ def test_d17_archive_restore_of_an_over_long_member_name_is_refused_and_writes_n
         f"exit {done.returncode}, written {written}; {done.stderr.strip().splitlines()[-1:]}")
 
 
-@pytest.mark.xfail(strict=True, raises=AssertionError,
-                   reason="D20: archive restore writes through a dangling symlink already in the target")
 def test_d20_archive_restore_never_writes_through_a_symlink_in_the_target(tmp_path):
     target = tmp_path / "runs"
     (target / "sw").mkdir(parents=True)
@@ -625,8 +621,6 @@ def fail_in_student1(name: str) -> BaseCallback | None:
     return _FailingCallback() if name == "student1" else None
 
 
-@pytest.mark.xfail(strict=True, raises=AssertionError,
-                   reason="D19: DPD(parallel=True).learn() whose student1 callback raises leaves the worker alive")
 def test_d19_a_failing_parallel_learn_leaves_no_process():
     model = DPD("ppo", "CartPole-v1", eval_freq=0, parallel=True, snapshots=[], tensorboard=False)
     try:

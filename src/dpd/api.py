@@ -109,7 +109,11 @@ class DPD:
                 raise
             if lock is not None:
                 lock.keep_new()
-            self.summary = self._trainer.learn()
+            try:
+                self.summary = self._trainer.learn()
+            except BaseException:  # the learners' processes (parallel mode) and envs go with the failed run
+                self._trainer.close()
+                raise
             if self.run_dir is not None:
                 write_json(self.run_dir / SUMMARY_FILE, self.summary)
         finally:

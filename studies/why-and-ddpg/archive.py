@@ -63,18 +63,59 @@ def save(runs_dir: Path, archive: Path, sweeps: list[str]) -> None:
     print(f"{archive}: {count} finished runs of {', '.join(sweeps)}")
 
 
+#: what an archive of small files may hold: bounds far above what ``save`` writes (a progress.csv of a 5M-step run
+#: cut to its columns is ~1 MB), so a damaged or hostile archive is refused before anything is written
+MAX_MEMBER_BYTES = 64 << 20
+MAX_TOTAL_BYTES = 2 << 30
+MAX_NAME_BYTES = 255
+
+
+def _refusal(member: tarfile.TarInfo) -> str | None:
+    """Why ``member`` may not be restored (None: it may)."""
+    name = member.name
+    parts = Path(name).parts
+    if not member.isfile():
+        return None  # folders are made as needed; links and devices are skipped below
+    if name.startswith("/") or ".." in parts or not parts:
+        return f"member {name[:80]!r} leaves the target folder"
+    if any(len(part.encode()) > MAX_NAME_BYTES for part in parts):
+        return f"member {name[:60]!r}... has a name of more than {MAX_NAME_BYTES} bytes"
+    if not all(part.isprintable() for part in parts):
+        return f"member {name[:80]!r} has control characters in its name"
+    if member.size > MAX_MEMBER_BYTES:
+        return f"member {name[:80]!r} has {member.size} bytes (a run's small files are far below {MAX_MEMBER_BYTES})"
+    return None
+
+
 def restore(archive: Path, runs_dir: Path) -> None:
+    """Unpack ``archive``'s files into ``runs_dir``: every member checked before anything is written (names,
+    sizes), no link in the target followed (a file or link already there wins, as a run trained on this machine)."""
+    import os
+
     with tarfile.open(archive) as tar:
-        members = [m for m in tar.getmembers() if m.isfile() and not m.name.startswith(("/", "..")) and ".." not in m.name]
+        members = [m for m in tar.getmembers() if m.isfile()]
+        for m in tar.getmembers():
+            why = _refusal(m)
+            if why is not None:
+                sys.exit(f"archive.py: {archive}: {why}; nothing restored")
+        if sum(m.size for m in members) > MAX_TOTAL_BYTES:
+            sys.exit(f"archive.py: {archive}: its files hold more than {MAX_TOTAL_BYTES} bytes; nothing restored")
+        root = runs_dir.resolve()
+        restored = 0
         for m in members:
             target = runs_dir / m.name
-            if target.exists():
-                continue  # a run already here (trained on this machine) wins
+            if os.path.lexists(target):
+                continue  # a run already here (trained on this machine), or a link: never written through
             target.parent.mkdir(parents=True, exist_ok=True)
+            if not target.parent.resolve().is_relative_to(root):  # a folder on the way is a link out of the target
+                sys.exit(f"archive.py: {target.parent} leads out of {runs_dir} (a symbolic link); stopped")
             fh = tar.extractfile(m)
             assert fh is not None
-            target.write_bytes(fh.read())
-    print(f"{runs_dir}: restored {len(members)} files from {archive}")
+            fd = os.open(target, os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_NOFOLLOW", 0), 0o644)
+            with os.fdopen(fd, "wb") as out:
+                out.write(fh.read())
+            restored += 1
+    print(f"{runs_dir}: restored {restored} files from {archive}")
 
 
 if __name__ == "__main__":
