@@ -125,8 +125,6 @@ CALIBRATE = ["--states", "6", "--rollouts", "2", "--max-rollouts", "4"]
 
 
 # ---------------------------------------------------------------------- data loss
-@pytest.mark.xfail(strict=True, raises=AssertionError,
-                   reason="D3: analyze / calibrate --out replace the user's own analysis.json, figure3.png, calibration files")
 @pytest.mark.parametrize("command, mine", [("analyze", "analysis.json"), ("analyze", "figure3.png"),
                                            ("calibrate", "calibration.json"), ("calibrate", "calibration.md")])
 def test_d3_analyze_and_calibrate_refuse_to_replace_a_users_file_in_out(cartpole_pair, pendulum_pair, tmp_path,

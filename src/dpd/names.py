@@ -65,8 +65,6 @@ STOP_FILE = ".stopping"
 SWEEP_LOCK = ".sweep-lock"
 # ---------------------------------------------------------------------- a report folder
 REPORT_FILE = "report.md"
-#: written into a folder dpd writes reports into: only such a folder's report.md is replaced
-REPORT_MARKER = ".dpd-report"
 
 
 #: SB3's own log key of a learner's env steps (its progress.csv; ``dpd sweep``'s status reads it)

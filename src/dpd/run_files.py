@@ -107,6 +107,34 @@ def check_run_dir(out: str | os.PathLike[str], overwrite: bool, words: OutWords 
     return path
 
 
+def output_marker(kind: str) -> str:
+    """The hidden file that marks a folder as written by ``dpd <kind>`` (report, analyze, calibrate)."""
+    return f".dpd-{kind}"
+
+
+def check_output_dir(folder: Path, kind: str, files: tuple[str, ...], words: OutWords = CLI_WORDS) -> None:
+    """The one overwrite rule of a command that writes result files into a folder it is given: ``folder`` is a
+    folder or does not exist yet, and none of ``files`` is there unless ``dpd <kind>`` wrote them (its marker is
+    there), so a user's own file of that name is never replaced. Writes nothing (call it before the work)."""
+    if folder.exists() and not folder.is_dir():
+        raise DPDUserError(f"{words.out} {folder} exists and is not a folder; choose another {words.out}")
+    if (folder / output_marker(kind)).is_file():
+        return
+    mine = [name for name in files if os.path.lexists(folder / name)]
+    if mine:
+        raise DPDUserError(f"{words.out} {folder} holds {mine[0]}, which dpd {kind} did not write; choose another"
+                           f" {words.out}")
+
+
+def claim_output_dir(folder: Path, kind: str, files: tuple[str, ...], words: OutWords = CLI_WORDS) -> Path:
+    """:func:`check_output_dir` again (the folder may have changed during the work), then make the folder and mark
+    it as ``dpd <kind>``'s; returns it."""
+    check_output_dir(folder, kind, files, words)
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / output_marker(kind)).touch()
+    return folder
+
+
 def _foreign_entries(path: Path) -> str | None:
     """Why ``path`` is not provably a dpd run folder, or None if it is: the marker is there and every entry, at
     every depth, is one dpd writes (a user's notes inside a learner's folder or beside a figure are kept, by

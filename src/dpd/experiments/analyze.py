@@ -32,11 +32,21 @@ from dpd.envs import EnvSource, normalize_raw, return_scale
 from dpd.errors import DPDUserError
 from dpd.loading import load_learner, read_run_config
 from dpd.names import SNAPSHOT_DIR
-from dpd.run_files import MODEL_FILE, SUMMARY_FILE, atomic_write, atomic_write_text, read_summary_file
+from dpd.run_files import (
+    MODEL_FILE,
+    SUMMARY_FILE,
+    atomic_write,
+    atomic_write_text,
+    check_output_dir,
+    claim_output_dir,
+    read_summary_file,
+)
 from dpd.students.outputs import value_estimates
 
 ANALYSIS_FILE = "analysis.json"
 FIGURE_FILE = "figure3.png"
+#: what dpd analyze writes into its folder
+OUTPUT_FILES = (ANALYSIS_FILE, FIGURE_FILE)
 
 
 @dataclass
@@ -151,8 +161,8 @@ def analyze(
     :return: the numbers written to ``analysis.json``.
     """
     run = Path(run)
-    if out is not None and Path(out).exists() and not Path(out).is_dir():
-        raise DPDUserError(f"--out {out} exists and is not a folder; choose another --out")
+    if out is not None:  # a folder the user named: never replace a file of theirs there
+        check_output_dir(Path(out), "analyze", OUTPUT_FILES)
     if seed < 0:
         raise DPDUserError(f"--seed must be >= 0, got {seed}")
     if n_states < 2 or not 1 <= n_value_states <= n_states:
@@ -220,7 +230,7 @@ def analyze(
         "env_action_distance_units": "1 if the actions differ" if discrete else "Euclidean, env action units",
         "stages": stages,
     }
-    folder = Path(out) if out is not None else run / "analysis"
+    folder = claim_output_dir(Path(out), "analyze", OUTPUT_FILES) if out is not None else run / "analysis"
     folder.mkdir(parents=True, exist_ok=True)
     plot_figure3(result, folder / FIGURE_FILE)
     atomic_write_text(folder / ANALYSIS_FILE, json.dumps(result, indent=1))

@@ -49,7 +49,7 @@ from dpd.errors import DPDUserError
 from dpd.experiments.analyze import Snapshot, _check_run, _snapshots, load_snapshot
 from dpd.internals import mujoco_observation
 from dpd.objective import dpd_weights
-from dpd.run_files import WINDOW_FILE, atomic_write, atomic_write_text
+from dpd.run_files import WINDOW_FILE, atomic_write, atomic_write_text, check_output_dir, claim_output_dir
 from dpd.students.outputs import deterministic_outputs, q_estimates
 from dpd.xi import critic_offset, gate_strength, horizon, window_returns
 
@@ -58,6 +58,8 @@ RESULT_FILE = "calibration.json"
 STATES_FILE = "calibration_states.npz"
 TABLE_FILE = "calibration.md"
 FIGURE_FILE = "calibration.png"
+#: what dpd calibrate writes into its folder
+OUTPUT_FILES = (RESULT_FILE, STATES_FILE, TABLE_FILE, FIGURE_FILE)
 
 #: rollouts stepped side by side (one batched forward pass per policy and step)
 ROLLOUT_BATCH = 512
@@ -352,8 +354,10 @@ def calibrate(run: str | Path, out: str | Path | None = None, n_states: int = 20
     if seed < 0:
         raise DPDUserError(f"--seed must be >= 0, got {seed}")
     folder = Path(out) if out is not None else run / CALIBRATION_DIR
-    if folder.exists() and not folder.is_dir():
-        raise DPDUserError(f"--out {folder} exists and is not a folder; choose another --out")
+    if out is not None:  # a folder the user named: never replace a file of theirs there
+        check_output_dir(folder, "calibrate", OUTPUT_FILES)
+    elif folder.exists() and not folder.is_dir():
+        raise DPDUserError(f"{folder} exists and is not a folder; remove it or choose --out")
     config = _check_run(run, "dpd", "dpd calibrate")
     from dpd.loading import env_source
 
@@ -391,6 +395,8 @@ def calibrate(run: str | Path, out: str | Path | None = None, n_states: int = 20
               "settings": {"states": n_states, "rollouts": rollouts, "max_rollouts": max_rollouts, "seed": seed,
                            "stochastic_rollouts": stochastic},
               "windows": rows, "pooled": pooled(rows)}
+    if out is not None:
+        claim_output_dir(folder, "calibrate", OUTPUT_FILES)
     folder.mkdir(parents=True, exist_ok=True)
     atomic_write(folder / STATES_FILE, lambda fh: np.savez(fh, **arrays), binary=True)  # type: ignore[arg-type]
     plot_calibration(result, arrays, folder / FIGURE_FILE)

@@ -13,8 +13,8 @@ from dpd.errors import DPDUserError
 from dpd.experiments.report.figures import plot_arms, plot_curves
 from dpd.experiments.report.runs import HALF, PAIR_STATS, Run, arm_order, file_safe, load_sweeps
 from dpd.experiments.report.statistics import BOOTSTRAP_REPS, SMALL_SAMPLE, aggregates, gains
-from dpd.names import REPORT_FILE, REPORT_MARKER
-from dpd.run_files import atomic_write_text
+from dpd.names import REPORT_FILE
+from dpd.run_files import atomic_write_text, claim_output_dir
 
 REPORT_DIR = "report"
 
@@ -84,12 +84,7 @@ def write_report(sweep_dirs: str | Path | Sequence[str | Path], out: str | Path 
         raise DPDUserError("several sweep folders make one report: say where it goes with --out DIR")
     runs, spec = load_sweeps(dirs)
     folder = Path(out) if out is not None else dirs[0] / REPORT_DIR
-    if folder.exists() and not folder.is_dir():
-        raise DPDUserError(f"{folder} is a file; --out needs a folder")
-    if (folder / REPORT_FILE).exists() and not (folder / REPORT_MARKER).is_file():
-        raise DPDUserError(f"{folder} holds a {REPORT_FILE} that dpd did not write; choose another --out")
-    folder.mkdir(parents=True, exist_ok=True)
-    (folder / REPORT_MARKER).touch()
+    claim_output_dir(folder, "report", (REPORT_FILE,))
     lines = _header(runs, spec, dirs)
     for algo in sorted({r.algo for r in runs}):
         for env_id in sorted({r.env_id for r in runs if r.algo == algo}):
