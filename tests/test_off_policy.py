@@ -84,6 +84,17 @@ def test_one_distillation_step_per_rl_gradient_step_by_default():
     assert a.distill_steps_this_iteration() == a.last_gradient_steps
 
 
+def test_a_ratio_under_half_a_step_per_iteration_still_distils_through_the_carry():
+    """distill_ratio 0.002 x 200 RL gradient steps = 0.4 steps a phase: the phases take 0, 0, 1, 0, 1 (the fraction
+    carried). It was rounded before the carry (0.4 -> 0 every phase): a small ratio never distilled."""
+    _, (a, b) = make_pair(distill_ratio=0.002)
+    a.iterate()
+    b.iterate()
+    assert a.distill_steps_this_iteration() == pytest.approx(0.4)
+    taken = [a.distill(b.peer_batch()).steps for _ in range(5)]
+    assert taken == [0, 0, 1, 0, 1]
+
+
 @pytest.mark.slow  # a learning threshold on one seed: `make slow`
 def test_dpd_td3_learns_pendulum():
     # 12k steps per student. Random policies score about -1300; a solved Pendulum is about -150 to -200. DPD-TD3 is
