@@ -1,6 +1,7 @@
 # Two commands do all the set-up on a fresh machine:
 #   make demo   creates .venv on first use, installs dpd, runs vanilla PPO, the independent pair and DPD-PPO side by side
 #   make test   creates .venv on first use, installs dpd with its dev tools and Ray, runs ruff, mypy and the tests
+#   (make test-extended: the longer half, which CI runs too)
 PYTHON ?= python3.11
 VENV := .venv
 BIN := $(VENV)/bin
@@ -8,7 +9,7 @@ HASH := $(shell cat pyproject.toml | cksum | cut -d' ' -f1)
 BASE := $(VENV)/.installed-base-$(HASH)
 DEV := $(VENV)/.installed-dev-$(HASH)
 
-.PHONY: demo test lint type pytest slow clean
+.PHONY: demo test test-extended lint type pytest slow clean
 
 $(BASE): pyproject.toml
 	@command -v $(PYTHON) >/dev/null || { echo "make: $(PYTHON) not found; install Python 3.11 or run 'make PYTHON=/path/to/python3.11'" >&2; exit 2; }
@@ -38,6 +39,11 @@ type: $(DEV)
 
 pytest: $(DEV)
 	$(BIN)/pytest
+
+# the second half of CI (.ci/run): the hostile-input properties (tests/test_hardening3.py, ...), the studies'
+# scripts and the benchmarks' smoke runs, kept out of make test's 5 minutes
+test-extended: $(DEV)
+	$(BIN)/pytest -m extended
 
 slow: $(DEV)
 	$(BIN)/pytest -m slow -n 0

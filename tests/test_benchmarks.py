@@ -4,6 +4,10 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
+pytestmark = pytest.mark.extended  # make test-extended (CI runs it after make test)
+
 BENCHMARKS = Path(__file__).resolve().parents[1] / "benchmarks"
 
 

@@ -31,6 +31,8 @@ from stable_baselines3.common.callbacks import BaseCallback
 from dpd import DPD, DPDUserError, TrainConfig, train
 from dpd.cli import main
 
+pytestmark = pytest.mark.extended  # make test-extended (CI runs it after make test)
+
 REPO = Path(__file__).resolve().parents[1]
 CARTPOLE = ["--env", "CartPole-v1", "--total-steps", "1024", "--sequential", "--no-progress", "--set", "eval_freq=512",
             "--set", "eval_episodes=2"]

@@ -19,6 +19,8 @@ from dpd import DPD, DPDUserError
 from dpd.cli import main
 from dpd.envs import TRUSTED_MODULES_VAR
 
+pytestmark = pytest.mark.extended  # make test-extended (CI runs it after make test)
+
 TESTS = Path(__file__).parent
 SENTINEL = "dpd_test_envs:record_call"  # a factory that leaves a file behind when called (tests/dpd_test_envs.py)
 

@@ -12,6 +12,8 @@ import yaml
 from dpd.errors import DPDUserError
 from dpd.experiments.sweep import SweepSpec, expand
 
+pytestmark = pytest.mark.extended  # make test-extended (CI runs it after make test)
+
 STUDY = Path(__file__).resolve().parents[1] / "studies" / "when-dpd-helps"
 ENVS = ["HalfCheetah-v5", "Walker2d-v5"]
 ARMS = {"dpd-a1", "dpd-a1-authors", "dpd-a1-adaptive", "dense1"}
