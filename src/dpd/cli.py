@@ -215,6 +215,10 @@ def sweep(
             raise DPDUserError("dpd sweep needs --env (repeatable) or --config FILE")
         if seeds <= 0:
             raise DPDUserError(f"--seeds must be positive, got {seeds}")
+        from dpd.experiments.sweep import MAX_TRIALS
+        if seeds > MAX_TRIALS:  # before the list of seeds is made
+            raise DPDUserError(f"--seeds {seeds:,}: dpd sweep runs at most {MAX_TRIALS:,} trials (each a training run);"
+                               " split it into several sweeps")
         spec = SweepSpec(envs=env, total_steps=total_steps, algos=algo or ["ppo"], variants=method or ["dpd", "vanilla"],
                          alphas=alpha or [1.0], seeds=list(range(seeds)), preset=preset, overrides=set_ or [])
     result = run_sweep(spec, out, backend=backend, workers=workers, address=address, on_update=_SweepView())

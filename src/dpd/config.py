@@ -12,6 +12,7 @@ Validation raises :class:`dpd.errors.DPDUserError` with a one-line message that 
 
 from __future__ import annotations
 
+import copy
 import dataclasses
 import functools
 import inspect
@@ -513,9 +514,17 @@ def load_preset(algo: str, preset: str, env_id: str) -> dict[str, Any]:
             f"no {preset!r} preset for {algo} (available: {', '.join(a.split('_', 1)[1] for a in available) or 'none'}"
             "; the paper ran PPO and DDPG); use --preset zoo or --preset none"
         )
-    table = yaml.safe_load(path.read_text()) or {}
+    table = _preset_table(algo, preset)
     task = env_id.rpartition(":")[2]  # module:EnvId-v0 gets EnvId-v0's preset
-    return dict(table.get(task, table.get("default", {})) or {})
+    return copy.deepcopy(dict(table.get(task, table.get("default", {})) or {}))
+
+
+@functools.cache
+def _preset_table(algo: str, preset: str) -> dict[str, Any]:
+    """A preset file, parsed once per process (a sweep resolves every trial's config: parsing it each time made a
+    2,000-trial grid take 10 s)."""
+    path = resources.files("dpd") / "presets" / f"{algo}_{preset}.yaml"
+    return yaml.safe_load(path.read_text()) or {}
 
 
 # ---------------------------------------------------------------------- --set overrides

@@ -11,8 +11,14 @@ def one_line(text: str) -> str:
     """``text`` as one printable line: line breaks and tabs (a library's multi-line report folded into a message)
     become spaces, and other control or format characters (an escape sequence, U+202E that reorders a terminal
     line) are shown escaped, so that a name read from a file cannot change what the terminal shows."""
+    if len(text) > MAX_MESSAGE:  # a value quoted from a file may be long: the line says what, not all of it
+        text = text[: MAX_MESSAGE // 2] + " [...] " + text[-MAX_MESSAGE // 4:]
     text = re.sub(r"\s*[\r\n\t\v\f]+\s*", " ", text)  # a line break or tab and the blanks around it: one space
     return "".join(ch if ch.isprintable() else ch.encode("unicode_escape").decode("ascii") for ch in text)
+
+
+#: the longest message (characters, before control characters are escaped); a longer one keeps its start and end
+MAX_MESSAGE = 2000
 
 
 class DPDUserError(ValueError):

@@ -4,9 +4,12 @@ from __future__ import annotations
 
 import csv
 import fcntl
+import io
 import json
+import math
 import os
 import shutil
+import stat
 import tempfile
 from collections.abc import Callable
 from pathlib import Path
@@ -323,31 +326,130 @@ def write_yaml(path: str | os.PathLike[str], data: Any) -> None:
     atomic_write_text(path, yaml.safe_dump(data, sort_keys=False))
 
 
-def read_yaml(path: str | os.PathLike[str]) -> Any:
-    """A YAML file (safe loader: no Python tags), or a one-line DPDUserError for a damaged one."""
+#: the largest YAML or JSON file dpd reads (config.yaml, sweep.yaml / a sweep file, summary.json,
+#: vecnormalize.json, reevaluation.json): what dpd writes is a few KB (a vecnormalize.json holds 2 x 25 bytes per
+#: observation entry: 1 MiB is 20,000 entries), and a sweep file's lists are bounded by its grid (MAX_TRIALS)
+MAX_TEXT_BYTES = 1 << 20
+#: the most YAML nodes a file may hold once its aliases are expanded: config.yaml has under 200, a sweep file's
+#: lists stay under its grid bound (a 350-byte alias bomb expands to 387 million; refused before it is built)
+MAX_YAML_NODES = 100_000
+
+
+def read_bounded(path: str | os.PathLike[str], limit: int, what: str = "a dpd file") -> bytes:
+    """The bytes of a regular file of at most ``limit`` bytes, else a one-line DPDUserError (a FIFO or a device
+    named like a dpd file is never waited on or read without end)."""
     try:
-        with open(path) as fh:
-            return yaml.safe_load(fh)
+        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK)
+    except FileNotFoundError:
+        raise DPDUserError(f"{path} is missing; the folder was edited or damaged") from None
+    except OSError as exc:
+        raise DPDUserError(f"cannot read {path}: {exc.strerror or exc}") from None
+    with os.fdopen(fd, "rb") as fh:
+        info = os.fstat(fd)
+        if not stat.S_ISREG(info.st_mode):
+            raise DPDUserError(f"{path} is not a regular file; the folder was edited or damaged")
+        if info.st_size > limit:
+            raise DPDUserError(f"{path} has {info.st_size:,} bytes, more than {what} can hold ({limit:,}); the folder"
+                               " was edited or damaged")
+        try:
+            data = fh.read(limit + 1)
+        except OSError as exc:
+            raise DPDUserError(f"cannot read {path}: {exc.strerror or exc}") from None
+    if len(data) > limit:
+        raise DPDUserError(f"{path} has more than {limit:,} bytes, more than {what} can hold")
+    return data
+
+
+def _yaml_children(node: yaml.Node) -> list[yaml.Node]:
+    if isinstance(node, yaml.SequenceNode):
+        return list(node.value)
+    if isinstance(node, yaml.MappingNode):
+        return [part for pair in node.value for part in pair]
+    return []
+
+
+def yaml_expanded_size(root: yaml.Node, limit: int) -> int:
+    """How many nodes ``root`` stands for once every alias is expanded (capped at ``limit + 1``), counted on the
+    composed node graph, where an alias is one shared node: nothing is expanded. Raises ValueError for a
+    recursive document (an alias inside its own anchor)."""
+    sizes: dict[int, int] = {}
+    on_path: set[int] = set()
+    stack: list[tuple[yaml.Node, bool]] = [(root, False)]
+    while stack:
+        node, done = stack.pop()
+        key = id(node)
+        if done:
+            on_path.discard(key)
+            sizes[key] = min(limit + 1, 1 + sum(sizes[id(c)] for c in _yaml_children(node)))
+            continue
+        if key in sizes:
+            continue
+        if key in on_path:
+            raise ValueError("an alias refers to a node that contains it (a recursive document)")
+        on_path.add(key)
+        stack.append((node, True))
+        stack.extend((c, False) for c in _yaml_children(node) if id(c) not in sizes)
+    return sizes[id(root)]
+
+
+class _BoundedLoader(yaml.SafeLoader):
+    """PyYAML's safe loader (no Python tags) that refuses a document whose aliases expand past MAX_YAML_NODES,
+    checked on the composed graph before any object is built."""
+
+    max_nodes = MAX_YAML_NODES
+
+    def compose_document(self) -> yaml.Node | None:
+        node = super().compose_document()
+        if node is not None:
+            try:
+                size = yaml_expanded_size(node, self.max_nodes)
+            except ValueError as exc:
+                raise _TooLarge(str(exc)) from None
+            if size > self.max_nodes:
+                raise _TooLarge(f"its aliases (*name) expand to more than {self.max_nodes:,} entries")
+        return node
+
+
+class _TooLarge(Exception):
+    pass
+
+
+def load_yaml_text(text: str | bytes, name: str = "the YAML text") -> Any:
+    """Parse YAML text with :class:`_BoundedLoader`; a one-line DPDUserError for anything it refuses."""
+    try:
+        return yaml.load(text, Loader=_BoundedLoader)  # a SafeLoader subclass: no Python tags
+    except _TooLarge as exc:
+        raise DPDUserError(f"{name} is refused: {exc} (a dpd file needs far fewer)") from None
     except yaml.YAMLError as exc:
         where = getattr(exc, "problem_mark", None)
         at = f" (line {where.line + 1})" if where is not None else ""
-        raise DPDUserError(f"{path} is not valid YAML{at}: {str(exc).splitlines()[0]}") from None
+        raise DPDUserError(f"{name} is not valid YAML{at}: {str(exc).splitlines()[0][:200]}") from None
     except UnicodeDecodeError:
-        raise DPDUserError(f"{path} is not a text file") from None
+        raise DPDUserError(f"{name} is not a text file") from None
     except RecursionError:
-        raise DPDUserError(f"{path} is nested too deeply to be a dpd file; the folder was edited or damaged") from None
+        raise DPDUserError(f"{name} is nested too deeply to be a dpd file; the folder was edited or damaged") from None
 
 
-def read_json(path: str | os.PathLike[str]) -> Any:
-    """A JSON file, or a one-line DPDUserError for a binary, malformed or absurdly nested one."""
+def read_yaml(path: str | os.PathLike[str], limit: int = MAX_TEXT_BYTES) -> Any:
+    """A YAML file (safe loader: no Python tags) of at most ``limit`` bytes whose aliases expand to at most
+    MAX_YAML_NODES nodes, or a one-line DPDUserError for a damaged, huge or non-regular one."""
+    return load_yaml_text(read_bounded(path, limit, "a dpd YAML file"), str(path))
+
+
+def read_json(path: str | os.PathLike[str], limit: int = MAX_TEXT_BYTES) -> Any:
+    """A JSON file of at most ``limit`` bytes, or a one-line DPDUserError for a binary, malformed, huge or absurdly
+    nested one."""
+    data = read_bounded(path, limit, "a dpd JSON file")
     try:
-        return json.loads(Path(path).read_text())
+        return json.loads(data.decode("utf-8"))
     except UnicodeDecodeError:
         raise DPDUserError(f"{path} is not a text file; the folder was edited or damaged") from None
     except json.JSONDecodeError as exc:
         raise DPDUserError(f"{path} is not valid JSON ({exc.msg}); the folder was edited or damaged") from None
     except RecursionError:
         raise DPDUserError(f"{path} is nested too deeply to be a dpd file; the folder was edited or damaged") from None
+    except ValueError as exc:  # e.g. an integer of more digits than Python converts
+        raise DPDUserError(f"{path} is not valid JSON ({str(exc)[:100]}); the folder was edited or damaged") from None
 
 
 #: what a learner entry of a summary.json carries: key -> (required, integer?); values are numbers, or None where
@@ -397,30 +499,163 @@ class EvalLog:
         self._fh.close()
 
 
-def read_evaluations(path: str | os.PathLike[str]) -> list[dict[str, float]]:
-    """A learner's evaluations.csv as rows of numbers; a one-line DPDUserError for a missing or garbled file."""
+#: the largest evaluations.csv dpd reads: a row is under 150 bytes, so 16 MiB is 100,000 evaluations of one learner
+MAX_EVAL_LOG_BYTES = 16 << 20
+
+
+def read_evaluations(path: str | os.PathLike[str], limit: int = MAX_EVAL_LOG_BYTES) -> list[dict[str, float]]:
+    """A learner's evaluations.csv as rows of finite numbers; a one-line DPDUserError for a missing, garbled or
+    huge file."""
+    data = read_bounded(path, limit, "an evaluation log")
     try:
-        with open(path, newline="") as fh:
-            rows = [{k: float(v) for k, v in row.items()} for row in csv.DictReader(fh)]
-    except FileNotFoundError:
-        raise DPDUserError(f"{path} is missing; the run folder was edited or damaged") from None
+        text = data.decode("utf-8")
+        rows = [{k: float(v) for k, v in row.items()} for row in csv.DictReader(io.StringIO(text, newline=""))]
     except (UnicodeDecodeError, ValueError, TypeError, csv.Error):
         raise DPDUserError(f"{path} is not a dpd evaluation log; the run folder was edited or damaged") from None
+    if any(not math.isfinite(v) for row in rows for v in row.values()):
+        raise DPDUserError(f"{path} holds a NaN or infinite number; the run folder was edited or damaged")
     if rows and set(rows[0]) != set(EVAL_COLUMNS):
         raise DPDUserError(f"{path} has columns {sorted(rows[0])}, not {EVAL_COLUMNS}; the folder was edited or"
                            " damaged")
     return rows
 
 
+#: how much of a progress.csv's end is read for its last row (SB3 writes one short line per log dump: a row of dpd's
+#: columns is well under 4 KB; the header is the first line, read up to the same bound)
+_PROGRESS_TAIL = 64 * 1024
+
+
+def last_progress_steps(path: Path) -> int | None:
+    """The env steps (``time/total_timesteps``) of the last row of a learner's progress.csv, reading only its first
+    line and its last 64 KiB; None where the file is missing, being rewritten, or holds no such number (a value
+    that is not a finite, non-negative whole number below 2**63 counts as none)."""
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK)
+    except OSError:
+        return None
+    with os.fdopen(fd, "rb") as fh:
+        info = os.fstat(fd)
+        if not stat.S_ISREG(info.st_mode):
+            return None
+        head = fh.readline(_PROGRESS_TAIL)
+        fh.seek(max(0, info.st_size - _PROGRESS_TAIL))
+        tail = fh.read(_PROGRESS_TAIL)
+    try:
+        lines = [line for line in tail.decode("utf-8").splitlines() if line.strip()]
+        header = next(csv.reader([head.decode("utf-8")]))
+        if not lines or lines[-1] == head.decode("utf-8").strip():
+            return None
+        row = dict(zip(header, next(csv.reader([lines[-1]])), strict=False))
+        value = float(row.get(SB3_TOTAL_TIMESTEPS) or "nan")
+    except (UnicodeDecodeError, ValueError, csv.Error, StopIteration):
+        return None  # being rewritten right now (or damaged): no number
+    if not (math.isfinite(value) and 0 <= value < 2**63 and value == int(value)):
+        return None
+    return int(value)
+
+
 def run_steps(run_dir: Path) -> int:
     """Env steps done so far by a (running) trial, read from its learners' progress.csv files."""
-    total = 0
-    for progress in run_dir.glob("*/progress.csv"):
-        try:
-            with open(progress, newline="") as fh:
-                rows = list(csv.DictReader(fh))
-            if rows and rows[-1].get(SB3_TOTAL_TIMESTEPS):
-                total += int(float(rows[-1][SB3_TOTAL_TIMESTEPS]))
-        except (OSError, ValueError, csv.Error):
-            continue  # being rewritten right now; next poll
-    return total
+    return sum(last_progress_steps(progress) or 0 for progress in run_dir.glob("*/progress.csv"))
+
+
+#: window.npz: array -> (dtype kinds it may have, its shape after the row count: None = the observation shape,
+#: "sim" = (simulator state width,), () = per row; "scalar": a 0-d value, no rows)
+_WINDOW_ARRAYS: dict[str, tuple[str, Any]] = {
+    "states": ("f", None), "rewards": ("f", ()), "dones": ("b", ()), "timeouts": ("b", ()), "env_index": ("iu", ()),
+    "sim_states": ("f", "sim"), "return_std": ("f", "scalar"), "gamma": ("f", "scalar"),
+}
+
+
+def read_window(path: Path, max_rows: int, obs_shape: tuple[int, ...], sim_width: int | None,
+                n_envs: int) -> dict[str, Any]:
+    """A snapshot's recorded window (window.npz), validated before and after it is loaded. From the npy headers,
+    before any array is read: every array present with its dtype and shape (rows <= ``max_rows``, the run's
+    ``distill_window``; widths from the env's spaces: ``obs_shape`` and the MuJoCo state width ``sim_width``, None
+    for other tasks, whose windows hold no ``sim_states``), and each member's stored size equal to what its header
+    claims; the file no larger than those arrays can be. Then the values: states and simulator states finite, rewards
+    not infinite (NaN after a reset), env_index in [0, n_envs), gamma a finite scalar in [0, 1), return_std finite
+    and positive. A one-line DPDUserError for anything else."""
+    import zipfile
+
+    import numpy as np
+    from numpy.lib import format as npy
+
+    damaged = "the run folder was edited or damaged"
+    width = int(np.prod(obs_shape)) if obs_shape else 1
+    bound = max_rows * (8 * width + 8 * (sim_width or 0) + 8 + 8 + 1 + 1) + 64 * 1024
+    read_bounded_size(path, bound, "a window of this run's config")
+    expected = {k: v for k, v in _WINDOW_ARRAYS.items() if k != "sim_states" or sim_width is not None}
+    rows: set[int] = set()
+    try:
+        with zipfile.ZipFile(path) as archive:
+            for key, (kinds, tail) in expected.items():
+                try:
+                    info = archive.getinfo(f"{key}.npy")
+                except KeyError:
+                    raise DPDUserError(f"{path} lacks {key}; {damaged}") from None
+                with archive.open(info) as fh:
+                    version = npy.read_magic(fh)
+                    if version == (1, 0):
+                        shape, _fortran, dtype = npy.read_array_header_1_0(fh)
+                    elif version == (2, 0):
+                        shape, _fortran, dtype = npy.read_array_header_2_0(fh)
+                    else:
+                        raise DPDUserError(f"{path}: {key} is an npy file of version {version}, which dpd does not"
+                                           f" write; {damaged}")
+                    header = fh.tell()
+                if dtype.hasobject or dtype.kind not in kinds or dtype.itemsize > 8:
+                    raise DPDUserError(f"{path}: {key} has dtype {str(dtype)[:40]}; {damaged}")
+                want: tuple[int, ...] = (() if tail == "scalar" else (sim_width,) if tail == "sim"  # type: ignore[assignment]
+                                         else obs_shape if tail is None else tail)
+                if tail == "scalar":
+                    if tuple(shape) != ():
+                        raise DPDUserError(f"{path}: {key} has shape {tuple(shape)!s:.60}, not a single number;"
+                                           f" {damaged}")
+                elif len(shape) != 1 + len(want) or tuple(shape[1:]) != want:
+                    raise DPDUserError(f"{path}: {key} has shape {tuple(shape)!s:.60}; this run's environment needs"
+                                       f" (rows, {', '.join(map(str, want))}); {damaged}".replace(", )", ")"))
+                else:
+                    if not 0 <= shape[0] <= max_rows:
+                        raise DPDUserError(f"{path}: {key} claims {shape[0]:,} rows; a run of this config keeps at"
+                                           f" most {max_rows:,} (distill_window); {damaged}")
+                    rows.add(int(shape[0]))
+                nbytes = int(np.prod(shape, dtype=np.int64)) * dtype.itemsize if shape else dtype.itemsize
+                if info.file_size != header + nbytes:
+                    raise DPDUserError(f"{path}: {key} holds {info.file_size - header:,} bytes of data, its header"
+                                       f" claims {nbytes:,}; {damaged}")
+        if len(rows) > 1:
+            raise DPDUserError(f"{path}: its arrays have different numbers of rows ({sorted(rows)}); {damaged}")
+        with np.load(path, allow_pickle=False) as data:
+            window = {k: np.asarray(data[k]) for k in expected}
+    except DPDUserError:
+        raise
+    except (OSError, ValueError, EOFError, zipfile.BadZipFile, zipfile.LargeZipFile, NotImplementedError) as exc:
+        raise DPDUserError(f"{path} is unreadable ({type(exc).__name__}: {str(exc)[:200]}); {damaged}") from None
+    for key in ("states", "sim_states"):
+        if key in window and not np.isfinite(window[key]).all():
+            raise DPDUserError(f"{path}: {key} holds NaN or inf (dpd records only finite states); {damaged}")
+    if np.isinf(window["rewards"]).any():
+        raise DPDUserError(f"{path}: rewards hold inf; {damaged}")
+    index = window["env_index"]
+    if index.size and (index.min() < 0 or index.max() >= n_envs):
+        raise DPDUserError(f"{path}: env_index outside [0, {n_envs}) (the run's n_envs); {damaged}")
+    gamma, spread = float(window["gamma"]), float(window["return_std"])
+    if not (math.isfinite(gamma) and 0 <= gamma < 1):
+        raise DPDUserError(f"{path}: gamma is {gamma}, not a discount in [0, 1); {damaged}")
+    if not (math.isfinite(spread) and spread > 0):
+        raise DPDUserError(f"{path}: return_std is {spread}, not a positive number; {damaged}")
+    return window
+
+
+def read_bounded_size(path: Path, limit: int, what: str) -> None:
+    """A one-line DPDUserError unless ``path`` is a regular file of at most ``limit`` bytes (checked, not read)."""
+    try:
+        info = os.stat(path)
+    except OSError as exc:
+        raise DPDUserError(f"cannot read {path}: {exc.strerror or exc}") from None
+    if not stat.S_ISREG(info.st_mode):
+        raise DPDUserError(f"{path} is not a regular file; the folder was edited or damaged")
+    if info.st_size > limit:
+        raise DPDUserError(f"{path} has {info.st_size:,} bytes, more than {what} can hold ({limit:,}); the folder"
+                           " was edited or damaged")

@@ -28,7 +28,7 @@ import gymnasium as gym
 from stable_baselines3.common.base_class import BaseAlgorithm
 
 from dpd.errors import DPDUserError
-from dpd.run_files import VECNORMALIZE_JSON, VECNORMALIZE_PICKLE
+from dpd.run_files import VECNORMALIZE_JSON, VECNORMALIZE_PICKLE, read_json
 
 #: entries replaced by constants: they only matter for training, and SB3 stores them as pickled functions
 _SCHEDULE_KEYS = {"lr_schedule", "learning_rate", "clip_range", "clip_range_vf", "target_policy_noise",
@@ -127,10 +127,7 @@ def read_normalization(folder: Path) -> dict[str, Any] | None:
     (written by an earlier dpd) is refused rather than unpickled."""
     path, pickled = folder / VECNORMALIZE_JSON, folder / VECNORMALIZE_PICKLE
     if path.is_file():
-        try:
-            state = json.loads(path.read_text())
-        except (OSError, ValueError) as exc:
-            raise DPDUserError(f"{path} is unreadable ({exc}); the run folder was edited or damaged") from None
+        state = read_json(path)  # bounded; values checked against the env by frozen_normalization
         if not isinstance(state, dict):
             raise DPDUserError(f"{path} is not a normalisation file")
         return state

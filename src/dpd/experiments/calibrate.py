@@ -44,12 +44,12 @@ import numpy as np
 import torch as th
 
 from dpd.config import TrainConfig
-from dpd.envs import EnvSource, make_env, normalize_raw, return_scale, set_mujoco_state
+from dpd.envs import EnvSource, make_env, mujoco_state, normalize_raw, return_scale, set_mujoco_state
 from dpd.errors import DPDUserError
 from dpd.experiments.analyze import Snapshot, _check_run, _snapshots, load_snapshot
 from dpd.internals import mujoco_observation
 from dpd.objective import dpd_weights
-from dpd.run_files import WINDOW_FILE, atomic_write, atomic_write_text, check_output_dir, claim_output_dir
+from dpd.run_files import WINDOW_FILE, atomic_write, atomic_write_text, check_output_dir, claim_output_dir, read_window
 from dpd.students.outputs import deterministic_outputs, q_estimates
 from dpd.xi import critic_offset, gate_strength, horizon, window_returns
 
@@ -237,20 +237,23 @@ def estimator_row(xi_hat: np.ndarray, truth: np.ndarray, resolved: np.ndarray, c
 
 
 # ---------------------------------------------------------------------- one window
-def _load_window(folder: Path) -> dict[str, np.ndarray]:
+@dataclass(frozen=True)
+class WindowShape:
+    """What a window.npz of this run may hold: rows (the run's ``distill_window``), the env's observation shape and
+    MuJoCo state width (None: not a MuJoCo task), the run's ``n_envs``."""
+
+    max_rows: int
+    obs_shape: tuple[int, ...]
+    sim_width: int | None
+    n_envs: int
+
+
+def _load_window(folder: Path, shape: WindowShape) -> dict[str, np.ndarray]:
     path = folder / WINDOW_FILE
     if not path.is_file():
         raise DPDUserError(f"{folder} has no {WINDOW_FILE}: the run was trained by a dpd that did not keep windows in"
                            " its snapshots; train it again with this version")
-    try:
-        with np.load(path, allow_pickle=False) as data:
-            window = {k: np.asarray(data[k]) for k in data.files}
-    except (OSError, ValueError) as exc:
-        raise DPDUserError(f"{path} is unreadable ({exc}); the run folder was edited or damaged") from None
-    needed = {"states", "rewards", "dones", "timeouts", "env_index", "return_std", "gamma"}
-    if not needed <= set(window):
-        raise DPDUserError(f"{path} lacks {', '.join(sorted(needed - set(window)))}; the run folder was damaged")
-    return window
+    return read_window(path, shape.max_rows, shape.obs_shape, shape.sim_width, shape.n_envs)
 
 
 def calibrate_direction(env_id: str, config: TrainConfig, me: Actor, peer: Actor, names: tuple[str, str],
@@ -362,9 +365,13 @@ def calibrate(run: str | Path, out: str | Path | None = None, n_states: int = 20
     from dpd.loading import env_source
 
     env_id, trust = env_source(config, env)
-    action_space = _spaces(env_id, trust)
+    action_space, obs_shape, sim_width = _spaces(env_id, trust)
     if not isinstance(action_space, gym.spaces.Box):
         raise DPDUserError(f"{config.env_id} has discrete actions; dpd calibrate supports MuJoCo tasks")
+    if sim_width is None:
+        raise DPDUserError(f"{config.env_id} is not a MuJoCo task: its states cannot be restored exactly; dpd"
+                           " calibrate supports MuJoCo tasks, e.g. HalfCheetah-v5, Walker2d-v5")
+    window_shape = WindowShape(int(config.distill.window or 1000), obs_shape, sim_width, int(config.n_envs or 1))
     pair = _snapshots(run, config)
     steps_list = [int(p.name) for p in pair["student0"]]
     chosen = range(len(steps_list))
@@ -381,7 +388,14 @@ def calibrate(run: str | Path, out: str | Path | None = None, n_states: int = 20
         actors = []
         for name in names:
             snap_dir = pair[name][k]
-            actors.append(Actor(load_snapshot(config, snap_dir, env), stochastic, _load_window(snap_dir)))
+            window = _load_window(snap_dir, window_shape)  # validated before the model is loaded
+            if len(window["states"]) < n_states:
+                raise DPDUserError(f"{snap_dir / WINDOW_FILE} holds {len(window['states'])} recorded states, fewer"
+                                   f" than --states {n_states}; pass --states {max(3, len(window['states']))} or"
+                                   " fewer" if len(window["states"]) >= 3 else
+                                   f"{snap_dir / WINDOW_FILE} holds {len(window['states'])} recorded states; dpd"
+                                   " calibrate needs at least 3 (the run folder was edited or damaged)")
+            actors.append(Actor(load_snapshot(config, snap_dir, env), stochastic, window))
         for i, j in ((0, 1), (1, 0)):
             say(f"snapshot {steps_list[k]:,} steps: {names[i]} <- {names[j]}")
             row, per_state = calibrate_direction(
@@ -406,10 +420,13 @@ def calibrate(run: str | Path, out: str | Path | None = None, n_states: int = 20
     return result
 
 
-def _spaces(env_id: str, trust: bool) -> gym.Space:
+def _spaces(env_id: str, trust: bool) -> tuple[gym.Space, tuple[int, ...], int | None]:
+    """The env's action space, observation shape and MuJoCo state width (None: not a MuJoCo task)."""
     env = make_env(env_id, trust)
     try:
-        return env.action_space
+        env.reset(seed=0)
+        sim = mujoco_state(env)
+        return env.action_space, tuple(env.observation_space.shape or ()), None if sim is None else len(sim)
     finally:
         env.close()
 

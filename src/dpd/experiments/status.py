@@ -7,10 +7,11 @@ why, and how many wait. Nothing is written, nothing is locked; it works while th
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from dpd.errors import DPDUserError
+from dpd.errors import DPDUserError, one_line
 from dpd.names import CHECKPOINT_FILE, ERROR_FILE, RUNS_DIR, SWEEP_FILE
 from dpd.run_files import CONFIG_FILE, SUMMARY_FILE, lock_holder, read_yaml, run_steps
 
@@ -49,10 +50,7 @@ def run_state(run_dir: Path, name: str | None = None, budget: int | None = None)
     """The state of one run folder (a sweep's trial, or a ``dpd train`` run)."""
     name = name or run_dir.name
     if budget is None:
-        try:
-            budget = int(read_yaml(run_dir / CONFIG_FILE)["total_steps"])
-        except (OSError, KeyError, TypeError, ValueError, DPDUserError):
-            budget = 0
+        budget = _stored_budget(run_dir)
     if not run_dir.is_dir():
         return TrialState(name, "pending", 0, budget)
     steps = run_steps(run_dir)
@@ -63,11 +61,32 @@ def run_state(run_dir: Path, name: str | None = None, budget: int | None = None)
     if pid is not None:
         return TrialState(name, "running", steps, budget, checkpoint, pid)
     if (run_dir / ERROR_FILE).is_file():
-        lines = (run_dir / ERROR_FILE).read_text(errors="replace").strip().splitlines()
-        return TrialState(name, "failed", steps, budget, checkpoint, error=lines[-1] if lines else "")
+        lines = _tail(run_dir / ERROR_FILE).strip().splitlines()
+        return TrialState(name, "failed", steps, budget, checkpoint, error=one_line(lines[-1][-500:]) if lines else "")
     if not (run_dir / CONFIG_FILE).is_file():
         return TrialState(name, "pending", 0, budget)
     return TrialState(name, "unfinished", steps, budget, checkpoint)
+
+
+def _tail(path: Path, size: int = 64 * 1024) -> str:
+    """The last ``size`` bytes of a text file (an error.txt may hold a long traceback), '' where unreadable."""
+    try:
+        with open(path, "rb") as fh:
+            fh.seek(max(0, os.fstat(fh.fileno()).st_size - size))
+            return fh.read(size).decode("utf-8", errors="replace")
+    except OSError:
+        return ""
+
+
+def _stored_budget(run_dir: Path) -> int:
+    """config.yaml's total_steps, or 0 (shown as unknown) where the file is missing, damaged or holds no positive
+    whole number there (``.inf``, ``-1``, ``1e400``, a list: the folder was edited)."""
+    try:
+        data = read_yaml(run_dir / CONFIG_FILE)
+    except DPDUserError:
+        return 0
+    value = data.get("total_steps") if isinstance(data, dict) else None
+    return value if isinstance(value, int) and not isinstance(value, bool) and 0 < value < 2**63 else 0
 
 
 def sweep_state(folder: Path) -> SweepState:

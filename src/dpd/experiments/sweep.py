@@ -23,6 +23,7 @@ import math
 import multiprocessing as mp
 import os
 import re
+import reprlib
 import signal
 import traceback
 from collections.abc import Callable
@@ -82,24 +83,63 @@ class SweepSpec:
         def strings(key: str) -> None:
             value = getattr(self, key)
             if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
-                raise DPDUserError(f"sweep key {key} must be a list of strings, e.g. [{_EXAMPLES[key]}]; got {value!r}")
+                raise DPDUserError(f"sweep key {key} must be a list of strings, e.g. [{_EXAMPLES[key]}]; got {_quote(value)}")
 
         for key in ("envs", "algos", "variants", "schedules", "overrides"):
             strings(key)
         if not isinstance(self.total_steps, int) or isinstance(self.total_steps, bool) or self.total_steps < 1:
             raise DPDUserError(f"sweep key total_steps must be a positive integer (write 1000000, not 1e6); got"
-                               f" {self.total_steps!r}")
+                               f" {_quote(self.total_steps)}")
         if not isinstance(self.seeds, list) or not all(isinstance(v, int) and not isinstance(v, bool) and v >= 0
                                                        for v in self.seeds):
             raise DPDUserError(f"sweep key seeds must be a list of non-negative integers, e.g. [0, 1, 2]; got"
-                               f" {self.seeds!r}")
+                               f" {_quote(self.seeds)}")
         if not isinstance(self.alphas, list) or not all(isinstance(v, (int, float)) and not isinstance(v, bool)
                                                         and math.isfinite(v) for v in self.alphas):
-            raise DPDUserError(f"sweep key alphas must be a list of numbers, e.g. [0.1, 1.0]; got {self.alphas!r}")
+            raise DPDUserError(f"sweep key alphas must be a list of numbers, e.g. [0.1, 1.0]; got {_quote(self.alphas)}")
         if not isinstance(self.preset, str):
-            raise DPDUserError(f"sweep key preset must be a string (zoo, paper or none); got {self.preset!r}")
+            raise DPDUserError(f"sweep key preset must be a string (zoo, paper or none); got {_quote(self.preset)}")
         if not isinstance(self.arms, dict):
-            raise DPDUserError(f"sweep key arms must map names to lists of key=value, got {self.arms!r}")
+            raise DPDUserError(f"sweep key arms must map names to lists of key=value, got {_quote(self.arms)}")
+        check_grid_size(self)
+
+
+#: the most trials one sweep may have. Each trial is a training run (minutes to hours) and its own folder, and the
+#: grid is expanded (every config resolved, ~0.4 ms a trial) before anything runs: 10,000 trials take ~4 s to
+#: check; a bigger grid is a typo (--seeds 1000000) or several sweeps
+MAX_TRIALS = 10_000
+
+
+def _quote(value: Any, width: int = 80) -> str:
+    """``repr(value)`` cut to ``width`` characters for a message (a sweep file's list may be long)."""
+    short = reprlib.Repr()  # keyword arguments only from Python 3.12
+    short.maxlist = short.maxdict = 8
+    short.maxstring = short.maxother = width
+    text = short.repr(value)
+    return text if len(text) <= width else text[: width - 3] + "..."
+
+
+def grid_size(spec: SweepSpec) -> int:
+    """How many trials ``spec`` has, counted without expanding it."""
+    per_variant = 0
+    for variant in spec.variants:
+        if variant in ("vanilla", "independent"):
+            per_variant += 1
+        elif variant in spec.arms:
+            per_variant += len(spec.alphas)
+        else:
+            per_variant += len(spec.schedules) * (len(spec.alphas) if variant == "dpd" else 1)
+    return len(spec.envs) * len(spec.algos) * len(spec.seeds) * per_variant
+
+
+def check_grid_size(spec: SweepSpec) -> None:
+    """A one-line DPDUserError for a grid of more than MAX_TRIALS trials, before it is expanded."""
+    n = grid_size(spec)
+    if n > MAX_TRIALS:
+        raise DPDUserError(
+            f"this sweep has {n:,} trials ({len(spec.envs):,} env(s) x {len(spec.algos):,} algo(s) x"
+            f" {len(spec.seeds):,} seed(s) x the variants, alphas and schedules); dpd sweep runs at most {MAX_TRIALS:,}"
+            " (each trial is a training run): split it into several sweeps")
 
 
 @dataclass(frozen=True)
@@ -144,16 +184,18 @@ def expand(spec: SweepSpec, check_env: bool = True) -> list[Trial]:
     than every seed of a few variants."""
     for name, overrides in spec.arms.items():
         if not isinstance(name, str) or not _ARM_NAME.match(name) or name in VARIANTS:
-            raise DPDUserError(f"arm name {name!r}: use letters, digits, '_', '.', '-' (not a built-in variant)")
+            raise DPDUserError(f"arm name {_quote(name)}: use letters, digits, '_', '.', '-' (not a built-in variant)")
         if not isinstance(overrides, list) or not all(isinstance(o, str) for o in overrides):
-            raise DPDUserError(f"arm {name!r}: give a list of key=value strings, e.g. [distill_steps=1]")
+            raise DPDUserError(f"arm {_quote(name)}: give a list of key=value strings, e.g. [distill_steps=1]")
     for variant in spec.variants:
         if variant not in VARIANTS and variant not in spec.arms:
-            raise DPDUserError(f"unknown sweep variant {variant!r}; choose from: {', '.join(VARIANTS + tuple(spec.arms))}")
+            known = _quote(", ".join(VARIANTS + tuple(spec.arms)), 200)
+            raise DPDUserError(f"unknown sweep variant {_quote(variant)}; choose from: {known}")
     if not spec.envs or not spec.seeds or not spec.algos or not spec.variants or not spec.schedules:
         raise DPDUserError("a sweep needs at least one env, algo, variant, schedule and seed")
     if len(set(spec.seeds)) != len(spec.seeds):
-        raise DPDUserError(f"seeds must be distinct, got {spec.seeds}")
+        raise DPDUserError(f"seeds must be distinct, got {_quote(spec.seeds)}")
+    check_grid_size(spec)
     trials: dict[str, Trial] = {}
     checked: set[tuple[str, str]] = set()
     for env, algo, seed, variant in itertools.product(spec.envs, spec.algos, spec.seeds, spec.variants):
