@@ -132,3 +132,41 @@ def record_call() -> gym.Env:
     if mark:
         Path(mark).write_text("called")
     return gym.make("CartPole-v1")
+
+
+class _Hostile(gym.Env):
+    """A small env that breaks one rule of the Gymnasium API (the third hostile pass's hostile envs)."""
+
+    observation_space = gym.spaces.Box(-1.0, 1.0, (3,), np.float32)
+    action_space = gym.spaces.Discrete(2)
+
+    def reset(self, *, seed=None, options=None):
+        super().reset(seed=seed)
+        self.t = 0
+        return np.zeros(3, np.float32), {}
+
+    def step(self, action):
+        self.t += 1
+        return np.zeros(3, np.float32), 1.0, self.t >= 50, False, {}
+
+
+class CloseRaises(_Hostile):
+    def close(self):
+        raise RuntimeError("close exploded")
+
+
+class StringObservations(_Hostile):
+    def reset(self, *, seed=None, options=None):
+        super().reset(seed=seed)
+        return np.array(["a", "b", "c"]), {}
+
+
+class TerminatedNotABool(_Hostile):
+    def step(self, action):
+        obs, reward, _, truncated, info = super().step(action)
+        return obs, reward, "yes", truncated, info
+
+
+for _cls in (CloseRaises, StringObservations, TerminatedNotABool):
+    if f"Dpd{_cls.__name__}-v0" not in gym.registry:
+        gym.register(f"Dpd{_cls.__name__}-v0", entry_point=_cls)

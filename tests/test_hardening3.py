@@ -624,3 +624,18 @@ def test_d19_a_failing_parallel_learn_leaves_no_process():
     finally:
         model.close()  # the test's own cleanup: never leave the worker behind
     assert not alive, f"after learn() raised: still running {alive}"
+
+
+# ---------------------------------------------------------------------- further hostile attempts (the closing note's)
+@pytest.mark.parametrize("env_id, message, folder_left", [
+    ("dpd_test_envs:DpdCloseRaises-v0", "raised RuntimeError in close(): close exploded", False),  # was a traceback
+    ("dpd_test_envs:DpdStringObservations-v0", "observation of dtype <U1", False),  # was a traceback, folder left
+    ("dpd_test_envs:DpdTerminatedNotABool-v0", "terminated='yes'", True),  # was accepted: every step ended an episode
+])  # fmt: skip
+def test_an_env_that_breaks_the_gymnasium_api_is_one_line(tmp_path, monkeypatch, capsys, env_id, message, folder_left):
+    monkeypatch.syspath_prepend(str(Path(__file__).parent))
+    out = tmp_path / "run"
+    code, err = cli(capsys, "train", "--env", env_id, "--total-steps", "1024", "--sequential", "--no-progress",
+                    "--set", "eval_freq=0", "--set", "algo.n_steps=256", "--set", "algo.batch_size=64", "--out", str(out))
+    assert code == 2 and one_line(err) and message in err, refused(err)
+    assert out.exists() == folder_left  # a fault met only while training is recorded in RUN/error.txt (row 66)

@@ -35,7 +35,7 @@ from stable_baselines3.td3.policies import TD3Policy
 from torch import nn
 
 import dpd.names as names
-from dpd.envs import check_env_id
+from dpd.envs import check_env_id, close_checked
 from dpd.errors import DPDUserError
 from dpd.objective import DEFAULT_MAX_LOG_WEIGHT, weighting_names
 from dpd.run_files import CONFIG_FILE, read_yaml
@@ -449,7 +449,7 @@ class TrainConfig:
         try:
             obs_space, act_space = env.observation_space, env.action_space
         finally:
-            env.close()
+            close_checked(env, self.env_id)
         if not isinstance(obs_space, gym.spaces.Box):
             raise DPDUserError(f"{self.env_id} has {type(obs_space).__name__} observations; dpd supports Box observations")
         if not isinstance(act_space, (gym.spaces.Box, gym.spaces.Discrete)):

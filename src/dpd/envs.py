@@ -192,6 +192,26 @@ def check_env_id(env_id: str, trust: bool = True) -> gym.Env:
     return make_env(env_id, trust)
 
 
+def close_checked(env: gym.Env, env_id: str) -> None:
+    """Close an env dpd made to check it; one that raises in close() is refused in one line (before a run, not at
+    its end)."""
+    try:
+        env.close()
+    except Exception as exc:
+        raise DPDUserError(f"environment {env_id!r} raised {type(exc).__name__} in close(): {exc}; fix the"
+                           " environment (or wrap it)") from None
+
+
+def check_first_reset(env_id: str) -> None:
+    """One instance of ``env_id`` reset once under :class:`EnvGuard` (a reset that fails or returns what a policy
+    cannot take is one line before a run starts, not a traceback inside it)."""
+    guarded = EnvGuard(make_env(env_id), env_id)
+    try:
+        guarded.reset(seed=0)
+    finally:
+        close_checked(guarded.env, env_id)
+
+
 class EnvFault(DPDUserError):
     """An environment broke its contract during a run (raised, or returned something a policy cannot take)."""
 
@@ -236,13 +256,27 @@ class EnvGuard(gym.Wrapper):  # type: ignore[type-arg]
                               " (the old Gym API?); dpd needs (obs, reward, terminated, truncated, info)")
         obs, reward = out[0], np.asarray(out[1])
         self._check_obs(obs)
+        for what, flag in (("terminated", out[2]), ("truncated", out[3])):
+            if not (isinstance(flag, (bool, np.bool_)) or (isinstance(flag, np.ndarray) and flag.shape == ()
+                                                          and flag.dtype == bool)):  # "yes" would end every episode
+                raise self._fault(f"returned {what}={flag!r}; step() must return booleans for terminated and truncated")
         if np.ndim(reward) != 0:
             raise self._fault(f"returned a reward of shape {np.shape(reward)}; a reward must be one number")
         if not np.isfinite(float(reward)):
             raise self._fault(f"returned a non-finite reward ({float(reward)})")
         return out
 
+    def close(self) -> None:
+        """Closing never loses a run: an env whose close() raises is reported as a warning (the run's files are
+        written by then; :func:`close_checked` refuses such an env before a run starts)."""
+        try:
+            self.env.close()
+        except Exception as exc:
+            warnings.warn(f"{self._dpd_id} raised {type(exc).__name__} in close(): {exc}", RuntimeWarning, stacklevel=2)
+
     def _check_obs(self, obs: Any) -> None:
+        if np.asarray(obs).dtype.kind not in "biuf":  # strings or objects fail deep inside torch otherwise
+            raise self._fault(f"returned an observation of dtype {np.asarray(obs).dtype}; observations must be numbers")
         want = self.observation_space.shape
         if want is not None and np.shape(obs) != tuple(want):
             raise self._fault(f"returned an observation of shape {np.shape(obs)}; its observation_space says {want}")

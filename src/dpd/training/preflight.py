@@ -6,7 +6,8 @@ and refuses, in one line, everything that would otherwise fail after the folder 
 - a config value config.yaml cannot store (a class, a callable: a run folder holds data, never code);
 - arrays that cannot fit in this machine's memory (the recent-state window and the replay buffer of every learner,
   sized from the env's spaces and the config, against the physical memory);
-- an env factory whose spaces differ from one call to the next (each learner makes several copies);
+- an env factory whose spaces differ from one call to the next (each learner makes several copies), an env whose
+  first reset fails or returns what a policy cannot take, an env whose close() raises;
 - anything SB3's constructor or the env refuses: one learner is built in memory, with no files, and dropped.
 
 The build leaves the process's random state as it found it, so the run that follows trains exactly as without it.
@@ -21,7 +22,7 @@ import gymnasium as gym
 import numpy as np
 
 from dpd.config import ALGOS, TrainConfig
-from dpd.envs import make_env, mujoco_state
+from dpd.envs import check_first_reset, close_checked, make_env, mujoco_state
 from dpd.errors import DPDUserError
 
 _STORABLE = (str, int, float, bool, type(None))
@@ -31,6 +32,7 @@ def check_buildable(config: TrainConfig) -> None:
     """Raise a one-line :class:`DPDUserError` for anything that would fail once the run folder is made."""
     check_storable(config.to_dict())
     observation_space, action_space, sim_size = _stable_spaces(config.env_id)
+    check_first_reset(config.env_id)
     check_memory(config, observation_space, action_space, sim_size)
     _build_in_memory(config)
 
@@ -66,7 +68,7 @@ def _stable_spaces(env_id: str) -> tuple[gym.Space, gym.Space, int]:
             state = mujoco_state(env)
             sim_size = 0 if state is None else len(state)
         finally:
-            env.close()
+            close_checked(env, env_id)
     if spaces[0] != spaces[1]:
         raise DPDUserError(f"environment {env_id!r} returns envs with different spaces on different calls"
                            f" (observations {spaces[0][0]} then {spaces[1][0]}, actions {spaces[0][1]} then"
