@@ -25,6 +25,15 @@ TESTS = Path(__file__).parent
 SENTINEL = "dpd_test_envs:record_call"  # a factory that leaves a file behind when called (tests/dpd_test_envs.py)
 
 
+@pytest.fixture(autouse=True)
+def _factories_forgotten(monkeypatch):
+    """What a test trusted (an env passed again caches its factory for the process) is forgotten after it: each
+    test opens its folders as a fresh process would."""
+    import dpd.envs
+
+    monkeypatch.setattr(dpd.envs, "_FACTORIES", dict(dpd.envs._FACTORIES))
+
+
 @pytest.fixture(scope="module")
 def finished_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
     run = tmp_path_factory.mktemp("p1") / "run"
