@@ -72,6 +72,12 @@ def permutation_p(a: np.ndarray, b: np.ndarray, seed: int = 0) -> tuple[float, b
     a, b = np.asarray(a, dtype=float), np.asarray(b, dtype=float)
     if not len(a) or not len(b):
         return math.nan, True
+    if min(len(a), len(b)) == 1:  # scipy wants >= 2 per group; the n relabellings of one value are enumerated here
+        one, rest = (a, b) if len(a) == 1 else (b, a)
+        pooled = np.concatenate([one, rest])
+        observed = abs(one[0] - rest.mean())
+        others = (pooled.sum() - pooled) / (len(pooled) - 1)
+        return float(np.mean(np.abs(pooled - others) >= observed * (1 - 100 * np.finfo(float).eps))), True
     exact = math.comb(len(a) + len(b), len(a)) <= MAX_EXACT
     test = stats.permutation_test((a, b), _abs_mean_difference, permutation_type="independent", vectorized=True,
                                   n_resamples=MAX_EXACT, alternative="greater", rng=np.random.default_rng(seed))
