@@ -513,17 +513,21 @@ def test_a_trial_written_before_a_config_key_existed_is_still_the_same_trial(tmp
     assert not _same_trial(tmp_path, trial.config)
 
 
-def test_probability_of_improvement_equals_rliables():
-    from rliable import metrics
+def test_probability_of_improvement_is_the_mann_whitney_u_averaged_over_tasks():
+    """rliable's definition (Agarwal et al. 2021): per task U / (n_x n_y), ties 1/2, the mean over tasks."""
+    from scipy.stats import mannwhitneyu
 
     from dpd.experiments.report import probability_of_improvement
+
+    def by_u(x: np.ndarray, y: np.ndarray) -> float:
+        return float(np.mean([mannwhitneyu(x[:, t], y[:, t]).statistic / (len(x) * len(y)) for t in range(x.shape[1])]))
 
     rng = np.random.default_rng(0)
     for n_x, n_y, tasks in [(3, 3, 1), (8, 3, 2), (2, 12, 4), (5, 5, 3)]:
         for _ in range(20):
             x = rng.integers(0, 4, (n_x, tasks)).astype(float)  # few values: many ties
             y = rng.integers(0, 4, (n_y, tasks)).astype(float)
-            assert probability_of_improvement(x, y) == pytest.approx(metrics.probability_of_improvement(x, y), abs=1e-12)
+            assert probability_of_improvement(x, y) == pytest.approx(by_u(x, y), abs=1e-12)
     same = rng.normal(size=(4, 2))
     assert probability_of_improvement(same, same.copy()) == 0.5
     assert probability_of_improvement(np.ones((2, 1)), np.zeros((3, 1))) == 1.0
@@ -538,15 +542,19 @@ def test_a_gain_is_called_one_only_when_its_ci_excludes_0():
     assert _versus_zero((0.2, float("nan"), float("nan"))) == "no CI"
 
 
-def test_iqm_equals_rliables():
-    from rliable import metrics
-
+def test_iqm_is_the_25_percent_trimmed_mean_over_runs_and_tasks():
     from dpd.experiments.report import iqm
+
+    def by_hand(x: np.ndarray) -> float:  # the middle half of the sorted scores (rliable's aggregate_iqm)
+        s = np.sort(x.ravel())
+        cut = int(0.25 * s.size)
+        return float(s[cut:s.size - cut].mean())
 
     rng = np.random.default_rng(1)
     for shape in [(1, 1), (3, 1), (5, 2), (8, 4), (12, 3)]:
         x = rng.normal(size=shape)
-        assert iqm(x) == metrics.aggregate_iqm(x)
+        assert iqm(x) == pytest.approx(by_hand(x), abs=1e-12)
+        assert iqm(np.stack([x, x + 1]), runs_axes=2)[1] == pytest.approx(by_hand(x) + 1)  # resamples at once
     assert iqm(np.array([[0.0], [1.0], [2.0], [100.0]])) == 1.5  # the middle two of four
 
 

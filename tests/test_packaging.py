@@ -27,7 +27,7 @@ import signal, sys, warnings
 import dpd
 assert not {"torch", "stable_baselines3", "gymnasium"} & set(sys.modules), sorted(sys.modules)
 # the libraries dpd builds on set their own filters when imported: they are the baseline
-import mujoco, torch, stable_baselines3, gymnasium, tqdm, typer, yaml, scipy.stats, matplotlib, rliable.library
+import mujoco, torch, stable_baselines3, gymnasium, typer, yaml, scipy.stats, matplotlib
 hooked = []
 mujoco.set_mju_user_warning = hooked.append
 threads = torch.get_num_threads()

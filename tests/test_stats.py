@@ -43,3 +43,70 @@ def test_welch_matches_scipy_and_handles_small_groups() -> None:
     assert (lo, hi) == (pytest.approx(ci.low), pytest.approx(ci.high))
     assert np.isnan(welch(a[:1], b)[1])
     assert verdict(1.0, 2.0) == "helps" and verdict(-2.0, -1.0) == "hurts"
+
+
+# ---------------------------------------------------------------- the hand-written code scipy.stats replaced (reference)
+def _welch_by_hand(a: np.ndarray, b: np.ndarray) -> tuple[float, float, float, float, float]:
+    import math
+
+    from scipy import stats
+
+    diff = float(a.mean() - b.mean())
+    va, vb = a.var(ddof=1) / len(a), b.var(ddof=1) / len(b)
+    se = math.sqrt(va + vb)
+    df = (va + vb) ** 2 / (va ** 2 / (len(a) - 1) + vb ** 2 / (len(b) - 1))
+    half = float(stats.t.ppf(0.975, df)) * se
+    return diff, diff - half, diff + half, float(2 * stats.t.sf(abs(diff) / se, df)), float(df)
+
+
+def _permutation_p_by_hand(a: np.ndarray, b: np.ndarray) -> float:
+    """Every relabelling enumerated (the code before scipy.stats.permutation_test)."""
+    import itertools
+
+    pooled = np.concatenate([a, b])
+    n, k = len(pooled), len(a)
+    observed = abs(a.mean() - b.mean())
+    idx = np.array(list(itertools.combinations(range(n), k)))
+    sums = pooled[idx].sum(axis=1)
+    diffs = np.abs(sums / k - (pooled.sum() - sums) / (n - k))
+    return float(np.mean(diffs >= observed - 1e-9 * max(1.0, abs(observed))))
+
+
+def test_scipy_gives_the_hand_written_welch_and_exact_permutation_p_on_random_groups() -> None:
+    """scipy.stats (ttest_ind, permutation_test) against the formulas they replaced: continuous values (returns),
+    rounded values (many ties) and unequal sizes; the exact p equal, Welch's numbers to the last few bits."""
+    rng = np.random.default_rng(2024)
+    worst = 0.0
+    for trial in range(150):
+        n_a, n_b = rng.integers(1 if trial % 5 == 0 else 2, 9, size=2)  # a group of one: dpd's own enumeration
+        a, b = rng.normal(rng.uniform(-1, 1) * 500, rng.uniform(1, 900), n_a), rng.normal(0, rng.uniform(1, 900), n_b)
+        if trial % 3 == 0:
+            a, b = np.round(a / 300), np.round(b / 300)  # few distinct values: ties at the observed difference
+        p, exact = permutation_p(a, b)
+        assert exact and p == _permutation_p_by_hand(a, b), (a, b)
+        if min(n_a, n_b) < 2 or (a.var() == 0 and b.var() == 0):
+            continue
+        new, old = welch(a, b), _welch_by_hand(a, b)
+        assert new[0] == old[0]
+        for x, y in zip(new[1:], old[1:], strict=True):
+            worst = max(worst, abs(x - y) / max(abs(y), 1e-300))
+    assert worst < 1e-12, worst
+    print("worst relative difference", worst)
+
+
+def test_spearman_is_scipys_on_the_finite_pairs_and_nan_where_undefined() -> None:
+    from scipy.stats import rankdata
+
+    from dpd.experiments.calibrate import spearman
+
+    rng = np.random.default_rng(3)
+    for trial in range(200):
+        a = rng.normal(size=rng.integers(4, 300))  # >= 3 finite pairs after a[0] = NaN
+        b = a * rng.uniform(-1, 1) + rng.normal(size=len(a))
+        if trial % 2:
+            a, b = np.round(a), np.round(2 * b)  # ties: average ranks
+        a[0] = np.nan
+        ok = np.isfinite(a)
+        by_hand = np.corrcoef(rankdata(a[ok]), rankdata(b[ok]))[0, 1]  # the formula the scipy call replaced
+        assert spearman(a, b) == pytest.approx(by_hand, abs=1e-15)
+    assert np.isnan(spearman(np.arange(2.0), np.arange(2.0))) and np.isnan(spearman(np.arange(5.0), np.ones(5)))

@@ -34,7 +34,7 @@ PROGRESS_KEYS = [
 def test_dpd_train_writes_every_promised_file(tmp_path, capsys):
     out = tmp_path / "run"
     code = main(["train", "--env", "InvertedPendulum-v5", "--total-steps", "2048", "--seed", "3", "--out", str(out),
-                 "--set", "eval_freq=512", "--set", "eval_episodes=2", "--no-progress"])
+                 "--set", "eval_freq=512", "--set", "eval_episodes=2", "--set", "tensorboard=true", "--no-progress"])
     assert code == 0
     assert "student0" in capsys.readouterr().out  # the final table
     config = yaml.safe_load((out / "config.yaml").read_text())

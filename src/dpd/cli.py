@@ -241,7 +241,7 @@ def report(
     )],
     out: Annotated[Path | None, typer.Option(help="report folder (default: SWEEP/report; required for several)")] = None,
 ) -> None:
-    """Write SWEEP/report/report.md: learning curves, a Table-1 style table, rliable IQM and P(improvement)."""
+    """Write SWEEP/report/report.md: learning curves, a Table-1 style table, IQM and P(improvement) with bootstrap CIs."""
     from dpd.experiments.report import write_report
 
     path = write_report(sweep_dirs, out)

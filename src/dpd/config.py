@@ -275,8 +275,9 @@ class TrainConfig:
     torch_threads: int = field(default=1, metadata=POSITIVE)
     #: each DPD student in its own process (see DPDTrainer); False: Algorithm 1 exactly, in one process.
     parallel: bool = False
-    #: also write TensorBoard event files (progress.csv is always written).
-    tensorboard: bool = True
+    #: also write TensorBoard event files (progress.csv is always written); needs the extra ``dpd[tensorboard]``. Off
+    #: by default: a plain install trains, and what a run writes does not depend on what else is installed.
+    tensorboard: bool = False
     #: write RUN/checkpoint.pt every this many TOTAL env steps (0: only on Ctrl-C / SIGTERM); see `dpd train --resume`.
     checkpoint_freq: int = 0
     #: off-policy: put the replay buffers into checkpoints (large; needed for an exact resume).
@@ -404,6 +405,7 @@ class TrainConfig:
         _validate_algo_kwargs(self.algo, self.algo_kwargs)
         if check_env:
             self.check_env()
+            self.check_tensorboard()
         self._check_budget()
 
     def _check_budget(self) -> None:
@@ -442,6 +444,14 @@ class TrainConfig:
                 f"total_steps {self.total_steps}: {self.algo} collects whole {what}, so vanilla would train {vanilla} "
                 f"env steps and a pair {pair} ({pair // 2} per student), not the same total; use total_steps {suggest} "
                 f"(a multiple of {unit})")
+
+    def check_tensorboard(self) -> None:
+        """tensorboard=true where TensorBoard is installed (an extra): checked where a run is about to start."""
+        import importlib.util
+
+        if self.tensorboard and importlib.util.find_spec("tensorboard") is None:
+            raise DPDUserError("tensorboard=true needs TensorBoard, which is not installed: pip install 'dpd[tensorboard]',"
+                               " or --set tensorboard=false")
 
     def check_env(self) -> None:
         """Check that the env exists and that its spaces suit the algorithm and DPD."""

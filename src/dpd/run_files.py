@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import csv
-import fcntl
 import io
 import json
 import math
@@ -196,19 +195,67 @@ def refuse_links(run_dir: Path) -> None:
 
 
 
+#: where the lock sits on Windows (msvcrt locks byte ranges, and a locked range cannot be read by another process):
+#: one byte far past the pid written at the start of the file, which stays readable
+_WINDOWS_LOCK_OFFSET = 1 << 30
+
+
+def _try_lock(fd: int, shared: bool = False) -> bool:
+    """Take the OS lock on ``fd`` without waiting: True when taken, False when another process holds it.
+
+    POSIX: ``fcntl.flock`` (shared for a probe, exclusive for a writer); Windows: ``msvcrt.locking`` on one byte at
+    :data:`_WINDOWS_LOCK_OFFSET` (exclusive only: a probe takes it for an instant, as the shared probe blocks a writer
+    for an instant on POSIX). Both are imported here, not with the module: ``import dpd`` works where either is missing.
+    Where neither exists there is no lock to take (True): a run works, unguarded against a second writer.
+    (Not filelock: it has no shared probe of the same lock, and its Windows lock covers byte 0, where the holder's
+    pid must stay readable by ``dpd status`` and by the second writer's message.)"""
+    try:
+        import fcntl
+    except ImportError:
+        try:
+            import msvcrt
+        except ImportError:
+            return True
+        os.lseek(fd, _WINDOWS_LOCK_OFFSET, os.SEEK_SET)
+        try:
+            msvcrt.locking(fd, msvcrt.LK_NBLCK, 1)  # type: ignore[attr-defined]
+        except OSError:
+            return False
+        return True
+    try:
+        fcntl.flock(fd, (fcntl.LOCK_SH if shared else fcntl.LOCK_EX) | fcntl.LOCK_NB)
+    except OSError:
+        return False
+    return True
+
+
+def _unlock(fd: int) -> None:
+    """Release what :func:`_try_lock` took (closing the file releases it too)."""
+    try:
+        import fcntl
+    except ImportError:
+        try:
+            import msvcrt
+        except ImportError:
+            return
+        os.lseek(fd, _WINDOWS_LOCK_OFFSET, os.SEEK_SET)
+        msvcrt.locking(fd, msvcrt.LK_UNLCK, 1)  # type: ignore[attr-defined]
+        return
+    fcntl.flock(fd, fcntl.LOCK_UN)
+
+
 def lock_holder(folder: Path) -> str | None:
     """The pid (as written in its lock file) of the dpd process holding ``folder``'s lock, or None where no process
     holds it. Reads only: never creates, truncates or takes the lock for longer than the probe."""
     try:
-        fd = os.open(folder / LOCK_FILE, os.O_RDONLY | os.O_NOFOLLOW)
+        fd = os.open(folder / LOCK_FILE, os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0))
     except OSError:
         return None  # no lock file (never run, or cleaned up): nobody holds it
     with os.fdopen(fd) as fh:
-        try:
-            fcntl.flock(fh, fcntl.LOCK_SH | fcntl.LOCK_NB)
-        except OSError:
+        if not _try_lock(fh.fileno(), shared=True):
+            fh.seek(0)
             return fh.read().strip() or "?"
-        fcntl.flock(fh, fcntl.LOCK_UN)
+        _unlock(fh.fileno())
         return None
 
 
@@ -221,13 +268,11 @@ class RunLock:
 
     def acquire(self) -> RunLock:
         try:  # never through a link: a planted .lock -> ~/file would be overwritten with our pid
-            fd = os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW, 0o644)
+            fd = os.open(self.path, os.O_RDWR | os.O_CREAT | getattr(os, "O_NOFOLLOW", 0), 0o644)
         except OSError as exc:
             raise DPDUserError(f"cannot lock {self.path}: {exc.strerror or exc} (a symbolic link? remove it)") from None
         fh = os.fdopen(fd, "r+")
-        try:
-            fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except OSError:
+        if not _try_lock(fh.fileno()):
             fh.seek(0)
             owner = fh.read().strip() or "?"
             fh.close()
@@ -261,6 +306,7 @@ class RunLock:
 
     def release(self) -> None:
         if self._fh is not None:
+            _unlock(self._fh.fileno())
             self._fh.close()
             self._fh = None
 

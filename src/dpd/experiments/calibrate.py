@@ -192,16 +192,14 @@ def rollout_returns(env_id: str, sim_states: np.ndarray, actors: list[Act], roll
 
 # ---------------------------------------------------------------------- statistics
 def spearman(a: np.ndarray, b: np.ndarray) -> float:
-    """Spearman's rank correlation (average ranks for ties); NaN below 3 points or for a constant input."""
-    from scipy.stats import rankdata
+    """Spearman's rank correlation (``scipy.stats.spearmanr``: average ranks for ties) over the finite pairs; NaN below 3
+    points or for a constant input."""
+    from scipy.stats import spearmanr
 
     ok = np.isfinite(a) & np.isfinite(b)
-    if ok.sum() < 3:
+    if ok.sum() < 3 or np.ptp(a[ok]) == 0 or np.ptp(b[ok]) == 0:
         return math.nan
-    ra, rb = rankdata(a[ok]), rankdata(b[ok])
-    if ra.std() == 0 or rb.std() == 0:
-        return math.nan
-    return float(np.corrcoef(ra, rb)[0, 1])
+    return float(spearmanr(a[ok], b[ok]).statistic)
 
 
 def sign_agreement(estimate: np.ndarray, truth: np.ndarray, resolved: np.ndarray) -> tuple[float, int]:

@@ -1,4 +1,4 @@
-"""``dpd report SWEEP_DIR [SWEEP_DIR ...]``: learning curves, a Table-1 style table and rliable aggregates, in Markdown + PNG.
+"""``dpd report SWEEP_DIR [SWEEP_DIR ...]``: learning curves, a Table-1 style table and IQM aggregates, in Markdown + PNG.
 
 Definitions (written into the report too):
 - a run's *final* return: its last deterministic evaluation (mean over ``eval_episodes`` episodes);
@@ -10,7 +10,7 @@ Definitions (written into the report too):
   distillation); *selection gain*: better student minus students' mean (what picking the better of two learners buys
   without any distillation); both with 95% bootstrap CIs, per task in raw returns and pooled in normalised units;
 - aggregates use the final return, normalised per task (``dpd.experiments.scores``), with 95% stratified bootstrap
-  CIs (rliable); "DPD (students' mean)" scores a DPD run by the mean of its two students.
+  CIs (scipy.stats.bootstrap, rliable's definitions); "DPD (students' mean)" scores a DPD run by the mean of its two students.
 Only finished runs enter the statistics; unfinished, failed and missing runs are listed. Several sweep folders
 with the same budget, preset and overrides (a study's stages, extra seeds in a folder of their own) make one report.
 """

@@ -157,7 +157,7 @@ def _task_section(runs: list[Run], env_id: str, algo: str, folder: Path) -> list
 
 
 def _aggregate_section(runs: list[Run], algo: str, folder: Path) -> list[str]:
-    """rliable aggregates over the tasks, P(improvement), and the gains; writes aggregates_<algo>.json."""
+    """IQM / mean aggregates over the tasks, P(improvement), and the gains; writes aggregates_<algo>.json."""
     agg, notes = aggregates(runs, algo)
     lines = [f"## Aggregates across tasks · {algo}", ""]
     if not agg:
@@ -165,7 +165,8 @@ def _aggregate_section(runs: list[Run], algo: str, folder: Path) -> list[str]:
     lines += ["Final returns normalised per task as (score − random) / (reference − random):", "",
               "| task | random | reference | source |", "|---|---|---|---|"]
     lines += [f"| {t} | {lo:.2f} | {hi:.2f} | {src} |" for t, (lo, hi, src) in agg["normalisation"].items()]
-    lines += ["", f"95% stratified bootstrap CIs ({BOOTSTRAP_REPS} resamples, rliable).", "",
+    lines += ["", f"95% stratified bootstrap CIs ({BOOTSTRAP_REPS} resamples, scipy.stats.bootstrap; IQM and"
+              " P(improvement) as rliable defines them).", "",
               "| group | runs per task | IQM [95% CI] | mean [95% CI] |", "|---|---|---|---|"]
     for g, v in agg["groups"].items():
         lines.append(f"| {g} | {agg['runs_per_task'][g]} | {_estimate(v['iqm'], v['iqm_ci'])} | "
