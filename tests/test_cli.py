@@ -122,6 +122,22 @@ def test_disk_full_is_one_line_and_leaves_no_half_written_file(capsys, tmp_path,
     assert not (out / "config.yaml").exists() and not list(out.glob(".config.yaml.*"))
 
 
+def test_a_disk_that_fills_mid_write_names_the_file(tmp_path):
+    """The write itself fails (an OSError without a file name, as a real full disk gives): the error names the file
+    it was for (the message said 'cannot write a file'), and no temporary is left."""
+    import errno
+
+    from dpd.run_files import atomic_write
+
+    def full(_fh) -> None:
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    target = tmp_path / "summary.json"
+    with pytest.raises(OSError) as info:
+        atomic_write(target, full)
+    assert info.value.filename == str(target) and not list(tmp_path.iterdir())
+
+
 def test_python_api_raises_the_same_one_line_errors():
     from dpd import DPDUserError, TrainConfig
 

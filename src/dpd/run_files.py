@@ -348,9 +348,11 @@ def atomic_write(path: str | os.PathLike[str], write: Callable[[IO[Any]], object
             fh.flush()
             os.fsync(fh.fileno())
         os.replace(tmp, path)
-    except BaseException:
+    except BaseException as exc:
         if os.path.exists(tmp):
             os.unlink(tmp)
+        if isinstance(exc, OSError) and exc.filename is None:  # a full disk mid-write: name the file it was for
+            raise OSError(exc.errno, exc.strerror, str(path)) from None
         raise
 
 

@@ -40,9 +40,9 @@ def load_checkpoint(path: str | os.PathLike[str]) -> dict[str, Any]:
     """Read a checkpoint without executing anything from it; one-line DPDUserError when it is missing or bad."""
     path = Path(path)
     if not path.is_file():
-        raise DPDUserError(f"no checkpoint at {path}: the run stopped before its first checkpoint (Ctrl-C while it was"
-                           " starting, or a kill with checkpoint_freq=0); nothing to resume: start it again with"
-                           " --overwrite (and set checkpoint_freq to be able to resume after a kill)")
+        raise DPDUserError(f"no checkpoint at {path}: the run stopped before its first checkpoint (it failed or was"
+                           " stopped while starting, or was killed with checkpoint_freq=0); nothing to resume: start it again"
+                           " with --overwrite (and set checkpoint_freq to be able to resume after a kill)")
     try:
         with warnings.catch_warnings():  # torch warns about pickle protocol 4, which its safe unpickler reads fine
             warnings.simplefilter("ignore", UserWarning)
