@@ -277,7 +277,7 @@ class RunLock:
             owner = fh.read().strip() or "?"
             fh.close()
             raise DPDUserError(f"{self.path.parent} is being written by another dpd process (pid {owner}); wait for it"
-                               " or choose another --out") from None
+                               " (or stop it), or write elsewhere") from None
         fh.seek(0)
         fh.truncate()
         fh.write(str(os.getpid()))
