@@ -44,6 +44,8 @@ Differences from dpd's torch Distiller (DDPG students):
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Callable
+from functools import partial
 from typing import NamedTuple
 
 import jax
@@ -161,9 +163,14 @@ def _phase_one(spec: DistillSpec, pcfg: PackConfig, tx: optax.GradientTransforma
     peer_values (W,), mean / var (D,) the student's own statistics, steps a scalar int <= spec.max_steps."""
     obs = _normalize(pcfg, states, mean, var)
     own_values = q_fn(critic, obs, actor_fn(actor, obs))  # the critic is not distilled: fixed for the phase
-    kw = {"weighting": spec.weighting, "xi_divisor": xi_divisor, "max_log_weight": spec.max_log_weight,
-          "normalize_weights": spec.normalize_weights}
-    _, pair = dpd_loss(actor_fn(actor, obs), peer_out, own_values, peer_values, spec.alpha, mask=valid, **kw)
+
+    def objective(out: jax.Array, rows: jax.Array | slice, mask: jax.Array | None = None
+                  ) -> tuple[jax.Array, dict[str, jax.Array]]:
+        return dpd_loss(out, peer_out[rows], own_values[rows], peer_values[rows], spec.alpha,
+                        weighting=spec.weighting, xi_divisor=xi_divisor, max_log_weight=spec.max_log_weight,
+                        normalize_weights=spec.normalize_weights, mask=mask)
+
+    _, pair = objective(actor_fn(actor, obs), slice(None), mask=valid)
     window_weights, _ = dpd_weights((peer_values - own_values) / xi_divisor, spec.alpha, spec.weighting,
                                     spec.max_log_weight)
     zero = jnp.zeros((), jnp.float32)
@@ -174,8 +181,7 @@ def _phase_one(spec: DistillSpec, pcfg: PackConfig, tx: optax.GradientTransforma
         idx = _sample(k, valid, spec.batch_size)
 
         def loss_fn(a: Params) -> tuple[jax.Array, dict[str, jax.Array]]:
-            loss, stats = dpd_loss(actor_fn(a, obs[idx]), peer_out[idx], own_values[idx], peer_values[idx],
-                                   spec.alpha, **kw)
+            loss, stats = objective(actor_fn(a, obs[idx]), idx)
             return loss * spec.loss_coef, stats
 
         (_, stats), grad = jax.value_and_grad(loss_fn, has_aux=True)(actor)
@@ -235,10 +241,12 @@ def distill_phase(spec: DistillSpec, pcfg: PackConfig, pack_tx: optax.GradientTr
     return learners._replace(actor=actor, actor_opt=opt), DistillState(state.opt, key), out
 
 
-def make_distill_phase(spec: DistillSpec, pcfg: PackConfig, pack_tx: optax.GradientTransformation):  # noqa: ANN201
-    """:func:`distill_phase` jitted for these settings: ``f(learners, state, obs_buffer, pos, size, mean, var, peers,
-    xi_divisor, steps)``."""
-    def phase(*args):  # noqa: ANN002, ANN202
-        return distill_phase(spec, pcfg, pack_tx, *args)
+#: :func:`distill_phase` jitted, its settings (spec, pcfg, pack_tx) static: one compile per settings and pack size
+distill_phase_jit = jax.jit(distill_phase, static_argnums=(0, 1, 2))
 
-    return jax.jit(phase)
+
+def make_distill_phase(spec: DistillSpec, pcfg: PackConfig, pack_tx: optax.GradientTransformation
+                       ) -> Callable[..., tuple[Learners, DistillState, PhaseOut]]:
+    """:func:`distill_phase` jitted for these settings: ``f(learners, state, obs_buffer, pos, size, mean, var, peers,
+    xi_divisor, steps)`` (the same pack_tx object: the same compiled function)."""
+    return partial(distill_phase_jit, spec, pcfg, pack_tx)
