@@ -1,8 +1,6 @@
 """Pack invariance (4c): replaying the same recorded transitions with the same minibatch keys, a learner inside a pack
 equals it trained alone; with distillation between pairs, a learner depends on its peer only."""
 
-from functools import partial
-
 import numpy as np
 import pytest
 
@@ -13,7 +11,7 @@ import jax.numpy as jnp  # noqa: E402
 import optax  # noqa: E402
 from pack_helpers import leaves_np  # noqa: E402
 
-from dpd.pack.ddpg import Buffers, Learners, PackConfig, _update_one, init_mlp  # noqa: E402
+from dpd.pack.ddpg import Buffers, DDPGPack, Learners, PackConfig, init_mlp  # noqa: E402
 from dpd.pack.distill import DistillSpec, init_state, make_distill_phase, pair_peers  # noqa: E402
 
 OBS_DIM, ACT_DIM = 3, 1
@@ -63,8 +61,12 @@ def learner(tree, i: int):
 
 @pytest.fixture(scope="module")
 def update():
-    """The pack's update (DDPGPack._update without donation): one jitted, vmapped call of GRAD_STEPS updates."""
-    return jax.jit(jax.vmap(partial(_update_one, CFG, TX), in_axes=(0, 0, None, 0, 0)))
+    """DDPGPack's own update (``_update``: GRAD_STEPS updates of every learner in one jitted vmapped call; it donates
+    the learners), one pack per size, so that each size is compiled once: ``update[n](learners, buffers, ...)``."""
+    packs = {n: DDPGPack("Pendulum-v1", list(range(n)), CFG, max_steps=T) for n in (1, 2, N)}
+    yield {n: pack._update for n, pack in packs.items()}
+    for pack in packs.values():
+        pack.close()
 
 
 def max_diff(a, b) -> float:
@@ -77,13 +79,13 @@ def test_a_learner_in_a_pack_of_8_equals_it_alone_after_100_updates(update):
     seeds = list(range(10, 10 + N))
     _, pack, buffers, mean, var = recorded_pack(seeds)
     for _ in range(ROUNDS):
-        pack, _ = update(pack, buffers, jnp.int32(T), mean, var)
+        pack, _ = update[N](pack, buffers, jnp.int32(T), mean, var)
     worst = 0.0
     for i, s in enumerate(seeds):
         _, alone, buf1, mean1, var1 = recorded_pack([s])
         assert np.array_equal(np.asarray(buf1.obs[0]), np.asarray(buffers.obs[i]))
         for _ in range(ROUNDS):
-            alone, _ = update(alone, buf1, jnp.int32(T), mean1, var1)
+            alone, _ = update[1](alone, buf1, jnp.int32(T), mean1, var1)
         worst = max(worst, max_diff(learner(pack, i), alone))
     assert worst <= TOL, f"max abs difference {worst}"
 
@@ -103,7 +105,7 @@ def test_with_distillation_a_pair_depends_on_its_peer_only(update):
         state = init_state(spec, tx, pack.actor, [s + 100 for s in seeds])
         phase = make_distill_phase(spec, CFG, tx)
         for _ in range(2):
-            pack, _ = update(pack, buffers, jnp.int32(T), mean, var)
+            pack, _ = update[n](pack, buffers, jnp.int32(T), mean, var)
             pack, state, out = phase(pack, state, buffers.obs, jnp.int32(0), jnp.int32(T), mean, var,
                                      jnp.asarray(pair_peers(n)), jnp.ones(n), jnp.full(n, 5))
             assert np.all(np.asarray(out.taken) == 5)
