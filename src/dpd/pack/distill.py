@@ -37,6 +37,8 @@ Differences from dpd's torch Distiller (DDPG students):
   - observations are normalised in float32 inside jit (dpd: VecNormalize in float64, then cast), as the pack's update;
   - ``xi_divisor`` (N,) is an input: the pack does not yet track the running std of the discounted return
     (``RecentStates.return_std``); pass ones for ``xi_scale=none``;
+  - a phase takes at most ``spec.max_steps`` steps (the scan's static length; the host keeps ``steps`` within it);
+    every learner runs the full scan, steps beyond its own ``steps`` computed and discarded;
   - statistics are averaged over the steps whose loss was finite (as dpd) but returned as device arrays; the counts
     of skipped batches are per phase (dpd keeps running totals and a streak on the Distiller).
 """
