@@ -89,7 +89,7 @@ def test_import_dpd_does_not_import_jax():
 def test_gradient_steps_are_sb3s_ddpg_steps():
     """Parity: from the same weights, on a buffer of one transition (every index SB3 or the pack draws is 0), three
     gradient steps of SB3's DDPG (critic, actor, Polyak) and of the pack end at the same parameters."""
-    import torch
+    from pack_helpers import from_torch
     from stable_baselines3 import DDPG
     from stable_baselines3.common.logger import configure
 
@@ -102,11 +102,6 @@ def test_gradient_steps_are_sb3s_ddpg_steps():
     obs, nxt = rng.normal(size=(1, obs_dim)), rng.normal(size=(1, obs_dim))
     act, rew = rng.uniform(-1, 1, size=(1, act_dim)), np.array([0.7])
     model.replay_buffer.add(obs, nxt, act, rew, np.array([False]), [{}])
-
-    def from_torch(seq: torch.nn.Module) -> list:
-        lins = [m for m in seq if isinstance(m, torch.nn.Linear)]
-        return [(jax.numpy.asarray(m.weight.detach().numpy().T[None]), jax.numpy.asarray(m.bias.detach().numpy()[None]))
-                for m in lins]
 
     nets = [from_torch(m) for m in (model.actor.mu, model.critic.qf0, model.actor_target.mu, model.critic_target.qf0)]
     learners = pack.learners._replace(actor=nets[0], critic=nets[1], actor_target=nets[2], critic_target=nets[3])

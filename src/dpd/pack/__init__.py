@@ -4,7 +4,8 @@ Parameters are stacked on a leading learner axis, updates and acting are one ``j
 learners, replay buffers are device arrays sampled inside jit, and the learners' Gymnasium envs are stepped together
 on the CPU. ``import dpd`` does not import this package (nor JAX); only ``import dpd.pack`` does.
 
-Step 1 of the JAX engine (the go/no-go benchmark, ``benchmarks/throughput.py --engine jax``): DDPG only.
+Step 1 of the JAX engine (the go/no-go benchmark, ``benchmarks/throughput.py --engine jax``): DDPG only. Then
+``dpd.pack.objective`` (the DPD objective in JAX) and ``dpd.pack.distill`` (a distillation phase of DDPG pairs).
 """
 
 from dpd.pack.ddpg import DDPGPack, PackConfig
