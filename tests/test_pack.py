@@ -124,3 +124,35 @@ def test_gradient_steps_are_sb3s_ddpg_steps():
                             strict=True):
         for a, b in zip(leaves(mine), leaves(theirs), strict=True):
             assert np.allclose(a, b, atol=1e-6), np.abs(a - b).max()
+
+
+@pytest.mark.parametrize("seeds, env_id, message", [
+    ([], "Pendulum-v1", "one or more distinct"),
+    ([0, 0], "Pendulum-v1", "one or more distinct"),  # a copy of a learner counted as a second seed
+    ([0], "CartPole-v1", "DDPG needs continuous actions"),
+])  # fmt: skip
+def test_a_pack_refuses_what_it_cannot_train_in_one_line(seeds, env_id, message):
+    from dpd import DPDUserError
+    from dpd.pack import DDPGPack
+
+    with pytest.raises(DPDUserError, match=message):
+        DDPGPack(env_id, seeds)
+
+
+def test_a_pack_past_the_machines_memory_is_refused(monkeypatch):
+    import dpd.run_files
+    from dpd import DPDUserError
+    from dpd.pack import DDPGPack, PackConfig
+
+    monkeypatch.setattr(dpd.run_files, "physical_memory", lambda: 1 << 20)  # a 1 MiB machine
+    with pytest.raises(DPDUserError, match=r"needs .* GiB of replay buffers"):
+        DDPGPack("Pendulum-v1", [0, 1], PackConfig(buffer_size=100_000))
+
+
+def test_importing_the_pack_without_jax_names_the_extra():
+    import subprocess
+    import sys
+
+    code = "import sys; sys.modules['jax'] = None; import dpd.pack"
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert proc.returncode != 0 and "pip install 'dpd[jax]'" in proc.stderr.strip().splitlines()[-1]

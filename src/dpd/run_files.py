@@ -707,3 +707,11 @@ def read_bounded_size(path: Path, limit: int, what: str) -> None:
     if info.st_size > limit:
         raise DPDUserError(f"{path} has {info.st_size:,} bytes, more than {what} can hold ({limit:,}); the folder"
                            " was edited or damaged")
+
+
+def physical_memory() -> int:
+    """This machine's physical memory in bytes (a large number where the system does not say)."""
+    try:
+        return int(os.sysconf("SC_PHYS_PAGES")) * int(os.sysconf("SC_PAGE_SIZE"))
+    except (ValueError, OSError, AttributeError):  # not POSIX
+        return 1 << 50

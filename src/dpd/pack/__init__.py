@@ -8,6 +8,12 @@ Step 1 of the JAX engine (the go/no-go benchmark, ``benchmarks/throughput.py --e
 ``dpd.pack.objective`` (the DPD objective in JAX) and ``dpd.pack.distill`` (a distillation phase of DDPG pairs).
 """
 
+try:
+    import jax  # noqa: F401
+    import optax  # noqa: F401
+except ImportError as exc:  # one line naming the fix, not a traceback from deep inside
+    raise ImportError(f"dpd.pack needs JAX ({exc.name} is not installed): pip install 'dpd[jax]'") from None
+
 from dpd.pack.ddpg import DDPGPack, PackConfig
 
 __all__ = ["DDPGPack", "PackConfig"]

@@ -43,6 +43,8 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
+from dpd.errors import DPDUserError
+
 #: an MLP: one (weight (in, out), bias (out,)) per layer; in a pack every leaf has a leading learner axis N
 Params = list[tuple[jax.Array, jax.Array]]
 
@@ -180,18 +182,42 @@ class DDPGPack:
     acting, updates and buffer / normalisation work; ``compile_s`` the jit compile time (``compile()``, called by
     the first ``learn`` if not before)."""
 
+    def buffer_bytes(self) -> int:
+        """The pack's replay buffers in bytes (float32 observations stored twice, actions, reward, done, timeout)."""
+        return self.n * self.capacity * 4 * (2 * self.obs_dim + self.act_dim + 3)
+
+    def _check_memory(self, env_id: str) -> None:
+        from dpd.run_files import physical_memory
+
+        need, have = self.buffer_bytes(), physical_memory()
+        if need > have:
+            for env in self.envs:
+                env.close()
+            gib = 1 << 30
+            raise DPDUserError(f"a pack of {self.n} learners on {env_id} needs {need / gib:.1f} GiB of replay buffers"
+                               f" ({self.capacity} transitions each), more than this machine's {have / gib:.1f} GiB;"
+                               " use fewer learners per pack or a smaller buffer_size")
+
     def __init__(self, env_id: str, seeds: list[int], cfg: PackConfig | None = None, max_steps: int | None = None,
                  env_kwargs: dict[str, Any] | None = None) -> None:
         self.cfg = cfg = cfg or PackConfig()
+        if not seeds or len(set(seeds)) != len(seeds) or not all(
+                isinstance(s, (int, np.integer)) and not isinstance(s, bool) and s >= 0 for s in seeds):
+            # a repeated seed would be a copy of a learner counted as another seed
+            raise DPDUserError(f"a pack needs one or more distinct non-negative integer seeds, got {seeds!r}")
         self.n = n = len(seeds)
         self.envs = [gym.make(env_id, **(env_kwargs or {})) for _ in seeds]
         space = self.envs[0].action_space
-        assert isinstance(space, gym.spaces.Box) and np.all(np.isfinite(space.low)), "DDPG needs a bounded Box"
+        if not (isinstance(space, gym.spaces.Box) and np.all(np.isfinite(space.low)) and np.all(np.isfinite(space.high))):
+            for env in self.envs:
+                env.close()
+            raise DPDUserError(f"{env_id} has {space}; DDPG needs continuous actions with finite bounds (a Box)")
         self.low, self.high = space.low.astype(np.float64), space.high.astype(np.float64)
         self.obs_dim = int(np.prod(self.envs[0].observation_space.shape or ()))
         self.act_dim = int(np.prod(space.shape))
         self.rngs = [np.random.default_rng(s) for s in seeds]  # warm-up actions and noise, one stream per learner
         self.capacity = min(cfg.buffer_size, max_steps) if max_steps else cfg.buffer_size
+        self._check_memory(env_id)
         self.tx = optax.adam(cfg.learning_rate)  # torch Adam's defaults: betas (0.9, 0.999), eps 1e-8 outside the sqrt
 
         def stacked(sizes: list[int]) -> Params:  # one network per learner, stacked on axis 0

@@ -15,7 +15,6 @@ The build leaves the process's random state as it found it, so the run that foll
 
 from __future__ import annotations
 
-import os
 from typing import Any
 
 import gymnasium as gym
@@ -24,6 +23,7 @@ import numpy as np
 from dpd.config import ALGOS, TrainConfig
 from dpd.envs import check_first_reset, close_checked, make_env, mujoco_state
 from dpd.errors import DPDUserError
+from dpd.run_files import physical_memory
 
 _STORABLE = (str, int, float, bool, type(None))
 
@@ -74,14 +74,6 @@ def _stable_spaces(env_id: str) -> tuple[gym.Space, gym.Space, int]:
                            f" (observations {spaces[0][0]} then {spaces[1][0]}, actions {spaces[0][1]} then"
                            f" {spaces[1][1]}); every copy a learner makes must have the same spaces")
     return spaces[0][0], spaces[0][1], sim_size
-
-
-def physical_memory() -> int:
-    """This machine's physical memory in bytes (a large number where the system does not say)."""
-    try:
-        return int(os.sysconf("SC_PHYS_PAGES")) * int(os.sysconf("SC_PAGE_SIZE"))
-    except (ValueError, OSError, AttributeError):  # not POSIX
-        return 1 << 50
 
 
 def check_memory(config: TrainConfig, observation_space: gym.Space, action_space: gym.Space, sim_size: int,
