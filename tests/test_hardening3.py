@@ -639,3 +639,45 @@ def test_an_env_that_breaks_the_gymnasium_api_is_one_line(tmp_path, monkeypatch,
                     "--set", "eval_freq=0", "--set", "algo.n_steps=256", "--set", "algo.batch_size=64", "--out", str(out))
     assert code == 2 and one_line(err) and message in err, refused(err)
     assert out.exists() == folder_left  # a fault met only while training is recorded in RUN/error.txt (row 66)
+
+
+# ---------------------------------------------------------------------- property 5 over generated values
+def test_the_api_takes_any_python_or_numpy_number_or_refuses_in_one_line():
+    """Generated values for learn()'s budget and for TrainConfig's int and float fields (Python and numpy numbers,
+    bools, nan, inf, strings, huge values): each is accepted as a plain Python number of the field's type, or refused
+    with a one-line DPDUserError; never another exception."""
+    pytest.importorskip("hypothesis")
+    from hypothesis import given, settings
+    from hypothesis import strategies as st
+
+    from dpd.api import _budget
+
+    numpy_ints = st.integers(-(2**31), 2**31 - 1).flatmap(
+        lambda v: st.sampled_from([np.int32(v), np.int64(v), np.uint32(abs(v))]))
+    numpy_floats = st.floats(allow_nan=True, allow_infinity=True, width=32).map(np.float32)
+    values = st.one_of(st.integers(), st.floats(allow_nan=True, allow_infinity=True), st.booleans(), numpy_ints,
+                       numpy_floats, st.text(max_size=5), st.none(), st.just(np.bool_(True)))
+
+    def one_line_or(kind: type, call):
+        try:
+            out = call()
+        except DPDUserError as exc:
+            assert "\n" not in str(exc)
+            return None
+        assert type(out) is kind, f"{out!r} stored as {type(out).__name__}"
+        return out
+
+    @settings(max_examples=400, deadline=None, derandomize=True)
+    @given(values, st.sampled_from(["seed", "eval_episodes", "alpha", "distill_lr"]))
+    def check(value, field):
+        steps = one_line_or(int, lambda: _budget(value))
+        if steps is not None:
+            assert steps >= 1 and steps == value
+        kind = float if field in ("alpha", "distill_lr") else int
+        config = one_line_or(TrainConfig, lambda: TrainConfig(env_id="CartPole-v1").with_values(**{field: value}))
+        if config is not None:
+            stored = config.distill.alpha if field == "alpha" else (
+                config.distill.lr if field == "distill_lr" else getattr(config, field))
+            assert stored is None or type(stored) is kind, f"{field}={value!r} stored as {stored!r}"
+
+    check()

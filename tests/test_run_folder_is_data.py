@@ -164,3 +164,46 @@ def test_a_sweep_file_naming_a_module_is_refused_unless_trusted(tmp_path, monkey
     assert main(["sweep", "--config", str(sweep), "--out", str(tmp_path / "sw")]) == 2
     err = capsys.readouterr().err
     assert "--config" in err and f"{TRUSTED_MODULES_VAR}=os" in err and not (tmp_path / "sw").exists()
+
+
+def _module_callables() -> list[str]:
+    """``module:name`` for callables of modules this process has imported: what a hostile config.yaml can name."""
+    ids = []
+    for module in ("os", "shutil", "subprocess", "tempfile", "signal", "dpd_test_envs", "dpd.envs", "gymnasium"):
+        mod = sys.modules.get(module)
+        ids += [f"{module}:{name}" for name in dir(mod) if callable(getattr(mod, name, None))] if mod else []
+    return ids
+
+
+def test_generated_module_ids_from_a_folder_are_refused_before_any_lookup(monkeypatch):
+    """The property over generated ids: whatever ``module:name`` a folder holds (callables of imported modules,
+    dotted names, odd characters), an untrusted open refuses it in one line and never resolves the name (the
+    lookup that found os.abort is never reached)."""
+    pytest.importorskip("hypothesis")
+    from hypothesis import given, settings
+    from hypothesis import strategies as st
+
+    import dpd.envs
+    from dpd.envs import make_env
+
+    monkeypatch.syspath_prepend(str(TESTS))
+    import dpd_test_envs  # noqa: F401
+
+    monkeypatch.delenv(TRUSTED_MODULES_VAR, raising=False)
+    looked_up: list[tuple[str | None, str]] = []
+    real_lookup = dpd.envs._lookup
+    monkeypatch.setattr(dpd.envs, "_lookup", lambda m, q: looked_up.append((m, q)) or real_lookup(m, q))
+    monkeypatch.setattr(dpd.envs, "_FACTORIES", {})
+    names = st.text(alphabet=st.characters(codec="utf-8", exclude_categories=("Cs",)), min_size=1, max_size=20)
+    ids = st.one_of(st.sampled_from(_module_callables()),
+                    st.builds(lambda m, n: f"{m}:{n}", st.sampled_from(sorted(sys.modules)[:400]), names))
+
+    @settings(max_examples=300, deadline=None, derandomize=True)
+    @given(ids)
+    def opened_from_a_folder(env_id: str) -> None:
+        with pytest.raises(DPDUserError) as info:
+            make_env(env_id, trust=False)
+        assert "\n" not in str(info.value)
+
+    opened_from_a_folder()
+    assert looked_up == []
