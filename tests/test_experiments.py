@@ -18,6 +18,8 @@ from dpd.cli import main
 from dpd.experiments.report import write_report
 from dpd.experiments.sweep import RUNS_DIR, SweepSpec, expand, run_sweep, trial_status
 
+pytestmark = pytest.mark.extended  # make test-extended (CI runs it after make test)
+
 TINY = ["eval_freq=512", "eval_episodes=2"]
 
 

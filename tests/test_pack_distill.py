@@ -13,6 +13,8 @@ from pack_helpers import from_torch, leaves_np, stack  # noqa: E402
 from dpd.pack.ddpg import Learners, PackConfig  # noqa: E402
 from dpd.pack.distill import DistillSpec, init_state, make_distill_phase, pair_peers  # noqa: E402
 
+pytestmark = pytest.mark.extended  # make test-extended (CI runs it after make test)
+
 OBS_DIM, ACT_DIM, W = 3, 1, 32  # Pendulum-v1; the window = the distillation batch: torch draws a permutation of it
 
 

@@ -14,6 +14,8 @@ from pack_helpers import leaves_np  # noqa: E402
 from dpd.pack.ddpg import Buffers, DDPGPack, Learners, PackConfig, init_mlp  # noqa: E402
 from dpd.pack.distill import DistillSpec, init_state, make_distill_phase, pair_peers  # noqa: E402
 
+pytestmark = pytest.mark.extended  # make test-extended (CI runs it after make test)
+
 OBS_DIM, ACT_DIM = 3, 1
 
 

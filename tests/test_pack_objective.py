@@ -17,6 +17,8 @@ from dpd.objective import dpd_loss as torch_loss  # noqa: E402
 from dpd.pack.objective import STAT_NAMES  # noqa: E402
 from dpd.pack.objective import dpd_loss as jax_loss  # noqa: E402
 
+pytestmark = pytest.mark.extended  # make test-extended (CI runs it after make test)
+
 RTOL, ATOL = 1e-5, 1e-7  # float32: relative 1e-5; ATOL only for exact zeros (a zero gradient, xi_mean 0)
 
 

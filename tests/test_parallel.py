@@ -15,6 +15,8 @@ from dpd.cli import main
 from dpd.errors import DPDUserError
 from dpd.training.checkpoint import CHECKPOINT_FILE
 
+pytestmark = pytest.mark.extended  # make test-extended (CI runs it after make test)
+
 PARALLEL = ["--env", "CartPole-v1", "--total-steps", "12288", "--set", "checkpoint_freq=2048", "--set",
             "eval_freq=2048", "--set", "eval_episodes=2", "--no-progress", "--parallel"]
 

@@ -19,6 +19,8 @@ from dpd.errors import DPDUserError, TrainingDiverged, TrainingInterrupted
 from dpd.training import resume
 from dpd.training.checkpoint import CHECKPOINT_FILE, load_checkpoint, save_checkpoint
 
+pytestmark = pytest.mark.extended  # make test-extended (CI runs it after make test)
+
 CARTPOLE = ["--env", "CartPole-v1", "--total-steps", "12288", "--set", "checkpoint_freq=2048", "--set", "eval_freq=2048",
             "--set", "eval_episodes=2", "--no-progress"]
 
