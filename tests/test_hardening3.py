@@ -681,3 +681,45 @@ def test_the_api_takes_any_python_or_numpy_number_or_refuses_in_one_line():
             assert stored is None or type(stored) is kind, f"{field}={value!r} stored as {stored!r}"
 
     check()
+
+
+# ---------------------------------------------------------------------- property 2 over generated moments
+LIFECYCLE = ["--env", "CartPole-v1", "--total-steps", "4096", "--sequential", "--no-progress", "--set", "eval_freq=1024",
+             "--set", "eval_episodes=3", "--set", "checkpoint_freq=1024", "--set", "algo.n_steps=256",
+             "--set", "algo.batch_size=64"]
+
+
+def test_a_signal_at_generated_moments_of_a_run_leaves_it_finished_or_resumable(tmp_path, capsys):
+    """Property 2 over the whole lifecycle: SIGINT or SIGTERM at moments drawn over an uninterrupted run's wall time
+    (imports, setup, rounds, checkpoints, the final evaluation and save). Each stop says so in one line and exits
+    130 (or the run ended first: 0); the folder is then finished, or resumable (--resume finishes it), or the stop
+    came before anything could be resumed and the message says to start again, which works."""
+    script = Path(sys.executable).parent / "dpd"  # the console script a user runs (its handlers come first)
+    command = [str(script) if script.exists() else "dpd", "train", *LIFECYCLE]
+    start = time.time()
+    assert subprocess.run([*command, "--out", str(tmp_path / "whole")], cwd=tmp_path, capture_output=True,
+                          timeout=300).returncode == 0
+    duration = time.time() - start
+    rng = np.random.default_rng(0)
+    moments = sorted(rng.uniform(0.05, 1.0, size=6) * duration)
+    for k, delay in enumerate(moments):
+        sig = signal.SIGINT if k % 2 == 0 else signal.SIGTERM
+        out = tmp_path / f"run{k}"
+        proc = subprocess.Popen([*command, "--out", str(out)], cwd=tmp_path, stdout=subprocess.DEVNULL,
+                                stderr=subprocess.PIPE, text=True)
+        time.sleep(delay)
+        proc.send_signal(sig)
+        _, err = proc.communicate(timeout=300)
+        lines = [line for line in err.splitlines() if line.strip()]
+        said = f"{sig.name} at {delay:.1f} s of {duration:.1f}: exit {proc.returncode}, said {lines[-1:]}"
+        assert proc.returncode in (0, 130) and "Traceback" not in err, said
+        if proc.returncode == 0 or (out / "summary.json").is_file():
+            assert (out / "summary.json").is_file(), said
+            continue
+        assert lines and lines[-1].startswith("dpd: interrupted"), said
+        if "resume with" in lines[-1]:
+            code, again = cli(capsys, "train", "--resume", str(out), "--no-progress")
+            assert code == 0 and (out / "summary.json").is_file(), f"{said}; --resume: {refused(again)}"
+        else:  # stopped before its first step: nothing to resume, the same command starts it again
+            code, again = cli(capsys, "train", *LIFECYCLE, "--out", str(out), "--overwrite")
+            assert code == 0 and (out / "summary.json").is_file(), f"{said}; again: {refused(again)}"

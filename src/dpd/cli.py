@@ -461,5 +461,7 @@ def main(argv: list[str] | None = None) -> int:
         raise
 
 
-if __name__ == "__main__":
-    sys.exit(main())
+if __name__ == "__main__":  # python -m dpd.cli: the console script's signal handling too
+    from dpd._entry import main as entry_main
+
+    entry_main()
