@@ -8,6 +8,7 @@ limit; signals are sent at a known moment by a patched hook, not after a sleep."
 from __future__ import annotations
 
 import csv
+import dataclasses
 import io
 import json
 import multiprocessing as mp
@@ -723,3 +724,50 @@ def test_a_signal_at_generated_moments_of_a_run_leaves_it_finished_or_resumable(
         else:  # stopped before its first step: nothing to resume, the same command starts it again
             code, again = cli(capsys, "train", *LIFECYCLE, "--out", str(out), "--overwrite")
             assert code == 0 and (out / "summary.json").is_file(), f"{said}; again: {refused(again)}"
+
+
+# ---------------------------------------------------------------------- property 3 over generated SB3 arguments
+class _WouldTrain(Exception):
+    """Raised where training would start: the config passed every check."""
+
+
+def test_generated_sb3_arguments_are_refused_before_any_folder_or_build_a_run(tmp_path, monkeypatch):
+    """Property 3 over generated argument sets (valid and not: sizes of 0, 1 and odd, negative or huge rates, bad
+    types, empty or odd networks): either a one-line DPDUserError and no run folder, or the learners are built and
+    training would start (the folder exists then). Never another exception, never a half-made folder."""
+    pytest.importorskip("hypothesis")
+    from hypothesis import given, settings
+    from hypothesis import strategies as st
+
+    from dpd.training import trainer
+
+    monkeypatch.setattr(trainer.DPDTrainer, "learn", lambda self: (_ for _ in ()).throw(_WouldTrain()))
+    anything = st.one_of(st.integers(-3, 4096), st.floats(allow_nan=True, allow_infinity=True), st.booleans(),
+                         st.text(max_size=4), st.none(), st.lists(st.integers(-1, 64), max_size=3))
+    args = st.fixed_dictionaries({}, optional={
+        "n_steps": st.one_of(st.integers(-2, 600), anything), "batch_size": st.one_of(st.integers(-2, 600), anything),
+        "learning_rate": st.one_of(st.floats(-1, 1), anything), "gamma": st.one_of(st.floats(-0.5, 1.5), anything),
+        "n_epochs": st.one_of(st.integers(-1, 20), anything), "clip_range": st.one_of(st.floats(-1, 2), anything),
+        "ent_coef": anything, "policy_kwargs": st.one_of(
+            st.fixed_dictionaries({"net_arch": st.lists(st.integers(-4, 64), max_size=3)}), anything)})
+    counter = iter(range(10**6))
+
+    outcomes = {"refused": 0, "built": 0}
+
+    @settings(max_examples=120, deadline=None, derandomize=True)
+    @given(args)
+    def check(algo_kwargs):
+        out = tmp_path / f"run{next(counter)}"
+        config = TrainConfig(env_id="CartPole-v1", total_steps=4096, eval_freq=0, snapshots=[], parallel=False)
+        try:
+            train(dataclasses.replace(config, algo_kwargs=algo_kwargs), out)
+        except DPDUserError as exc:
+            assert "\n" not in str(exc)
+            assert not out.exists(), f"{algo_kwargs}: refused ({exc}) but left {sorted(p.name for p in out.iterdir())}"
+            outcomes["refused"] += 1
+        except _WouldTrain:
+            assert (out / "config.yaml").is_file()
+            outcomes["built"] += 1
+
+    check()
+    assert outcomes["refused"] and outcomes["built"], outcomes  # both sides of the property were exercised

@@ -367,7 +367,11 @@ class TrainConfig:
             value = preset.pop(key, fallback)
             if getattr(cfg, key) is None:
                 setattr(cfg, key, bool(value) if value is not None else cfg.normalize)
-        merged_policy_kwargs = {**preset.pop("policy_kwargs", {}), **cfg.algo_kwargs.get("policy_kwargs", {})}
+        own_policy_kwargs = cfg.algo_kwargs.get("policy_kwargs") or {}
+        if not isinstance(own_policy_kwargs, dict):
+            raise DPDUserError(f"algo.policy_kwargs must be a mapping (e.g. {{net_arch: [64, 64]}}), got"
+                               f" {own_policy_kwargs!r}")
+        merged_policy_kwargs = {**preset.pop("policy_kwargs", {}), **own_policy_kwargs}
         cfg.algo_kwargs = {**preset, **cfg.algo_kwargs}
         if merged_policy_kwargs:
             cfg.algo_kwargs["policy_kwargs"] = merged_policy_kwargs
