@@ -390,11 +390,6 @@ def _duration(seconds: float) -> str:
     return f"~{seconds / 3600:.1f} h" if seconds >= 3600 else f"~{max(1, round(seconds / 60))} min"
 
 
-def one_line(text: str) -> str:
-    """A message as one line (a library's multi-line text folded with '; ')."""
-    return "; ".join(part.strip() for part in text.splitlines() if part.strip())
-
-
 def _print_table(rows: list[tuple[str, dict[str, Any]]]) -> None:
     typer.echo(f"{'run':<40} {'method':<11} {'learner':<9} {'env steps':>10} {'final eval':>11} {'best eval':>10}")
     for run, s in rows:
@@ -448,7 +443,7 @@ def main(argv: list[str] | None = None) -> int:
         _echo(f"{cmd}: error: {exc.format_message()} (see {cmd} --help)")
         return 2
     except DPDUserError as exc:
-        _echo(f"dpd: error: {one_line(str(exc))}")
+        _echo(f"dpd: error: {exc}")  # one printable line already (DPDUserError folds its message)
         return 2
     except TrainingDiverged as exc:
         _echo(f"dpd: training stopped: {exc}")

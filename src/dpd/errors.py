@@ -50,7 +50,6 @@ class TrainingInterrupted(Exception):
             message = f"{signal_name} at {env_steps} env steps, checkpoint written{where}"
         super().__init__(message)
         self.env_steps = env_steps
-        self.signal_name = signal_name
         #: the run finished (the signal came during its last phase, which ran to its end)
         self.finished = finished
         #: a checkpoint is there to resume from (False: no run folder, or a fresh run stopped before its first step)
