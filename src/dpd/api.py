@@ -87,18 +87,14 @@ class DPD:
         if self._trainer is not None or self._loaded is not None:
             raise DPDUserError("this DPD has trained (or was loaded); make a new DPD(...) to train again, or resume a"
                                " saved run with dpd train --resume RUN")
-        from dpd.run_files import CONFIG_FILE, RUN_DIR_WORDS, check_run_dir, create_run_dir, write_json, write_yaml
+        from dpd.run_files import RUN_DIR_WORDS, write_json
         from dpd.training import DPDTrainer
-        from dpd.training.preflight import check_buildable
-        from dpd.training.trainer import SUMMARY_FILE
+        from dpd.training.trainer import SUMMARY_FILE, new_run_folder
 
         config = self.config.with_values(total_steps=_budget(total_timesteps)).resolve()
         lock = None
         if self.run_dir is not None:
-            check_run_dir(self.run_dir, overwrite, RUN_DIR_WORDS)
-            check_buildable(config)  # nothing touches disk before it is valid
-            self.run_dir, lock = create_run_dir(self.run_dir, overwrite, RUN_DIR_WORDS)
-            write_yaml(self.run_dir / CONFIG_FILE, config.to_dict())
+            self.run_dir, lock = new_run_folder(config, self.run_dir, overwrite, RUN_DIR_WORDS)
         try:
             try:
                 self._trainer = DPDTrainer(config, self.run_dir, callbacks=_callback_factory(callback),

@@ -202,16 +202,6 @@ def close_checked(env: gym.Env, env_id: str) -> None:
                            " environment (or wrap it)") from None
 
 
-def check_first_reset(env_id: str) -> None:
-    """One instance of ``env_id`` reset once under :class:`EnvGuard` (a reset that fails or returns what a policy
-    cannot take is one line before a run starts, not a traceback inside it)."""
-    guarded = EnvGuard(make_env(env_id), env_id)
-    try:
-        guarded.reset(seed=0)
-    finally:
-        close_checked(guarded.env, env_id)
-
-
 class EnvFault(DPDUserError):
     """An environment broke its contract during a run (raised, or returned something a policy cannot take)."""
 

@@ -21,7 +21,7 @@ import gymnasium as gym
 import numpy as np
 
 from dpd.config import ALGOS, TrainConfig
-from dpd.envs import check_first_reset, close_checked, make_env, mujoco_state
+from dpd.envs import EnvGuard, close_checked, make_env, mujoco_state
 from dpd.errors import DPDUserError
 from dpd.run_files import physical_memory
 
@@ -32,7 +32,6 @@ def check_buildable(config: TrainConfig) -> None:
     """Raise a one-line :class:`DPDUserError` for anything that would fail once the run folder is made."""
     check_storable(config.to_dict())
     observation_space, action_space, sim_size = _stable_spaces(config.env_id)
-    check_first_reset(config.env_id)
     check_memory(config, observation_space, action_space, sim_size)
     _build_in_memory(config)
 
@@ -58,15 +57,19 @@ def check_storable(value: Any, key: str = "") -> None:
 
 def _stable_spaces(env_id: str) -> tuple[gym.Space, gym.Space, int]:
     """(observation space, action space, MuJoCo state size or 0) of ``env_id``, checked equal over two calls (a
-    learner makes several copies; one of another shape fails deep inside a matrix product)."""
+    learner makes several copies; one of another shape fails deep inside a matrix product); the second instance is
+    reset once under :class:`EnvGuard` (a reset that fails or returns what a policy cannot take is one line here,
+    not a traceback inside the run) and every instance's close() must not raise."""
     spaces = []
     sim_size = 0
-    for _ in range(2):
+    for call in range(2):
         env = make_env(env_id)
         try:
             spaces.append((env.observation_space, env.action_space))
             state = mujoco_state(env)
             sim_size = 0 if state is None else len(state)
+            if call == 1:
+                EnvGuard(env, env_id).reset(seed=0)
         finally:
             close_checked(env, env_id)
     if spaces[0] != spaces[1]:

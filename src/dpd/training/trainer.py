@@ -21,7 +21,18 @@ from dpd.config import TrainConfig
 from dpd.envs import EnvSource, check_env_id, provide_env_factory
 from dpd.errors import DPDUserError, TrainingDiverged, TrainingInterrupted
 from dpd.names import CHECKPOINT_FILE, ERROR_FILE
-from dpd.run_files import CONFIG_FILE, SUMMARY_FILE, atomic_write_text, check_run_dir, create_run_dir, write_json, write_yaml
+from dpd.run_files import (
+    CLI_WORDS,
+    CONFIG_FILE,
+    SUMMARY_FILE,
+    OutWords,
+    RunLock,
+    atomic_write_text,
+    check_run_dir,
+    create_run_dir,
+    write_json,
+    write_yaml,
+)
 from dpd.students.base import Student
 from dpd.students.factory import set_torch_threads
 from dpd.training.dispatch import Dispatcher, Handle, LearnerCall, LocalLearner
@@ -352,6 +363,18 @@ class _Progress:
             self._progress.stop()
 
 
+def new_run_folder(config: TrainConfig, out: str | Path, overwrite: bool, words: OutWords = CLI_WORDS
+                   ) -> tuple[Path, RunLock]:
+    """The run folder of a resolved ``config``, locked, with its config.yaml: the cheap refusals first (a taken
+    ``out``), then everything the build can refuse (:func:`check_buildable`), and only then the folder: nothing
+    touches disk before it is valid. ``train`` and ``DPD(run_dir=...).learn`` both start here."""
+    check_run_dir(out, overwrite, words)
+    check_buildable(config)
+    run_dir, lock = create_run_dir(out, overwrite, words)
+    write_yaml(run_dir / CONFIG_FILE, config.to_dict())
+    return run_dir, lock
+
+
 def train(
     config: TrainConfig,
     out: str | Path | None = None,
@@ -372,10 +395,7 @@ def train(
     lock = None
     run_dir = None
     if out is not None:
-        check_run_dir(out, overwrite)  # the cheap refusals first (a taken --out), then the build
-        check_buildable(resolved)  # nothing touches disk before it is valid
-        run_dir, lock = create_run_dir(out, overwrite)
-        write_yaml(run_dir / CONFIG_FILE, resolved.to_dict())
+        run_dir, lock = new_run_folder(resolved, out, overwrite)
     if log is not None:
         where = f" -> {run_dir}" if run_dir is not None else ""
         mode = " (students in parallel processes; --sequential: Algorithm 1's exact order)" if (
