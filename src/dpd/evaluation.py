@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import os
 from dataclasses import asdict
 from pathlib import Path
@@ -13,7 +12,7 @@ from dpd.episodes import run_episodes
 from dpd.errors import DPDUserError
 from dpd.loading import load_learner, read_run_config
 from dpd.names import REEVALUATION_FILE as _REEVALUATION_FILE
-from dpd.run_files import SUMMARY_FILE, read_summary_file, write_json
+from dpd.run_files import SUMMARY_FILE, read_json, read_summary_file, write_json
 
 REEVALUATION_FILE = _REEVALUATION_FILE
 
@@ -32,8 +31,8 @@ def writable(folder: Path) -> bool:
 def _is_reevaluation(path: Path) -> bool:
     """Whether ``path`` holds what :func:`evaluate_run` writes (so writing it again replaces dpd's own file)."""
     try:
-        data = json.loads(path.read_text())
-    except (OSError, ValueError):
+        data = read_json(path)  # bounded: a user's huge file or a FIFO by that name is not read without end
+    except DPDUserError:
         return False
     return isinstance(data, dict) and set(data) == {"episodes", "seed", "learners"}
 
