@@ -771,3 +771,71 @@ def test_generated_sb3_arguments_are_refused_before_any_folder_or_build_a_run(tm
 
     check()
     assert outcomes["refused"] and outcomes["built"], outcomes  # both sides of the property were exercised
+
+
+# ---------------------------------------------------------------------- a full disk during a sweep's trial
+@pytest.mark.parametrize("error_file_fails", [False, True], ids=["error_txt_written", "error_txt_fails_too"])
+def test_a_sweep_trial_on_a_full_disk_fails_in_one_line_naming_the_file_and_the_fix(tmp_path, monkeypatch,
+                                                                                    error_file_fails):
+    import errno
+
+    import dpd.training
+    from dpd.experiments.sweep import run_trial, trial_status
+
+    run_dir = tmp_path / "trial"
+    target = str(run_dir / "student1" / "model.zip")
+
+    def full_disk(*_args, **_kwargs):
+        run_dir.mkdir(parents=True, exist_ok=True)
+        (run_dir / "config.yaml").write_text("{}\n")
+        raise OSError(errno.ENOSPC, "No space left on device", target)
+
+    monkeypatch.setattr(dpd.training, "train", full_disk)
+    if error_file_fails:  # the disk takes not even error.txt: the worker must still report, not die
+        real_write = Path.write_text
+
+        def write_text(self, *args, **kwargs):
+            if self.name == "error.txt":
+                raise OSError(errno.ENOSPC, "No space left on device", str(self))
+            return real_write(self, *args, **kwargs)
+
+        monkeypatch.setattr(Path, "write_text", write_text)
+    config = TrainConfig(algo="ppo", env_id="CartPole-v1", method="dpd", total_steps=4096).to_dict()
+    outcome = run_trial(config, str(run_dir))
+    assert outcome["status"] == "failed"
+    line = outcome["error"]
+    assert "\n" not in line and "Errno" not in line and "Traceback" not in line
+    assert f"cannot write {target}: No space left on device" in line and "run the same sweep command again" in line
+    # either way the trial is retried by the next sweep (failed, or unfinished without a checkpoint)
+    assert trial_status(run_dir) == ("unfinished" if error_file_fails else "failed")
+
+
+@pytest.fixture
+def read_only_folder(tmp_path):
+    """A folder this process cannot write: a read-only tmpfs where we are root (root ignores permission bits),
+    else a folder with mode 0555."""
+    folder = tmp_path / "ro"
+    folder.mkdir()
+    if os.geteuid() == 0:
+        if subprocess.run(["mount", "-t", "tmpfs", "-o", "ro,size=64k", "tmpfs", str(folder)],
+                          capture_output=True).returncode != 0:
+            pytest.skip("root without mount: no read-only folder to test with")
+        yield folder
+        subprocess.run(["umount", str(folder)], capture_output=True)
+    else:
+        folder.chmod(0o555)
+        yield folder
+        folder.chmod(0o755)
+
+
+@pytest.mark.parametrize("kind", ["analyze", "calibrate", "report", "run"])
+def test_every_out_under_a_read_only_folder_is_refused_before_any_work(read_only_folder, kind):
+    from dpd.run_files import check_output_dir, check_run_dir
+
+    out = read_only_folder / "results"
+    with pytest.raises(DPDUserError, match=r"cannot write to --out .*results: .*ro is not writable; choose another"):
+        if kind == "run":
+            check_run_dir(out, overwrite=False)
+        else:
+            check_output_dir(out, kind, ("analysis.json",))
+    assert not out.exists()

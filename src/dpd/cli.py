@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import errno
 import os
 import sys
 import time
@@ -12,7 +11,7 @@ from typing import Annotated, Any, NoReturn
 
 import typer
 
-from dpd.errors import DPDUserError, TrainingDiverged
+from dpd.errors import DPDUserError, TrainingDiverged, machine_error
 from dpd.names import (
     ALGO_NAMES,
     BACKENDS,
@@ -449,11 +448,12 @@ def main(argv: list[str] | None = None) -> int:
         _echo(f"dpd: training stopped: {exc}")
         return 1
     except OSError as exc:  # the machine, not the code: say which file and why, in one line
-        if exc.errno in (errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EACCES, errno.EPERM):
-            _echo(f"dpd: error: cannot write {exc.filename or 'a file'}: {exc.strerror}; free space or choose another"
-                  " --out (files written so far are complete: writes are atomic)")
-            return 2
-        raise
+        line = machine_error(exc)
+        if line is None:
+            raise
+        _echo(f"dpd: error: {line}; free space or choose another --out (files written so far are complete: writes"
+              " are atomic)")
+        return 2
 
 
 if __name__ == "__main__":  # python -m dpd.cli: the console script's signal handling too

@@ -3,6 +3,7 @@ TrainingInterrupted with 130 (Ctrl-C / SIGTERM, after a checkpoint), TrainingDiv
 
 from __future__ import annotations
 
+import errno
 import re
 from pathlib import Path
 
@@ -15,6 +16,18 @@ def one_line(text: str) -> str:
         text = text[: MAX_MESSAGE // 2] + " [...] " + text[-MAX_MESSAGE // 4:]
     text = re.sub(r"\s*[\r\n\t\v\f]+\s*", " ", text)  # a line break or tab and the blanks around it: one space
     return "".join(ch if ch.isprintable() else ch.encode("unicode_escape").decode("ascii") for ch in text)
+
+
+#: errors of the machine (a full disk, a quota, a read-only mount, permissions), not of dpd: one line, no traceback
+MACHINE_ERRNOS = frozenset({errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EACCES, errno.EPERM})
+
+
+def machine_error(exc: BaseException) -> str | None:
+    """``exc`` as one line naming the file and the cause, where it is the machine's fault (:data:`MACHINE_ERRNOS`);
+    None for any other error (a bug: its traceback is wanted)."""
+    if isinstance(exc, OSError) and exc.errno in MACHINE_ERRNOS:
+        return one_line(f"cannot write {exc.filename or 'a file'}: {exc.strerror}")
+    return None
 
 
 #: the longest message (characters, before control characters are escaped); a longer one keeps its start and end

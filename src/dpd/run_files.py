@@ -88,9 +88,7 @@ def check_path_length(out: str | os.PathLike[str], words: OutWords = CLI_WORDS) 
 
 def check_run_dir(out: str | os.PathLike[str], overwrite: bool, words: OutWords = CLI_WORDS) -> Path:
     """Check that ``out`` may be used as a run folder, WITHOUT writing anything. Raises DPDUserError."""
-    path = check_path_length(out, words)
-    if path.exists() and not path.is_dir():
-        raise DPDUserError(f"{words.out} {path} exists and is not a folder; choose another {words.out}")
+    path = _check_target(out, words)
     if path.is_dir() and any(path.iterdir()):
         if not overwrite:
             raise DPDUserError(f"{words.out} {path} is not empty; {words.overwrite} to replace it, or choose another"
@@ -99,12 +97,22 @@ def check_run_dir(out: str | os.PathLike[str], overwrite: bool, words: OutWords 
         if foreign is not None:
             raise DPDUserError(f"{words.out} {path} is not a dpd run folder ({foreign}); refusing to overwrite it:"
                                f" choose another {words.out}")
+    return path
+
+
+def _check_target(out: str | os.PathLike[str], words: OutWords) -> Path:
+    """What every folder dpd writes into must pass, before any work (a run folder, a command's ``--out``): a path
+    the system takes, a folder or nothing yet, under a folder this process may write (a read-only mount, a file on
+    the way: refused now, not after an hour of training or analysis)."""
+    path = check_path_length(out, words)
+    if path.exists() and not path.is_dir():
+        raise DPDUserError(f"{words.out} {path} exists and is not a folder; choose another {words.out}")
     existing = path
     while not existing.exists():
         existing = existing.parent
     if not existing.is_dir():
         raise DPDUserError(f"cannot write to {words.out} {path}: {existing} is not a folder; choose another {words.out}")
-    if not os.access(existing, os.W_OK | os.X_OK):
+    if not os.access(existing, os.W_OK | os.X_OK):  # EROFS for root too: a read-only mount is refused here
         raise DPDUserError(f"cannot write to {words.out} {path}: {existing} is not writable; choose another {words.out}")
     return path
 
@@ -116,10 +124,10 @@ def output_marker(kind: str) -> str:
 
 def check_output_dir(folder: Path, kind: str, files: tuple[str, ...], words: OutWords = CLI_WORDS) -> None:
     """The one overwrite rule of a command that writes result files into a folder it is given: ``folder`` is a
-    folder or does not exist yet, and none of ``files`` is there unless ``dpd <kind>`` wrote them (its marker is
-    there), so a user's own file of that name is never replaced. Writes nothing (call it before the work)."""
-    if folder.exists() and not folder.is_dir():
-        raise DPDUserError(f"{words.out} {folder} exists and is not a folder; choose another {words.out}")
+    folder or does not exist yet, under a folder this process may write, and none of ``files`` is there unless
+    ``dpd <kind>`` wrote them (its marker is there), so a user's own file of that name is never replaced. Writes
+    nothing (call it before the work)."""
+    _check_target(folder, words)
     if (folder / output_marker(kind)).is_file():
         return
     mine = [name for name in files if os.path.lexists(folder / name)]

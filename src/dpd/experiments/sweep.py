@@ -33,7 +33,7 @@ from pathlib import Path
 from typing import Any
 
 from dpd.config import TrainConfig, apply_overrides, check_known_keys
-from dpd.errors import DPDUserError
+from dpd.errors import DPDUserError, machine_error, one_line
 from dpd.internals import pool_processes
 from dpd.names import BACKENDS, CHECKPOINT_FILE, ERROR_FILE, LOCK_FILE, RUNS_DIR, STOP_FILE, SWEEP_FILE, SWEEP_VARIANTS
 from dpd.run_files import CONFIG_FILE, SUMMARY_FILE, RunLock, check_path_length, read_yaml, run_steps, write_yaml
@@ -248,10 +248,23 @@ def run_trial(config_dict: dict[str, Any], run_dir: str) -> dict[str, Any]:
             return {"status": "not_started", "error": str(exc)}
         return {"status": "interrupted", "error": str(exc)}
     except Exception as exc:  # a failed trial is reported, never fatal for the sweep
+        return _failed(path, exc)
+
+
+def _failed(path: Path, exc: Exception) -> dict[str, Any]:
+    """A failed trial's outcome, its traceback kept in ``error.txt`` where the disk still takes it (a full disk
+    must not turn one failed trial into a dead worker: the trial then stays ``unfinished`` and is retried)."""
+    machine = machine_error(exc)
+    if machine is not None:  # the machine's fault: what to do, not a traceback
+        line = f"{machine}; free space, then run the same sweep command again (it retries this trial)"
+    elif isinstance(exc, DPDUserError):
+        line = str(exc)  # one line naming the fix already
+    else:
+        line = one_line(f"{type(exc).__name__}: {exc}")
+    with contextlib.suppress(OSError):
         path.mkdir(parents=True, exist_ok=True)
-        text = "".join(traceback.format_exception(exc))
-        (path / ERROR_FILE).write_text(text)
-        return {"status": "failed", "error": f"{type(exc).__name__}: {exc}"}
+        (path / ERROR_FILE).write_text("".join(traceback.format_exception(exc)) if machine is None else line + "\n")
+    return {"status": "failed", "error": line}
 
 
 def _same_trial(path: Path, config: TrainConfig) -> bool:
