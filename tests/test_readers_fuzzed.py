@@ -14,8 +14,12 @@ One subprocess test under an address-space limit (RLIMIT_AS 3 GiB; ``import dpd.
 SB3 and MuJoCo 0.7 GB): a YAML alias bomb in a sweep file and a window.npz whose header claims 10**12 rows exit 2
 within seconds.
 
+Damaged checkpoint.pt (``dpd train --resume`` of a run stopped after its first checkpoint) and model.zip
+(``dpd evaluate``): cut, bytes flipped, a key deleted or a value swapped anywhere in the checkpoint's tree, a zip
+member replaced.
+
 Budget (derandomized, so CI sees the same cases): 60 damaged run files + 30 damaged sweep files + 12 damaged
-sweep folders = 102 generated cases; the whole file took 40 s with ``-n 2`` on 2 cores (its base run trained once per
+sweep folders + 40 checkpoints + 20 model zips = 162 generated cases (the last two: ~1.5 min with ``-n 2``); the whole file took 40 s with ``-n 2`` on 2 cores (its base run trained once per
 worker, 5 s; the subprocess test 14 s, most of it training the MuJoCo pair)."""
 
 from __future__ import annotations
@@ -333,3 +337,122 @@ def test_an_alias_bomb_and_a_huge_window_header_are_refused_under_a_memory_limit
         assert proc.returncode == 2 and lines and lines[-1].startswith("dpd: error"), (args[0], proc.stderr[-1500:])
         assert "Traceback" not in proc.stderr and seconds < 30, (args[0], seconds)
     assert not (tmp_path / "sw").exists() and not (run / "calibration").exists()
+
+
+# ---------------------------------------------------------------------- checkpoint.pt and model.zip
+@pytest.fixture(scope="module")
+def stopped_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A run stopped by Ctrl-C after its first checkpoint (checkpoint.pt there, no summary.json): what
+    ``dpd train --resume`` reads."""
+    import signal
+
+    sys.path.insert(0, str(REPO / "tests"))
+    from stop_helpers import SignalAt
+
+    from dpd import TrainConfig, train
+    from dpd.errors import TrainingInterrupted
+
+    run = tmp_path_factory.mktemp("ckpt") / "run"
+    config = TrainConfig(algo="ppo", env_id="CartPole-v1", method="dpd", total_steps=2048, eval_freq=1024,
+                         eval_episodes=2, snapshots=[], checkpoint_freq=512, tensorboard=False, preset="none",
+                         algo_kwargs={"n_steps": 128, "batch_size": 64, "n_epochs": 1})
+    with pytest.raises(TrainingInterrupted):
+        train(config, run, callbacks=lambda name: SignalAt(600, signal.SIGINT) if name == "student0" else None)
+    assert (run / "checkpoint.pt").is_file() and not (run / "summary.json").exists()
+    return run
+
+
+def _tree_paths(value: Any, prefix: tuple[Any, ...] = ()) -> list[tuple[Any, ...]]:
+    """Every path into a checkpoint's nested dicts and lists (lists: their first three items)."""
+    out = [prefix]
+    if isinstance(value, dict):
+        for k, v in value.items():
+            out += _tree_paths(v, (*prefix, k))
+    elif isinstance(value, list | tuple):
+        for i, v in enumerate(value[:3]):
+            out += _tree_paths(v, (*prefix, i))
+    return out
+
+
+@settings(FUZZ, max_examples=40)
+@given(data=st.data())
+def test_a_damaged_checkpoint_resumes_or_gives_exit_2_and_one_line(stopped_run, tmp_path_factory, data):
+    """``dpd train --resume`` on a checkpoint.pt cut, with flipped bytes, or a valid torch file whose plain data
+    has a key deleted or a value swapped for a hostile one anywhere in its tree (optimiser moments, env wrappers,
+    random states, counters): it resumes (the damage was harmless) or exits 2 with one line naming the file."""
+    import torch as th
+
+    work = tmp_path_factory.mktemp("resume") / "run"
+    shutil.copytree(stopped_run, work)
+    path = work / "checkpoint.pt"
+    original = path.read_bytes()
+    how = data.draw(st.sampled_from(["truncate", "flip", "tree", "tree", "tree", "tree"]))
+    if how == "truncate":
+        path.write_bytes(original[: data.draw(st.integers(0, len(original) - 1))])
+    elif how == "flip":
+        damage = bytearray(original)
+        for _ in range(data.draw(st.integers(1, 4))):
+            damage[data.draw(st.integers(0, len(damage) - 1))] = data.draw(st.integers(0, 255))
+        path.write_bytes(bytes(damage))
+    else:
+        state = th.load(path, weights_only=True)
+        where = data.draw(st.sampled_from(_tree_paths(state)[1:]))
+        parent = state
+        for key in where[:-1]:
+            parent = parent[key]
+        if isinstance(parent, tuple):
+            pytest.skip("tuples are immutable; their parent is damaged in other cases")
+        if data.draw(st.booleans()):
+            del parent[where[-1]]
+        else:
+            parent[where[-1]] = data.draw(st.sampled_from([None, "many", -1, 10**30, float("nan"), [], {}, [1, 2],
+                                                           th.zeros(3)]))
+        th.save(state, path)
+    code, err = run_cli("train", "--resume", str(work), "--no-progress")
+    check(code, err, f"dpd train --resume on a damaged checkpoint ({how})")
+    if code == 2:
+        assert "checkpoint" in err.splitlines()[-1], err[-500:]
+
+
+@settings(FUZZ, max_examples=20)
+@given(data=st.data())
+def test_a_damaged_model_zip_evaluates_or_gives_exit_2_and_one_line(folders, data):
+    """``dpd evaluate`` on a student's model.zip cut, with flipped bytes, or with one member (``data``, the
+    ``policy.pth`` weights, the optimiser) replaced by hostile bytes or JSON: evaluates, or exits 2, one line."""
+    import zipfile
+
+    path = folders["run"] / "student0" / "model.zip"
+    original = path.read_bytes()
+    how = data.draw(st.sampled_from(["truncate", "flip", "member", "member"]))
+    if how == "truncate":
+        damage = original[: data.draw(st.integers(0, len(original) - 1))]
+    elif how == "flip":
+        buffer = bytearray(original)
+        for _ in range(data.draw(st.integers(1, 4))):
+            buffer[data.draw(st.integers(0, len(buffer) - 1))] = data.draw(st.integers(0, 255))
+        damage = bytes(buffer)
+    else:
+        with zipfile.ZipFile(io.BytesIO(original)) as archive:
+            members = {name: archive.read(name) for name in archive.namelist()}
+        name = data.draw(st.sampled_from(sorted(members)))
+        if name == "data":
+            members[name] = data.draw(damaged(members[name], "json"))
+        else:
+            members[name] = data.draw(st.sampled_from([b"", b"\x80\x04K\x01.", members[name][: len(members[name]) // 2],
+                                                       b"PK\x03\x04" + b"\x00" * 40]))
+        buffer2 = io.BytesIO()
+        with zipfile.ZipFile(buffer2, "w") as archive:
+            for member, content in members.items():
+                archive.writestr(member, content)
+        damage = buffer2.getvalue()
+    path.write_bytes(damage)
+    try:
+        before = listing(folders["run"])
+        code, err = run_cli("evaluate", str(folders["run"]), "--episodes", "1")
+        check(code, err, f"dpd evaluate on a damaged model.zip ({how})")
+        after = listing(folders["run"])
+        changed = {p for p in set(before) | set(after) if before.get(p) != after.get(p)}
+        assert changed <= {"reevaluation.json"}, sorted(changed)
+    finally:
+        path.write_bytes(original)
+        (folders["run"] / "reevaluation.json").unlink(missing_ok=True)

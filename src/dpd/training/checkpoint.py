@@ -13,8 +13,10 @@ attributes of the unwrapped env, e.g. CartPole's ``state``; wrappers' step count
 
 from __future__ import annotations
 
+import contextlib
 import os
 import warnings
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -25,7 +27,8 @@ from dpd.names import CHECKPOINT_FILE  # re-exported: the run folder's names are
 from dpd.run_files import atomic_write
 from dpd.state import rng_state, set_rng_state
 
-__all__ = ["CHECKPOINT_FILE", "FORMAT", "load_checkpoint", "rng_state", "save_checkpoint", "set_rng_state"]
+__all__ = ["CHECKPOINT_FILE", "FORMAT", "load_checkpoint", "restoring", "rng_state", "save_checkpoint",
+           "set_rng_state"]
 
 FORMAT = "dpd-checkpoint-1"
 
@@ -53,3 +56,22 @@ def load_checkpoint(path: str | os.PathLike[str]) -> dict[str, Any]:
     if not isinstance(data, dict) or data.get("format") != FORMAT:
         raise DPDUserError(f"{path} is not a dpd checkpoint (format {data.get('format') if isinstance(data, dict) else '?'})")
     return data
+
+
+@contextlib.contextmanager
+def restoring(path: str | os.PathLike[str]) -> Iterator[None]:
+    """Around everything that restores a run from the checkpoint at ``path`` (its learners built from it, their
+    state set): the file is data that can be damaged anywhere (a key gone, a list where a dict was, a tensor of
+    another shape), so any error while it is read into the run is the file's, reported in one line naming it, not a
+    traceback from deep inside SB3 or NumPy. A stop request or a user error passes through unchanged."""
+    from dpd.errors import TrainingInterrupted, one_line
+
+    try:
+        yield
+    except (DPDUserError, TrainingInterrupted):
+        raise
+    except Exception as exc:
+        text = str(exc).strip()
+        reason = one_line(text.splitlines()[0][:160] if text else "")
+        raise DPDUserError(f"{path} is damaged and cannot be resumed ({type(exc).__name__}: {reason}); start the run"
+                           " again with --overwrite") from None

@@ -13,6 +13,7 @@ TOTAL number of env steps (each DPD student gets half of it).
 
 from __future__ import annotations
 
+import contextlib
 import time
 from pathlib import Path
 from typing import Any
@@ -151,6 +152,14 @@ class DPDTrainer:
         self._setting_up = False  # True while the learners set up (a stop then ends the run before its first round)
         self._diverged: str | None = None
 
+    def _restoring(self) -> contextlib.AbstractContextManager[None]:
+        """Errors while the learners take their state from a checkpoint are the checkpoint's (one line)."""
+        if self._resume is None or self.run_dir is None:
+            return contextlib.nullcontext()
+        from dpd.training.checkpoint import restoring
+
+        return restoring(self.run_dir / CHECKPOINT_FILE)
+
     @property
     def dpd(self) -> bool:
         return self.config.method == "dpd"
@@ -188,13 +197,15 @@ class DPDTrainer:
         # resumed one keeps the checkpoint it came from); later, at the next round boundary, after a checkpoint
         with StopSignals(self._on_stop_signal):
             self._setting_up = True
-            self._steps = self._all("setup")  # a resumed learner restores its own random state
-            if self._resume is not None:
-                from dpd.state import set_rng_state
+            with self._restoring():
+                self._steps = self._all("setup")  # a resumed learner restores its own random state
+                if self._resume is not None:
+                    from dpd.state import set_rng_state
 
-                self._elapsed_before = float(self._resume["trainer"]["elapsed_s"])
-                self._next_checkpoint = int(self._resume["trainer"]["next_checkpoint"])
-                set_rng_state(self._resume["rng"])  # the process's own, as it was (nothing of a learner draws from it)
+                    self._elapsed_before = float(self._resume["trainer"]["elapsed_s"])
+                    self._next_checkpoint = int(self._resume["trainer"]["next_checkpoint"])
+                    set_rng_state(self._resume["rng"])  # the process's own, as it was (no learner draws from it)
+            if self._resume is not None:
                 self.log(f"dpd: resumed at {self.total_env_steps()} env steps")
             if self._stop_signal:
                 raise TrainingInterrupted(self._stop_signal, self.total_env_steps(), self.run_dir, during_setup=True)
@@ -441,7 +452,7 @@ def resume(
         that cannot be found by name (:func:`dpd.envs.make_env`)."""
     from dpd.config import read_run_config
     from dpd.run_files import RunLock, refuse_links, remove_stale_temporaries
-    from dpd.training.checkpoint import load_checkpoint
+    from dpd.training.checkpoint import load_checkpoint, restoring
 
     run_dir = Path(run)
     if not run_dir.is_dir():
@@ -460,12 +471,17 @@ def resume(
         remove_stale_temporaries(run_dir)
         state = load_checkpoint(run_dir / CHECKPOINT_FILE)
         stored = state.get("config")
-        # a checkpoint written before the distill block holds the flat keys: compare as configs, not as dicts
-        if not isinstance(stored, dict) or TrainConfig.from_dict(stored).to_dict() != config.to_dict():
-            raise DPDUserError(f"{run_dir}: checkpoint.pt and config.yaml disagree; the run folder was edited")
         resolved = config.resolve()
-        trainer = DPDTrainer(resolved, run_dir, callbacks=callbacks, progress_bar=progress_bar, log=log,
-                             verbose=verbose, resume_state=state)
+        with restoring(run_dir / CHECKPOINT_FILE):  # a damaged checkpoint: one line naming it
+            # a checkpoint written before the distill block holds the flat keys: compare as configs, not as dicts
+            try:
+                same = isinstance(stored, dict) and TrainConfig.from_dict(stored).to_dict() == config.to_dict()
+            except DPDUserError:  # the checkpoint's copy of the config is damaged
+                same = False
+            if not same:
+                raise DPDUserError(f"{run_dir}: checkpoint.pt and config.yaml disagree; the run folder was edited")
+            trainer = DPDTrainer(resolved, run_dir, callbacks=callbacks, progress_bar=progress_bar, log=log,
+                                 verbose=verbose, resume_state=state)
         try:
             return trainer.learn()
         finally:
