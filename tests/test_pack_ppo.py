@@ -16,7 +16,7 @@ pytest.importorskip("optax")
 import jax.numpy as jnp  # noqa: E402
 from pack_helpers import from_torch, leaves_np  # noqa: E402
 
-from dpd.pack.ppo import PPOConfig, PPOPack, Policy, Rollout, gae, make_adam, ppo_epochs  # noqa: E402
+from dpd.pack.ppo import Policy, PPOConfig, PPOPack, Rollout, gae, make_adam, ppo_epochs  # noqa: E402
 
 pytestmark = pytest.mark.extended  # make test-extended (CI runs it after make test)
 
@@ -185,12 +185,11 @@ def test_a_learner_in_a_pack_of_4_equals_it_alone():
     assert not np.allclose(w[0], w[1])  # different seeds, different learners
 
 
-def test_the_normalisers_are_vecnormalizes(tmp_path):
+def test_the_normalisers_are_vecnormalizes():
     """A pack of one against SB3's VecNormalize fed the same actions: observation and return statistics, the
     normalised observations the policy acted on and the normalised rewards (timeout bootstrap aside)."""
-    from stable_baselines3.common.vec_env import DummyVecEnv, VecNormalize
-
     import gymnasium as gym
+    from stable_baselines3.common.vec_env import DummyVecEnv, VecNormalize
 
     cfg = PPOConfig(pi_arch=(8,), vf_arch=(8,), n_steps=64, batch_size=64, n_epochs=1)
     pack = PPOPack("Pendulum-v1", [5], cfg)
@@ -212,6 +211,64 @@ def test_the_normalisers_are_vecnormalizes(tmp_path):
     assert np.allclose(np.asarray(rollout.rewards)[0], rewards, rtol=1e-5)  # no timeout within 64 steps
     assert np.allclose(pack.obs_mean[0], vn.obs_rms.mean) and np.allclose(pack.obs_var[0], vn.obs_rms.var)
     assert np.allclose(pack.ret_var[0], vn.ret_rms.var) and pack.obs_count == pytest.approx(vn.obs_rms.count)
+
+
+def test_a_rollout_is_sb3s_collect_rollouts():
+    """SB3's own collect_rollouts on a VecNormalize-d Pendulum (observations and rewards normalised, a time limit at
+    step 200: the timeout bootstrap) against the pack's collect from the same weights, acting SB3's sampled actions:
+    the same normalised observations, rewards, episode starts, values and log-probabilities, the same GAE, then the
+    same update (SB3's train with its permutations; the pack's ppo_epochs)."""
+    import gymnasium as gym
+    from stable_baselines3 import PPO
+    from stable_baselines3.common.logger import configure
+    from stable_baselines3.common.vec_env import DummyVecEnv, VecNormalize
+
+    from dpd.pack.ppo import log_prob_fn, tanh_mlp, value_fn
+
+    n = 256
+    cfg = PPOConfig(pi_arch=(8, 8), vf_arch=(8, 8, 8), n_steps=n, batch_size=64, n_epochs=2, linear_lr=False)
+    venv = VecNormalize(DummyVecEnv([lambda: gym.make("Pendulum-v1")]), gamma=cfg.gamma)
+    model = PPO("MlpPolicy", venv, n_steps=n, batch_size=64, n_epochs=2, learning_rate=cfg.learning_rate, seed=5,
+                device="cpu", policy_kwargs={"net_arch": {"pi": [8, 8], "vf": [8, 8, 8]},
+                                             "activation_fn": __import__("torch").nn.Tanh})
+    model.set_logger(configure(None, []))
+    _, callback = model._setup_learn(n, None)
+    model.collect_rollouts(model.env, callback, model.rollout_buffer, n_rollout_steps=n)
+    buf = model.rollout_buffer
+
+    pack = PPOPack("Pendulum-v1", [5], cfg)
+    pack.policy = sb3_policy(model)
+    actions = iter(buf.actions[:, 0])
+    pi_mean, values = jax.jit(jax.vmap(tanh_mlp)), jax.jit(jax.vmap(value_fn))
+
+    def sb3_actions(policy, obs, keys):  # SB3's draws, the pack's values and log-probabilities
+        a = jnp.asarray(next(actions))[None]
+        return a, values(policy, obs), jax.vmap(log_prob_fn)(pi_mean(policy.pi, obs), policy.log_std, a), keys
+
+    pack._act = sb3_actions
+    rollout, last_values, dones = pack.collect()
+    pack.close()
+    mine = {f: np.asarray(getattr(rollout, f))[0] for f in Rollout._fields}
+    for f in ("obs", "actions", "episode_starts", "values", "log_probs", "rewards"):
+        theirs = getattr(buf, "observations" if f == "obs" else f)[:, 0]
+        assert np.allclose(mine[f], theirs, rtol=1e-5, atol=1e-5), (f, np.abs(mine[f] - theirs).max())
+    assert mine["episode_starts"][200] == 1  # the time limit fell inside the rollout (its bootstrap is in rewards)
+    assert np.allclose(pack.obs_mean[0], venv.obs_rms.mean) and np.allclose(pack.ret_var[0], venv.ret_rms.var)
+    adv, _ = gae(rollout._replace(**{f: x[0] for f, x in rollout._asdict().items()}), jnp.asarray(last_values[0]),
+                 jnp.asarray(dones[0]), cfg.gamma, cfg.gae_lambda)
+    assert np.allclose(np.asarray(adv), buf.advantages[:, 0], rtol=1e-4, atol=1e-5)
+
+    adam = make_adam(cfg)
+    np.random.seed(11)
+    perms = np.stack([np.random.permutation(n) for _ in range(2)])
+    np.random.seed(11)
+    model.train()
+    run = jax.jit(jax.vmap(lambda *a: ppo_epochs(cfg, adam, *a), in_axes=(0, 0, 0, 0, 0, None, None, None)))
+    policy = pack.policy
+    out, _, _ = run(policy, jax.vmap(adam.init)(policy), rollout, jnp.asarray(last_values), jnp.asarray(dones),
+                    jnp.float32(cfg.learning_rate), jnp.float32(cfg.clip_range), jnp.asarray(perms))
+    for a, b in zip(leaves_np(out), leaves_np(sb3_policy(model)), strict=True):
+        assert np.allclose(a, b, rtol=1e-4, atol=1e-5), np.abs(a - b).max()
 
 
 def test_the_pack_learns_inverted_pendulum():
