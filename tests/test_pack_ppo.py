@@ -185,6 +185,45 @@ def test_a_learner_in_a_pack_of_4_equals_it_alone():
     assert not np.allclose(w[0], w[1])  # different seeds, different learners
 
 
+def test_replaying_rollouts_a_learner_in_a_pack_of_4_equals_it_alone_after_100_updates():
+    """4c for PPO: the same recorded rollouts and update keys through PPOPack's own jitted update, 5 calls of 5
+    epochs x 4 minibatches = 100 gradient steps: each learner of a pack of 4 against it as a pack of 1."""
+    cfg = PPOConfig(pi_arch=(16, 16), vf_arch=(16, 16), n_steps=64, batch_size=16, n_epochs=5)
+    seeds = [3, 4, 5, 6]
+
+    def recorded(seed: int) -> tuple:
+        r = np.random.default_rng([seed, 9])
+        t = cfg.n_steps
+        f32 = np.float32
+        ro = Rollout(r.normal(size=(t, OBS_DIM)).astype(f32), r.normal(size=(t, ACT_DIM)).astype(f32),
+                     r.normal(size=t).astype(f32), (r.uniform(size=t) < 0.05).astype(f32),
+                     r.normal(size=t).astype(f32), r.normal(-1.5, 0.3, size=t).astype(f32))
+        return ro, f32(r.normal()), f32(r.uniform() < 0.5)
+
+    def train(pack: PPOPack, picked: list[int], update) -> Policy:
+        data = [recorded(s) for s in picked]
+        rollout = Rollout(*(jnp.asarray(np.stack(x)) for x in zip(*(d[0] for d in data), strict=True)))
+        last_v, last_d = jnp.asarray([d[1] for d in data]), jnp.asarray([d[2] for d in data])
+        policy, opt, keys = pack.policy, pack.opt_state, pack.update_keys
+        for _ in range(5):
+            policy, opt, _, keys = update(policy, opt, rollout, last_v, last_d, jnp.float32(3e-4), jnp.float32(0.2),
+                                          keys)
+        return policy
+
+    four = PPOPack("Pendulum-v1", seeds, cfg)
+    together = train(four, seeds, four._update)
+    four.close()
+    ones = [PPOPack("Pendulum-v1", [s], cfg) for s in seeds]  # each seed's initial state; one compiled update
+    worst = 0.0
+    for i, (s, one) in enumerate(zip(seeds, ones, strict=True)):
+        alone = train(one, [s], ones[0]._update)
+        one.close()
+        worst = max(worst, max(float(np.abs(a[0] - b[i]).max()) for a, b in
+                               zip(leaves_np(alone), leaves_np(together), strict=True)))
+    print(f"max abs difference {worst}")
+    assert worst <= 100 * float(np.finfo(np.float32).eps), f"max abs difference {worst}"
+
+
 def test_the_normalisers_are_vecnormalizes():
     """A pack of one against SB3's VecNormalize fed the same actions: observation and return statistics, the
     normalised observations the policy acted on and the normalised rewards (timeout bootstrap aside)."""
