@@ -331,3 +331,23 @@ def test_a_ppo_pack_refuses_what_it_cannot_train():
     with pytest.raises(DPDUserError, match="distinct"):
         PPOPack("Pendulum-v1", [1, 1])
 
+
+
+def test_the_default_config_is_the_paper_preset_and_sb3s_defaults():
+    """PPOConfig() is dpd's PPO paper preset, and SB3's PPO defaults where the preset says nothing."""
+    import inspect
+
+    from stable_baselines3 import PPO
+
+    from dpd.config import load_preset
+
+    preset, cfg = load_preset("ppo", "paper", "HalfCheetah-v5"), PPOConfig()
+    lr = preset.pop("learning_rate")
+    assert lr.startswith("lin_") and float(lr[4:]) == cfg.learning_rate and cfg.linear_lr
+    assert preset.pop("policy_kwargs") == {"activation_fn": "tanh",
+                                           "net_arch": {"pi": list(cfg.pi_arch), "vf": list(cfg.vf_arch)}}
+    assert preset.pop("normalize") is cfg.normalize is cfg.normalize_reward is True  # normalize_reward follows it
+    assert preset == {k: getattr(cfg, k) for k in preset}, preset
+    sb3 = {k: p.default for k, p in inspect.signature(PPO.__init__).parameters.items()}
+    assert (sb3["clip_range_vf"], sb3["normalize_advantage"], sb3["target_kl"], sb3["use_sde"]) == (
+        cfg.clip_range_vf, cfg.normalize_advantage, None, False)
