@@ -14,9 +14,11 @@ the memory column is that of a run at its default buffer size when the buffers a
 
     python benchmarks/throughput.py --algo td3 --env HalfCheetah-v5 --steps 3000 --repeats 2
 
-With ``--engine jax`` (DDPG paper preset only; needs ``pip install 'dpd[jax]'``) the variants are instead:
-  sb3           stock SB3 DDPG, one learner, N env steps (the ``vanilla_sb3`` path: dpd's env stack, ``model.learn``)
-  pack<k>       a JAX pack of k DDPG learners (dpd.pack), N env steps each, for k in ``--pack-sizes`` (1,8,16)
+With ``--engine jax`` (the paper preset of ``--algo ddpg`` or ``--algo ppo``; needs ``pip install 'dpd[jax]'``) the
+variants are instead:
+  sb3           stock SB3, one learner, N env steps (the ``vanilla_sb3`` path: dpd's env stack, ``model.learn``;
+                PPO rounds N up to whole rollouts of n_steps, and the rate counts the steps taken)
+  pack<k>       a JAX pack of k learners (dpd.pack.DDPGPack / PPOPack), N env steps each, for k in ``--pack-sizes``
   env_random    the raw stepping rate of one env with random actions (the limit of any engine on one core)
 Each child is pinned to one core (``taskset -c 0``), torch and XLA on one thread, evaluation off; the pack's jit
 compile time is measured apart and excluded from its rate. Reported: total env steps/s (all learners together),
@@ -24,6 +26,10 @@ ratio to sb3, compile s, peak RSS of the child, and the pack's time split (env, 
 
     python benchmarks/throughput.py --engine jax --algo ddpg --env HalfCheetah-v5 --steps 3000 --repeats 2 \
         --json jax_gonogo.json
+    python benchmarks/throughput.py --engine jax --algo ppo --env HalfCheetah-v5 --steps 4096 --repeats 2 \
+        --json jax_ppo.json
+
+``--n-steps`` shortens PPO's rollouts (both sides; the paper's 2048 by default), for a quick check on a toy task.
 """
 
 from __future__ import annotations
@@ -44,10 +50,10 @@ VARIANTS = ("vanilla_sb3", "pair_sb3", "dpd_seq", "dpd_par")
 
 
 def _config(algo: str, env: str, method: str, total: int, learning_starts: int | None, parallel: bool = False,
-            preset: str | None = None) -> Any:
+            preset: str | None = None, extra: dict[str, Any] | None = None) -> Any:
     from dpd import TrainConfig
 
-    kwargs: dict[str, Any] = {}
+    kwargs: dict[str, Any] = dict(extra or {})
     if learning_starts is not None and algo in ("ddpg", "td3", "sac"):
         kwargs["learning_starts"] = learning_starts
     preset = preset or ("paper" if algo == "ddpg" else "zoo")
@@ -108,7 +114,8 @@ def run_variant(variant: str, algo: str, env: str, steps: int, learning_starts: 
 JAX_XLA_FLAGS = "--xla_cpu_multi_thread_eigen=false intra_op_parallelism_threads=1"
 
 
-def run_jax_variant(variant: str, env: str, steps: int, learning_starts: int, full: bool) -> dict:
+def run_jax_variant(variant: str, env: str, steps: int, learning_starts: int, full: bool, algo: str = "ddpg",
+                    n_steps: int | None = None) -> dict:
     """Runs inside a child process of ``--engine jax``: sb3, pack<k> or env_random (see the module docstring)."""
     if variant == "env_random":
         import gymnasium as gym
@@ -131,15 +138,21 @@ def run_jax_variant(variant: str, env: str, steps: int, learning_starts: int, fu
         torch.set_num_threads(1)
         from dpd.students.factory import build_student
 
-        model = build_student(_config("ddpg", env, "vanilla", steps, learning_starts, preset="paper"), 0, None).model
+        extra = {"n_steps": n_steps} if n_steps and algo == "ppo" else None
+        cfg = _config(algo, env, "vanilla", steps, learning_starts if algo == "ddpg" else None, preset="paper",
+                      extra=extra)
+        model = build_student(cfg, 0, None).model
         start = time.perf_counter()
         model.learn(steps)  # stock SB3
         wall = time.perf_counter() - start
         if full:
             _fill(model)
-        return {"variant": variant, "learners": 1, "wall_s": wall, "env_steps": steps, "steps_per_s": steps / wall,
+        taken = int(model.num_timesteps)  # PPO: whole rollouts
+        return {"variant": variant, "learners": 1, "wall_s": wall, "env_steps": taken, "steps_per_s": taken / wall,
                 "peak_rss_mib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}
     os.environ["XLA_FLAGS"] = JAX_XLA_FLAGS  # before jax is imported (the parent sets it too)
+    if algo == "ppo":
+        return _run_ppo_pack(variant, env, steps, n_steps)
     from dpd.pack import DDPGPack, PackConfig
 
     k = int(variant.removeprefix("pack"))
@@ -160,10 +173,37 @@ def run_jax_variant(variant: str, env: str, steps: int, learning_starts: int, fu
             "buffer_mib": sum(x.nbytes for x in pack.buffers) / 2**20}
 
 
+def _run_ppo_pack(variant: str, env: str, steps: int, n_steps: int | None) -> dict:
+    """A PPO pack (the paper preset) in this child: ``steps`` env steps per learner, whole rollouts."""
+    import dataclasses
+
+    import numpy as np
+
+    from dpd.pack import PPOConfig, PPOPack
+
+    k = int(variant.removeprefix("pack"))
+    cfg = PPOConfig() if not n_steps else dataclasses.replace(PPOConfig(), n_steps=n_steps)
+    start = time.perf_counter()
+    pack = PPOPack(env, list(range(k)), cfg)
+    setup_s = time.perf_counter() - start
+    compile_s = pack.compile()
+    start = time.perf_counter()
+    pack.learn(steps)
+    wall = time.perf_counter() - start
+    pack.close()
+    profile = dict(pack.profile)
+    profile["other"] = wall - sum(profile.values())
+    assert pack.last_stats is not None and bool(np.isfinite(pack.last_stats).all())
+    taken = k * pack.num_timesteps
+    return {"variant": variant, "learners": k, "wall_s": wall, "env_steps": taken, "steps_per_s": taken / wall,
+            "peak_rss_mib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, "compile_s": compile_s,
+            "setup_s": setup_s, "profile_s": profile}
+
+
 def main_jax(args: argparse.Namespace) -> None:
-    """``--engine jax``: stock SB3 DDPG against JAX packs, each variant a fresh process pinned to core 0."""
-    if args.algo != "ddpg":
-        raise SystemExit("--engine jax: only --algo ddpg (the paper preset) so far")
+    """``--engine jax``: stock SB3 against JAX packs (DDPG or PPO), each variant a fresh process pinned to core 0."""
+    if args.algo not in ("ddpg", "ppo"):
+        raise SystemExit("--engine jax: --algo ddpg or --algo ppo (the paper presets)")
     sizes = [int(x) for x in args.pack_sizes.split(",") if x]
     variants = ["sb3", *(f"pack{k}" for k in sizes), "env_random"]
     child_env = {**os.environ, "XLA_FLAGS": JAX_XLA_FLAGS, "MUJOCO_GL": "disable", "OMP_NUM_THREADS": "1",
@@ -173,7 +213,9 @@ def main_jax(args: argparse.Namespace) -> None:
     for r in range(args.repeats):
         for v in variants:
             cmd = ["taskset", "-c", "0", sys.executable, __file__, "--engine", "jax", "--child", v, "--env", args.env,
-                   "--steps", str(args.steps), "--learning-starts", str(args.learning_starts)]
+                   "--steps", str(args.steps), "--learning-starts", str(args.learning_starts), "--algo", args.algo]
+            if args.n_steps:
+                cmd += ["--n-steps", str(args.n_steps)]
             if args.full_buffers:
                 cmd.append("--full-buffers")
             done = subprocess.run(cmd, capture_output=True, text=True, env=child_env)
@@ -220,7 +262,7 @@ def main_jax(args: argparse.Namespace) -> None:
               f"{'GO' if ratio >= 5 else 'NO-GO'} (threshold 5x)")
     if args.json:
         with open(args.json, "w") as f:
-            json.dump({"command": sys.argv, "machine": platform.machine(), "cores": os.cpu_count(),
+            json.dump({"command": sys.argv, "algo": args.algo, "machine": platform.machine(), "cores": os.cpu_count(),
                        "python": platform.python_version(), "uptime_before": uptime_before, "uptime_after": uptime_after,
                        "results": results, "best": best, "ratio_same_repeat": same}, f, indent=1)
 
@@ -230,7 +272,7 @@ def main() -> None:
     parser.add_argument("--algo", default="ppo")
     parser.add_argument("--env", default="HalfCheetah-v5")
     parser.add_argument("--engine", choices=("sb3", "jax"), default="sb3",
-                        help="sb3: the DPD variants above; jax: stock SB3 DDPG against JAX packs")
+                        help="sb3: the DPD variants above; jax: stock SB3 DDPG or PPO against JAX packs")
     parser.add_argument("--steps", type=int, help="N: env steps per DPD student / per learner "
                         "(default 20000 with --engine sb3, 3000 with --engine jax)")
     parser.add_argument("--repeats", type=int, default=2)
@@ -241,6 +283,8 @@ def main() -> None:
     parser.add_argument("--preset", help="zoo | paper (default: paper for ddpg, zoo otherwise)")
     parser.add_argument("--pack-sizes", default="1,8,16", help="--engine jax: learners per pack, comma-separated")
     parser.add_argument("--json", help="--engine jax: write every repeat's numbers to this JSON file")
+    parser.add_argument("--n-steps", type=int, help="--engine jax --algo ppo: rollout length of both sides "
+                        "(default: the paper preset's 2048)")
     parser.add_argument("--child", help=argparse.SUPPRESS)
     args = parser.parse_args()
     jax_engine = args.engine == "jax"
@@ -250,7 +294,8 @@ def main() -> None:
         args.learning_starts = 100 if jax_engine else 1000
     if jax_engine:
         if args.child:
-            print(json.dumps(run_jax_variant(args.child, args.env, args.steps, args.learning_starts, args.full_buffers)))
+            print(json.dumps(run_jax_variant(args.child, args.env, args.steps, args.learning_starts, args.full_buffers,
+                                             args.algo, args.n_steps)))
         else:
             main_jax(args)
         return

@@ -38,3 +38,16 @@ def test_throughput_benchmark_jax_engine_prints_its_table_and_verdict(tmp_path):
               "--steps", "200", "--repeats", "1", "--pack-sizes", "2", "--json", str(tmp_path / "r.json"))
     assert "| pack2 | 2 | 400 |" in out and "| sb3 | 1 | 200 |" in out and "best pack: pack2" in out
     assert set(json.loads((tmp_path / "r.json").read_text())["results"]) == {"sb3", "pack2", "env_random"}
+
+
+def test_throughput_benchmark_jax_engine_ppo(tmp_path):
+    import json
+
+    import pytest
+
+    pytest.importorskip("jax")
+    out = run(str(BENCHMARKS / "throughput.py"), "--engine", "jax", "--algo", "ppo", "--env", "Pendulum-v1",
+              "--steps", "128", "--n-steps", "64", "--repeats", "1", "--pack-sizes", "2", "--json",
+              str(tmp_path / "r.json"))
+    assert "| pack2 | 2 | 256 |" in out and "| sb3 | 1 | 128 |" in out and "best pack: pack2" in out
+    assert json.loads((tmp_path / "r.json").read_text())["algo"] == "ppo"

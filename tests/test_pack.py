@@ -156,3 +156,35 @@ def test_importing_the_pack_without_jax_names_the_extra():
     code = "import sys; sys.modules['jax'] = None; import dpd.pack"
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert proc.returncode != 0 and "pip install 'dpd[jax]'" in proc.stderr.strip().splitlines()[-1]
+
+
+@pytest.mark.parametrize("seed, noise_std", [(0, None), (1, None), (2, None), (3, 1.5)])  # None: the preset's 0.2
+def test_action_noise_is_sb3s_normal_action_noise(seed, noise_std):
+    """4b: given the same standard-normal draw, the pack's noisy clipped action (buffer and env sides) equals SB3's
+    ``_sample_action`` with the ``NormalActionNoise`` dpd builds from the preset; the pack's noise is noise_std x a
+    standard normal of its learner's Generator, and its noise_std is the preset's (std 1.5: the clip at 1 bites)."""
+    from stable_baselines3 import DDPG
+    from stable_baselines3.common.noise import NormalActionNoise
+
+    from dpd.config import load_preset
+    from dpd.pack.ddpg import noisy_action
+
+    preset_std = load_preset("ddpg", "paper", "HalfCheetah-v5")["noise_std"]
+    assert PackConfig().noise_std == preset_std
+    std = preset_std if noise_std is None else noise_std
+    model = DDPG("MlpPolicy", "Pendulum-v1", learning_starts=0, policy_kwargs={"net_arch": [8]}, seed=seed,
+                 device="cpu")
+    model._last_obs = model.env.reset()
+    noise = NormalActionNoise(np.zeros(1), std * np.ones(1))
+    scaled = model.policy.scale_action(model.predict(model._last_obs, deterministic=True)[0])
+    np.random.seed(seed)
+    z = np.random.standard_normal(1)  # the draw NormalActionNoise makes next (np.random.normal: mu + sigma * gauss)
+    np.random.seed(seed)
+    env_action, buffer_action = model._sample_action(0, noise, n_envs=1)
+    low, high = model.action_space.low.astype(np.float64), model.action_space.high.astype(np.float64)
+    mine_buffer, mine_env = noisy_action(scaled, std * z, low, high)
+    assert np.allclose(mine_buffer, buffer_action, atol=1e-6) and np.allclose(mine_env, env_action, atol=1e-5)
+    if noise_std is not None:
+        assert np.abs(buffer_action).max() == 1.0  # the clip bit
+    gen_a, gen_b = np.random.default_rng(seed), np.random.default_rng(seed)  # the pack's draw: r.normal(0, std, ...)
+    assert np.allclose(gen_a.normal(0.0, std, (5, 1)), std * gen_b.standard_normal((5, 1)), rtol=0, atol=1e-15)

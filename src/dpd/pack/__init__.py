@@ -5,7 +5,8 @@ learners, replay buffers are device arrays sampled inside jit, and the learners'
 on the CPU. ``import dpd`` does not import this package (nor JAX); only ``import dpd.pack`` does.
 
 Step 1 of the JAX engine (the go/no-go benchmark, ``benchmarks/throughput.py --engine jax``): DDPG only. Then
-``dpd.pack.objective`` (the DPD objective in JAX) and ``dpd.pack.distill`` (a distillation phase of DDPG pairs).
+``dpd.pack.objective`` (the DPD objective in JAX), ``dpd.pack.distill`` (a distillation phase of DDPG pairs) and
+``dpd.pack.ppo`` (PPO: ``PPOPack``, the paper's on-policy preset).
 """
 
 try:
@@ -15,5 +16,6 @@ except ImportError as exc:  # one line naming the fix, not a traceback from deep
     raise ImportError(f"dpd.pack needs JAX ({exc.name} is not installed): pip install 'dpd[jax]'") from None
 
 from dpd.pack.ddpg import DDPGPack, PackConfig
+from dpd.pack.ppo import PPOConfig, PPOPack
 
-__all__ = ["DDPGPack", "PackConfig"]
+__all__ = ["DDPGPack", "PPOConfig", "PPOPack", "PackConfig"]

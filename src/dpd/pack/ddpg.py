@@ -166,6 +166,15 @@ def _update_one(cfg: PackConfig, tx: optax.GradientTransformation, ln: Learners,
     return ln._replace(key=key), losses
 
 
+def noisy_action(scaled: np.ndarray, noise: np.ndarray, low: np.ndarray,
+                 high: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """SB3's ``OffPolicyAlgorithm._sample_action`` with ``NormalActionNoise``: the noise (drawn as noise_std x a
+    standard normal) added in the scaled space and clipped to [-1, 1] (what the buffer stores), then rescaled to the
+    env's bounds (what the env gets, ``policy.unscale_action``). scaled, noise (..., A); low, high (A,)."""
+    buffer_action = np.clip(scaled + noise, -1.0, 1.0)
+    return buffer_action, low + 0.5 * (buffer_action + 1.0) * (high - low)
+
+
 def _write(buf: Buffers, chunk: Buffers, pos: jax.Array, n: jax.Array) -> Buffers:
     """Writes the first n of a staged chunk's T steps (chunk leaves (N, T, ...)) at rows pos, pos+1, ... mod C;
     the rest of the chunk is dropped (index C is out of range)."""
@@ -308,8 +317,7 @@ class DDPGPack:
                 t0 = time.perf_counter()
                 # warm-up: SB3 samples action_space in [low, high] and scales it: the same law as uniform in [-1, 1]
                 scaled = uniform[k] if self.num_timesteps < cfg.learning_starts else self.act(self.obs)
-                scaled = np.clip(scaled + noise[k], -1.0, 1.0)
-                actions = self.low + 0.5 * (scaled + 1.0) * (self.high - self.low)
+                scaled, actions = noisy_action(scaled, noise[k], self.low, self.high)
                 t1 = time.perf_counter()
                 prof["act"] += t1 - t0
                 results = [env.step(a) for env, a in zip(self.envs, actions, strict=True)]
