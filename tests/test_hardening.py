@@ -175,12 +175,13 @@ def test_a_failed_save_leaves_no_cut_off_model(tmp_path, monkeypatch):
         raise OSError(28, "No space left on device")
 
     monkeypatch.setattr(PPO, "save", disk_full)
+    from dpd.state import RandomStream
     from dpd.training.learner import Learner
 
     learner = Learner.__new__(Learner)
     learner.student = type("S", (), {"model": PPO("MlpPolicy", "CartPole-v1"), "vec_normalize": None})()
     learner.folder = run / "student1"
-    learner.dispatched = True  # as dpd.training.dispatch calls it
+    learner.random = RandomStream()  # the learner's own stream (its constructor makes it)
     with pytest.raises(OSError):
         learner.save()
     monkeypatch.setattr(PPO, "save", real_save)
