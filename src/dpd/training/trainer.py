@@ -20,11 +20,9 @@ from typing import Any
 from dpd.config import TrainConfig
 from dpd.envs import EnvSource, check_env_id, provide_env_factory
 from dpd.errors import DPDUserError, TrainingDiverged, TrainingInterrupted
-from dpd.names import CHECKPOINT_FILE, ERROR_FILE
+from dpd.names import CHECKPOINT_FILE, CONFIG_FILE, ERROR_FILE, SUMMARY_FILE
 from dpd.run_files import (
     CLI_WORDS,
-    CONFIG_FILE,
-    SUMMARY_FILE,
     OutWords,
     RunLock,
     atomic_write_text,
