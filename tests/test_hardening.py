@@ -15,7 +15,7 @@ import pytest
 
 from dpd import TrainConfig, train
 from dpd.cli import main
-from dpd.training.checkpoint import CHECKPOINT_FILE
+from dpd.names import CHECKPOINT_FILE, MONITOR_FILE, PROGRESS_FILE
 
 T = ["train", "--env", "CartPole-v1", "--total-steps", "1024", "--set", "eval_freq=512", "--set", "eval_episodes=1",
      "--sequential", "--no-progress"]
@@ -139,7 +139,7 @@ def test_a_resume_stopped_while_starting_loses_no_log_row(tmp_path, monkeypatch)
     from dpd.training import logs, resume
 
     run = _checkpointed_run(tmp_path)
-    before = {f: (run / "student0" / f).read_text().splitlines() for f in (logs.PROGRESS, logs.MONITOR)}
+    before = {f: (run / "student0" / f).read_text().splitlines() for f in (PROGRESS_FILE, MONITOR_FILE)}
 
     def killed(*args, **kwargs):  # the new writers have emptied the logs; the process dies right here
         raise KeyboardInterrupt
@@ -148,13 +148,13 @@ def test_a_resume_stopped_while_starting_loses_no_log_row(tmp_path, monkeypatch)
         m.setattr(logs, "restore_rows", killed)
         with pytest.raises(KeyboardInterrupt):
             resume(run)
-    assert len((run / "student0" / logs.PROGRESS).read_text().splitlines()) <= 1  # emptied by SB3's writer
+    assert len((run / "student0" / PROGRESS_FILE).read_text().splitlines()) <= 1  # emptied by SB3's writer
     summary = resume(run)
     assert summary["status"] == "finished"
-    after = {f: (run / "student0" / f).read_text().splitlines() for f in (logs.PROGRESS, logs.MONITOR)}
+    after = {f: (run / "student0" / f).read_text().splitlines() for f in (PROGRESS_FILE, MONITOR_FILE)}
     for f in after:  # every row kept at the checkpoint is still there, in order, followed by the new ones
         kept = before[f][: len(after[f])]
-        assert after[f][: len(kept)] == kept or f == logs.PROGRESS  # progress.csv's header may gain columns
+        assert after[f][: len(kept)] == kept or f == PROGRESS_FILE  # progress.csv's header may gain columns
         assert len(after[f]) > len(before[f]) - 5
     assert not list(run.rglob("*.kept"))
 
@@ -175,12 +175,13 @@ def test_a_failed_save_leaves_no_cut_off_model(tmp_path, monkeypatch):
         raise OSError(28, "No space left on device")
 
     monkeypatch.setattr(PPO, "save", disk_full)
+    from dpd.state import RandomStream
     from dpd.training.learner import Learner
 
     learner = Learner.__new__(Learner)
     learner.student = type("S", (), {"model": PPO("MlpPolicy", "CartPole-v1"), "vec_normalize": None})()
     learner.folder = run / "student1"
-    learner.dispatched = True  # as dpd.training.dispatch calls it
+    learner.random = RandomStream()  # the learner's own stream (its constructor makes it)
     with pytest.raises(OSError):
         learner.save()
     monkeypatch.setattr(PPO, "save", real_save)

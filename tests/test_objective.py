@@ -5,7 +5,7 @@ import math
 import pytest
 import torch as th
 
-from dpd.objective import DEFAULT_MAX_LOG_WEIGHT, action_distance, dpd_loss, dpd_weights
+from dpd.objective import DEFAULT_MAX_LOG_WEIGHT, action_distance, compute_xi, dpd_loss, dpd_weights
 
 
 def test_exp_weighting_matches_hand_computation():
@@ -13,7 +13,7 @@ def test_exp_weighting_matches_hand_computation():
     peer = th.tensor([[1.0, 1.0], [1.0, 3.0], [0.5, 0.5]])
     v_self = th.tensor([1.0, 2.0, 0.0])
     v_peer = th.tensor([2.0, 1.0, 0.0])  # peer better, worse, equal
-    loss, stats = dpd_loss(student, peer, v_self, v_peer, alpha=0.5)
+    loss, stats = dpd_loss(student, peer, compute_xi(v_self, v_peer), alpha=0.5)
     # D = mean over action dims of squared error: [1, 2, 0.5]; xi = [1, -1, 0]; w = exp(0.5 xi)
     d = [1.0, 2.0, 0.5]
     w = [math.exp(0.5), math.exp(-0.5), 1.0]
@@ -30,7 +30,8 @@ def test_exp_weighting_matches_hand_computation():
 def test_unnormalized_weights_are_eq11_literally():
     student = th.tensor([[0.0], [0.0]], requires_grad=True)
     peer = th.tensor([[1.0], [2.0]])
-    loss, _ = dpd_loss(student, peer, th.zeros(2), th.tensor([1.0, 0.0]), alpha=1.0, normalize_weights=False)
+    loss, _ = dpd_loss(student, peer, compute_xi(th.zeros(2), th.tensor([1.0, 0.0])), alpha=1.0,
+                       normalize_weights=False)
     assert loss.item() == pytest.approx((math.e * 1.0 + 1.0 * 4.0) / 2, rel=1e-6)
 
 
@@ -46,7 +47,7 @@ def test_no_gradient_reaches_the_peer_or_the_values():
     peer = th.randn(8, 3, requires_grad=True)
     v_self = th.randn(8, requires_grad=True)
     v_peer = th.randn(8, requires_grad=True)
-    loss, _ = dpd_loss(student, peer, v_self, v_peer, alpha=1.0)
+    loss, _ = dpd_loss(student, peer, compute_xi(v_self, v_peer), alpha=1.0)
     loss.backward()
     assert student.grad is not None and student.grad.abs().sum() > 0
     assert peer.grad is None and v_self.grad is None and v_peer.grad is None
@@ -59,7 +60,7 @@ def test_clipping_keeps_weights_finite_for_huge_xi():
     assert weights[0].item() == pytest.approx(100.0) and weights[1].item() == pytest.approx(0.01)
     assert clipped.tolist() == [True, True, False, True]
     student = th.zeros(4, 2, requires_grad=True)
-    loss, stats = dpd_loss(student, th.ones(4, 2), th.zeros(4), xi, alpha=10.0)
+    loss, stats = dpd_loss(student, th.ones(4, 2), xi, alpha=10.0)
     assert math.isfinite(loss.item()) and stats.weight_max == pytest.approx(math.exp(DEFAULT_MAX_LOG_WEIGHT))
     assert stats.weight_clip_frac == pytest.approx(0.75)
 
@@ -69,26 +70,31 @@ def test_indicator_and_uniform_modes():
     peer = th.tensor([[1.0], [2.0], [3.0]])
     v_self = th.zeros(3)
     v_peer = th.tensor([1.0, -1.0, 0.0])
-    loss_ind, stats = dpd_loss(student, peer, v_self, v_peer, alpha=1.0, weighting="indicator")
+    loss_ind, stats = dpd_loss(student, peer, compute_xi(v_self, v_peer), alpha=1.0, weighting="indicator")
     assert loss_ind.item() == pytest.approx(1.0)  # only the first state counts (xi > 0, strictly)
     assert stats.weight_mean == pytest.approx(1 / 3)
-    loss_uni, stats = dpd_loss(student, peer, v_self, v_peer, alpha=1.0, weighting="uniform")
+    loss_uni, stats = dpd_loss(student, peer, compute_xi(v_self, v_peer), alpha=1.0, weighting="uniform")
     assert loss_uni.item() == pytest.approx((1 + 4 + 9) / 3)
     assert stats.weight_min == stats.weight_max == 1.0
 
 
 def test_indicator_with_no_better_state_gives_zero_loss_and_gradient():
     student = th.zeros(2, 1, requires_grad=True)
-    loss, _ = dpd_loss(student, th.ones(2, 1), th.ones(2), th.zeros(2), alpha=1.0, weighting="indicator")
+    loss, _ = dpd_loss(student, th.ones(2, 1), compute_xi(th.ones(2), th.zeros(2)), alpha=1.0,
+                       weighting="indicator")
     loss.backward()
     assert loss.item() == 0.0 and student.grad is not None and student.grad.abs().sum() == 0
 
 
 def test_xi_scale_divides_xi_before_alpha():
     student = th.zeros(2, 1, requires_grad=True)
-    _, stats = dpd_loss(student, th.ones(2, 1), th.zeros(2), th.tensor([100.0, -100.0]), alpha=1.0, xi_divisor=100.0)
+    xi = compute_xi(th.zeros(2), th.tensor([100.0, -100.0]), xi_divisor=100.0)
+    assert xi.tolist() == [1.0, -1.0]  # V_peer - V_self, then divided
+    _, stats = dpd_loss(student, th.ones(2, 1), xi, alpha=1.0)
     assert stats.weight_max == pytest.approx(math.e, rel=1e-6)
     assert stats.xi_mean == pytest.approx(0.0)
+    with pytest.raises(ValueError, match="positive"):
+        compute_xi(th.zeros(2), th.zeros(2), xi_divisor=0.0)
 
 
 def test_discrete_distance_is_kl_peer_to_student():
@@ -102,9 +108,13 @@ def test_discrete_distance_is_kl_peer_to_student():
 
 def test_shape_errors_are_clear():
     with pytest.raises(ValueError, match="differ"):
-        dpd_loss(th.zeros(2, 2), th.zeros(2, 3), th.zeros(2), th.zeros(2), alpha=1.0)
+        dpd_loss(th.zeros(2, 2), th.zeros(2, 3), th.zeros(2), alpha=1.0)
     with pytest.raises(ValueError, match=r"\(B,\)"):
-        dpd_loss(th.zeros(2, 2), th.zeros(2, 2), th.zeros(2, 1), th.zeros(2, 1), alpha=1.0)
+        dpd_loss(th.zeros(2, 2), th.zeros(2, 2), th.zeros(2, 1), alpha=1.0)
+    with pytest.raises(ValueError, match=r"\(B,\)"):
+        compute_xi(th.zeros(2, 1), th.zeros(2, 1))
+    with pytest.raises(ValueError, match="batch size"):
+        dpd_loss(th.zeros(2, 2), th.zeros(2, 2), th.zeros(3), alpha=1.0)
     with pytest.raises(ValueError, match="weighting"):
         dpd_weights(th.zeros(2), 1.0, "bogus")  # type: ignore[arg-type]
 

@@ -81,7 +81,7 @@ def test_one_distillation_step_per_rl_gradient_step_by_default():
     a.iterate()
     b.iterate()
     assert a.last_gradient_steps == 250 - 50  # train_freq 1, gradient_steps 1, after learning_starts
-    assert a.distill_steps_this_iteration() == a.last_gradient_steps
+    assert a.distiller.scheduled_steps(a) == a.last_gradient_steps
 
 
 def test_a_ratio_under_half_a_step_per_iteration_still_distils_through_the_carry():
@@ -90,7 +90,7 @@ def test_a_ratio_under_half_a_step_per_iteration_still_distils_through_the_carry
     _, (a, b) = make_pair(distill_ratio=0.002)
     a.iterate()
     b.iterate()
-    assert a.distill_steps_this_iteration() == pytest.approx(0.4)
+    assert a.distiller.scheduled_steps(a) == pytest.approx(0.4)
     taken = [a.distill(b.peer_batch()).steps for _ in range(5)]
     assert taken == [0, 0, 1, 0, 1]
 

@@ -55,7 +55,7 @@ def pack_of(students, pcfg: PackConfig, tx):
     obs = jnp.asarray(np.stack([s.model.replay_buffer.observations[:W, 0] for s in students]), jnp.float32)
     mean = jnp.asarray(np.stack([s.vec_normalize.obs_rms.mean for s in students]), jnp.float32)
     var = jnp.asarray(np.stack([s.vec_normalize.obs_rms.var for s in students]), jnp.float32)
-    xi_div = jnp.asarray([s.xi_divisor() for s in students], jnp.float32)
+    xi_div = jnp.asarray([s.distiller.xi_divisor(s) for s in students], jnp.float32)
     return learners, obs, mean, var, xi_div
 
 

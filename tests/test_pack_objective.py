@@ -12,12 +12,18 @@ jax = pytest.importorskip("jax")
 
 import jax.numpy as jnp  # noqa: E402
 
-from dpd.objective import DistillStats  # noqa: E402
-from dpd.objective import dpd_loss as torch_loss  # noqa: E402
+from dpd.objective import DistillStats, compute_xi, dpd_loss  # noqa: E402
 from dpd.pack.objective import STAT_NAMES  # noqa: E402
 from dpd.pack.objective import dpd_loss as jax_loss  # noqa: E402
 
 pytestmark = pytest.mark.extended  # make test-extended (CI runs it after make test)
+
+
+def torch_loss(student, peer, v_self, v_peer, alpha, *, xi_divisor=1.0, **kw):
+    """The torch objective as the phase runs it: xi once (``compute_xi``), then ``dpd_loss`` on it; the JAX mirror
+    takes the values and the divisor itself."""
+    return dpd_loss(student, peer, compute_xi(v_self, v_peer, xi_divisor), alpha, **kw)
+
 
 RTOL, ATOL = 1e-5, 1e-7  # float32: relative 1e-5; ATOL only for exact zeros (a zero gradient, xi_mean 0)
 

@@ -13,7 +13,7 @@ import pytest
 from dpd import TrainConfig, train
 from dpd.cli import main
 from dpd.errors import DPDUserError
-from dpd.training.checkpoint import CHECKPOINT_FILE
+from dpd.names import CHECKPOINT_FILE
 
 pytestmark = pytest.mark.extended  # make test-extended (CI runs it after make test)
 

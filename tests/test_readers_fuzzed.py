@@ -19,8 +19,9 @@ Damaged checkpoint.pt (``dpd train --resume`` of a run stopped after its first c
 member replaced.
 
 Budget (derandomized, so CI sees the same cases): 60 damaged run files + 30 damaged sweep files + 12 damaged
-sweep folders + 40 checkpoints + 20 model zips = 162 generated cases (the last two: ~1.5 min with ``-n 2``); the whole file took 40 s with ``-n 2`` on 2 cores (its base run trained once per
-worker, 5 s; the subprocess test 14 s, most of it training the MuJoCo pair)."""
+sweep folders + 40 checkpoints + 20 model zips = 162 generated cases. The first 102 took 40 s with ``-n 2`` on 2
+cores (its base run trained once per worker, 5 s; the subprocess test 14 s, most of it training the MuJoCo pair);
+the checkpoints and model zips ~1.5 min more (each damaged checkpoint resumes a run to its end)."""
 
 from __future__ import annotations
 

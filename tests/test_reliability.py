@@ -16,8 +16,9 @@ from stop_helpers import SignalAt
 from dpd import TrainConfig, train
 from dpd.cli import main
 from dpd.errors import DPDUserError, TrainingDiverged, TrainingInterrupted
+from dpd.names import CHECKPOINT_FILE
 from dpd.training import resume
-from dpd.training.checkpoint import CHECKPOINT_FILE, load_checkpoint, save_checkpoint
+from dpd.training.checkpoint import load_checkpoint, save_checkpoint
 
 pytestmark = pytest.mark.extended  # make test-extended (CI runs it after make test)
 

@@ -44,7 +44,7 @@ def test_independent_students_equal_two_plain_sb3_learners(parallel):
     trainer = DPDTrainer(config.resolve(), None)
     try:
         trainer.learn()
-        states = [trainer._all("state")[i]["torch"]["policy"] for i in range(2)]
+        states = [learner["torch"]["policy"] for learner in trainer.checkpoint_state()["students"]]
     finally:
         trainer.close()
     for index in (0, 1):

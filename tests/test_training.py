@@ -135,25 +135,57 @@ def test_progress_bar_does_not_break_a_run():
     assert summary["status"] == "finished"
 
 
-def test_a_learner_call_that_bypasses_the_dispatcher_fails():
-    """The learner's own random state is swapped in by dpd.training.dispatch only: a direct call is refused, a
-    dispatched one runs and leaves the process's own generators as they were."""
+def test_a_learner_draws_from_its_own_random_stream_whatever_the_process_draws_between_calls():
+    """Every method of the learner interface runs inside the learner's own random stream: two learners of one config
+    end equal although the process's generators were reseeded before each call of one of them, and a call leaves
+    the process's generators as they were."""
     import numpy as np
     import torch as th
 
-    from dpd.training.dispatch import LocalLearner
+    from dpd.training.interface import LearnerInterface
     from dpd.training.learner import Learner
 
+    methods = [name for name in vars(LearnerInterface) if not name.startswith("_") and name not in ("name", "close")]
+    assert len(methods) == 10 and all(hasattr(getattr(Learner, m), "__wrapped__") for m in methods), methods
     cfg = TrainConfig(env_id="CartPole-v1", total_steps=1024, eval_freq=0, tensorboard=False, snapshots=[],
                       algo_kwargs={"n_steps": 64, "batch_size": 32, "n_epochs": 1}).resolve()
-    learner = Learner(cfg, 0, None)
-    with pytest.raises(RuntimeError, match=r"outside dpd\.training\.dispatch"):
-        learner.iterate()
-    local = LocalLearner(learner)
-    local.call("setup")
-    th.manual_seed(123)
-    np.random.seed(123)
-    torch_before, numpy_before = th.get_rng_state(), np.random.get_state()[1].copy()
-    assert local.call("iterate") is True  # PPO sampled actions and shuffled minibatches: from its own stream
-    assert th.equal(th.get_rng_state(), torch_before) and (np.random.get_state()[1] == numpy_before).all()
-    local.close()
+    alone, disturbed = Learner(cfg, 0, None), Learner(cfg, 0, None)
+    alone.setup()
+    disturbed.setup()
+    for k in range(3):
+        assert alone.iterate() is True
+        th.manual_seed(123 + k)
+        np.random.seed(123 + k)
+        torch_before, numpy_before = th.get_rng_state(), np.random.get_state()[1].copy()
+        assert disturbed.iterate() is True  # PPO sampled actions and shuffled minibatches: from its own stream
+        assert th.equal(th.get_rng_state(), torch_before) and (np.random.get_state()[1] == numpy_before).all()
+    mine, theirs = alone.student.model.policy.state_dict(), disturbed.student.model.policy.state_dict()
+    assert all(th.equal(mine[k], theirs[k]) for k in mine)
+    alone.close()
+    disturbed.close()
+
+
+def test_a_random_stream_swaps_in_once_when_nested_and_keeps_another_stream_apart():
+    import random
+
+    from dpd.state import RandomStream
+
+    def first(seed: int, n: int) -> list[float]:
+        r = random.Random(seed)
+        return [r.random() for _ in range(n)]
+
+    random.seed(0)
+    a, b = RandomStream(), RandomStream()
+    with a:  # a stream without a state starts from the global state as it is
+        x1 = random.random()
+        with a:  # nested: still a's stream, no second swap
+            x2 = random.random()
+        with b:  # another stream inside this one
+            random.seed(99)
+            y1 = random.random()
+        x3 = random.random()
+    assert [x1, x2, x3] == first(0, 3)  # b's draws did not touch a's stream
+    assert random.random() == first(0, 1)[0]  # the caller's state came back as it was before `with a`
+    with b:
+        y2 = random.random()
+    assert [y1, y2] == first(99, 2)  # b continued where it stopped

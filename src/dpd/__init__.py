@@ -15,13 +15,15 @@ __version__ = "0.1.0"
 _EXPORTS = {
     "DPD": "dpd.api", "DPDTrainer": "dpd.training", "DPDUserError": "dpd.errors", "DistillConfig": "dpd.config",
     "DistillStats": "dpd.objective", "TrainConfig": "dpd.config", "TrainingDiverged": "dpd.errors",
-    "TrainingInterrupted": "dpd.errors", "dpd_loss": "dpd.objective", "load_learner": "dpd.loading",
+    "TrainingInterrupted": "dpd.errors", "compute_xi": "dpd.objective", "dpd_loss": "dpd.objective",
+    "load_learner": "dpd.loading",
     "register_weighting": "dpd.objective", "resume": "dpd.training", "train": "dpd.training",
 }  # fmt: skip
 
 __all__ = [
     "DPD", "DPDTrainer", "DPDUserError", "DistillConfig", "DistillStats", "TrainConfig", "TrainingDiverged",
-    "TrainingInterrupted", "__version__", "dpd_loss", "load_learner", "register_weighting", "resume", "train",
+    "TrainingInterrupted", "__version__", "compute_xi", "dpd_loss", "load_learner", "register_weighting", "resume",
+    "train",
 ]  # fmt: skip
 
 
@@ -43,5 +45,5 @@ if TYPE_CHECKING:
     from dpd.config import DistillConfig, TrainConfig
     from dpd.errors import DPDUserError, TrainingDiverged, TrainingInterrupted
     from dpd.loading import load_learner
-    from dpd.objective import DistillStats, dpd_loss, register_weighting
+    from dpd.objective import DistillStats, compute_xi, dpd_loss, register_weighting
     from dpd.training import DPDTrainer, resume, train

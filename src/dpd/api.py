@@ -167,10 +167,10 @@ class DPD:
         lock.keep_new()
         try:
             write_yaml(folder / CONFIG_FILE, self.config.to_dict())
-            for i, name in enumerate(self.config.learner_names):
-                self._trainer.learners.call(i, "save", folder / name)
-                log = EvalLog(folder / name / EVAL_FILE)
-                for row in self._trainer.learners.local()[i].evaluations:
+            for learner in self._trainer.learners:  # Learners in this process: DPD trains sequentially
+                learner.save(folder / learner.name)
+                log = EvalLog(folder / learner.name / EVAL_FILE)
+                for row in learner.evaluations:
                     log.append(row)
                 log.close()
             write_json(folder / SUMMARY_FILE, self.summary)

@@ -20,6 +20,7 @@ from dpd.names import (
     DEMO_TOTAL_STEPS,
     METHODS,
     PRESETS,
+    STUDENTS,
     SWEEP_VARIANTS,
     choices,
 )
@@ -255,8 +256,7 @@ def status(
     """Where a sweep or a run stands, read from its folder (nothing written): finished, running (and how far),
     stopped part-way, failed (and why), pending. Safe while the sweep runs."""
     from dpd.experiments.status import STATES, describe, run_state, sweep_state
-    from dpd.names import SWEEP_FILE
-    from dpd.run_files import CONFIG_FILE
+    from dpd.names import CONFIG_FILE, SWEEP_FILE
 
     if not folder.is_dir():
         raise DPDUserError(f"{folder} is not a folder; give a dpd sweep --out folder or a run folder")
@@ -318,8 +318,8 @@ def analyze(
     typer.echo(f"{'total env steps':>16} {'mean V student0':>16} {'mean V student1':>16} {'s0 higher':>10} "
                f"{'dist DPD':>9}" + (f" {'dist vanilla':>13}" if has_vanilla else ""))
     for st in result["stages"]:
-        typer.echo(f"{st['total_env_steps']:>16,} {st['mean_value']['student0']:>16.2f} "
-                   f"{st['mean_value']['student1']:>16.2f} {st['share_student0_higher']:>10.0%} "
+        typer.echo(f"{st['total_env_steps']:>16,} {st['mean_value'][STUDENTS[0]]:>16.2f} "
+                   f"{st['mean_value'][STUDENTS[1]]:>16.2f} {st['share_student0_higher']:>10.0%} "
                    f"{st['mean_env_action_distance_dpd']:>9.3f}"
                    + (f" {st['mean_env_action_distance_vanilla']:>13.3f}" if has_vanilla else ""))
     for path in result["files"]:

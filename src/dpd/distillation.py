@@ -1,14 +1,19 @@
 """The distillation phase as one object: a :class:`Distiller` owns everything of it, a student only adapts.
 
-Algorithm 1 line 5/8 for student *i*: on the peer's recent states (a :class:`PeerBatch`), estimate xi
-(:mod:`dpd.xi`), weigh the states (:func:`dpd.objective.dpd_weights`) and take gradient steps of the DPD objective
-(:func:`dpd.objective.dpd_loss`) on the student's actor. The Distiller owns the optimiser, the schedule (steps per
-phase, the ``adaptive`` strength, the ``advantage`` gate, whole steps from fractional ones), its random stream and
-its counters, and RETURNS what a phase did (:class:`PhaseResult`) for the trainer to log. The student is reached
-only through :class:`Distillable`: its normalisation, its actions and values on normalised states, its actor.
+Algorithm 1 line 5/8 for student *i*: on the peer's recent states (a :class:`PeerBatch`), estimate xi once
+(:meth:`Distiller.window`: the configured estimator of :mod:`dpd.xi`, the offsets, the divisor, then
+:func:`dpd.objective.compute_xi`), weigh the states (:func:`dpd.objective.dpd_weights`), gate and size the phase,
+and take gradient steps of the DPD objective (:func:`dpd.objective.dpd_loss`) on the student's actor, all on that
+one xi. The Distiller decides everything of a phase from the batch, its config and the student: the number of steps
+(on-policy ``steps``; off-policy ``ratio`` x the iteration's RL gradient steps; x the ``adaptive`` strength x the
+``advantage`` gate, whole steps from fractional ones), what xi is divided by (``xi_scale``), the ``debiased``
+offsets; it owns the optimiser, its random stream and its counters, and RETURNS what a phase did
+(:class:`PhaseResult`) for the learner to log. The student is reached only through :class:`Distillable`: its
+normalisation, its actions and values on normalised states, its actor, its return scale, its critic's offset and
+its iteration's RL gradient steps.
 
 Adding a weighting is :func:`dpd.objective.register_weighting`; an estimator of xi or a gate is one branch of
-:meth:`Distiller.pair_view` or :meth:`Distiller.phase_steps` (plus its name in :mod:`dpd.xi`).
+:meth:`Distiller.window` or :meth:`Distiller.phase_steps` (plus its name in :mod:`dpd.names`).
 """
 
 from __future__ import annotations
@@ -21,7 +26,7 @@ import numpy as np
 import torch as th
 
 from dpd.config import DistillConfig
-from dpd.objective import DistillStats, dpd_loss, dpd_weights
+from dpd.objective import DistillStats, compute_xi, dpd_loss, dpd_weights
 from dpd.schedule import AdaptiveStrength, StepCarry
 from dpd.xi import gate_strength
 
@@ -82,6 +87,16 @@ class Distillable(Protocol):
     def action_bounds(self) -> tuple[th.Tensor, th.Tensor] | None:
         """(low, high) of Box actions in the units of :meth:`policy_outputs` (None: discrete actions)."""
 
+    def return_std(self) -> float:
+        """The running std of the student's discounted raw return (what ``xi_scale=return_std`` divides xi by)."""
+
+    def critic_offset(self) -> float:
+        """The student's critic's offset on its own recent states, raw return units (``xi_estimator=debiased``)."""
+
+    def iteration_gradient_steps(self) -> int | None:
+        """The RL gradient steps of the iteration just done where a phase is paced by them (off-policy: a phase is
+        ``ratio`` x these); None where a phase has a fixed number of steps (on-policy: ``steps``)."""
+
 
 @dataclass(frozen=True)
 class PhaseResult:
@@ -111,13 +126,17 @@ class PhaseResult:
 
 @dataclass
 class _Window:
-    """The peer's window in the student's terms (tensors), as the objective takes it."""
+    """The peer's window in the student's terms (tensors), as the objective takes it. N = states of the window."""
 
+    #: (N, *obs_shape) the peer's states, normalised with the student's own statistics
     obs: th.Tensor
+    #: (N, A) the peer's outputs
     peer_out: th.Tensor
-    own_values: th.Tensor
-    peer_values: th.Tensor
-    scale: float
+    #: (N,) xi = (V_peer - V_self) / divisor under the configured estimator: the phase's one xi
+    xi: th.Tensor
+    #: what xi was divided by
+    divisor: float
+    #: ``debiased``: the (own, peer) offsets subtracted; None: another estimator
     offsets: tuple[float, float] | None
 
 
@@ -151,9 +170,23 @@ class Distiller:
         """Whether a phase (or a measurement) follows RL iteration ``iteration``."""
         return iteration % int(self.config.every or 1) == 0
 
+    # ------------------------------------------------------------------ what a phase is sized and scaled by
+    def scheduled_steps(self, student: Distillable) -> float:
+        """The schedule's gradient steps for a phase after the student's current iteration, before the adaptive
+        strength and the gate: on-policy ``steps``; off-policy ``ratio`` x the iteration's RL gradient steps (a
+        fraction, not rounded: :class:`dpd.schedule.StepCarry` carries fractions across phases)."""
+        rl_steps = student.iteration_gradient_steps()
+        if rl_steps is None:
+            return int(self.config.steps or 0)
+        return float(self.config.ratio or 0.0) * rl_steps
+
+    def xi_divisor(self, student: Distillable) -> float:
+        """What xi is divided by before alpha: the student's return std (``xi_scale=return_std``) or 1 (``none``)."""
+        return student.return_std() if self.config.xi_scale == "return_std" else 1.0
+
     # ------------------------------------------------------------------ xi on the peer's window
-    def pair_view(self, student: Distillable, batch: PeerBatch, xi_divisor: float, own_offset: float = 0.0) -> _Window:
-        """The peer's window in the student's terms, with the configured estimate of xi = peer - own values."""
+    def window(self, student: Distillable, batch: PeerBatch) -> _Window:
+        """The peer's window in the student's terms, with xi under the configured estimator, computed once."""
         obs = student.normalize_obs(batch.states)
         peer_out = th.as_tensor(batch.outputs, device=obs.device)
         offsets = None
@@ -163,60 +196,57 @@ class Distiller:
         else:
             peer_values = th.as_tensor(batch.values, device=obs.device, dtype=th.float32)
             own_values = student.raw_values(obs)  # fixed during a phase: the critic is not distilled
-            if self.config.xi_estimator == "debiased":
-                offsets = (own_offset, float(batch.value_offset))
-                own_values, peer_values = own_values - own_offset, peer_values - float(batch.value_offset)
-        return _Window(obs, peer_out, own_values, peer_values, xi_divisor, offsets)
+            if self.config.xi_estimator == "debiased":  # each critic less its offset on its own recent returns
+                offsets = (student.critic_offset(), float(batch.value_offset))
+                own_values, peer_values = own_values - offsets[0], peer_values - offsets[1]
+        divisor = self.xi_divisor(student)
+        return _Window(obs, peer_out, compute_xi(own_values, peer_values, divisor), divisor, offsets)
 
     def _pair(self, student: Distillable, w: _Window) -> tuple[DistillStats, th.Tensor]:
         """The pair's statistics and the weights on the whole window (no step)."""
         c = self.config
         with th.no_grad():
-            _, pair = dpd_loss(student.policy_outputs(w.obs), w.peer_out, w.own_values, w.peer_values, c.alpha,
-                               weighting=c.weighting, discrete=student.discrete, xi_divisor=w.scale,
-                               max_log_weight=c.max_log_weight, normalize_weights=c.normalize_weights,
-                               bounds=self._bounds(student))
-        weights, _ = dpd_weights((w.peer_values - w.own_values) / w.scale, c.alpha, c.weighting, c.max_log_weight)
+            _, pair = dpd_loss(student.policy_outputs(w.obs), w.peer_out, w.xi, c.alpha, weighting=c.weighting,
+                               discrete=student.discrete, max_log_weight=c.max_log_weight,
+                               normalize_weights=c.normalize_weights, bounds=self._bounds(student))
+        weights, _ = dpd_weights(w.xi, c.alpha, c.weighting, c.max_log_weight)
         return pair, weights
 
     def _result(self, pair: DistillStats, weights: th.Tensor, w: _Window, stats: DistillStats | None = None,
                 steps: int = 0, strength: float | None = None, gate: float | None = None) -> PhaseResult:
-        return PhaseResult(pair, stats, steps, weights, w.scale, strength, gate, w.offsets, self.skipped_nonfinite,
+        return PhaseResult(pair, stats, steps, weights, w.divisor, strength, gate, w.offsets, self.skipped_nonfinite,
                            self.skipped_zero_weight, self.nonfinite_streak)
 
-    def measure(self, student: Distillable, batch: PeerBatch, xi_divisor: float, own_offset: float = 0.0
-                ) -> PhaseResult:
+    def measure(self, student: Distillable, batch: PeerBatch) -> PhaseResult:
         """The pair on the peer's window, with no step (the ``independent`` control)."""
-        w = self.pair_view(student, batch, xi_divisor, own_offset)
+        w = self.window(student, batch)
         pair, weights = self._pair(student, w)
         return self._result(pair, weights, w)
 
     # ------------------------------------------------------------------ one phase
-    def phase_steps(self, base_steps: float, pair: DistillStats, w: _Window) -> tuple[int, float | None, float | None]:
-        """Whole gradient steps of this phase: the schedule's ``base_steps`` x the adaptive strength x the gate
-        (fractions carried to the next phase). Returns (steps, strength or None, gate or None)."""
+    def phase_steps(self, student: Distillable, pair: DistillStats, w: _Window
+                    ) -> tuple[int, float | None, float | None]:
+        """Whole gradient steps of this phase: :meth:`scheduled_steps` x the adaptive strength x the gate (the
+        share of the window where xi > 0); fractions carried to the next phase. Returns (steps, strength or None,
+        gate or None)."""
         strength = self.adaptive.update(pair.action_distance) if self.adaptive is not None else None
-        gate = None
-        if self.config.gate == "advantage":
-            gate = gate_strength((w.peer_values - w.own_values).detach().cpu().numpy())
+        gate = gate_strength(w.xi.cpu().numpy()) if self.config.gate == "advantage" else None
         factor = (strength if strength is not None else 1.0) * (gate if gate is not None else 1.0)
-        return self.carry.take(base_steps * factor), strength, gate
+        return self.carry.take(self.scheduled_steps(student) * factor), strength, gate
 
-    def phase(self, student: Distillable, batch: PeerBatch, base_steps: float, xi_divisor: float,
-              own_offset: float = 0.0, steps: int | None = None) -> PhaseResult:
+    def phase(self, student: Distillable, batch: PeerBatch, steps: int | None = None) -> PhaseResult:
         """One distillation phase toward the peer's batch.
 
-        :param base_steps: the schedule's steps for this phase (on-policy ``steps``; off-policy ``ratio`` x the
-            iteration's RL gradient steps), before the adaptive strength and the gate.
-        :param steps: exactly this many steps instead (tests, tools).
+        :param steps: exactly this many gradient steps (tests, tools); None: as the schedule says
+            (:meth:`phase_steps`).
         """
         c = self.config
         assert self.active and self.optimizer is not None, "this learner does not distill (vanilla or independent)"
-        w = self.pair_view(student, batch, xi_divisor, own_offset)
+        w = self.window(student, batch)
         pair, weights = self._pair(student, w)
         strength = gate = None
         if steps is None:
-            steps, strength, gate = self.phase_steps(base_steps, pair, w)
+            steps, strength, gate = self.phase_steps(student, pair, w)
         n = len(batch)
         bounds = self._bounds(student)
         actor = student.actor_parameters()
@@ -229,12 +259,10 @@ class Distiller:
             loss, stats = dpd_loss(
                 student.policy_outputs(w.obs[idx]),
                 self._targets(w.peer_out, batch, idx, student.discrete),
-                w.own_values[idx],
-                w.peer_values[idx],
+                w.xi[idx],
                 c.alpha,
                 weighting=c.weighting,
                 discrete=student.discrete,
-                xi_divisor=w.scale,
                 max_log_weight=c.max_log_weight,
                 normalize_weights=c.normalize_weights,
                 bounds=bounds,

@@ -11,10 +11,8 @@ from dpd.envs import EnvSource
 from dpd.episodes import run_episodes
 from dpd.errors import DPDUserError
 from dpd.loading import load_learner, read_run_config
-from dpd.names import REEVALUATION_FILE as _REEVALUATION_FILE
-from dpd.run_files import SUMMARY_FILE, read_json, read_summary_file, write_json
-
-REEVALUATION_FILE = _REEVALUATION_FILE
+from dpd.names import REEVALUATION_FILE, SUMMARY_FILE
+from dpd.run_files import read_json, read_summary_file, write_json
 
 
 def read_summary(run: str | Path) -> dict[str, Any]:

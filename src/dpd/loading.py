@@ -15,7 +15,7 @@ from stable_baselines3.common.vec_env import DummyVecEnv, VecEnv
 from dpd.config import ALGOS, TrainConfig, read_run_config
 from dpd.envs import EnvSource, env_factory, frozen_normalization, make_env, register_env_factory
 from dpd.errors import DPDUserError
-from dpd.run_files import MODEL_FILE
+from dpd.names import MODEL_FILE
 from dpd.safe_load import load_model, read_normalization
 
 

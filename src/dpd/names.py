@@ -13,8 +13,6 @@ VANILLA = "vanilla"
 
 # ---------------------------------------------------------------------- choices (validation, sweeps, --help)
 ALGO_NAMES = ("ppo", "a2c", "ddpg", "td3", "sac")
-ON_POLICY_ALGOS = ("ppo", "a2c")
-OFF_POLICY_ALGOS = ("ddpg", "td3", "sac")
 #: ``dpd``: two students that distill; ``independent``: the same pair never distilled; ``vanilla``: one learner
 METHODS = ("dpd", "vanilla", "independent")
 PRESETS = ("zoo", "paper", "none")
@@ -44,8 +42,18 @@ CHECKPOINT_FILE = "checkpoint.pt"
 LOCK_FILE = ".lock"
 ERROR_FILE = "error.txt"
 REEVALUATION_FILE = "reevaluation.json"
+#: ``dpd calibrate``'s log when it runs detached (studies' runners write it into the run folder)
+CALIBRATE_LOG = "calibrate.log"
 ANALYSIS_DIR = "analysis"
+#: what ``dpd analyze`` writes into its folder (the run's ANALYSIS_DIR by default)
+ANALYSIS_FILE = "analysis.json"
+ANALYSIS_FIGURE = "figure3.png"
 CALIBRATION_DIR = "calibration"
+#: what ``dpd calibrate`` writes into its folder (the run's CALIBRATION_DIR by default)
+CALIBRATION_FILE = "calibration.json"
+CALIBRATION_STATES = "calibration_states.npz"
+CALIBRATION_TABLE = "calibration.md"
+CALIBRATION_FIGURE = "calibration.png"
 #: a learner's files: its SB3 model, SB3's VecNormalize pickle (for users' tools; dpd never unpickles it), the same
 #: statistics as plain JSON (what dpd reads), its evaluations, SB3's log and the training episodes
 MODEL_FILE = "model.zip"

@@ -6,14 +6,15 @@ output is a scalar loss plus statistics. Shapes use B = batch size, A = action d
 
 For student pi distilling from its peer pi~ on states s drawn from the peer's recent experience:
 
-    xi(s)     = V_peer(s) - V_self(s)                       (advantage of the peer at s)
-    w(s)      = exp(clip(alpha * xi(s) / scale, -c, c))     (detached; c = ln 100 by default)
+    xi(s)     = (V_peer(s) - V_self(s)) / scale             (advantage of the peer at s: compute_xi)
+    w(s)      = exp(clip(alpha * xi(s), -c, c))             (detached; c = ln 100 by default)
     D(s)      = mean_a (mu_self(s) - mu_peer(s))^2          (continuous: MSE over action dims)
               = KL(pi_peer(.|s) || pi_self(.|s))            (discrete)
     loss      = sum_s w(s) D(s) / sum_s w(s)                (normalize_weights=True, default)
               = mean_s w(s) D(s)                            (normalize_weights=False, Eq. 11 literally)
 
-The weight is large exactly where the PEER is better (xi > 0): "disadvantageous distillation".
+The weight is large exactly where the PEER is better (xi > 0): "disadvantageous distillation". xi is computed once
+per phase (:func:`compute_xi`, by :class:`dpd.distillation.Distiller`) and handed to the weights, the gate and the loss.
 """
 
 from __future__ import annotations
@@ -27,8 +28,6 @@ import torch.nn.functional as F
 
 #: a weighting's name (``exp``, ``indicator``, ``uniform`` or one added with :func:`register_weighting`)
 Weighting = str
-#: the built-in weightings (the paper's Eq. 11/12 and Eq. 9, and plain mutual distillation)
-WEIGHTINGS: tuple[str, ...] = ("exp", "indicator", "uniform")
 #: a weighting: (xi (B,) already scaled, alpha, max_log_weight) -> (weights (B,), clipped mask (B,) bool)
 WeightFn = Callable[[th.Tensor, float, float], tuple[th.Tensor, th.Tensor]]
 
@@ -140,16 +139,30 @@ def action_distance(student_out: th.Tensor, peer_out: th.Tensor, discrete: bool,
     return (student_out - peer_out).pow(2).mean(dim=-1)
 
 
+def compute_xi(student_values: th.Tensor, peer_values: th.Tensor, xi_divisor: float = 1.0) -> th.Tensor:
+    """xi(s) = (V_peer(s) - V_self(s)) / xi_divisor: how much better the peer is at s, the one place it is computed.
+
+    :param student_values: (B,) V_self(s), in the same (raw return) units as ``peer_values``.
+    :param peer_values: (B,) V_peer(s).
+    :param xi_divisor: a positive number xi is divided by before alpha is applied (e.g. the std of the discounted
+        return, so that alpha keeps the paper's range); 1: raw return units.
+    :return: (B,) xi, detached (no gradient reaches a critic).
+    """
+    if student_values.shape != peer_values.shape or student_values.dim() != 1:
+        raise ValueError("student_values and peer_values must both have shape (B,)")
+    if not xi_divisor > 0:
+        raise ValueError(f"xi_divisor must be positive, got {xi_divisor}")
+    return (peer_values.detach() - student_values.detach()) / xi_divisor
+
+
 def dpd_loss(
     student_out: th.Tensor,
     peer_out: th.Tensor,
-    student_values: th.Tensor,
-    peer_values: th.Tensor,
+    xi: th.Tensor,
     alpha: float,
     *,
     weighting: Weighting = "exp",
     discrete: bool = False,
-    xi_divisor: float = 1.0,
     max_log_weight: float = DEFAULT_MAX_LOG_WEIGHT,
     normalize_weights: bool = True,
     bounds: tuple[th.Tensor, th.Tensor] | None = None,
@@ -159,14 +172,12 @@ def dpd_loss(
     :param student_out: (B, A) the student's actions (Gaussian mean / deterministic action) or
         logits (discrete) on the peer's states. The only input that carries gradient.
     :param peer_out: (B, A) the peer's actions or logits on the same states (detached here).
-    :param student_values: (B,) V_self(s), in the same units as ``peer_values`` (detached here).
-    :param peer_values: (B,) V_peer(s) (detached here).
+    :param xi: (B,) the peer's advantage on the states, already divided by its scale (:func:`compute_xi`;
+        detached here).
     :param alpha: confidence level of the value estimates.
     :param weighting: ``exp`` | ``indicator`` | ``uniform``, see :func:`dpd_weights`.
     :param discrete: use KL(peer || student) over logits instead of the squared error.
-    :param xi_divisor: xi is divided by this positive number before alpha is applied
-        (e.g. the std of the discounted return, so that alpha keeps the paper's range).
-    :param max_log_weight: clip bound on |alpha * xi / xi_divisor|.
+    :param max_log_weight: clip bound on |alpha * xi|.
     :param normalize_weights: True: sum(w D) / sum(w) (weights normalised over the batch, as the
         authors' code did); False: mean(w D), Eq. 11 literally. With indicator weights that are all
         zero the loss is exactly zero (and has a zero gradient).
@@ -175,14 +186,12 @@ def dpd_loss(
     """
     if student_out.shape != peer_out.shape:
         raise ValueError(f"student_out {tuple(student_out.shape)} and peer_out {tuple(peer_out.shape)} differ")
-    if student_values.shape != peer_values.shape or student_values.dim() != 1:
-        raise ValueError("student_values and peer_values must both have shape (B,)")
-    if student_values.shape[0] != student_out.shape[0]:
-        raise ValueError("values and actions must have the same batch size")
-    if not xi_divisor > 0:
-        raise ValueError(f"xi_divisor must be positive, got {xi_divisor}")
+    if xi.dim() != 1:
+        raise ValueError(f"xi must have shape (B,), got {tuple(xi.shape)}")
+    if xi.shape[0] != student_out.shape[0]:
+        raise ValueError("xi and actions must have the same batch size")
 
-    xi = (peer_values.detach() - student_values.detach()) / xi_divisor
+    xi = xi.detach()
     weights, clipped = dpd_weights(xi, alpha, weighting, max_log_weight)
     distance = action_distance(student_out, peer_out, discrete, bounds)
     weighted = (weights * distance).sum()

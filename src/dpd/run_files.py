@@ -19,9 +19,17 @@ import yaml
 from dpd.errors import DPDUserError
 from dpd.names import (
     ANALYSIS_DIR,
+    ANALYSIS_FIGURE,
+    ANALYSIS_FILE,
+    CALIBRATE_LOG,
     CALIBRATION_DIR,
+    CALIBRATION_FIGURE,
+    CALIBRATION_FILE,
+    CALIBRATION_STATES,
+    CALIBRATION_TABLE,
     CHECKPOINT_FILE,
     CONFIG_FILE,
+    ERROR_FILE,
     EVAL_FILE,
     LOCK_FILE,
     MARKER_FILE,
@@ -31,22 +39,24 @@ from dpd.names import (
     REEVALUATION_FILE,
     SB3_TOTAL_TIMESTEPS,
     SNAPSHOT_DIR,
+    STUDENTS,
     SUMMARY_FILE,
+    VANILLA,
     VECNORMALIZE_JSON,
     VECNORMALIZE_PICKLE,
     WINDOW_FILE,
 )
 
 EVAL_COLUMNS = ["student_steps", "total_env_steps", "mean_return", "std_return", "mean_length", "time_s"]
-_LEARNERS = {"student0", "student1", "vanilla"}
+_LEARNERS = {*STUDENTS, VANILLA}
 #: what a run folder may hold at its top level besides the learners' folders; anything else is not dpd's
-_RUN_ENTRIES = {CONFIG_FILE, MARKER_FILE, SUMMARY_FILE, CHECKPOINT_FILE, LOCK_FILE, REEVALUATION_FILE, "error.txt",
-                "calibrate.log"}
+_RUN_ENTRIES = {CONFIG_FILE, MARKER_FILE, SUMMARY_FILE, CHECKPOINT_FILE, LOCK_FILE, REEVALUATION_FILE, ERROR_FILE,
+                CALIBRATE_LOG}
 #: what dpd writes into a learner's folder, a snapshot folder, analysis/ and calibration/
 _LEARNER_FILES = {MODEL_FILE, VECNORMALIZE_PICKLE, VECNORMALIZE_JSON, EVAL_FILE, PROGRESS_FILE, MONITOR_FILE}
 _SNAPSHOT_FILES = {MODEL_FILE, VECNORMALIZE_PICKLE, VECNORMALIZE_JSON, WINDOW_FILE}
-_ANALYSIS_FILES = {"analysis.json", "figure3.png"}
-_CALIBRATION_FILES = {"calibration.json", "calibration_states.npz", "calibration.md", "calibration.png"}
+_ANALYSIS_FILES = {ANALYSIS_FILE, ANALYSIS_FIGURE}
+_CALIBRATION_FILES = {CALIBRATION_FILE, CALIBRATION_STATES, CALIBRATION_TABLE, CALIBRATION_FIGURE}
 
 
 #: a run folder's deepest file is this much below it (student0/snapshots/1000000/vecnormalize.json + a temporary)

@@ -28,7 +28,8 @@ import gymnasium as gym
 from stable_baselines3.common.base_class import BaseAlgorithm
 
 from dpd.errors import DPDUserError
-from dpd.run_files import VECNORMALIZE_JSON, VECNORMALIZE_PICKLE, read_json
+from dpd.names import VECNORMALIZE_JSON, VECNORMALIZE_PICKLE
+from dpd.run_files import read_json
 
 #: entries replaced by constants: they only matter for training, and SB3 stores them as pickled functions
 _SCHEDULE_KEYS = {"lr_schedule", "learning_rate", "clip_range", "clip_range_vf", "target_policy_noise",

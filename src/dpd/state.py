@@ -105,6 +105,43 @@ def set_rng_state(state: dict[str, Any]) -> None:
         th.cuda.set_rng_state_all(state["cuda"])
 
 
+class RandomStream:
+    """One learner's own stream of the process's global generators (Python, NumPy, torch CPU and CUDA), as a
+    context: ``with stream:`` swaps the stream in (the caller's global state is kept aside) and, on leaving, swaps
+    it out again (the stream keeps where it got to; the caller's state is put back).
+
+    Why: SB3 draws from the global generators (minibatch order, action sampling) and its constructor reseeds them,
+    so two students in one process would otherwise share one stream and a student's rollouts would depend on its
+    peer's draws. Inside its stream a student draws exactly what it would draw alone (and in its own process in
+    parallel mode). The first entry of a stream without a ``state`` starts from the global state as it is: a
+    learner is built inside its stream, so the stream starts where SB3's constructor seeded it.
+
+    Nested entries of the same stream are one (the outermost swaps); another stream may be entered inside this one.
+    """
+
+    def __init__(self, state: dict[str, Any] | None = None) -> None:
+        #: the stream's state (as :func:`rng_state` gives it) while it is swapped out; None: not started yet
+        self.state = state
+        self._outside: dict[str, Any] | None = None
+        self._depth = 0
+
+    def __enter__(self) -> RandomStream:
+        self._depth += 1
+        if self._depth == 1:
+            self._outside = rng_state()
+            if self.state is not None:
+                set_rng_state(self.state)
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._depth -= 1
+        if self._depth == 0:
+            assert self._outside is not None
+            self.state = rng_state()
+            set_rng_state(self._outside)
+            self._outside = None
+
+
 # ---------------------------------------------------------------------- single gym env
 _SIMPLE = (int, float, bool, str, type(None))
 

@@ -112,8 +112,9 @@ class _Pair:
 
     def __init__(self, s: Schedule, normalize: bool, seed: int = 0) -> None:
         self.student = _Student(_actor(s, seed))
+        # xi_scale none: xi is the level drawn per phase itself (the student's critic says 0)
         config = DistillConfig(alpha=1.0, normalize_weights=normalize, lr=s.lr, batch_size=s.batch_size,
-                               steps=s.steps, optimizer="own")
+                               steps=s.steps, optimizer="own", xi_scale="none")
         self.distiller = Distiller(config, self.student, active=True, seed=seed)
         rng = np.random.default_rng(1000 + seed)
         self.states = rng.standard_normal((WINDOW, OBS_DIM)).astype(np.float32)
@@ -125,7 +126,7 @@ class _Pair:
     def phase(self, level: float) -> float:
         batch = PeerBatch(self.states, self.peer_out, level + self.noise)
         before = th.cat([p.detach().flatten().clone() for p in self.student.actor_parameters()])
-        self.distiller.phase(self.student, batch, float(self.steps), 1.0, steps=self.steps)
+        self.distiller.phase(self.student, batch, steps=self.steps)
         after = th.cat([p.detach().flatten() for p in self.student.actor_parameters()])
         return float(th.linalg.vector_norm(after - before))
 

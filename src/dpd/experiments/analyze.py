@@ -31,10 +31,17 @@ from dpd.config import ALGOS, TrainConfig
 from dpd.envs import EnvSource, normalize_raw, return_scale
 from dpd.errors import DPDUserError
 from dpd.loading import load_learner, read_run_config
-from dpd.names import SNAPSHOT_DIR
-from dpd.run_files import (
+from dpd.names import (
+    ANALYSIS_DIR,
+    ANALYSIS_FIGURE,
+    ANALYSIS_FILE,
     MODEL_FILE,
+    SNAPSHOT_DIR,
+    STUDENTS,
     SUMMARY_FILE,
+    VANILLA,
+)
+from dpd.run_files import (
     atomic_write,
     atomic_write_text,
     check_output_dir,
@@ -43,10 +50,8 @@ from dpd.run_files import (
 )
 from dpd.students.outputs import value_estimates
 
-ANALYSIS_FILE = "analysis.json"
-FIGURE_FILE = "figure3.png"
 #: what dpd analyze writes into its folder
-OUTPUT_FILES = (ANALYSIS_FILE, FIGURE_FILE)
+OUTPUT_FILES = (ANALYSIS_FILE, ANALYSIS_FIGURE)
 
 
 @dataclass
@@ -183,19 +188,19 @@ def analyze(
                 raise DPDUserError(f"{rv} trained {cv.total_steps} total env steps, the DPD run {config.total_steps}; the"
                                    f" comparison is at equal total env steps: train the vanilla runs with total_steps"
                                    f" {config.total_steps}")
-            vanilla.append(_snapshots(rv, cv)["vanilla"])
+            vanilla.append(_snapshots(rv, cv)[VANILLA])
         # same env and algo as the DPD run (checked above): its config loads their snapshots too
-        if len(vanilla[0]) != len(vanilla[1]) or len(vanilla[0]) != len(pair["student0"]):
+        if len(vanilla[0]) != len(vanilla[1]) or len(vanilla[0]) != len(pair[STUDENTS[0]]):
             raise DPDUserError(
                 "the vanilla runs and the DPD run kept different numbers of snapshots; train them with the same"
                 " snapshots setting"
             )
     summary = read_summary_file(run / SUMMARY_FILE)
-    source = summary.get("best_learner") or "student0"
+    source = summary.get("best_learner") or STUDENTS[0]
     states = sample_states(run, source, n_states, seed, env_id=env)
 
     stages: list[dict[str, Any]] = []
-    n_stages = len(pair["student0"])
+    n_stages = len(pair[STUDENTS[0]])
     for k in range(n_stages):
         snaps = [load_snapshot(config, pair[name][k], env) for name in config.learner_names]
         discrete = isinstance(snaps[0].model.action_space, gym.spaces.Discrete)
@@ -230,11 +235,11 @@ def analyze(
         "env_action_distance_units": "1 if the actions differ" if discrete else "Euclidean, env action units",
         "stages": stages,
     }
-    folder = claim_output_dir(Path(out), "analyze", OUTPUT_FILES) if out is not None else run / "analysis"
+    folder = claim_output_dir(Path(out), "analyze", OUTPUT_FILES) if out is not None else run / ANALYSIS_DIR
     folder.mkdir(parents=True, exist_ok=True)
-    plot_figure3(result, folder / FIGURE_FILE)
+    plot_figure3(result, folder / ANALYSIS_FIGURE)
     atomic_write_text(folder / ANALYSIS_FILE, json.dumps(result, indent=1))
-    result["files"] = [str(folder / ANALYSIS_FILE), str(folder / FIGURE_FILE)]
+    result["files"] = [str(folder / ANALYSIS_FILE), str(folder / ANALYSIS_FIGURE)]
     return result
 
 
@@ -249,7 +254,7 @@ def plot_figure3(result: dict[str, Any], path: Path) -> None:
     fig, axes = plt.subplots(2, len(stages), figsize=(4.2 * len(stages), 6.4), squeeze=False)
     for k, stage in enumerate(stages):
         top, bottom = axes[0][k], axes[1][k]
-        for name, marker in (("student0", "o"), ("student1", "s")):
+        for name, marker in zip(STUDENTS, ("o", "s"), strict=True):
             top.plot(range(n_value), stage["values"][name][:n_value], marker=marker, label=f"DPD {name}")
         top.set_title(f"{stage['total_env_steps']:,} total env steps")
         top.set_xlabel("state index")

@@ -48,18 +48,22 @@ from dpd.envs import EnvSource, make_env, mujoco_state, normalize_raw, return_sc
 from dpd.errors import DPDUserError
 from dpd.experiments.analyze import Snapshot, _check_run, _snapshots, load_snapshot
 from dpd.internals import mujoco_observation
+from dpd.names import (
+    CALIBRATION_DIR,
+    CALIBRATION_FIGURE,
+    CALIBRATION_FILE,
+    CALIBRATION_STATES,
+    CALIBRATION_TABLE,
+    STUDENTS,
+    WINDOW_FILE,
+)
 from dpd.objective import dpd_weights
-from dpd.run_files import WINDOW_FILE, atomic_write, atomic_write_text, check_output_dir, claim_output_dir, read_window
+from dpd.run_files import atomic_write, atomic_write_text, check_output_dir, claim_output_dir, read_window
 from dpd.students.outputs import deterministic_outputs, q_estimates
 from dpd.xi import critic_offset, gate_strength, horizon, window_returns
 
-CALIBRATION_DIR = "calibration"
-RESULT_FILE = "calibration.json"
-STATES_FILE = "calibration_states.npz"
-TABLE_FILE = "calibration.md"
-FIGURE_FILE = "calibration.png"
 #: what dpd calibrate writes into its folder
-OUTPUT_FILES = (RESULT_FILE, STATES_FILE, TABLE_FILE, FIGURE_FILE)
+OUTPUT_FILES = (CALIBRATION_FILE, CALIBRATION_STATES, CALIBRATION_TABLE, CALIBRATION_FIGURE)
 
 #: rollouts stepped side by side (one batched forward pass per policy and step)
 ROLLOUT_BATCH = 512
@@ -371,7 +375,7 @@ def calibrate(run: str | Path, out: str | Path | None = None, n_states: int = 20
                            " calibrate supports MuJoCo tasks, e.g. HalfCheetah-v5, Walker2d-v5")
     window_shape = WindowShape(int(config.distill.window or 1000), obs_shape, sim_width, int(config.n_envs or 1))
     pair = _snapshots(run, config)
-    steps_list = [int(p.name) for p in pair["student0"]]
+    steps_list = [int(p.name) for p in pair[STUDENTS[0]]]
     chosen = range(len(steps_list))
     if snapshot is not None:
         if snapshot not in steps_list:
@@ -379,7 +383,7 @@ def calibrate(run: str | Path, out: str | Path | None = None, n_states: int = 20
                                f"{', '.join(map(str, steps_list))}")
         chosen = range(steps_list.index(snapshot), steps_list.index(snapshot) + 1)
     stochastic = config.family == "on_policy"
-    names = ("student0", "student1")
+    names = STUDENTS
     rows: list[dict[str, Any]] = []
     arrays: dict[str, np.ndarray] = {}
     for k in chosen:
@@ -410,11 +414,11 @@ def calibrate(run: str | Path, out: str | Path | None = None, n_states: int = 20
     if out is not None:
         claim_output_dir(folder, "calibrate", OUTPUT_FILES)
     folder.mkdir(parents=True, exist_ok=True)
-    atomic_write(folder / STATES_FILE, lambda fh: np.savez(fh, **arrays), binary=True)  # type: ignore[arg-type]
-    plot_calibration(result, arrays, folder / FIGURE_FILE)
-    atomic_write_text(folder / TABLE_FILE, markdown(result))
-    atomic_write_text(folder / RESULT_FILE, json.dumps(result, indent=1, default=_plain))
-    result["files"] = [str(folder / f) for f in (RESULT_FILE, STATES_FILE, TABLE_FILE, FIGURE_FILE)]
+    atomic_write(folder / CALIBRATION_STATES, lambda fh: np.savez(fh, **arrays), binary=True)  # type: ignore[arg-type]
+    plot_calibration(result, arrays, folder / CALIBRATION_FIGURE)
+    atomic_write_text(folder / CALIBRATION_TABLE, markdown(result))
+    atomic_write_text(folder / CALIBRATION_FILE, json.dumps(result, indent=1, default=_plain))
+    result["files"] = [str(folder / f) for f in OUTPUT_FILES]
     return result
 
 
@@ -515,8 +519,8 @@ def plot_calibration(result: dict[str, Any], arrays: dict[str, np.ndarray], path
         key = f"s{steps}_student0_"
         if key + "v_self" in arrays:
             xs = np.arange(min(shown, len(arrays[key + "v_self"])))
-            for label, est, mc, marker, color in (("student0", "v_self", "v_self_mc", "o", "tab:blue"),
-                                                  ("student1", "v_peer", "v_peer_mc", "s", "tab:orange")):
+            for label, est, mc, marker, color in ((STUDENTS[0], "v_self", "v_self_mc", "o", "tab:blue"),
+                                                  (STUDENTS[1], "v_peer", "v_peer_mc", "s", "tab:orange")):
                 top.plot(xs, arrays[key + est][xs], marker=marker, color=color, label=f"{label} critic")
                 top.plot(xs, arrays[key + mc][xs], marker=marker, color=color, linestyle="--", mfc="none",
                          label=f"{label} Monte-Carlo")
@@ -524,7 +528,7 @@ def plot_calibration(result: dict[str, Any], arrays: dict[str, np.ndarray], path
         top.set_xlabel("state index (student1's window)")
         top.set_ylabel("value (raw discounted return)" if col == 0 else "")
         top.legend(fontsize=7)
-        for student in ("student0", "student1"):
+        for student in STUDENTS:
             base = f"s{steps}_{student}_"
             if base + "xi_mc" not in arrays:
                 continue
@@ -534,7 +538,7 @@ def plot_calibration(result: dict[str, Any], arrays: dict[str, np.ndarray], path
                     continue
                 target = arrays[base + "own_critic_truth"] if name == "own_critic" else truth
                 bottom.scatter(target, arrays[base + f"xi_{name}"], s=6, alpha=0.45, color=color,
-                               label=name if student == "student0" else None)
+                               label=name if student == STUDENTS[0] else None)
         (x0, x1), (y0, y1) = bottom.get_xlim(), bottom.get_ylim()
         bottom.axhline(0, color="k", linewidth=0.6)
         bottom.axvline(0, color="k", linewidth=0.6)

@@ -12,8 +12,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from dpd.errors import DPDUserError, one_line
-from dpd.names import CHECKPOINT_FILE, ERROR_FILE, RUNS_DIR, SWEEP_FILE
-from dpd.run_files import CONFIG_FILE, SUMMARY_FILE, lock_holder, read_yaml, run_steps
+from dpd.names import CHECKPOINT_FILE, CONFIG_FILE, ERROR_FILE, RUNS_DIR, SUMMARY_FILE, SWEEP_FILE
+from dpd.run_files import lock_holder, read_yaml, run_steps
 
 #: the order states are listed and counted in
 STATES = ("running", "unfinished", "failed", "finished", "pending")

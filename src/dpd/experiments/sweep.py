@@ -35,11 +35,21 @@ from typing import Any
 from dpd.config import TrainConfig, apply_overrides, check_known_keys
 from dpd.errors import DPDUserError, machine_error, one_line
 from dpd.internals import pool_processes
-from dpd.names import BACKENDS, CHECKPOINT_FILE, ERROR_FILE, LOCK_FILE, RUNS_DIR, STOP_FILE, SWEEP_FILE, SWEEP_VARIANTS
-from dpd.run_files import CONFIG_FILE, SUMMARY_FILE, RunLock, check_path_length, read_yaml, run_steps, write_yaml
+from dpd.names import (
+    BACKENDS,
+    CHECKPOINT_FILE,
+    CONFIG_FILE,
+    ERROR_FILE,
+    LOCK_FILE,
+    RUNS_DIR,
+    STOP_FILE,
+    SUMMARY_FILE,
+    SWEEP_FILE,
+    SWEEP_VARIANTS,
+)
+from dpd.run_files import RunLock, check_path_length, read_yaml, run_steps, write_yaml
 from dpd.training.signals import ParentWatch, StopSignals
 
-VARIANTS = SWEEP_VARIANTS
 _EXAMPLES = {"envs": "HalfCheetah-v5", "algos": "ppo", "variants": "dpd, vanilla", "schedules": "dense",
              "overrides": "eval_freq=20000"}
 _ARM_NAME = re.compile(r"^[A-Za-z][A-Za-z0-9_.-]{0,40}$")
@@ -183,13 +193,13 @@ def expand(spec: SweepSpec, check_env: bool = True) -> list[Trial]:
     and within a task seed by seed: a sweep cut short has whole seeds of every variant of its first tasks rather
     than every seed of a few variants."""
     for name, overrides in spec.arms.items():
-        if not isinstance(name, str) or not _ARM_NAME.match(name) or name in VARIANTS:
+        if not isinstance(name, str) or not _ARM_NAME.match(name) or name in SWEEP_VARIANTS:
             raise DPDUserError(f"arm name {_quote(name)}: use letters, digits, '_', '.', '-' (not a built-in variant)")
         if not isinstance(overrides, list) or not all(isinstance(o, str) for o in overrides):
             raise DPDUserError(f"arm {_quote(name)}: give a list of key=value strings, e.g. [distill_steps=1]")
     for variant in spec.variants:
-        if variant not in VARIANTS and variant not in spec.arms:
-            known = _quote(", ".join(VARIANTS + tuple(spec.arms)), 200)
+        if variant not in SWEEP_VARIANTS and variant not in spec.arms:
+            known = _quote(", ".join(SWEEP_VARIANTS + tuple(spec.arms)), 200)
             raise DPDUserError(f"unknown sweep variant {_quote(variant)}; choose from: {known}")
     if not spec.envs or not spec.seeds or not spec.algos or not spec.variants or not spec.schedules:
         raise DPDUserError("a sweep needs at least one env, algo, variant, schedule and seed")

@@ -93,11 +93,9 @@ class Student(ABC):
         """(N, *obs_shape) the raw states of this student's most recent ``distill_window`` env steps."""
         return self.recorder.recent_states()
 
-    def distill_steps_this_iteration(self) -> float:
-        """The schedule's distillation steps for a phase after the current iteration (before the adaptive strength
-        and the gate): on-policy ``distill_steps``."""
-        assert self.distiller is not None
-        return int(self.distiller.config.steps or 0)
+    def iteration_gradient_steps(self) -> int | None:
+        """None: an on-policy phase has a fixed number of steps (the off-policy student counts its RL steps)."""
+        return None
 
     def distill_due(self) -> bool:
         """Whether a distillation phase (or, for the independent pair, a measurement) follows this iteration."""
@@ -154,10 +152,9 @@ class Student(ABC):
         with th.no_grad():
             return self.value_estimates(obs) * self.reward_scale()
 
-    def xi_divisor(self) -> float:
-        """What xi is divided by before alpha: the return std (config ``xi_scale=return_std``) or 1 (``none``)."""
-        assert self.distiller is not None
-        return self.recorder.return_std if self.distiller.config.xi_scale == "return_std" else 1.0
+    def return_std(self) -> float:
+        """The running std of this student's discounted raw return (kept by its :class:`RecentStates`)."""
+        return self.recorder.return_std
 
     def critic_offset(self) -> float:
         """This critic's offset on its own recent states: mean(V(s) - G(s)) over the window's states whose
@@ -169,9 +166,6 @@ class Student(ABC):
                                            self.recorder.gamma, horizon(self.recorder.gamma))
         values = self.raw_values(self.normalize_obs(w["states"])).cpu().numpy().astype(np.float64)
         return critic_offset(values, returns, complete)[0]
-
-    def _debiased(self) -> bool:
-        return self.distiller is not None and self.distiller.config.xi_estimator == "debiased"
 
     # ------------------------------------------------------------------ Algorithm 1 steps
     def setup(
@@ -207,20 +201,21 @@ class Student(ABC):
         if self.iteration == 0 or len(states) == 0:
             return None
         obs = self.normalize_obs(states)
+        # both students share the distillation settings: what the peer's Distiller will need, and only that
+        wanted = self.distiller.config if self.distiller is not None else None
         with th.no_grad():
             outputs = self.policy_outputs(obs)
-            # only the sampled target needs it (both students share the setting); not sent otherwise
-            wants_std = self.distiller is not None and self.distiller.config.target == "sample"
-            std = self.action_std(obs) if wants_std else None
+            std = self.action_std(obs) if wanted is not None and wanted.target == "sample" else None
         values = self.raw_values(obs)
+        debiased = wanted is not None and wanted.xi_estimator == "debiased"
         return PeerBatch(states=states, outputs=outputs.cpu().numpy(), values=values.cpu().numpy(),
                          action_std=std.cpu().numpy() if std is not None else None,
-                         value_offset=self.critic_offset() if self._debiased() else 0.0)
+                         value_offset=self.critic_offset() if debiased else 0.0)
 
     def measure(self, batch: PeerBatch) -> PhaseResult:
         """The pair's statistics on the peer's window, with no distillation (the ``independent`` control)."""
         assert self.distiller is not None, "a vanilla learner has no peer"
-        return self.distiller.measure(self, batch, self.xi_divisor(), self.critic_offset() if self._debiased() else 0.0)
+        return self.distiller.measure(self, batch)
 
     def distill(self, batch: PeerBatch, steps: int | None = None) -> PhaseResult:
         """One distillation phase toward the peer's batch (:meth:`dpd.distillation.Distiller.phase`).
@@ -229,8 +224,7 @@ class Student(ABC):
             exactly that many.
         """
         assert self.distiller is not None, "a vanilla learner has no peer"
-        return self.distiller.phase(self, batch, self.distill_steps_this_iteration(), self.xi_divisor(),
-                                    self.critic_offset() if self._debiased() else 0.0, steps)
+        return self.distiller.phase(self, batch, steps)
 
     def close(self) -> None:
         self.train_env.close()

@@ -56,11 +56,10 @@ class OffPolicyStudent(Student):
                     self.last_gradient_steps += steps
         return True
 
-    def distill_steps_this_iteration(self) -> float:
-        """Off-policy: ``distill_ratio`` steps per RL gradient step of the iteration (the paper's one per step)."""
-        assert self.distiller is not None
-        # a fraction, not rounded: the Distiller carries fractions across phases (0.4 a phase: a step every 2-3)
-        return float(self.distiller.config.ratio or 0.0) * self.last_gradient_steps
+    def iteration_gradient_steps(self) -> int | None:
+        """The RL gradient steps of the last iteration: a phase is ``distill_ratio`` steps per RL gradient step
+        (the paper's one per step; :meth:`dpd.distillation.Distiller.scheduled_steps`)."""
+        return self.last_gradient_steps
 
     def raw_q_values(self, obs: th.Tensor, actions: th.Tensor) -> th.Tensor:
         """(B,) Q(s, a) for actions in the policy's units ([-1, 1]), raw return units."""

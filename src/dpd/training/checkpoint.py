@@ -23,12 +23,9 @@ from typing import Any
 import torch as th
 
 from dpd.errors import DPDUserError
-from dpd.names import CHECKPOINT_FILE  # re-exported: the run folder's names are defined in dpd.names
 from dpd.run_files import atomic_write
-from dpd.state import rng_state, set_rng_state
 
-__all__ = ["CHECKPOINT_FILE", "FORMAT", "load_checkpoint", "restoring", "rng_state", "save_checkpoint",
-           "set_rng_state"]
+__all__ = ["FORMAT", "load_checkpoint", "restoring", "save_checkpoint"]
 
 FORMAT = "dpd-checkpoint-1"
 

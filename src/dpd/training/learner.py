@@ -1,54 +1,59 @@
 """One learner of a run: a Student plus its run-time bookkeeping (evaluation schedule and log, log rows, counters).
 
-The trainer drives learners through this small interface; the parallel trainer drives the very same class inside a
-worker process (:mod:`dpd.training.parallel`), so both modes share every line of per-learner logic.
+:class:`Learner` implements the learner interface (:class:`dpd.training.interface.LearnerInterface`) that the trainer
+calls; the parallel trainer drives the very same class inside a worker process (:mod:`dpd.training.parallel`), so
+both modes share every line of per-learner logic. Every method of the interface runs inside the learner's own
+random stream (:func:`_in_own_stream`, the one place a learner's stream is swapped in and out).
 """
 
 from __future__ import annotations
 
+import functools
 import time
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Literal, get_args
+from typing import Any, Concatenate, ParamSpec, TypeVar
 
 import torch as th
 from stable_baselines3.common.callbacks import BaseCallback
 
 from dpd.config import TrainConfig
 from dpd.distillation import PhaseResult
-from dpd.names import SNAPSHOT_DIR, Log
-from dpd.run_files import EVAL_FILE, MODEL_FILE, VECNORMALIZE_JSON, VECNORMALIZE_PICKLE, WINDOW_FILE, EvalLog
+from dpd.names import EVAL_FILE, MODEL_FILE, SNAPSHOT_DIR, VECNORMALIZE_JSON, VECNORMALIZE_PICKLE, WINDOW_FILE, Log
+from dpd.run_files import EvalLog
+from dpd.state import RandomStream
 from dpd.students.base import PeerBatch, Student
 from dpd.students.evaluator import Evaluator
 from dpd.students.factory import build_student, eval_seed
 from dpd.training import logs
 
-#: the calls a trainer makes on a learner, by name (the learner interface; dpd.training.dispatch makes them)
-LearnerCall = Literal["setup", "iterate", "distill_due", "peer_batch", "distill", "measure", "after_iteration",
-                      "finish", "save", "state"]
-LEARNER_CALLS: frozenset[str] = frozenset(get_args(LearnerCall))
-
 CallbackFactory = Callable[[str], BaseCallback | list[BaseCallback] | None]
 LogFn = Callable[[str], None]
 
+_P = ParamSpec("_P")
+_R = TypeVar("_R")
+
+
+def _in_own_stream(method: Callable[Concatenate[Learner, _P], _R]) -> Callable[Concatenate[Learner, _P], _R]:
+    """A method of the learner interface, run inside the learner's own random stream (:class:`RandomStream`): it
+    draws exactly what the learner would draw alone, whatever ran before it in this process. Typed: a call of the
+    wrapped method is checked as a call of the method."""
+
+    @functools.wraps(method)
+    def in_own_stream(self: Learner, *args: _P.args, **kwargs: _P.kwargs) -> _R:
+        with self.random:
+            return method(self, *args, **kwargs)
+
+    return in_own_stream
+
 
 class Learner:
-    """Learner ``index`` of ``config`` (``student0``, ``student1`` or ``vanilla``).
-
-    Called only through :mod:`dpd.training.dispatch` (which swaps the learner's own random state in and out around
-    each call); a call of the learner interface (:data:`LEARNER_CALLS`) from anywhere else raises.
+    """Learner ``index`` of ``config`` (``names.STUDENTS[index]``, or ``names.VANILLA``): the learner interface
+    (:class:`dpd.training.interface.LearnerInterface`) over one Student, each of its methods inside the learner's own
+    random stream.
 
     :param resume_state: this learner's part of a checkpoint (its logs are then cut back to the checkpoint).
     """
-
-    #: set by the dispatcher for the duration of a call
-    dispatched = False
-
-    def __getattribute__(self, name: str) -> Any:
-        if name in LEARNER_CALLS and not object.__getattribute__(self, "dispatched"):
-            raise RuntimeError(f"Learner.{name} called outside dpd.training.dispatch: its random state would not be"
-                               " its own; call it through a Dispatcher / LocalLearner")
-        return object.__getattribute__(self, name)
 
     def __init__(
         self,
@@ -67,13 +72,10 @@ class Learner:
         folder = run_dir / self.name if run_dir is not None else None
         kept = logs.keep_rows(run_dir / self.name, resume_state["log_rows"]) if (
             resume_state is not None and run_dir is not None) else None
-        from dpd.state import rng_state, set_rng_state
-
-        outside = rng_state()
-        self.student: Student = build_student(config, index, str(folder) if folder else None, verbose)
-        #: this learner's own global random state (swapped in around every call by the dispatcher)
-        self.random_state = rng_state()  # as SB3's constructor seeded it: this learner's own stream starts here
-        set_rng_state(outside)
+        #: this learner's own stream of the global generators: it starts where SB3's constructor seeds them
+        self.random = RandomStream()
+        with self.random:
+            self.student: Student = build_student(config, index, str(folder) if folder else None, verbose)
         if kept is not None and resume_state is not None:
             logs.restore_rows(self.student, kept, int(resume_state["model"]["num_timesteps"]), folder)
         self.folder = folder
@@ -95,6 +97,7 @@ class Learner:
         return self.student.num_timesteps
 
     # ------------------------------------------------------------------ lifecycle
+    @_in_own_stream
     def setup(self) -> int:
         """Start (evaluating the untrained policy at step 0), or continue from the resume state. Returns steps."""
         s, per_learner = self.student, self.config.steps_per_learner
@@ -116,13 +119,14 @@ class Learner:
         self.snapshots_taken = int(b.get("snapshots_taken", 0))
         self.evaluations = [dict(r) for r in b["evaluations"]]
         self.elapsed_before, self._t0 = float(b["elapsed_s"]), time.time()
-        if "rng" in st:  # the learner's own random state (kept by the dispatcher when this method returns)
+        if "rng" in st:  # the learner's own stream as it was (kept by the stream when this method returns)
             from dpd.state import set_rng_state
 
             set_rng_state(st["rng"])
         self._resume = None
         return s.num_timesteps
 
+    @_in_own_stream
     def iterate(self) -> bool:
         """Collect + RL update; False: a callback asked to stop."""
         ok = self.student.iterate()
@@ -130,13 +134,16 @@ class Learner:
             self.log(f"{self.name}: a callback stopped training at {self.num_timesteps} steps")
         return ok
 
+    @_in_own_stream
     def peer_batch(self) -> PeerBatch | None:
         return self.student.peer_batch()
 
+    @_in_own_stream
     def distill_due(self) -> bool:
         """Whether a distillation phase (independent pair: a measurement) follows this iteration."""
         return self.student.distill_due()
 
+    @_in_own_stream
     def distill(self, batch: PeerBatch | None) -> int:
         """Distill toward the peer's batch (None: the peer has not collected yet, skipped and counted).
         Returns the current streak of non-finite distillation batches."""
@@ -151,6 +158,7 @@ class Learner:
         self._log_distill(result)
         return result.nonfinite_streak
 
+    @_in_own_stream
     def measure(self, batch: PeerBatch | None) -> int:
         """The ``independent`` control: log the pair's statistics on the peer's batch, take no step."""
         if batch is not None:
@@ -186,6 +194,7 @@ class Learner:
         if weights.numel():
             logger.record(Log.WEIGHTS, weights, exclude=("stdout", "log", "json", "csv"))
 
+    @_in_own_stream
     def after_iteration(self) -> int:
         """Evaluate if due, keep a snapshot if due, write the iteration's log row. Returns steps."""
         self.maybe_evaluate()
@@ -193,6 +202,7 @@ class Learner:
         self.dump()
         return self.num_timesteps
 
+    @_in_own_stream
     def finish(self) -> dict[str, Any]:
         """Final evaluation (unless one ran at this step), end callbacks; returns the summary entry."""
         self.maybe_evaluate(final=True)
@@ -257,6 +267,7 @@ class Learner:
         }
 
     # ------------------------------------------------------------------ checkpoints and saving
+    @_in_own_stream
     def state(self) -> dict[str, Any]:
         """This learner's part of a checkpoint (plain data), its own random state included."""
         from dpd.state import rng_state
@@ -269,9 +280,10 @@ class Learner:
                          "evaluations": self.evaluations, "elapsed_s": self.elapsed(),
                          "snapshots_taken": self.snapshots_taken}
         st["log_rows"] = logs.count_rows(self.folder) if self.folder else {}
-        st["rng"] = rng_state()  # the learner's own (swapped in by the dispatcher)
+        st["rng"] = rng_state()  # the learner's own stream (swapped in: this is a method of the interface)
         return st
 
+    @_in_own_stream
     def save(self, folder: Path | None = None) -> None:
         """The learner as an SB3 zip (``PPO.load`` opens it) plus its VecNormalize statistics, into ``folder``
         (default: the learner's folder); snapshots kept in memory (a run without a folder) go with it."""

@@ -21,14 +21,12 @@ from stable_baselines3.common.logger import CSVOutputFormat, TensorBoardOutputFo
 from stable_baselines3.common.vec_env import VecEnvWrapper, VecMonitor
 
 from dpd.errors import DPDUserError
-from dpd.names import MONITOR_FILE, PROGRESS_FILE
-from dpd.run_files import EVAL_FILE, atomic_write_text
+from dpd.names import EVAL_FILE, MONITOR_FILE, PROGRESS_FILE
+from dpd.run_files import atomic_write_text
 from dpd.students.base import Student
 
-PROGRESS = PROGRESS_FILE
-MONITOR = MONITOR_FILE
 #: file -> number of header lines before the data rows
-HEADERS = {PROGRESS: 1, EVAL_FILE: 1, MONITOR: 2}
+HEADERS = {PROGRESS_FILE: 1, EVAL_FILE: 1, MONITOR_FILE: 2}
 KEPT_SUFFIX = ".kept"
 
 
@@ -67,11 +65,11 @@ def restore_rows(student: Student, kept: dict[str, list[str]], steps: int, folde
     """After the student's writers were created (which emptied the files): put the kept rows back, then drop the
     ``.kept`` copies of ``folder`` (the learner's folder)."""
     for fmt in student.model.logger.output_formats:
-        if isinstance(fmt, CSVOutputFormat) and kept[PROGRESS]:
-            fmt.file.write("".join(kept[PROGRESS]))
+        if isinstance(fmt, CSVOutputFormat) and kept[PROGRESS_FILE]:
+            fmt.file.write("".join(kept[PROGRESS_FILE]))
             fmt.file.flush()
             os.fsync(fmt.file.fileno())
-            fmt.keys = kept[PROGRESS][0].rstrip("\n").split(",")
+            fmt.keys = kept[PROGRESS_FILE][0].rstrip("\n").split(",")
         elif isinstance(fmt, TensorBoardOutputFormat):
             from torch.utils.tensorboard import SummaryWriter
 
@@ -80,16 +78,16 @@ def restore_rows(student: Student, kept: dict[str, list[str]], steps: int, folde
             fmt.writer = SummaryWriter(log_dir=log_dir, purge_step=steps)
     layer: Any = student.train_env
     while isinstance(layer, VecEnvWrapper):
-        if isinstance(layer, VecMonitor) and layer.results_writer is not None and kept[MONITOR]:
+        if isinstance(layer, VecMonitor) and layer.results_writer is not None and kept[MONITOR_FILE]:
             fh = layer.results_writer.file_handler
             fh.seek(0)
             fh.truncate()
-            fh.write("".join(kept[MONITOR]))
+            fh.write("".join(kept[MONITOR_FILE]))
             fh.flush()
             os.fsync(fh.fileno())
-            header = json.loads(kept[MONITOR][0][1:])
+            header = json.loads(kept[MONITOR_FILE][0][1:])
             layer.t_start = float(header.get("t_start", layer.t_start))
         layer = layer.venv
     if folder is not None:
-        for f in (PROGRESS, MONITOR):
+        for f in (PROGRESS_FILE, MONITOR_FILE):
             (folder / (f + KEPT_SUFFIX)).unlink(missing_ok=True)

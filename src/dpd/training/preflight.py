@@ -109,12 +109,12 @@ def check_memory(config: TrainConfig, observation_space: gym.Space, action_space
 def _build_in_memory(config: TrainConfig) -> None:
     """Build learner 0 with no files (SB3's constructor checks its arguments; the env is made as training makes
     it) and drop it; the global random state is put back as it was."""
-    from dpd.state import rng_state, set_rng_state
+    from dpd.state import RandomStream
     from dpd.students.factory import build_student
 
-    outside = rng_state()
     try:
-        student = build_student(config, 0, None)
+        with RandomStream():  # a stream of its own, dropped with the student: the process's state stays as it was
+            student = build_student(config, 0, None)
     except DPDUserError:
         raise
     except MemoryError as exc:
@@ -124,8 +124,6 @@ def _build_in_memory(config: TrainConfig) -> None:
         first = (str(exc).strip().splitlines() or [""])[0]
         raise DPDUserError(f"{ALGOS[config.algo][0].__name__} cannot be built with this config: {type(exc).__name__}:"
                            f" {first}") from None
-    finally:
-        set_rng_state(outside)
     env = student.model.get_env()
     if env is not None:
         env.close()

@@ -21,11 +21,9 @@ from typing import Any
 from dpd.config import TrainConfig
 from dpd.envs import EnvSource, check_env_id, provide_env_factory
 from dpd.errors import DPDUserError, TrainingDiverged, TrainingInterrupted
-from dpd.names import CHECKPOINT_FILE, ERROR_FILE
+from dpd.names import CHECKPOINT_FILE, CONFIG_FILE, ERROR_FILE, SUMMARY_FILE
 from dpd.run_files import (
     CLI_WORDS,
-    CONFIG_FILE,
-    SUMMARY_FILE,
     OutWords,
     RunLock,
     atomic_write_text,
@@ -36,9 +34,9 @@ from dpd.run_files import (
 )
 from dpd.students.base import Student
 from dpd.students.factory import set_torch_threads
-from dpd.training.dispatch import Dispatcher, Handle, LearnerCall, LocalLearner
+from dpd.training.interface import LearnerInterface
 from dpd.training.learner import CallbackFactory, Learner, LogFn
-from dpd.training.parallel import RemoteLearner
+from dpd.training.parallel import RemoteLearner, begin, collect
 from dpd.training.preflight import check_buildable
 from dpd.training.signals import StopSignals
 
@@ -123,25 +121,25 @@ class DPDTrainer:
         states = resume_state["students"] if resume_state is not None else [None] * len(config.learner_names)
         # Parallel: student0 in this process, every other student in a process of its own (one process less to
         # start and to hold in memory than one per student, and the parent would otherwise only wait).
-        handles: list[Handle | None] = [None] * len(states)
-        self.learners = Dispatcher([])  # every call on a learner goes through it (its own random state swapped in)
+        built: list[LearnerInterface | None] = [None] * len(states)
+        #: the learners, each called through the learner interface (a Learner here, a RemoteLearner's process)
+        self.learners: list[LearnerInterface] = []
         try:
             for i, state in enumerate(states):
                 if self.parallel and i > 0:  # started first, so that it builds while this process builds student0
-                    handles[i] = RemoteLearner(config, i, self.run_dir, verbose, state, callbacks, log=self.log,
-                                               wait=False)
+                    built[i] = RemoteLearner(config, i, self.run_dir, verbose, state, callbacks, log=self.log,
+                                             wait=False)
             for i, state in enumerate(states):
-                if handles[i] is None:
-                    handles[i] = LocalLearner(Learner(config, i, self.run_dir, verbose, state, callbacks,
-                                                      log=self.log))
-            self.learners = Dispatcher([h for h in handles if h is not None])
-            for handle in handles:
-                if isinstance(handle, RemoteLearner):
-                    handle.recv()  # built (or failed)
+                if built[i] is None:
+                    built[i] = Learner(config, i, self.run_dir, verbose, state, callbacks, log=self.log)
+            self.learners = [learner for learner in built if learner is not None]
+            for learner in built:
+                if isinstance(learner, RemoteLearner):
+                    learner.recv()  # built (or failed)
         except BaseException:
-            for handle in handles:
-                if handle is not None:
-                    handle.close()
+            for learner in built:
+                if learner is not None:
+                    learner.close()
             raise
         self._steps = [0] * len(self.learners)
         self._resume = resume_state
@@ -172,20 +170,13 @@ class DPDTrainer:
     @property
     def students(self) -> list[Student]:
         """The Student objects (sequential mode only: in parallel mode student1 lives in another process)."""
-        return [learner.student for learner in self._local()]
-
-    def _local(self) -> list[Learner]:
-        """The learners as in-process objects (sequential mode)."""
-        return self.learners.local()
+        local = [learner for learner in self.learners if isinstance(learner, Learner)]
+        if len(local) != len(self.learners):
+            raise RuntimeError(f"in parallel mode {self.learners[-1].name} lives in its own process")
+        return [learner.student for learner in local]
 
     def total_env_steps(self) -> int:
         return sum(self._steps)
-
-    # ------------------------------------------------------------------ calls on all learners
-    def _all(self, method: LearnerCall, args: list[tuple[Any, ...]] | None = None,
-             only: list[int] | None = None) -> list[Any]:
-        """``method`` on the learners ``only`` (default: all), through the dispatcher (see :class:`Dispatcher`)."""
-        return self.learners.all(method, args, only)
 
     # ------------------------------------------------------------------ the loop
     def learn(self) -> dict[str, Any]:
@@ -198,7 +189,7 @@ class DPDTrainer:
         with StopSignals(self._on_stop_signal):
             self._setting_up = True
             with self._restoring():
-                self._steps = self._all("setup")  # a resumed learner restores its own random state
+                self._steps = collect([begin(learner.setup) for learner in self.learners])  # a resumed one: its own stream
                 if self._resume is not None:
                     from dpd.state import set_rng_state
 
@@ -220,10 +211,10 @@ class DPDTrainer:
         # the last phase (final evaluation, models, summary.json) runs to its end: a stop request now is honoured
         # after it, so the run is finished rather than lost (no checkpoint covers this phase); Ctrl-C twice aborts
         with StopSignals(self._on_stop_while_finishing) as finishing:
-            entries = self._all("finish")
+            entries = collect([begin(learner.finish) for learner in self.learners])
             summary = self.summary(dict(zip(self.config.learner_names, entries, strict=True)), stopped)
             if self.run_dir is not None:
-                self._all("save")
+                collect([begin(learner.save) for learner in self.learners])
                 write_json(self.run_dir / SUMMARY_FILE, summary)
                 # a finished run cannot be resumed, and its models are saved: its last checkpoint is dead weight
                 # (with the replay buffers, ~600 MB per DDPG pair). After summary.json: a kill in between leaves a
@@ -236,33 +227,36 @@ class DPDTrainer:
     def _sequential_round(self, bar: _Progress) -> bool:
         """Algorithm 1, lines 3-8. Returns True when a callback stopped training."""
         per_learner = self.config.steps_per_learner
-        learners, call = self._local(), self.learners.call
-        for i, learner in enumerate(learners):
-            if learner.num_timesteps >= per_learner:
+        for i, learner in enumerate(self.learners):
+            if self._steps[i] >= per_learner:  # its steps as setup / its last iteration returned them
                 continue
-            if not call(i, "iterate"):
+            if not learner.iterate():
                 return True
-            if self.pair and call(i, "distill_due"):
-                batch = call(1 - i, "peer_batch")
-                self._check_streak(learner.name, call(i, "distill" if self.dpd else "measure", batch))
-            self._steps[i] = call(i, "after_iteration")
+            if self.pair and learner.distill_due():
+                batch = self.learners[1 - i].peer_batch()
+                phase = learner.distill if self.dpd else learner.measure
+                self._check_streak(learner.name, phase(batch))
+            self._steps[i] = learner.after_iteration()
             bar.update(self.total_env_steps())
         return False
 
     def _parallel_round(self) -> bool:
         """Both learners iterate at the same time, then distill at the same time (see the class docstring)."""
         per_learner = self.config.steps_per_learner
+        learners = self.learners
         active = [i for i, steps in enumerate(self._steps) if steps < per_learner]
-        if not all(self._all("iterate", only=active)):
+        if not all(collect([begin(learners[i].iterate) for i in active])):
             return True
         if self.pair:
-            due = [i for i, d in zip(active, self._all("distill_due", only=active), strict=True) if d]
+            dues = collect([begin(learners[i].distill_due) for i in active])
+            due = [i for i, d in zip(active, dues, strict=True) if d]
             peers = sorted({1 - i for i in due})
-            batches = dict(zip(peers, self._all("peer_batch", only=peers), strict=True))  # by learner index
-            streaks = self._all("distill" if self.dpd else "measure", [(batches[1 - i],) for i in due], only=due)
+            batches = dict(zip(peers, collect([begin(learners[i].peer_batch) for i in peers]), strict=True))
+            streaks = collect([begin(learners[i].distill if self.dpd else learners[i].measure, batches[1 - i])
+                               for i in due])
             for i, streak in zip(due, streaks, strict=True):
-                self._check_streak(self.config.learner_names[i], streak)
-        for i, steps in zip(active, self._all("after_iteration", only=active), strict=True):
+                self._check_streak(learners[i].name, streak)
+        for i, steps in zip(active, collect([begin(learners[i].after_iteration) for i in active]), strict=True):
             self._steps[i] = steps
         return False
 
@@ -290,7 +284,7 @@ class DPDTrainer:
 
         return {
             "config": self.config.to_dict(),
-            "students": self._all("state"),
+            "students": collect([begin(learner.state) for learner in self.learners]),
             "trainer": {"next_checkpoint": self._next_checkpoint,
                         "elapsed_s": self._elapsed_before + time.time() - self._start},
             "rng": rng_state(),  # last: nothing above draws random numbers
@@ -343,7 +337,8 @@ class DPDTrainer:
         }
 
     def close(self) -> None:
-        self.learners.close()
+        for learner in self.learners:
+            learner.close()
 
 
 class _Progress:

@@ -10,6 +10,7 @@ import numpy as np
 
 from dpd.experiments.report.runs import INDEPENDENT, Run, arm_order
 from dpd.experiments.report.statistics import bootstrap_ci, stream
+from dpd.names import STUDENTS, VANILLA
 from dpd.run_files import atomic_write
 
 
@@ -23,7 +24,7 @@ def plot_curves(runs: list[Run], env_id: str, algo: str, path: Path) -> None:
         if r.status != "finished" or r.env_id != env_id or r.algo != algo:
             continue
         for learner, curve in r.curves.items():
-            label = "vanilla" if learner == "vanilla" else f"{r.variant} {learner}"
+            label = VANILLA if learner == VANILLA else f"{r.variant} {learner}"
             lines[label].append(curve)
     fig, ax = plt.subplots(figsize=(7, 4.2))
     for label in sorted(lines):
@@ -73,11 +74,11 @@ def plot_arms(runs: list[Run], env_id: str, algo: str, path: Path) -> None:
     for variant in variants:
         group = [r for r in runs if r.variant == variant]
         if variant == "vanilla":
-            curves = [r.curves["vanilla"] for r in group]
+            curves = [r.curves[VANILLA] for r in group]
         else:  # a run's students' mean: its two students' curves on one grid, averaged
             curves = []
             for r in group:
-                grid, ys = _on_grid([r.curves[s] for s in ("student0", "student1")])
+                grid, ys = _on_grid([r.curves[s] for s in STUDENTS])
                 curves.append((grid, np.nanmean(ys, axis=0)))
         grid, ys = _on_grid(curves)
         style = "-" if variant in ("vanilla", INDEPENDENT) else "--"

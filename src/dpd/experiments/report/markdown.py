@@ -13,7 +13,7 @@ from dpd.errors import DPDUserError
 from dpd.experiments.report.figures import plot_arms, plot_curves
 from dpd.experiments.report.runs import HALF, PAIR_STATS, Run, arm_order, file_safe, load_sweeps
 from dpd.experiments.report.statistics import BOOTSTRAP_REPS, SMALL_SAMPLE, aggregates, gains
-from dpd.names import REPORT_FILE
+from dpd.names import REPORT_FILE, STUDENTS, VANILLA
 from dpd.run_files import atomic_write_text, claim_output_dir
 
 REPORT_DIR = "report"
@@ -133,7 +133,7 @@ def _task_section(runs: list[Run], env_id: str, algo: str, folder: Path) -> list
               "| method | learner | n | final | mean | max |", "|---|---|---|---|---|---|"]
     for variant in arm_order({r.variant for r in these}):
         group = [r for r in these if r.variant == variant]
-        learners = ["vanilla", HALF] if variant == "vanilla" else ["student0", "student1", *PAIR_STATS]
+        learners = [VANILLA, HALF] if variant == "vanilla" else [*STUDENTS, *PAIR_STATS]
         for learner in learners:
             cells = [mean_std([r.metric(learner, k) for r in group]) for k in ("final", "mean", "max")]
             name = PAIR_STATS.get(learner, learner).removesuffix(" student")

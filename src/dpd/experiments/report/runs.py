@@ -13,9 +13,20 @@ import numpy as np
 
 from dpd.config import TrainConfig
 from dpd.errors import DPDUserError
-from dpd.experiments.sweep import ERROR_FILE, RUNS_DIR, SWEEP_FILE, SweepSpec, expand, trial_status
-from dpd.names import PROGRESS_FILE, Log
-from dpd.run_files import CONFIG_FILE, EVAL_FILE, SUMMARY_FILE, read_evaluations, read_summary_file, read_yaml
+from dpd.experiments.sweep import SweepSpec, expand, trial_status
+from dpd.names import (
+    CONFIG_FILE,
+    ERROR_FILE,
+    EVAL_FILE,
+    PROGRESS_FILE,
+    RUNS_DIR,
+    STUDENTS,
+    SUMMARY_FILE,
+    SWEEP_FILE,
+    VANILLA,
+    Log,
+)
+from dpd.run_files import read_evaluations, read_summary_file, read_yaml
 
 #: the table row of vanilla cut at half its budget (the same OWN env steps as each DPD student)
 HALF = "at half its steps"
@@ -58,13 +69,13 @@ class Run:
     def metric(self, learner: str, kind: str) -> float:
         """``final`` | ``mean`` | ``max`` evaluation return of one learner (``better``: the better student)."""
         if learner == "better":
-            return max(self.metric(s, kind) for s in ("student0", "student1"))
+            return max(self.metric(s, kind) for s in STUDENTS)
         if learner == "worse":
-            return min(self.metric(s, kind) for s in ("student0", "student1"))
+            return min(self.metric(s, kind) for s in STUDENTS)
         if learner == "students_mean":
-            return float(np.mean([self.metric(s, kind) for s in ("student0", "student1")]))
+            return float(np.mean([self.metric(s, kind) for s in STUDENTS]))
         if learner == HALF:  # vanilla's evaluations up to half its budget: as many own env steps as a DPD student
-            x, y = self.curves["vanilla"]
+            x, y = self.curves[VANILLA]
             y = y[x <= x[-1] / 2]
             return float({"final": y[-1], "mean": y.mean(), "max": y.max()}[kind])
         y = self.curves[learner][1]
@@ -134,7 +145,7 @@ def load_runs(sweep_dir: Path, spec: SweepSpec | None = None) -> list[Run]:
                     raise DPDUserError(f"{folder / learner / EVAL_FILE} has no evaluation; was eval_freq 0?")
                 run.curves[learner] = (np.array([r["total_env_steps"] for r in rows]),
                                        np.array([r["mean_return"] for r in rows]))
-                if learner != "vanilla":
+                if learner != VANILLA:
                     xs, ys, steps = _pair_log(folder / learner / PROGRESS_FILE)
                     run.distances[learner], run.distill_steps[learner] = (xs, ys), steps
         runs.append(run)

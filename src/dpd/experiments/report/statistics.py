@@ -18,6 +18,7 @@ import numpy as np
 from dpd.experiments.report.runs import INDEPENDENT, PAIR_STATS, Run
 from dpd.experiments.scores import REFERENCE_SCORES
 from dpd.experiments.stats import difference
+from dpd.names import STUDENTS, VANILLA
 
 BOOTSTRAP_REPS = 2000
 
@@ -90,7 +91,7 @@ def aggregates(runs: list[Run], algo: str) -> tuple[dict[str, Any], list[str]]:
     groups: dict[str, dict[str, list[float]]] = defaultdict(lambda: defaultdict(list))
     for r in done:
         if r.variant == "vanilla":
-            groups["vanilla"][r.env_id].append(r.metric("vanilla", "final"))
+            groups["vanilla"][r.env_id].append(r.metric(VANILLA, "final"))
         else:
             for stat, label in PAIR_STATS.items():
                 groups[f"{r.variant} ({label})"][r.env_id].append(r.metric(stat, "final"))
@@ -197,7 +198,7 @@ def gains(runs: list[Run], algo: str) -> dict[str, Any]:
     done = [r for r in runs if r.status == "finished" and r.algo == algo and r.variant != "vanilla"]
     tasks = sorted({r.env_id for r in done})
     finals = [r.metric(s, "final") for r in runs if r.status == "finished" and r.algo == algo
-              for s in (["vanilla"] if r.variant == "vanilla" else ["student0", "student1"])]
+              for s in ([VANILLA] if r.variant == "vanilla" else STUDENTS)]
     norms = {t: normalizer(t, finals) for t in tasks}
     out: dict[str, Any] = {"distillation": {}, "selection": {}}
 
