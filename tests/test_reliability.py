@@ -338,3 +338,33 @@ def test_a_ctrl_c_that_typer_swallows_still_says_interrupted(monkeypatch, capsys
     monkeypatch.setattr("dpd.training.train", interrupted)
     assert cli.main(["train", "--env", "CartPole-v1", "--total-steps", "2048", "--no-progress"]) == 130
     assert capsys.readouterr().err.strip().splitlines() == ["dpd: interrupted"]
+
+
+def test_check_like_names_the_first_place_a_damaged_state_differs_from_a_fresh_one():
+    import numpy as np
+    import torch as th
+
+    from dpd.state import check_like
+
+    fresh = {"torch": {"policy": {"w": th.zeros(2, 3)}, "opt": {"state": {}}}, "count": 0, "obs": np.zeros(0),
+             "name": "x", "flag": True, "seeds": [1, 2], "rng": (3, (1, 2), None)}
+    trained = {"torch": {"policy": {"w": th.ones(2, 3)}, "opt": {"state": {0: {"step": th.tensor(3.0), "m": th.ones(2)},
+                                                                         1: {"step": th.tensor(3.0), "m": th.ones(5)}}}},
+               "count": th.tensor(4.0), "obs": np.ones((1, 4)), "name": "y", "flag": False, "seeds": [None, None],
+               "rng": (3, (5, 6), 0.5), "extra": 1}
+    check_like(fresh, trained, "s")  # a clean trained state passes: placeholders, 0-d tensors, consumed seeds
+    bad = [({"torch": {"policy": {}}}, "'w' is missing"),
+           ({"torch": {"policy": {"w": th.zeros(3, 2)}}}, "shape"),
+           ({"torch": {"policy": {"w": th.zeros(2, 3, dtype=th.float64)}}}, "float64"),
+           ({"torch": {"policy": {"w": [1, 2]}}}, "list where a Tensor"),
+           ({"torch": {"opt": {"state": {0: {"step": th.tensor(3.0), "m": th.ones(2)}, 1: {"step": th.tensor(1.0)}}}}},
+            "'m' is missing"),
+           ({"count": "many"}, "str where a number"),
+           ({"flag": 1}, "int where a boolean"),
+           ({"rng": (3, ("a", 2), None)}, r"rng\[1\]\[0\]")]
+    for change, message in bad:
+        damaged = {**trained, **{k: ({**trained[k], **v} if k == "torch" else v) for k, v in change.items()}}
+        if "torch" in change and "opt" in change["torch"]:
+            damaged["torch"] = {**trained["torch"], "opt": change["torch"]["opt"]}
+        with pytest.raises(ValueError, match=message):
+            check_like(fresh, damaged, "s")

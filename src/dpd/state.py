@@ -9,6 +9,7 @@ envs: the plain attributes of the unwrapped env, e.g. CartPole's ``state``; wrap
 
 from __future__ import annotations
 
+import math
 import random
 from typing import Any
 
@@ -73,6 +74,69 @@ def numpy_scalars(x: Any) -> Any:
 def arr(x: Any, dtype: Any = None) -> np.ndarray:
     a = x.numpy() if isinstance(x, th.Tensor) else np.asarray(x)
     return a.astype(dtype) if dtype is not None else a.copy()
+
+
+def check_like(reference: Any, value: Any, where: str = "", shapes: bool = True) -> None:
+    """Raise ValueError naming the first place where ``value`` (a learner's state read from a checkpoint) does not
+    have the structure of ``reference`` (the same learner's state, freshly built): a checkpoint is data, damaged
+    anywhere, and a value of the wrong kind would otherwise surface much later, deep inside SB3 or an env.
+
+    Compared: mappings (every key of the reference present; extra keys allowed), sequences (item by item where the
+    lengths agree), arrays and tensors (kind, dtype, and shape where ``shapes``), booleans, numbers, strings. Not
+    compared: what a fresh learner does not have yet (a None, an empty list or mapping: the last observation, the
+    evaluations, an optimiser's per-parameter state, an empty array), except that the items of such a mapping must be alike one
+    another (every parameter's Adam moments: the same keys and kinds); a number may be a 0-d array or tensor, or
+    None (a seed consumed by its reset)."""
+    def fail(what: str) -> None:
+        raise ValueError(f"{where or 'the state'}: {what}")
+
+    if reference is None:
+        return
+    if _scalar(reference) and (_scalar(value) or value is None):  # a running statistic is a 0-d tensor at first,
+        return  # a float later; a seed waiting for the next reset is None once used
+    if isinstance(reference, dict):
+        if not isinstance(value, dict):
+            fail(f"a {type(value).__name__} where a mapping belongs")
+        if not reference:  # filled during training: its items alike one another
+            items = list(value.values())
+            for key, item in zip(value, items[1:], strict=False):
+                check_like(items[0], item, f"{where}.{key}", shapes=False)
+            return
+        for key, ref in reference.items():
+            if key not in value:
+                fail(f"{key!r} is missing")
+            check_like(ref, value[key], f"{where}.{key}", shapes)
+    elif isinstance(reference, list | tuple):
+        if not isinstance(value, list | tuple):
+            fail(f"a {type(value).__name__} where a sequence belongs")
+        if len(reference) == len(value):
+            for i, (ref, item) in enumerate(zip(reference, value, strict=True)):
+                check_like(ref, item, f"{where}[{i}]", shapes)
+    elif isinstance(reference, th.Tensor | np.ndarray):
+        if type(value) is not type(reference):
+            fail(f"a {type(value).__name__} where a {type(reference).__name__} belongs")
+        if not math.prod(reference.shape):  # an empty placeholder until the first reset: its dtype and shape too
+            return
+        if value.dtype != reference.dtype:
+            fail(f"a {type(value).__name__} of {getattr(value, 'dtype', '-')} where a {type(reference).__name__} of"
+                 f" {reference.dtype} belongs")
+        if shapes and tuple(value.shape) != tuple(reference.shape):
+            fail(f"shape {tuple(value.shape)} where {tuple(reference.shape)} belongs")
+    elif isinstance(reference, bool):
+        if not isinstance(value, bool | np.bool_):
+            fail(f"{type(value).__name__} where a boolean belongs")
+    elif isinstance(reference, int | float | np.number):
+        if isinstance(value, bool) or not isinstance(value, int | float | np.number):
+            fail(f"{type(value).__name__} where a number belongs")
+    elif isinstance(reference, str) and not isinstance(value, str):
+        fail(f"{type(value).__name__} where a string belongs")
+
+
+def _scalar(x: Any) -> bool:
+    """A number, or an array or tensor holding one number."""
+    if isinstance(x, th.Tensor | np.ndarray):
+        return x.ndim == 0
+    return isinstance(x, int | float | np.number) and not isinstance(x, bool)
 
 
 def gen_state(gen: np.random.Generator) -> dict[str, Any]:

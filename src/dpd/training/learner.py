@@ -21,7 +21,7 @@ from dpd.config import TrainConfig
 from dpd.distillation import PhaseResult
 from dpd.names import EVAL_FILE, MODEL_FILE, SNAPSHOT_DIR, VECNORMALIZE_JSON, VECNORMALIZE_PICKLE, WINDOW_FILE, Log
 from dpd.run_files import EvalLog
-from dpd.state import RandomStream
+from dpd.state import RandomStream, check_like
 from dpd.students.base import PeerBatch, Student
 from dpd.students.evaluator import Evaluator
 from dpd.students.factory import build_student, eval_seed
@@ -108,6 +108,7 @@ class Learner:
             self.dump()
             return s.num_timesteps
         st = self._resume
+        check_like(self.state(), st, self.name)  # damage of any kind found now, not in a later round
         s.load_model_state(st)
         s.setup(per_learner, callback, resume=True)
         s.load_env_state(st)
