@@ -131,3 +131,56 @@ def test_no_function_of_the_report_is_over_80_lines():
                 if isinstance(node, ast.FunctionDef) and node.end_lineno - node.lineno > 80:
                     long.append(f"{path.name}:{node.name} ({node.end_lineno - node.lineno} lines)")
     assert not long, long
+
+
+STUDIES = SRC.parents[1] / "studies"
+
+
+def test_the_library_never_imports_the_studies():
+    """studies/ and benchmarks/ sit on top of dpd: no module of src/dpd imports them (nor puts them on sys.path)."""
+    found = []
+    study_modules = {p.stem for p in STUDIES.rglob("*.py")} | {"studies", "benchmarks"}
+    for _name, path in modules():
+        text = path.read_text()
+        for node in ast.walk(ast.parse(text)):
+            imported = [a.name for a in node.names] if isinstance(node, ast.Import) else (
+                [node.module or ""] if isinstance(node, ast.ImportFrom) else [])
+            found += [f"{path.name}:{node.lineno} {m}" for m in imported if m.split(".")[0] in study_modules]
+        if "sys.path" in text:
+            found.append(f"{path.name}: sys.path")
+    assert not found, found
+
+
+def _names_used_in_library(defining: Path, name: str) -> bool:
+    """``name`` read somewhere in src/dpd other than its own definition (a re-export from a package's __init__ does
+    not count)."""
+    import re
+
+    pattern = re.compile(rf"\b{re.escape(name)}\b")
+    for _module, path in modules():
+        lines = [line for line in path.read_text().splitlines() if pattern.search(line)]
+        if path.name == "__init__.py":
+            lines = [line for line in lines if not line.lstrip().startswith(("from ", "import ", '"', "'"))
+                     and not re.fullmatch(rf"\s*{re.escape(name)},?", line)]
+        if path == defining:
+            lines = [line for line in lines if not re.match(rf"\s*(def|class) {re.escape(name)}\b|{re.escape(name)}\s*[:=]",
+                                                            line)]
+        if lines:
+            return True
+    return False
+
+
+def test_code_only_the_studies_use_lives_in_studies():
+    """Every dpd name a study script imports is also used by the library itself: a function only studies call
+    belongs under studies/ (as studies/study_figures.py holds the per-seed strip figures)."""
+    only_studies = []
+    for script in sorted(STUDIES.rglob("*.py")):
+        for node in ast.walk(ast.parse(script.read_text())):
+            if isinstance(node, ast.ImportFrom) and node.module and node.module.startswith("dpd"):
+                parts = node.module.split(".")
+                base = SRC.parent.joinpath(*parts)
+                defining = base / "__init__.py" if base.is_dir() else base.with_suffix(".py")
+                for alias in node.names:
+                    if not _names_used_in_library(defining, alias.name):
+                        only_studies.append(f"{script.relative_to(STUDIES)}:{node.lineno} {node.module}.{alias.name}")
+    assert not only_studies, f"used by studies/ only: move them under studies/: {only_studies}"

@@ -362,10 +362,11 @@ def test_stage_b_split_configs_are_the_rules_trials_cut_in_two():
 def test_stage_b_figure_draws_every_finished_seed_of_each_arm(tmp_path, monkeypatch):
     """stageB.py's figure: per task, vanilla, the independent pair and each DPD arm, each finished seed's final
     return (a pair: its students' mean), in seed order; unfinished runs left out."""
-    import dpd.figures
     from dpd.experiments.report import Run
 
     stage_b = _load_why("stageB")
+    import study_figures  # studies/study_figures.py, on sys.path once a study script is loaded
+
     x = np.array([0.0, 40e3])
     runs = [Run("v0", "finished", "T-v0", "ddpg", "vanilla", 0, curves={"vanilla": (x, np.array([0, 7.0]))}),
             Run("i1", "finished", "T-v0", "ddpg", "independent", 1, curves={
@@ -374,8 +375,8 @@ def test_stage_b_figure_draws_every_finished_seed_of_each_arm(tmp_path, monkeypa
                 "student0": (x, np.array([0, 1.0])), "student1": (x, np.array([0, 5.0]))}),
             Run("d0", "unfinished", "T-v0", "ddpg", "dpd-a1", 0)]
     drawn = {}
-    real = dpd.figures.seed_strips
-    monkeypatch.setattr(dpd.figures, "seed_strips", lambda panels, path, *a, **k: drawn.update(panels) or real(
+    real = study_figures.seed_strips
+    monkeypatch.setattr(study_figures, "seed_strips", lambda panels, path, *a, **k: drawn.update(panels) or real(
         panels, path, *a, **k))
     path = stage_b.figure(runs, tmp_path / "b.png")
     assert drawn == {"T-v0": {"vanilla\n(1 seeds)": [7.0], "independent\n(2 seeds)": [3.0, 5.0]}}
