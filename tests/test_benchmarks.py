@@ -38,3 +38,12 @@ def test_throughput_benchmark_jax_engine_prints_its_table_and_verdict(tmp_path):
               "--steps", "200", "--repeats", "1", "--pack-sizes", "2", "--json", str(tmp_path / "r.json"))
     assert "| pack2 | 2 | 400 |" in out and "| sb3 | 1 | 200 |" in out and "best pack: pack2" in out
     assert set(json.loads((tmp_path / "r.json").read_text())["results"]) == {"sb3", "pack2", "env_random"}
+
+
+def test_sim_states_benchmark_prints_both_ways_of_each_variant():
+    """benchmarks/sim_states.py: each variant with the recording on and off (the child checks the switch took)."""
+    out = run(str(BENCHMARKS / "sim_states.py"), "--env", "InvertedPendulum-v5", "--steps", "200", "--ppo-steps",
+              "64", "--ddpg-steps", "64", "--repeats", "1", "--kinds", "env,ddpg")
+    for kind, steps in (("env", 200), ("ddpg", 64)):
+        assert f"| {kind} | {steps} | CPU |" in out and f"| {kind} | {steps} | wall |" in out
+    assert "record=True" in out and "record=False" in out

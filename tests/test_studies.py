@@ -12,7 +12,7 @@ import yaml
 from dpd.errors import DPDUserError
 from dpd.experiments.sweep import SweepSpec, expand
 
-pytestmark = pytest.mark.extended  # make test-extended (CI runs it after make test)
+pytestmark = pytest.mark.studies  # make test-studies (CI runs it after make test and make test-extended)
 
 STUDY = Path(__file__).resolve().parents[1] / "studies" / "when-dpd-helps"
 ENVS = ["HalfCheetah-v5", "Walker2d-v5"]
@@ -476,7 +476,8 @@ def test_stage_c_is_stage_as_ppo_pairs_with_the_gate_on_the_ppo_studys_seeds(est
     for trial in expand(pairs):
         mine = ours[(trial.config.env_id, trial.config.seed)]
         assert (mine.distill.xi_estimator, mine.distill.gate) == (estimator, "advantage")
-        theirs = trial.config.with_values(xi_estimator=estimator, distill_gate="advantage", snapshots=mine.snapshots)
+        theirs = trial.config.with_values(xi_estimator=estimator, distill_gate="advantage", snapshots=mine.snapshots,
+                                          record_sim_states=mine.record_sim_states)
         assert mine.to_dict() == theirs.to_dict()
     with pytest.raises(ValueError, match="not earned"):
         stage_a.stage_c_sweep({"estimator": estimator, "agreement": 0.7, "earned": False})
@@ -619,3 +620,14 @@ def test_gate_windows_sets_each_gate_against_the_true_gap(tmp_path, capsys):
     assert e["sign_gate_when_worse"] == pytest.approx(0.5) and e["sign_gate_when_better"] == pytest.approx(0.5)
     assert e["share_r"] == pytest.approx(0.28 / np.sqrt(0.4 * 0.2))  # cov / (sd sd) over the four windows: 0.99
     assert "| ppo | debiased | 4 (2 / 2) | 0.30 / 0.70 | 0.50 / 0.50 |" in capsys.readouterr().out
+
+
+def test_the_sweeps_dpd_calibrate_reads_record_simulator_states_and_stage_b_pools_with_stage_a():
+    """Recording simulator states is opt-in: stage A's sweeps (calibrate.sh calibrates them) ask for it in every
+    trial, and stage B's folders, reported together with stage A's DDPG folder, have the same overrides."""
+    for name in ("stageA-ddpg.yaml", "stageA-ppo.yaml"):
+        trials = expand(SweepSpec.from_dict(yaml.safe_load((WHY / name).read_text())))
+        assert trials and all(t.config.record_sim_states for t in trials), name
+    stage_a = SweepSpec.from_dict(yaml.safe_load((WHY / "stageA-ddpg.yaml").read_text())).overrides
+    for path in sorted(WHY.glob("stageB-*.yaml")):
+        assert SweepSpec.from_dict(yaml.safe_load(path.read_text())).overrides == stage_a, path.name
