@@ -624,10 +624,17 @@ def test_gate_windows_sets_each_gate_against_the_true_gap(tmp_path, capsys):
 
 def test_the_sweeps_dpd_calibrate_reads_record_simulator_states_and_stage_b_pools_with_stage_a():
     """Recording simulator states is opt-in: stage A's sweeps (calibrate.sh calibrates them) ask for it in every
-    trial, and stage B's folders, reported together with stage A's DDPG folder, have the same overrides."""
+    trial; stage B's sweep files stay as they ran (the pinned dpd of stageB-run.sh knows no such key, and the restored
+    folders' sweep.yaml must match them), and a report still pools stage A's DDPG folder with them: an override that
+    changes only what a run records does not make two sweeps incomparable."""
+    from dpd.experiments.report.runs import COMPARABLE, comparable
+
     for name in ("stageA-ddpg.yaml", "stageA-ppo.yaml"):
         trials = expand(SweepSpec.from_dict(yaml.safe_load((WHY / name).read_text())))
         assert trials and all(t.config.record_sim_states for t in trials), name
-    stage_a = SweepSpec.from_dict(yaml.safe_load((WHY / "stageA-ddpg.yaml").read_text())).overrides
+    stage_a = SweepSpec.from_dict(yaml.safe_load((WHY / "stageA-ddpg.yaml").read_text()))
     for path in sorted(WHY.glob("stageB-*.yaml")):
-        assert SweepSpec.from_dict(yaml.safe_load(path.read_text())).overrides == stage_a, path.name
+        spec = SweepSpec.from_dict(yaml.safe_load(path.read_text()))
+        assert not any(t.config.record_sim_states for t in expand(spec)), path.name
+        assert spec.overrides != stage_a.overrides
+        assert all(comparable(spec, key) == comparable(stage_a, key) for key in COMPARABLE), path.name
