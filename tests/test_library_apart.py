@@ -70,19 +70,36 @@ def _marks(node: ast.FunctionDef | ast.Module) -> set[str]:
     return {m.group(1) for e in exprs for m in re.finditer(r"pytest\.mark\.(\w+)", ast.unparse(e))}
 
 
+def _touching_studies(tree: ast.Module) -> set[str]:
+    """The module-level functions of a test file that run or read something under studies/: their source names it,
+    or they call (or take as a fixture) one that does."""
+    functions = {n.name: n for n in tree.body if isinstance(n, ast.FunctionDef)}
+    touching = {name for name, node in functions.items() if "studies" in ast.unparse(node) or any(
+        isinstance(n, ast.Name) and n.id in ("STUDY", "WHY", "STUDIES") for n in ast.walk(node))}
+    while True:
+        more = {name for name, node in functions.items() if name not in touching and (
+            any(isinstance(n, ast.Name) and n.id in touching for n in ast.walk(node))
+            or any(a.arg in touching for a in node.args.args))}
+        if not more:
+            return touching
+        touching |= more
+
+
 def test_every_test_of_studies_code_is_marked_studies_and_ci_runs_the_three_parts():
-    """A test that runs or reads something under studies/ carries the ``studies`` mark (so make test, README's
-    command, is the library's suite only), the default run leaves those out, and CI runs all three targets."""
+    """A test that runs or reads something under studies/ (itself or through a helper or fixture of its file)
+    carries the ``studies`` mark (so make test, README's command, is the library's suite only), the default run
+    leaves those out, and CI runs all three targets."""
     unmarked = []
     for path in sorted((REPO / "tests").glob("test_*.py")):
+        if path.name == Path(__file__).name:
+            continue
         tree = ast.parse(path.read_text())
         module_marks = _marks(tree)
+        touching = _touching_studies(tree)
         for node in tree.body:
-            if isinstance(node, ast.FunctionDef) and node.name.startswith("test_"):
-                touches = "studies" in ast.unparse(node) or any(
-                    isinstance(n, ast.Name) and n.id in ("STUDY", "WHY", "STUDIES") for n in ast.walk(node))
-                if touches and "studies" not in module_marks | _marks(node) and path.name != Path(__file__).name:
-                    unmarked.append(f"{path.name}::{node.name}")
+            if (isinstance(node, ast.FunctionDef) and node.name.startswith("test_") and node.name in touching
+                    and "studies" not in module_marks | _marks(node)):
+                unmarked.append(f"{path.name}::{node.name}")
     assert not unmarked, f"tests of studies/ without @pytest.mark.studies: {unmarked}"
     options = tomllib.loads((REPO / "pyproject.toml").read_text())["tool"]["pytest"]["ini_options"]
     assert "not studies" in options["addopts"] and any(m.startswith("studies:") for m in options["markers"])
