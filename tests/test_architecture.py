@@ -131,4 +131,3 @@ def test_no_function_of_the_report_is_over_80_lines():
                 if isinstance(node, ast.FunctionDef) and node.end_lineno - node.lineno > 80:
                     long.append(f"{path.name}:{node.name} ({node.end_lineno - node.lineno} lines)")
     assert not long, long
-
