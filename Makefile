@@ -1,7 +1,7 @@
 # Two commands do all the set-up on a fresh machine:
 #   make demo   creates .venv on first use, installs dpd, runs vanilla PPO, the independent pair and DPD-PPO side by side
 #   make test   creates .venv on first use, installs dpd with its dev tools and Ray, runs ruff, mypy and the tests
-#   (make test-extended: the longer half, which CI runs too)
+#   (make test-extended: the longer half; make test-studies: the tests of studies/; CI runs both too)
 PYTHON ?= python3.11
 VENV := .venv
 BIN := $(VENV)/bin
@@ -9,7 +9,7 @@ HASH := $(shell cat pyproject.toml | cksum | cut -d' ' -f1)
 BASE := $(VENV)/.installed-base-$(HASH)
 DEV := $(VENV)/.installed-dev-$(HASH)
 
-.PHONY: demo test test-extended lint type pytest slow clean
+.PHONY: demo test test-extended test-studies lint type pytest slow clean
 
 $(BASE): pyproject.toml
 	@command -v $(PYTHON) >/dev/null || { echo "make: $(PYTHON) not found; install Python 3.11 or run 'make PYTHON=/path/to/python3.11'" >&2; exit 2; }
@@ -40,10 +40,14 @@ type: $(DEV)
 pytest: $(DEV)
 	$(BIN)/pytest
 
-# the second half of CI (.ci/run): the hostile-input properties (tests/test_hardening3.py, ...), the studies'
-# scripts and the benchmarks' smoke runs, kept out of make test's 5 minutes
+# the second part of CI (.ci/run): the hostile-input properties (tests/test_hardening3.py, ...) and the benchmarks'
+# smoke runs, kept out of make test's 5 minutes
 test-extended: $(DEV)
-	$(BIN)/pytest -m extended
+	$(BIN)/pytest -m "extended and not studies"
+
+# the third part of CI: the tests of studies/ (its scripts, sweep files and pre-registered rules), not the library's
+test-studies: $(DEV)
+	$(BIN)/pytest -m studies
 
 slow: $(DEV)
 	$(BIN)/pytest -m slow -n 0

@@ -1,5 +1,5 @@
 #!/bin/bash
-# A slice of long sweeps on a borrowed many-core machine that is lent for minutes and reached only by copying files
+# A slice of long sweeps on a many-core machine available for minutes at a time and reached only by copying files
 # (no network there, a cap on what travels): the sweeps' unfinished and pending runs train there side by side for
 # T seconds, checkpoint on SIGTERM, come back, and resume here with `dpd sweep` (the parts add up: a run's checkpoint
 # holds plain data, readable by any Python / torch version).
@@ -14,7 +14,7 @@
 #   (the sum: the machine's cores). Stop the sweeps here first: a run must not train in two places.
 # run: installs the wheels in ./.whl (offline; studies/README.md), runs every sweep through studies/device_sweep.py
 #   for T seconds (default 450), SIGTERM, then packs every run folder that is not a finished one into $OUT in pieces
-#   of 15 MiB (the tool returns at most 8 files of 16 MiB), with the logs and the library versions used there.
+#   of 15 MiB (at most 8 files of 16 MiB come back from that machine), with the logs and the library versions used there.
 # merge: unpacks those runs into RUNS/NAME/runs (replacing the copies there), the logs into RUNS/device-logs/DATE.
 # Used for the 1M-step study (docs/reproduction.md section 1): two slices, 450 s and 240 s, on 16 cores.
 set -euo pipefail

@@ -1,4 +1,4 @@
-"""A sweep on a many-core machine without the CLI's extra dependencies (typer, rliable, ray).
+"""A sweep on a many-core machine without the CLI's extra dependencies (typer, ray).
 
     PYTHONPATH=src python studies/device_sweep.py OUT ENVS TOTAL_STEPS SEEDS WORKERS [key=value ...]
     PYTHONPATH=src python studies/device_sweep.py --config SWEEP.yaml OUT WORKERS

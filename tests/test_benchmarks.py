@@ -51,3 +51,12 @@ def test_throughput_benchmark_jax_engine_ppo(tmp_path):
               str(tmp_path / "r.json"))
     assert "| pack2 | 2 | 256 |" in out and "| sb3 | 1 | 128 |" in out and "best pack: pack2" in out
     assert json.loads((tmp_path / "r.json").read_text())["algo"] == "ppo"
+
+
+def test_sim_states_benchmark_prints_both_ways_of_each_variant():
+    """benchmarks/sim_states.py: each variant with the recording on and off (the child checks the switch took)."""
+    out = run(str(BENCHMARKS / "sim_states.py"), "--env", "InvertedPendulum-v5", "--steps", "200", "--ppo-steps",
+              "64", "--ddpg-steps", "64", "--repeats", "1", "--kinds", "env,ddpg")
+    for kind, steps in (("env", 200), ("ddpg", 64)):
+        assert f"| {kind} | {steps} | CPU |" in out and f"| {kind} | {steps} | wall |" in out
+    assert "record=True" in out and "record=False" in out

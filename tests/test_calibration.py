@@ -23,7 +23,7 @@ SMALL = {"learning_starts": 100, "train_freq": 100, "gradient_steps": 10, "batch
 
 def test_restoring_a_recorded_state_reproduces_the_next_observation_and_reward_exactly() -> None:
     venv, recorder = make_train_env("HalfCheetah-v5", n_envs=1, seed=3, window=300, gamma=GAMMA, normalize=False,
-                                    log_dir=None)
+                                    log_dir=None, record_sim=True)
     rng = np.random.default_rng(0)
     venv.reset()
     actions = [rng.uniform(-1, 1, size=(1, 6)) for _ in range(250)]
@@ -165,7 +165,8 @@ def pendulum_pair(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
     run = tmp_path_factory.mktemp("calib") / "run"
     config = TrainConfig(env_id="InvertedPendulum-v5", algo="ddpg", total_steps=2400, iteration_steps=400,
-                         eval_freq=0, snapshots=[0.5, 1.0], tensorboard=False, preset="none", algo_kwargs=SMALL)
+                         eval_freq=0, snapshots=[0.5, 1.0], tensorboard=False, preset="none", algo_kwargs=SMALL,
+                         record_sim_states=True)
     train(config, run)
     return run
 
@@ -218,7 +219,7 @@ def test_calibrate_an_on_policy_pair_from_the_command_line(tmp_path: Path, capsy
 
     run = tmp_path / "ppo"
     train(TrainConfig(env_id="InvertedPendulum-v5", algo="ppo", total_steps=512, eval_freq=0, snapshots=[1.0],
-                      tensorboard=False, preset="none",
+                      tensorboard=False, preset="none", record_sim_states=True,
                       algo_kwargs={"n_steps": 128, "batch_size": 64, "n_epochs": 1,
                                    "policy_kwargs": {"net_arch": [16]}}), run)
     code = main(["calibrate", str(run), "--states", "6", "--rollouts", "2", "--max-rollouts", "8"])
@@ -249,3 +250,51 @@ def test_common_random_numbers_pair_the_two_policies_rollouts():
     truth, se = _truth(g[0], g[1])
     assert (truth == 0).all() and (se == 0).all()
     assert len(set(np.round(g[0].ravel(), 9))) > 1  # the K rollouts differ: they sample the policy
+
+
+def test_the_simulator_state_is_read_only_where_recording_is_asked(monkeypatch: pytest.MonkeyPatch) -> None:
+    """record_sim_states is off by default: the recorder never reads the simulator, its window and state hold no
+    simulator states; on, every step's state is read once per sub-env."""
+    import dpd.envs
+
+    assert TrainConfig(env_id="HalfCheetah-v5").record_sim_states is False
+    reads = []
+    real = dpd.envs.mujoco_state
+    monkeypatch.setattr(dpd.envs, "mujoco_state", lambda env: reads.append(1) or real(env))
+    for record, expected in ((False, 0), (True, 1 + 2 + 10 * 2)):  # the width probe, the reset, 10 steps (2 envs)
+        reads.clear()
+        venv, recorder = make_train_env("HalfCheetah-v5", n_envs=2, seed=0, window=50, gamma=GAMMA, normalize=False,
+                                        log_dir=None, record_sim=record)
+        venv.reset()
+        for _ in range(10):
+            venv.step(np.zeros((2, 6)))
+        assert len(reads) == expected
+        assert ("sim_states" in recorder.recent_window()) is record and ("sim" in recorder.get_state()) is record
+        venv.close()
+
+
+def test_calibrate_refuses_a_run_trained_without_simulator_states_in_one_line(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """A MuJoCo pair trained with the default (no simulator states): dpd calibrate names the --set that records them
+    and writes nothing; the same command with --set record_sim_states=true keeps them in every snapshot's window."""
+    from dpd.cli import main
+
+    runs = {}
+    for record in (False, True):
+        runs[record] = tmp_path / f"record-{record}"
+        args = ["train", "--env", "InvertedPendulum-v5", "--algo", "ppo", "--preset", "none", "--total-steps", "256",
+                "--sequential", "--no-progress", "--set", "eval_freq=0", "--set", "snapshots=[1.0]", "--set",
+                "algo.n_steps=64", "--set", "algo.batch_size=64", "--set", "algo.n_epochs=1",
+                *(["--set", "record_sim_states=true"] if record else []), "--out", str(runs[record])]
+        assert main(args) == 0, capsys.readouterr().err
+        windows = sorted(runs[record].glob("student*/snapshots/*/window.npz"))
+        assert len(windows) == 2
+        for window in windows:
+            with np.load(window) as data:
+                assert ("sim_states" in data.files) is record
+    capsys.readouterr()
+    code = main(["calibrate", str(runs[False]), "--states", "4", "--rollouts", "1", "--max-rollouts", "1"])
+    err = capsys.readouterr().err.strip()
+    assert code == 2 and len(err.splitlines()) == 1, err
+    assert "holds no simulator states" in err and err.endswith("rerun with --set record_sim_states=true")
+    assert not (runs[False] / "calibration").exists()

@@ -436,6 +436,26 @@ def test_one_sweep_split_across_two_folders_reports_each_trial_once(tmp_path):
                                                         (3, "pending")]
 
 
+def test_sweeps_that_differ_only_in_what_they_record_pool_and_in_training_do_not(tmp_path):
+    """record_sim_states changes what a run keeps, not how it trains: two sweeps that differ only there are one
+    report; another override (here eval_freq) is a one-line refusal naming the key."""
+    from dpd.errors import DPDUserError
+    from dpd.experiments.report.runs import load_sweeps
+
+    def spec(seed: int, *overrides: str) -> SweepSpec:
+        return SweepSpec(envs=["CartPole-v1"], total_steps=2000, seeds=[seed], variants=["vanilla"],
+                         overrides=["eval_freq=500", *overrides])
+
+    fake_sweep(tmp_path / "a", spec(0, "record_sim_states=true"), {"vanilla": 1.0})
+    fake_sweep(tmp_path / "b", spec(1), {"vanilla": 1.0})
+    runs, _ = load_sweeps([tmp_path / "a", tmp_path / "b"])
+    assert sorted(r.seed for r in runs) == [0, 1]
+    fake_sweep(tmp_path / "c", SweepSpec(envs=["CartPole-v1"], total_steps=2000, seeds=[2], variants=["vanilla"],
+                                         overrides=["eval_freq=1000"]), {"vanilla": 1.0})
+    with pytest.raises(DPDUserError, match="differ in overrides"):
+        load_sweeps([tmp_path / "a", tmp_path / "c"])
+
+
 @pytest.mark.parametrize("case,message", [
     ("no-out", "say where it goes with --out DIR"),
     ("budget", "differ in total_steps (4000 vs 2000)"),

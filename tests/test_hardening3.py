@@ -118,7 +118,7 @@ def pendulum_pair(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A finished PPO pair on InvertedPendulum (MuJoCo: its windows carry simulator states), one snapshot."""
     run = tmp_path_factory.mktemp("h3cal") / "pair"
     train(TrainConfig(env_id="InvertedPendulum-v5", algo="ppo", total_steps=512, eval_freq=0, snapshots=[1.0],
-                      tensorboard=False, preset="none",
+                      tensorboard=False, preset="none", record_sim_states=True,
                       algo_kwargs={"n_steps": 128, "batch_size": 64, "n_epochs": 1,
                                    "policy_kwargs": {"net_arch": [16]}}), run)
     return run
@@ -509,6 +509,7 @@ def restore_archive(tmp_path: Path, members: dict[str, bytes], target: Path) -> 
                            str(archive), str(target)], capture_output=True, text=True, timeout=60, cwd=tmp_path)
 
 
+@pytest.mark.studies  # studies/why-and-ddpg/archive.py: make test-studies
 def test_d17_archive_restore_of_an_over_long_member_name_is_refused_and_writes_nothing(tmp_path):
     target = tmp_path / "runs"
     done = restore_archive(tmp_path, {"sw/sweep.yaml": b"envs: [CartPole-v1]\n",
@@ -518,6 +519,7 @@ def test_d17_archive_restore_of_an_over_long_member_name_is_refused_and_writes_n
         f"exit {done.returncode}, written {written}; {done.stderr.strip().splitlines()[-1:]}")
 
 
+@pytest.mark.studies  # studies/why-and-ddpg/archive.py: make test-studies
 def test_d20_archive_restore_never_writes_through_a_symlink_in_the_target(tmp_path):
     target = tmp_path / "runs"
     (target / "sw").mkdir(parents=True)

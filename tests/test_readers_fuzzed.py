@@ -310,7 +310,7 @@ def test_an_alias_bomb_and_a_huge_window_header_are_refused_under_a_memory_limit
     sweep_file.write_text(f"envs: [CartPole-v1]\ntotal_steps: 1024\nseeds: {alias_bomb(8)}\n")
     run = tmp_path / "pair"
     train(TrainConfig(env_id="InvertedPendulum-v5", algo="ppo", total_steps=256, eval_freq=0, snapshots=[1.0],
-                      tensorboard=False, preset="none",
+                      tensorboard=False, preset="none", record_sim_states=True,
                       algo_kwargs={"n_steps": 64, "batch_size": 64, "n_epochs": 1,
                                    "policy_kwargs": {"net_arch": [8]}}), run)
     import zipfile

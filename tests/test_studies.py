@@ -12,7 +12,7 @@ import yaml
 from dpd.errors import DPDUserError
 from dpd.experiments.sweep import SweepSpec, expand
 
-pytestmark = pytest.mark.extended  # make test-extended (CI runs it after make test)
+pytestmark = pytest.mark.studies  # make test-studies (CI runs it after make test and make test-extended)
 
 STUDY = Path(__file__).resolve().parents[1] / "studies" / "when-dpd-helps"
 ENVS = ["HalfCheetah-v5", "Walker2d-v5"]
@@ -362,10 +362,11 @@ def test_stage_b_split_configs_are_the_rules_trials_cut_in_two():
 def test_stage_b_figure_draws_every_finished_seed_of_each_arm(tmp_path, monkeypatch):
     """stageB.py's figure: per task, vanilla, the independent pair and each DPD arm, each finished seed's final
     return (a pair: its students' mean), in seed order; unfinished runs left out."""
-    import dpd.figures
     from dpd.experiments.report import Run
 
     stage_b = _load_why("stageB")
+    import study_figures  # studies/study_figures.py, on sys.path once a study script is loaded
+
     x = np.array([0.0, 40e3])
     runs = [Run("v0", "finished", "T-v0", "ddpg", "vanilla", 0, curves={"vanilla": (x, np.array([0, 7.0]))}),
             Run("i1", "finished", "T-v0", "ddpg", "independent", 1, curves={
@@ -374,8 +375,8 @@ def test_stage_b_figure_draws_every_finished_seed_of_each_arm(tmp_path, monkeypa
                 "student0": (x, np.array([0, 1.0])), "student1": (x, np.array([0, 5.0]))}),
             Run("d0", "unfinished", "T-v0", "ddpg", "dpd-a1", 0)]
     drawn = {}
-    real = dpd.figures.seed_strips
-    monkeypatch.setattr(dpd.figures, "seed_strips", lambda panels, path, *a, **k: drawn.update(panels) or real(
+    real = study_figures.seed_strips
+    monkeypatch.setattr(study_figures, "seed_strips", lambda panels, path, *a, **k: drawn.update(panels) or real(
         panels, path, *a, **k))
     path = stage_b.figure(runs, tmp_path / "b.png")
     assert drawn == {"T-v0": {"vanilla\n(1 seeds)": [7.0], "independent\n(2 seeds)": [3.0, 5.0]}}
@@ -475,7 +476,8 @@ def test_stage_c_is_stage_as_ppo_pairs_with_the_gate_on_the_ppo_studys_seeds(est
     for trial in expand(pairs):
         mine = ours[(trial.config.env_id, trial.config.seed)]
         assert (mine.distill.xi_estimator, mine.distill.gate) == (estimator, "advantage")
-        theirs = trial.config.with_values(xi_estimator=estimator, distill_gate="advantage", snapshots=mine.snapshots)
+        theirs = trial.config.with_values(xi_estimator=estimator, distill_gate="advantage", snapshots=mine.snapshots,
+                                          record_sim_states=mine.record_sim_states)
         assert mine.to_dict() == theirs.to_dict()
     with pytest.raises(ValueError, match="not earned"):
         stage_a.stage_c_sweep({"estimator": estimator, "agreement": 0.7, "earned": False})
@@ -618,3 +620,21 @@ def test_gate_windows_sets_each_gate_against_the_true_gap(tmp_path, capsys):
     assert e["sign_gate_when_worse"] == pytest.approx(0.5) and e["sign_gate_when_better"] == pytest.approx(0.5)
     assert e["share_r"] == pytest.approx(0.28 / np.sqrt(0.4 * 0.2))  # cov / (sd sd) over the four windows: 0.99
     assert "| ppo | debiased | 4 (2 / 2) | 0.30 / 0.70 | 0.50 / 0.50 |" in capsys.readouterr().out
+
+
+def test_the_sweeps_dpd_calibrate_reads_record_simulator_states_and_stage_b_pools_with_stage_a():
+    """Recording simulator states is opt-in: stage A's sweeps (calibrate.sh calibrates them) ask for it in every
+    trial; stage B's sweep files stay as they ran (the pinned dpd of stageB-run.sh knows no such key, and the restored
+    folders' sweep.yaml must match them), and a report still pools stage A's DDPG folder with them: an override that
+    changes only what a run records does not make two sweeps incomparable."""
+    from dpd.experiments.report.runs import COMPARABLE, comparable
+
+    for name in ("stageA-ddpg.yaml", "stageA-ppo.yaml"):
+        trials = expand(SweepSpec.from_dict(yaml.safe_load((WHY / name).read_text())))
+        assert trials and all(t.config.record_sim_states for t in trials), name
+    stage_a = SweepSpec.from_dict(yaml.safe_load((WHY / "stageA-ddpg.yaml").read_text()))
+    for path in sorted(WHY.glob("stageB-*.yaml")):
+        spec = SweepSpec.from_dict(yaml.safe_load(path.read_text()))
+        assert not any(t.config.record_sim_states for t in expand(spec)), path.name
+        assert spec.overrides != stage_a.overrides
+        assert all(comparable(spec, key) == comparable(stage_a, key) for key in COMPARABLE), path.name

@@ -339,8 +339,8 @@ def calibrate(
     env: Annotated[str | None, typer.Option("--env", help=ENV_AGAIN)] = None,
 ) -> None:
     """Is xi informative? Each estimator of xi (two_critics, debiased, own_critic off-policy) and each critic
-    against Monte-Carlo truth from restored simulator states, at every snapshot. Writes calibration.json, .md,
-    .png and the per-state arrays."""
+    against Monte-Carlo truth from restored simulator states, at every snapshot (a MuJoCo pair trained with
+    --set record_sim_states=true). Writes calibration.json, .md, .png and the per-state arrays."""
     import torch
 
     from dpd.experiments.calibrate import calibrate as run_calibration

@@ -288,6 +288,9 @@ class TrainConfig:
     #: steps first reach each of these fractions of its budget (early / middle / late; `dpd analyze` reads
     #: them); [] keeps none.
     snapshots: list[float] = field(default_factory=lambda: [0.1, 0.5, 1.0])
+    #: MuJoCo tasks: keep each recorded state's simulator state in the window (and so in snapshots' window.npz), which
+    #: `dpd calibrate` restores; off by default (its cost: docs/performance.md, "Recording simulator states").
+    record_sim_states: bool = False
 
     def __post_init__(self) -> None:
         """Every field checked against its annotation as it is set (``TrainConfig(normalize="no")`` is a one-line

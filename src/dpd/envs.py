@@ -316,9 +316,11 @@ class RecentStates(VecEnvWrapper):
     :param venv: the raw (un-normalised) VecEnv.
     :param window: number of most recent states kept (over all sub-envs), paper default 1000.
     :param gamma: discount used for the running std of the discounted return.
+    :param record_sim: also keep each state's MuJoCo simulator state (what ``dpd calibrate`` restores); False: none is
+        read, for any task (``TrainConfig.record_sim_states``).
     """
 
-    def __init__(self, venv: VecEnv, window: int, gamma: float) -> None:
+    def __init__(self, venv: VecEnv, window: int, gamma: float, record_sim: bool = False) -> None:
         super().__init__(venv)
         assert self.observation_space.shape is not None
         self.window = int(window)
@@ -328,7 +330,7 @@ class RecentStates(VecEnvWrapper):
         self._dones = np.zeros(self.window, dtype=bool)
         self._timeouts = np.zeros(self.window, dtype=bool)
         self._env_index = np.zeros(self.window, dtype=np.int64)
-        self._sim_envs: list[gym.Env] = list(getattr(venv.unwrapped, "envs", []))
+        self._sim_envs: list[gym.Env] = list(getattr(venv.unwrapped, "envs", [])) if record_sim else []
         first = mujoco_state(self._sim_envs[0]) if self._sim_envs else None
         self._sim = np.zeros((self.window, len(first))) if first is not None else None
         self._next = 0  # next write position in the ring
@@ -446,13 +448,14 @@ def make_train_env(
     normalize: bool,
     log_dir: str | None,
     normalize_reward: bool = True,
+    record_sim: bool = False,
 ) -> tuple[VecEnv, RecentStates]:
     """Build a learner's training VecEnv. Returns (top env to give the SB3 model, the recorder)."""
     venv: VecEnv = DummyVecEnv([env_factory(env_id) for _ in range(n_envs)])  # type: ignore[list-item]
     venv.seed(seed)
     # one file of training episodes (all env copies): <log_dir>/train_episodes.monitor.csv
     venv = VecMonitor(venv, filename=os.path.join(log_dir, "train_episodes") if log_dir else None)
-    recorder = RecentStates(venv, window=window, gamma=gamma)
+    recorder = RecentStates(venv, window=window, gamma=gamma, record_sim=record_sim)
     top: VecEnv = recorder
     if normalize:
         top = VecNormalize(recorder, gamma=gamma, norm_reward=normalize_reward)

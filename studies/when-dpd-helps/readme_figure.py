@@ -12,6 +12,8 @@ from pathlib import Path
 
 import numpy as np
 
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # studies/: study_figures
+
 ARMS = {"vanilla": "vanilla\n(one learner)", "independent": "independent\npair", "dense1": "DPD dense1\n(8 seeds)",
         "dpd-a1": "DPD default\n(3 seeds)"}
 PANEL_TITLE = "{task}: final return at 1M total env steps"
@@ -36,7 +38,7 @@ def per_learner(text: str) -> dict[str, dict[str, list[float]]]:
 def main() -> None:
     table, target = Path(sys.argv[1]), Path(sys.argv[2])
     data = per_learner(table.read_text())
-    from dpd.figures import seed_strips
+    from study_figures import seed_strips  # studies/study_figures.py
 
     panels = {task: {ARMS[arm]: rows.get(arm, []) for arm in ARMS} for task, rows in data.items()}
     seed_strips(panels, target, "PPO (paper preset): each dot a seed, the bar its mean; a pair: its students' mean",

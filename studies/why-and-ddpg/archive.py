@@ -1,4 +1,4 @@
-"""Keep a study's finished runs across machines and sessions without their heavy files.
+"""Keep a study's finished runs across machines and over time without their heavy files.
 
     python studies/why-and-ddpg/archive.py save RUNS_DIR ARCHIVE.tar.gz SWEEP_NAME...
     python studies/why-and-ddpg/archive.py restore ARCHIVE.tar.gz RUNS_DIR

@@ -19,6 +19,7 @@ from __future__ import annotations
 import argparse
 import json
 import math
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -26,6 +27,8 @@ import numpy as np
 
 from dpd.experiments.report import HALF, Run, difference_ci, load_sweeps, mean_ci, stream
 from dpd.experiments.stats import difference, verdict
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # studies/: study_figures
 
 INDEPENDENT, VANILLA = "independent", "vanilla"
 PAPER_MARGIN = 0.15  # "more than 15 percent" (paper, section 4.3)
@@ -247,7 +250,7 @@ class _D:
 def figure(runs: list[Run], path: Path) -> Path:
     """Every seed's final return per task: vanilla, the independent pair and each DPD arm (a pair: its students'
     mean). Each dot a seed, the bar its mean."""
-    from dpd.figures import seed_strips
+    from study_figures import seed_strips  # studies/study_figures.py
 
     done = [r for r in runs if r.status == "finished"]
     panels: dict[str, dict[str, list[float]]] = {}

@@ -20,6 +20,7 @@ import csv
 import json
 import math
 import re
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -27,6 +28,8 @@ import numpy as np
 
 from dpd.experiments.report import Run, difference_ci, load_sweeps, mean_ci, stream
 from dpd.experiments.stats import difference, verdict
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # studies/: study_figures
 
 CONTROLS = Path("docs/results/when-dpd-helps/stages1-4/tables.md")
 INDEPENDENT, VANILLA = "independent", "vanilla"
@@ -136,7 +139,7 @@ def figure(arms: dict[str, dict[str, dict[int, list[float]]]], controls: dict[st
            path: Path) -> Path:
     """Every seed's final return per task (a pair: its students' mean): the PPO study's vanilla, independent pair
     and DPD arms beside this stage's arm(s). Each dot a seed, the bar its mean."""
-    from dpd.figures import seed_strips
+    from study_figures import seed_strips  # studies/study_figures.py
 
     panels = {}
     for task in sorted(arms):

@@ -255,7 +255,22 @@ def _load_window(folder: Path, shape: WindowShape) -> dict[str, np.ndarray]:
     if not path.is_file():
         raise DPDUserError(f"{folder} has no {WINDOW_FILE}: the run was trained by a dpd that did not keep windows in"
                            " its snapshots; train it again with this version")
+    if shape.sim_width is not None and not _holds_sim_states(path):
+        raise DPDUserError(f"{path} holds no simulator states (the run was trained with record_sim_states=false, the"
+                           " default) and dpd calibrate restores them: rerun with --set record_sim_states=true")
     return read_window(path, shape.max_rows, shape.obs_shape, shape.sim_width, shape.n_envs)
+
+
+def _holds_sim_states(path: Path) -> bool:
+    """Whether a window.npz names a ``sim_states`` array (its zip directory read, no array); an unreadable file
+    answers True, so that :func:`read_window` says what is wrong with it."""
+    import zipfile
+
+    try:
+        with zipfile.ZipFile(path) as archive:
+            return "sim_states.npy" in archive.namelist()
+    except (OSError, zipfile.BadZipFile, zipfile.LargeZipFile, ValueError, EOFError):
+        return True
 
 
 def calibrate_direction(env_id: str, config: TrainConfig, me: Actor, peer: Actor, names: tuple[str, str],

@@ -36,7 +36,7 @@ def build_student(config: TrainConfig, index: int, log_dir: str | None, verbose:
     gamma = algo_gamma(config)
     env, recorder = make_train_env(
         config.env_id, config.n_envs, seed, int(config.distill.window or 1000), gamma, config.normalize, log_dir,
-        normalize_reward=bool(config.normalize_reward),
+        normalize_reward=bool(config.normalize_reward), record_sim=config.record_sim_states,
     )
     cls = ALGOS[config.algo][0]
     shape = env.action_space.shape

@@ -86,8 +86,8 @@ def check_memory(config: TrainConfig, observation_space: gym.Space, action_space
     obs = int(np.prod(observation_space.shape or (1,)))
     act = int(np.prod(action_space.shape or (1,)))
     window = int(config.distill.window or 1000)
-    # RecentStates: float32 states, float64 rewards and env indices, two bool flags, float64 MuJoCo states
-    window_bytes = window * (4 * obs + 8 + 8 + 2 + 8 * sim_size)
+    # RecentStates: float32 states, float64 rewards and env indices, two bool flags, float64 MuJoCo states if recorded
+    window_bytes = window * (4 * obs + 8 + 8 + 2 + 8 * (sim_size if config.record_sim_states else 0))
     buffer_bytes = 0
     if ALGOS[config.algo][1] == "off_policy":
         size = int(config.algo_kwargs.get("buffer_size", 1_000_000))

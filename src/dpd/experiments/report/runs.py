@@ -90,6 +90,16 @@ def read_spec(sweep_dir: Path) -> SweepSpec:
 
 #: what makes runs of two sweeps comparable: the same budget, hyperparameters and evaluation
 COMPARABLE = ("total_steps", "preset", "overrides")
+#: overrides that change what a run records, not how it trains: two sweeps that differ only in them are comparable
+RECORDING_ONLY = ("record_sim_states=",)
+
+
+def comparable(spec: SweepSpec, key: str) -> Any:
+    """``spec``'s value of a :data:`COMPARABLE` key, its overrides without the :data:`RECORDING_ONLY` ones."""
+    value = getattr(spec, key)
+    if key == "overrides":
+        return [o for o in value if not (isinstance(o, str) and o.replace(" ", "").startswith(RECORDING_ONLY))]
+    return value
 
 
 def load_sweeps(sweep_dirs: Sequence[Path]) -> tuple[list[Run], SweepSpec]:
@@ -102,7 +112,7 @@ def load_sweeps(sweep_dirs: Sequence[Path]) -> tuple[list[Run], SweepSpec]:
     specs = [read_spec(d) for d in sweep_dirs]
     for d, spec in zip(sweep_dirs[1:], specs[1:], strict=True):
         for key in COMPARABLE:
-            if getattr(spec, key) != getattr(specs[0], key):
+            if comparable(spec, key) != comparable(specs[0], key):
                 raise DPDUserError(f"{d} and {sweep_dirs[0]} differ in {key} ({getattr(spec, key)!r} vs "
                                    f"{getattr(specs[0], key)!r}); report only sweeps run with the same {key}")
     runs: dict[str, Run] = {}  # in folder order (a pending placeholder keeps its place when a folder fills it)
