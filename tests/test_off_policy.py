@@ -7,6 +7,7 @@ from stable_baselines3 import DDPG, SAC
 
 from dpd import TrainConfig, load_learner, train
 from dpd.cli import main
+from dpd.errors import DPDUserError
 from dpd.students.factory import build_student
 
 
@@ -55,11 +56,14 @@ def test_value_is_the_students_own_critic_at_its_own_action(algo):
         else:
             expected = policy.critic.q1_forward(obs, policy.actor(obs)).squeeze(-1)
     th.testing.assert_close(a.value_estimates(obs), expected)
-    # and xi in distillation is V_peer (the peer's own critic and action) minus exactly this
+    # and xi in distillation is the peer's value minus exactly this: V_peer (the peer's own critic and action), or for
+    # sac (xi_estimator=own_critic, its default) this student's critic at the peer's action
     batch = b.peer_batch()
-    own = a.raw_values(a.normalize_obs(batch.states))
+    obs_b = a.normalize_obs(batch.states)
+    peer = (a.raw_q_values(obs_b, th.as_tensor(batch.outputs)) if algo == "sac" else th.as_tensor(batch.values))
+    xi = float((peer - a.raw_values(obs_b)).mean())
     stats = a.distill(batch, steps=1).stats  # one batch = the whole 100-state window
-    assert stats.xi_mean == pytest.approx(float((th.as_tensor(batch.values) - own).mean()), rel=1e-4, abs=1e-4)
+    assert stats.xi_mean == pytest.approx(xi, rel=1e-4, abs=1e-4)
 
 
 @pytest.mark.parametrize("algo", ["td3", "sac"])
@@ -127,3 +131,36 @@ def test_off_policy_on_discrete_actions_is_a_clear_cli_error(capsys, tmp_path):
     err = capsys.readouterr().err
     assert code == 2 and "td3 needs continuous (Box) actions" in err and len(err.strip().splitlines()) == 1
     assert not (tmp_path / "r").exists()
+
+
+def _sac_student(ent_coef: float, **distill):
+    """Student 0 of a SAC pair with a FIXED entropy coefficient: the same seed, so two of them start alike."""
+    cfg = TrainConfig.from_dict(dict(
+        env_id="Pendulum-v1", algo="sac", preset="none", total_steps=2000, iteration_steps=500, normalize=False,
+        xi_scale="none", distill_window=200,
+        algo_kwargs={"learning_starts": 100, "ent_coef": ent_coef, "policy_kwargs": {"net_arch": [32, 32]}},
+        **distill)).resolve()
+    s = build_student(cfg, 0, None)
+    s.setup(cfg.steps_per_learner)
+    s.iterate()  # 400 SAC gradient steps: each soft critic learns its own entropy bonus
+    return s
+
+
+def test_sac_xi_carries_no_entropy_gap_between_students_with_different_entropy_coefficients():
+    """Two SAC students that act alike have xi = 0 whatever their entropy coefficients. A soft critic's Q holds
+    ent_coef x the policy's future entropy, so the paper's V_peer - V_self (two_critics) read a peer with a larger
+    ent_coef as better everywhere: here by about +8 return units on every state, though the policies are equal."""
+    low, high = _sac_student(0.0), _sac_student(10.0)
+    high.model.policy.actor.load_state_dict(low.model.policy.actor.state_dict())  # the same policy from here on
+    batch = high.peer_batch()
+    obs = low.normalize_obs(batch.states)
+    gap = th.as_tensor(batch.values) - low.raw_values(obs)  # what two_critics' xi is: the entropy gap
+    assert float(gap.mean()) > 5 and bool((gap > 0).all())
+    assert low.distiller.config.xi_estimator == "own_critic"  # sac's default: one critic judges both actions
+    assert low.measure(batch).pair.xi_mean == pytest.approx(0.0, abs=1e-4)
+
+
+def test_two_critics_xi_with_sac_is_refused_in_one_line():
+    with pytest.raises(DPDUserError, match=r"^xi_estimator=two_critics with sac compares two soft critics") as info:
+        TrainConfig(env_id="Pendulum-v1", algo="sac").with_values(xi_estimator="two_critics").resolve()
+    assert len(str(info.value).splitlines()) == 1
