@@ -112,7 +112,7 @@ def test_dpd_td3_learns_pendulum():
 
 
 @pytest.mark.parametrize("algo,cls", [("sac", SAC), ("ddpg", DDPG)])
-def test_save_load_round_trip(tmp_path, algo, cls):
+def test_a_saved_off_policy_student_loads_and_predicts_as_sb3s_own_load(tmp_path, algo, cls):
     out = tmp_path / "run"
     cfg = TrainConfig(env_id="Pendulum-v1", algo=algo, total_steps=1200, iteration_steps=300, eval_freq=600,
                       eval_episodes=1, normalize=True, algo_kwargs={"learning_starts": 100, "buffer_size": 2000,
