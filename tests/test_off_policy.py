@@ -99,16 +99,25 @@ def test_a_ratio_under_half_a_step_per_iteration_still_distils_through_the_carry
     assert taken == [0, 0, 1, 0, 1]
 
 
-@pytest.mark.slow  # a learning threshold on one seed: `make slow`
-def test_dpd_td3_learns_pendulum():
-    # 12k steps per student. Random policies score about -1300; a solved Pendulum is about -150 to -200. DPD-TD3 is
-    # slow here (undistilled students solve it by 8k steps): the better student ended at -688 (seed 0) and -712
-    # (seed 1) once each student drew from its own random state; earlier single-stream runs spanned -285 .. -1020.
-    summary = train(TrainConfig(env_id="Pendulum-v1", algo="td3", total_steps=24_000, seed=0, eval_freq=4000,
-                                eval_episodes=5,
-                                algo_kwargs={"learning_starts": 1000, "policy_kwargs": {"net_arch": [64, 64]}}))
-    learners = summary["learners"].values()
-    assert max(v["final_eval_return"] for v in learners) >= -900, summary["learners"]
+@pytest.mark.slow  # two runs of 24k total env steps (~3 min on a free core): `make slow`
+def test_dpd_td3_on_pendulum_stays_within_the_measured_gap_to_the_independent_pair_at_the_same_budget():
+    """DPD-TD3 against the same pair never distilled (method independent), same seed, same 24k total env steps.
+
+    Measured over seeds (studies/td3-pendulum, docs/reproduction.md section 3): the independent pair's better
+    student solves Pendulum (-103 .. -146; random is about -1300), DPD-TD3's is behind it (seed 0 here: -763 against
+    -103). So the test asserts the control learns and DPD-TD3 falls no further behind than the study measured
+    (worst seed: GAP below); a fixed threshold on DPD alone could not tell a slower DPD from a broken setting."""
+    config = TrainConfig(env_id="Pendulum-v1", algo="td3", total_steps=24_000, seed=0, eval_freq=4000,
+                         eval_episodes=5, algo_kwargs={"learning_starts": 1000, "policy_kwargs": {"net_arch": [64, 64]}})
+    best = {method: max(v["final_eval_return"] for v in train(config.with_values(method=method))["learners"].values())
+            for method in ("independent", "dpd")}
+    assert best["independent"] >= -400, best
+    assert best["dpd"] - best["independent"] >= TD3_PENDULUM_GAP - 200, best
+
+
+#: the study's most negative per-seed difference of the better students' final returns, DPD-TD3 minus the independent
+#: pair (studies/td3-pendulum/result.json)
+TD3_PENDULUM_GAP = -660.0
 
 
 @pytest.mark.parametrize("algo,cls", [("sac", SAC), ("ddpg", DDPG)])

@@ -1,7 +1,8 @@
 """Is DPD-TD3 behind the independent pair on Pendulum? The slow test's setting over seeds, both arms.
 
-The slow test ``tests/test_off_policy.py::test_dpd_td3_beats_or_matches_the_independent_pair_on_pendulum`` trains
-DPD-TD3 on Pendulum-v1 (24k total env steps: 12k per student, zoo preset, net [64, 64], learning_starts 1000,
+The slow TD3 test of tests/test_off_policy.py
+(``test_dpd_td3_on_pendulum_stays_within_the_measured_gap_to_the_independent_pair_at_the_same_budget``) trains DPD-TD3
+on Pendulum-v1 (24k total env steps: 12k per student, zoo preset, net [64, 64], learning_starts 1000,
 evaluation every 4000 of a student's steps, 5 episodes). Its old comment said DPD-TD3 ended at -688 / -712 where
 undistilled students solve Pendulum (-150 .. -200) by 8k steps. This runs that setting for ``dpd`` and
 ``independent`` (the same pair, never distilled) on seeds 0..N-1, one process, one torch thread, and writes every
@@ -50,8 +51,23 @@ def one_run(method: str, seed: int) -> dict[str, Any]:
         curves = {name: [(int(row["student_steps"]), float(row["mean_return"]))
                          for row in read_evaluations(out / name / EVAL_FILE)]
                   for name in summary["learners"]}
+        logs = {name: _log_columns(out / name / "progress.csv") for name in summary["learners"]}
     return {"method": method, "seed": seed, "wall_time_s": summary["wall_time_s"],
-            "final": {k: v["final_eval_return"] for k, v in summary["learners"].items()}, "curves": curves}
+            "final": {k: v["final_eval_return"] for k, v in summary["learners"].items()}, "curves": curves,
+            "logs": logs}
+
+
+#: the pair's statistics per iteration (both arms measure them; only dpd distils): how far apart the students act
+LOG_COLUMNS = ("time/total_env_steps", "pair/action_distance", "pair/xi_mean", "pair/peer_better_frac",
+               "distill/phase_steps", "rollout/ep_rew_mean")
+
+
+def _log_columns(path: Path) -> dict[str, list[float | None]]:
+    import csv
+
+    with open(path, newline="") as fh:
+        rows = list(csv.DictReader(fh))
+    return {k: [float(r[k]) if r.get(k) not in (None, "") else None for r in rows] for k in LOG_COLUMNS}
 
 
 def _one_run(job: tuple[str, int]) -> dict[str, Any]:
