@@ -74,7 +74,7 @@ def test_analyze_numbers_match_a_recomputation_with_plain_sb3(runs, capsys):
     (["{dpd}", "--states", "1"], "need n_states >= 2"),
     (["{missing}"], "is not a dpd run folder"),
 ])  # fmt: skip
-def test_analyze_bad_input(runs, capsys, args, message):
+def test_analyze_refuses_bad_input_in_one_line_exit_2(runs, capsys, args, message):
     paths = {"dpd": runs / "dpd", "v0": runs / "v0", "missing": runs / "nope"}
     assert main(["analyze", *[a.format(**paths) for a in args]]) == 2
     err = capsys.readouterr().err

@@ -211,7 +211,9 @@ def test_calibrate_refuses_tasks_without_simulator_states_and_single_learners(tm
         calibrate(vanilla, out=tmp_path / "c")
 
 
-def test_calibrate_an_on_policy_pair_from_the_command_line(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+def test_calibrate_on_a_ppo_pair_prints_two_critics_and_debiased_and_writes_its_files(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     """PPO: K stochastic rollouts per policy and state, K raised where under half the states are resolved; no
     own_critic (no Q critic); the CLI prints the pooled table and the files."""
     from dpd.cli import main

@@ -54,7 +54,7 @@ def test_the_status_counts_only_trials_in_a_worker_as_running(tmp_path):
     assert max(len(u["running"]) for u in updates) == 1
 
 
-def test_tiny_sweep_through_ray_in_local_mode(tmp_path, capsys):
+def test_a_sweep_through_ray_in_local_mode_finishes_every_trial_without_rays_output(tmp_path, capsys):
     ray = pytest.importorskip("ray")
     ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False, configure_logging=False)
     try:
@@ -250,7 +250,7 @@ def test_report_on_a_partial_sweep_says_what_is_missing(tmp_path):
     (["--seeds", "0"], "--seeds must be positive"),
     (["--set", "alhpa=2"], "unknown config key"),
 ])  # fmt: skip
-def test_sweep_bad_input(capsys, tmp_path, args, message):
+def test_sweep_refuses_bad_input_in_one_line_exit_2_and_creates_no_folder(capsys, tmp_path, args, message):
     code = main(["sweep", "--env", "CartPole-v1", "--out", str(tmp_path / "sw"), *args])
     err = capsys.readouterr().err
     assert code == 2 and message in err and len(err.strip().splitlines()) == 1
@@ -262,7 +262,7 @@ def test_report_on_a_folder_that_is_not_a_sweep(capsys, tmp_path):
     assert "not a sweep folder" in capsys.readouterr().err
 
 
-def test_sweep_from_a_yaml_file(tmp_path, capsys):
+def test_a_sweep_from_a_yaml_file_runs_its_trials_and_refuses_an_unknown_key(tmp_path, capsys):
     config = tmp_path / "sweep.yaml"
     config.write_text(yaml.safe_dump({"envs": ["CartPole-v1"], "total_steps": 1024, "variants": ["vanilla"],
                                       "seeds": [7], "overrides": TINY}))
@@ -473,7 +473,7 @@ def test_report_of_sweeps_that_cannot_be_pooled(tmp_path, capsys, case, message)
     assert message in err and len(err.strip().splitlines()) == 1 and not (tmp_path / "r").exists()
 
 
-def test_sweep_arms_schedules_and_colliding_names():
+def test_sweep_arms_and_schedules_expand_to_labelled_trials_and_colliding_names_are_refused():
     spec = SweepSpec(envs=["CartPole-v1"], total_steps=2048, seeds=[0], variants=["independent", "dpd", "one"],
                      schedules=["dense", "authors"], arms={"one": ["distill_steps=1"]})
     trials = {t.label: t.config for t in expand(spec)}

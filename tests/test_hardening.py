@@ -267,7 +267,7 @@ def test_non_finite_observations_name_the_env(tmp_path, capsys):
     ("envs: [CartPole-v1]\ntotal_steps: 1000\nalphas: [big]\n", "alphas must be a list of numbers"),
     ("- a\n- b\n", "is not a YAML mapping"),
 ])  # fmt: skip
-def test_bad_sweep_files(tmp_path, capsys, text, message):
+def test_bad_sweep_files_are_one_line_errors_that_create_nothing(tmp_path, capsys, text, message):
     cfg = tmp_path / "sweep.yaml"
     cfg.write_text(text)
     one_line_error(capsys, main(["sweep", "--config", str(cfg), "--out", str(tmp_path / "sw")]), message)

@@ -271,7 +271,7 @@ def test_t7_ctrl_c_in_the_first_seconds_is_a_quiet_exit_130(tmp_path, delay):
     assert proc.returncode in (130, 0) and "Traceback" not in err, err  # 0: it finished first (a fast machine)
 
 
-def test_t8_analyze_with_a_negative_seed_and_with_a_bogus_mplbackend(cartpole_run, tmp_path, capsys, monkeypatch):
+def test_t8_analyze_refuses_a_negative_seed_and_draws_whatever_mplbackend_says(cartpole_run, tmp_path, capsys, monkeypatch):
     code, err = cli(capsys, "analyze", str(cartpole_run), "--seed", "-5", "--out", str(tmp_path / "a"))
     assert code == 2 and one_line(err) and "--seed" in err
     monkeypatch.setenv("MPLBACKEND", "bogus")

@@ -65,7 +65,7 @@ def test_clipping_keeps_weights_finite_for_huge_xi():
     assert stats.weight_clip_frac == pytest.approx(0.75)
 
 
-def test_indicator_and_uniform_modes():
+def test_indicator_weights_only_states_where_the_peer_is_better_and_uniform_weights_all_alike():
     student = th.zeros(3, 1, requires_grad=True)
     peer = th.tensor([[1.0], [2.0], [3.0]])
     v_self = th.zeros(3)

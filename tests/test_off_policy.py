@@ -7,6 +7,7 @@ from stable_baselines3 import DDPG, SAC
 
 from dpd import TrainConfig, load_learner, train
 from dpd.cli import main
+from dpd.errors import DPDUserError
 from dpd.students.factory import build_student
 
 
@@ -55,11 +56,14 @@ def test_value_is_the_students_own_critic_at_its_own_action(algo):
         else:
             expected = policy.critic.q1_forward(obs, policy.actor(obs)).squeeze(-1)
     th.testing.assert_close(a.value_estimates(obs), expected)
-    # and xi in distillation is V_peer (the peer's own critic and action) minus exactly this
+    # and xi in distillation is the peer's value minus exactly this: V_peer (the peer's own critic and action), or for
+    # sac (xi_estimator=own_critic, its default) this student's critic at the peer's action
     batch = b.peer_batch()
-    own = a.raw_values(a.normalize_obs(batch.states))
+    obs_b = a.normalize_obs(batch.states)
+    peer = (a.raw_q_values(obs_b, th.as_tensor(batch.outputs)) if algo == "sac" else th.as_tensor(batch.values))
+    xi = float((peer - a.raw_values(obs_b)).mean())
     stats = a.distill(batch, steps=1).stats  # one batch = the whole 100-state window
-    assert stats.xi_mean == pytest.approx(float((th.as_tensor(batch.values) - own).mean()), rel=1e-4, abs=1e-4)
+    assert stats.xi_mean == pytest.approx(xi, rel=1e-4, abs=1e-4)
 
 
 @pytest.mark.parametrize("algo", ["td3", "sac"])
@@ -95,20 +99,29 @@ def test_a_ratio_under_half_a_step_per_iteration_still_distils_through_the_carry
     assert taken == [0, 0, 1, 0, 1]
 
 
-@pytest.mark.slow  # a learning threshold on one seed: `make slow`
-def test_dpd_td3_learns_pendulum():
-    # 12k steps per student. Random policies score about -1300; a solved Pendulum is about -150 to -200. DPD-TD3 is
-    # slow here (undistilled students solve it by 8k steps): the better student ended at -688 (seed 0) and -712
-    # (seed 1) once each student drew from its own random state; earlier single-stream runs spanned -285 .. -1020.
-    summary = train(TrainConfig(env_id="Pendulum-v1", algo="td3", total_steps=24_000, seed=0, eval_freq=4000,
-                                eval_episodes=5,
-                                algo_kwargs={"learning_starts": 1000, "policy_kwargs": {"net_arch": [64, 64]}}))
-    learners = summary["learners"].values()
-    assert max(v["final_eval_return"] for v in learners) >= -900, summary["learners"]
+@pytest.mark.slow  # two runs of 24k total env steps (~3 min on a free core): `make slow`
+def test_dpd_td3_on_pendulum_stays_within_the_measured_gap_to_the_independent_pair_at_the_same_budget():
+    """DPD-TD3 against the same pair never distilled (method independent), same seed, same 24k total env steps.
+
+    Measured over 6 seeds (studies/td3-pendulum, docs/reproduction.md section 3): the independent pair's better
+    student solves Pendulum (-103 .. -124; random is about -1300); DPD-TD3's is behind it on 3 seeds (seed 0 here:
+    -763 against -103) and level on 3. So the test asserts the control learns and DPD-TD3 falls no further behind
+    than the study measured (worst seed: TD3_PENDULUM_GAP); a threshold on DPD alone told neither apart."""
+    config = TrainConfig(env_id="Pendulum-v1", algo="td3", total_steps=24_000, seed=0, eval_freq=4000,
+                         eval_episodes=5, algo_kwargs={"learning_starts": 1000, "policy_kwargs": {"net_arch": [64, 64]}})
+    best = {method: max(v["final_eval_return"] for v in train(config.with_values(method=method))["learners"].values())
+            for method in ("independent", "dpd")}
+    assert best["independent"] >= -400, best
+    assert best["dpd"] - best["independent"] >= TD3_PENDULUM_GAP - 200, best
+
+
+#: the study's most negative per-seed difference of the better students' final returns, DPD-TD3 minus the independent
+#: pair (studies/td3-pendulum/result.json)
+TD3_PENDULUM_GAP = -660.0
 
 
 @pytest.mark.parametrize("algo,cls", [("sac", SAC), ("ddpg", DDPG)])
-def test_save_load_round_trip(tmp_path, algo, cls):
+def test_a_saved_off_policy_student_loads_and_predicts_as_sb3s_own_load(tmp_path, algo, cls):
     out = tmp_path / "run"
     cfg = TrainConfig(env_id="Pendulum-v1", algo=algo, total_steps=1200, iteration_steps=300, eval_freq=600,
                       eval_episodes=1, normalize=True, algo_kwargs={"learning_starts": 100, "buffer_size": 2000,
@@ -127,3 +140,36 @@ def test_off_policy_on_discrete_actions_is_a_clear_cli_error(capsys, tmp_path):
     err = capsys.readouterr().err
     assert code == 2 and "td3 needs continuous (Box) actions" in err and len(err.strip().splitlines()) == 1
     assert not (tmp_path / "r").exists()
+
+
+def _sac_student(ent_coef: float, **distill):
+    """Student 0 of a SAC pair with a FIXED entropy coefficient: the same seed, so two of them start alike."""
+    cfg = TrainConfig.from_dict(dict(
+        env_id="Pendulum-v1", algo="sac", preset="none", total_steps=2000, iteration_steps=500, normalize=False,
+        xi_scale="none", distill_window=200,
+        algo_kwargs={"learning_starts": 100, "ent_coef": ent_coef, "policy_kwargs": {"net_arch": [32, 32]}},
+        **distill)).resolve()
+    s = build_student(cfg, 0, None)
+    s.setup(cfg.steps_per_learner)
+    s.iterate()  # 400 SAC gradient steps: each soft critic learns its own entropy bonus
+    return s
+
+
+def test_sac_xi_carries_no_entropy_gap_between_students_with_different_entropy_coefficients():
+    """Two SAC students that act alike have xi = 0 whatever their entropy coefficients. A soft critic's Q holds
+    ent_coef x the policy's future entropy, so the paper's V_peer - V_self (two_critics) read a peer with a larger
+    ent_coef as better everywhere: here by about +8 return units on every state, though the policies are equal."""
+    low, high = _sac_student(0.0), _sac_student(10.0)
+    high.model.policy.actor.load_state_dict(low.model.policy.actor.state_dict())  # the same policy from here on
+    batch = high.peer_batch()
+    obs = low.normalize_obs(batch.states)
+    gap = th.as_tensor(batch.values) - low.raw_values(obs)  # what two_critics' xi is: the entropy gap
+    assert float(gap.mean()) > 5 and bool((gap > 0).all())
+    assert low.distiller.config.xi_estimator == "own_critic"  # sac's default: one critic judges both actions
+    assert low.measure(batch).pair.xi_mean == pytest.approx(0.0, abs=1e-4)
+
+
+def test_two_critics_xi_with_sac_is_refused_in_one_line():
+    with pytest.raises(DPDUserError, match=r"^xi_estimator=two_critics with sac compares two soft critics") as info:
+        TrainConfig(env_id="Pendulum-v1", algo="sac").with_values(xi_estimator="two_critics").resolve()
+    assert len(str(info.value).splitlines()) == 1

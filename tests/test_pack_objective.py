@@ -88,7 +88,7 @@ def test_equals_torch_on_the_hand_computed_cases(name):
     compare(student, peer, v_self, v_peer, alpha, **dict(kw))
 
 
-def test_hand_computed_numbers():
+def test_the_jax_loss_equals_the_hand_computed_weighted_distance_and_clipped_weights():
     """Two of tests/test_objective.py's numbers, computed here again by hand (not only through torch)."""
     loss, stats = jax_loss(jnp.array([[0.0, 0.0], [1.0, 1.0], [0.5, -0.5]]), jnp.array([[1.0, 1.0], [1.0, 3.0], [0.5, 0.5]]),
                            jnp.array([1.0, 2.0, 0.0]), jnp.array([2.0, 1.0, 0.0]), 0.5)

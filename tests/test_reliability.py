@@ -89,7 +89,7 @@ def test_sigterm_checkpoints_and_resume_is_exact(tmp_path, case):
     assert_same_run(tmp_path / "a", tmp_path / "b", cls)
 
 
-def test_same_seed_same_result(tmp_path):
+def test_the_same_seed_trains_the_same_run_and_another_seed_a_different_one(tmp_path):
     cfg = TrainConfig(env_id="CartPole-v1", total_steps=4096, eval_freq=1024, eval_episodes=2, seed=3)
     s1, s2 = train(cfg, tmp_path / "a"), train(cfg, tmp_path / "b")
     assert s1["learners"] == s2["learners"]
@@ -186,7 +186,7 @@ def test_two_processes_cannot_write_the_same_run(tmp_path, capsys):
     ("corrupt", ["--resume", "{run}"], "not a readable dpd checkpoint"),
     ("no_checkpoint", ["--resume", "{run}", "--alpha", "3"], "drop --alpha"),
 ])  # fmt: skip
-def test_bad_resume(tmp_path, capsys, setup, args, message):
+def test_a_bad_resume_is_one_line_exit_2_and_changes_no_file(tmp_path, capsys, setup, args, message):
     run = tmp_path / "run"
     if setup != "none":
         run.mkdir()

@@ -107,7 +107,7 @@ def test_distill_every_5_takes_exactly_a_fifth_of_the_distillation_steps():
     assert every5 == every1 / 5
 
 
-def test_authors_schedule_values_and_the_shared_optimiser():
+def test_the_authors_schedule_sets_its_values_shares_ppos_optimiser_and_steps_every_5th_iteration():
     cfg = tiny(distill_schedule="authors").resolve()
     d = cfg.distill
     assert (d.every, d.steps, d.batch_size, d.window, d.target, d.optimizer) == (5, 1, 512, 100_000, "sample", "shared")

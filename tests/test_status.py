@@ -68,7 +68,7 @@ def test_each_state_of_a_trial_is_told_apart(finished_sweep, tmp_path, capsys):
     assert f"a dpd sweep is running it (pid {os.getpid()})" in out and "next:" not in out
 
 
-def test_a_run_folder_and_bad_input(finished_sweep, tmp_path, capsys):
+def test_status_of_a_run_folder_says_finished_or_resume_and_bad_folders_are_one_line(finished_sweep, tmp_path, capsys):
     run = tmp_path / "run"
     shutil.copytree(finished_sweep / "runs" / "CartPole-v1__ppo__vanilla__s0", run)
     _, out, _ = status(capsys, str(run))

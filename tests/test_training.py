@@ -1,10 +1,12 @@
 """End to end: Algorithm 1 learns, the run folder holds every promised file, the Python API works."""
 
+import csv
 import json
 import os
 
 import numpy as np
 import pytest
+import torch as th
 import yaml
 from stable_baselines3 import A2C, PPO
 from stable_baselines3.common.callbacks import BaseCallback
@@ -117,22 +119,48 @@ def test_sb3_callbacks_run_per_learner_and_can_stop_training():
     assert summary["total_env_steps"] < 20_000
 
 
+def assert_distilled(config, out, **train_kwargs):
+    """Train ``config`` as DPD and as the independent pair (the same students, never distilled) into ``out``; assert
+    that each DPD student took distillation steps (its log's distill/phase_steps) and that distillation moved its
+    actor (its final actor differs from the independent pair's). Returns DPD's summary."""
+    summary = train(config, out / "dpd", **train_kwargs)
+    train(config.with_values(method="independent"), out / "independent")
+    for name in ("student0", "student1"):
+        with open(out / "dpd" / name / "progress.csv", newline="") as fh:
+            steps = [float(row["distill/phase_steps"] or 0) for row in csv.DictReader(fh)]
+        assert sum(steps) > 0, (name, steps)
+        cls = {"ppo": PPO, "a2c": A2C}[config.algo]
+        actors = [{k: v for k, v in cls.load(out / run / name / "model.zip", device="cpu").policy.state_dict().items()
+                   if k.startswith(("mlp_extractor.policy_net", "action_net"))} for run in ("dpd", "independent")]
+        assert actors[0].keys() == actors[1].keys() and actors[0]
+        assert any(not th.equal(actors[0][k], actors[1][k]) for k in actors[0]), f"{name}'s actor never moved"
+    return summary
+
+
 @pytest.mark.parametrize("weighting", ["indicator", "uniform"])
-def test_ablation_weightings_run(weighting):
-    summary = train(TrainConfig(env_id="CartPole-v1", total_steps=1024, eval_freq=10_000,
-                                eval_episodes=1).with_values(weighting=weighting))
+def test_ablation_weightings_take_distillation_steps_that_move_the_actor(weighting, tmp_path):
+    config = TrainConfig(env_id="CartPole-v1", total_steps=1024, eval_freq=10_000,
+                         eval_episodes=1).with_values(weighting=weighting)
+    summary = assert_distilled(config, tmp_path)
     assert summary["weighting"] == weighting and summary["status"] == "finished"
 
 
-def test_dpd_a2c_pair_runs_and_distills():
-    summary = train(TrainConfig(env_id="CartPole-v1", algo="a2c", total_steps=2000, eval_freq=10_000, eval_episodes=1))
+def test_a_dpd_a2c_pair_takes_distillation_steps_that_move_the_actor(tmp_path):
+    config = TrainConfig(env_id="CartPole-v1", algo="a2c", total_steps=2000, eval_freq=10_000, eval_episodes=1)
+    summary = assert_distilled(config, tmp_path)
     assert summary["status"] == "finished" and summary["learners"]["student1"]["distill_skipped_empty"] == 0
 
 
-def test_progress_bar_does_not_break_a_run():
-    summary = train(TrainConfig(env_id="CartPole-v1", total_steps=1024, eval_freq=10_000, eval_episodes=1),
-                    progress_bar=True)
-    assert summary["status"] == "finished"
+def test_a_run_with_the_progress_bar_drives_it_to_the_total_and_distills(tmp_path, monkeypatch):
+    from dpd.training.trainer import _Progress
+
+    shown = []
+    update = _Progress.update
+    monkeypatch.setattr(_Progress, "update",
+                        lambda self, completed: (self.enabled and shown.append(completed), update(self, completed)))
+    config = TrainConfig(env_id="CartPole-v1", total_steps=1024, eval_freq=10_000, eval_episodes=1)
+    summary = assert_distilled(config, tmp_path, progress_bar=True)
+    assert summary["status"] == "finished" and shown and shown[-1] == summary["total_env_steps"] == 1024
 
 
 def test_a_learner_draws_from_its_own_random_stream_whatever_the_process_draws_between_calls():

@@ -142,8 +142,9 @@ class DistillConfig:
     xi_scale: str = "return_std"
     #: how xi is estimated (:mod:`dpd.xi`): ``two_critics`` (the paper: V_peer - V_self) | ``debiased`` (each
     #: critic's offset on its own recent returns removed first) | ``own_critic`` (off-policy: Q_self(s, mu_peer(s))
-    #: - Q_self(s, mu_self(s))).
-    xi_estimator: str = "two_critics"
+    #: - Q_self(s, mu_self(s))). Unset: ``own_critic`` for sac (its soft critics hold each student's entropy bonus,
+    #: which one critic judging both actions cancels), ``two_critics`` otherwise.
+    xi_estimator: str | None = None
     #: ``none`` (the paper) | ``advantage``: a phase's steps scaled by the share of the peer's window where xi > 0,
     #: so a peer estimated worse everywhere moves the student not at all (:func:`dpd.xi.gate_strength`).
     gate: str = "none"
@@ -190,7 +191,7 @@ class DistillConfig:
         """Raise :class:`DPDUserError` on the first problem found (names as the user writes them: the aliases)."""
         _check_choice("weighting", self.weighting, weighting_names())
         _check_choice("xi_scale", self.xi_scale, XI_SCALES)
-        _check_choice("xi_estimator", self.xi_estimator, XI_ESTIMATORS)
+        _check_choice("xi_estimator", str(self.xi_estimator), XI_ESTIMATORS)
         _check_choice("distill_gate", self.gate, DISTILL_GATES)
         _check_choice("distill_distance", self.distance, names.DISTILL_DISTANCES)
         if not math.isfinite(self.alpha):
@@ -207,6 +208,10 @@ class DistillConfig:
         if self.xi_estimator == "own_critic" and family != "off_policy":
             raise DPDUserError(f"xi_estimator=own_critic needs a Q critic; {algo} has a state-value critic: use"
                                " two_critics or debiased, or an off-policy algo (ddpg, td3, sac)")
+        if self.xi_estimator == "two_critics" and algo == "sac":
+            raise DPDUserError("xi_estimator=two_critics with sac compares two soft critics, each holding its own"
+                               " student's entropy bonus (ent_coef x future entropy), so a peer with a larger ent_coef"
+                               " looks better everywhere: use own_critic (sac's default) or debiased")
         if not (0 <= self.adaptive_low < self.adaptive_high <= 1):
             raise DPDUserError("adaptive_low and adaptive_high must satisfy 0 <= low < high <= 1, got "
                                f"{self.adaptive_low} and {self.adaptive_high}")
@@ -381,6 +386,8 @@ class TrainConfig:
         _check_choice("distill_schedule", cfg.distill.schedule, SCHEDULES)
         defaults = {DISTILL_ALIASES[key]: value
                     for key, value in DISTILL_SCHEDULES[cfg.distill.schedule][cfg.family].items()}
+        if cfg.distill.xi_estimator is None:
+            defaults["xi_estimator"] = "own_critic" if cfg.algo == "sac" else "two_critics"
         cfg.distill = dataclasses.replace(
             cfg.distill, **{k: v for k, v in defaults.items() if getattr(cfg.distill, k) is None})
         cfg.validate(check_env=check_env)

@@ -7,7 +7,9 @@ taken in it (paper §4.2 / the authors' DDPG: one distillation step per RL step)
 - Peer states: the most recent ``distill_window`` transitions of the replay buffer (raw observations: SB3 stores
   the un-normalised ones), wrapping around the ring correctly; not the whole buffer as the authors' code did.
 - Value of a state: the value the algorithm's own actor loss maximises, at the student's own deterministic action:
-  DDPG/TD3 ``Q1(s, mu(s))``; SAC ``min_i Q_i(s, tanh(mean(s)))`` (without the entropy bonus, which is not a return).
+  DDPG/TD3 ``Q1(s, mu(s))``; SAC ``min_i Q_i(s, tanh(mean(s)))``, a SOFT value: it holds ent_coef x the policy's
+  future entropy, so SAC's xi is ``own_critic`` (one critic judges both actions; two critics would differ by their
+  entropy coefficients) and ``two_critics`` is refused (``DistillConfig.validate``).
 - Actor: DDPG/TD3 the whole actor MLP; SAC the latent network and the mean head (not the log-std head).
 """
 
@@ -79,7 +81,7 @@ class OffPolicyStudent(Student):
         return deterministic_outputs(self.model.policy, obs)
 
     def value_estimates(self, obs: th.Tensor) -> th.Tensor:
-        # SAC without the entropy term: xi compares the students' greedy values (see outputs.value_estimates)
+        # SAC: a soft value (future entropy bonus included): compared only under one critic (own_critic)
         return value_estimates(self.model.policy, obs)
 
     def shared_optimizer(self) -> th.optim.Optimizer:

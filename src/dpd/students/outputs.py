@@ -35,8 +35,9 @@ def deterministic_outputs(policy: BasePolicy, obs: th.Tensor) -> th.Tensor:
 def value_estimates(policy: BasePolicy, obs: th.Tensor) -> th.Tensor:
     """(B,) value estimates in the model's own (possibly reward-normalised) units, without gradient.
 
-    PPO/A2C: the critic V(s); TD3/DDPG: Q1(s, mu(s)); SAC: min_i Q_i(s, tanh(mean)) (no entropy term: xi
-    compares the two students' greedy values).
+    PPO/A2C: the critic V(s); TD3/DDPG: Q1(s, mu(s)); SAC: min_i Q_i(s, tanh(mean)), a soft Q (it holds ent_coef x
+    the policy's future entropy: two SAC students' values differ by their entropy coefficients, so SAC's xi judges
+    both actions with one critic, ``xi_estimator=own_critic``).
     """
     with th.no_grad():
         if isinstance(policy, ActorCriticPolicy):
