@@ -32,10 +32,22 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from dpd.config import TrainConfig, apply_overrides, check_known_keys
+from dpd.config import ResolvedConfig, TrainConfig, apply_overrides, check_known_keys
 from dpd.errors import DPDUserError
 from dpd.internals import pool_processes
-from dpd.names import BACKENDS, CHECKPOINT_FILE, ERROR_FILE, LOCK_FILE, RUNS_DIR, STOP_FILE, SWEEP_FILE, SWEEP_VARIANTS
+from dpd.names import (
+    BACKENDS,
+    CHECKPOINT_FILE,
+    DEFAULT_ALGO,
+    DEFAULT_ALPHA,
+    DEFAULT_PRESET,
+    ERROR_FILE,
+    LOCK_FILE,
+    RUNS_DIR,
+    STOP_FILE,
+    SWEEP_FILE,
+    SWEEP_VARIANTS,
+)
 from dpd.run_files import CONFIG_FILE, SUMMARY_FILE, RunLock, check_path_length, read_yaml, run_steps, write_yaml
 from dpd.training.signals import ParentWatch, StopSignals
 
@@ -51,16 +63,16 @@ class SweepSpec:
 
     envs: list[str]
     total_steps: int
-    algos: list[str] = field(default_factory=lambda: ["ppo"])
+    algos: list[str] = field(default_factory=lambda: [DEFAULT_ALGO])
     variants: list[str] = field(default_factory=lambda: ["dpd", "vanilla"])
-    alphas: list[float] = field(default_factory=lambda: [1.0])
+    alphas: list[float] = field(default_factory=lambda: [DEFAULT_ALPHA])
     #: distillation schedules of the ``dpd`` / ``uniform`` / ``indicator`` variants (``distill_schedule``)
     schedules: list[str] = field(default_factory=lambda: ["dense"])
     #: named extra variants: arm name -> ``key=value`` overrides on top of a ``dpd`` trial (e.g.
     #: ``{"dense1": ["distill_steps=1"]}``); an arm runs for every alpha and seed
     arms: dict[str, list[str]] = field(default_factory=dict)
     seeds: list[int] = field(default_factory=lambda: [0, 1, 2])
-    preset: str = "zoo"
+    preset: str = DEFAULT_PRESET
     #: ``key=value`` overrides applied to every trial (as ``dpd train --set``)
     overrides: list[str] = field(default_factory=list)
 
@@ -145,12 +157,12 @@ def check_grid_size(spec: SweepSpec) -> None:
 @dataclass(frozen=True)
 class Trial:
     name: str
-    config: TrainConfig
+    config: ResolvedConfig
     #: the variant's label in folder names and reports (``vanilla``, ``independent``, ``dpd-a1``, an arm's name ...)
     label: str = ""
 
 
-def variant_label(config: TrainConfig) -> str:
+def variant_label(config: ResolvedConfig) -> str:
     """``vanilla``, ``independent``, ``dpd-a<alpha>[-<schedule>]``, ``uniform[-<schedule>]``, ``indicator[...]``
     (the name used in folders and reports; the ``dense`` schedule is not named)."""
     if config.method in ("vanilla", "independent"):
@@ -170,7 +182,7 @@ def _variant_configs(spec: SweepSpec, variant: str) -> list[tuple[str, list[str]
         # the alpha in the label wherever it is not the default: an arm run at alpha 0.1 alone must not share its
         # label (and so its report group) with the same arm at alpha 1 from another sweep
         alphas = spec.alphas
-        return [(f"-a{a:g}" if len(alphas) > 1 or a != 1.0 else "", list(spec.arms[variant]), {"alpha": float(a)})
+        return [(f"-a{a:g}" if len(alphas) > 1 or a != DEFAULT_ALPHA else "", list(spec.arms[variant]), {"alpha": float(a)})
                 for a in alphas]
     weighting = "exp" if variant == "dpd" else variant
     alphas = spec.alphas if variant == "dpd" else spec.alphas[:1]  # alpha only matters for exp weighting
@@ -200,10 +212,10 @@ def expand(spec: SweepSpec, check_env: bool = True) -> list[Trial]:
     checked: set[tuple[str, str]] = set()
     for env, algo, seed, variant in itertools.product(spec.envs, spec.algos, spec.seeds, spec.variants):
         for suffix, extra, fields in _variant_configs(spec, variant):
-            base = TrainConfig(env_id=env, algo=algo, total_steps=spec.total_steps, seed=seed, preset=spec.preset)
-            base = base.with_values(alpha=float(spec.alphas[0])).with_values(**fields)
-            config = apply_overrides(base, [*spec.overrides, *extra])
-            config = config.resolve(check_env=check_env and (env, algo) not in checked)
+            base = TrainConfig(env_id=env).with_values(algo=algo, total_steps=spec.total_steps, seed=seed,
+                                                       preset=spec.preset, alpha=float(spec.alphas[0]))
+            asked = apply_overrides(base.with_values(**fields), [*spec.overrides, *extra])
+            config = asked.resolve(check_env=check_env and (env, algo) not in checked)
             checked.add((env, algo))
             label = f"{variant}{suffix}" if variant in spec.arms else variant_label(config)
             name = f"{env.replace(':', '_')}__{algo}__{label}__s{seed}"
@@ -235,7 +247,7 @@ def run_trial(config_dict: dict[str, Any], run_dir: str) -> dict[str, Any]:
             pass
     (path / ERROR_FILE).unlink(missing_ok=True)  # a retry: forget the earlier failure
     try:
-        config = TrainConfig.from_dict(config_dict)
+        config = ResolvedConfig.from_dict(config_dict)
         if (path / CHECKPOINT_FILE).is_file() and _same_trial(path, config):
             summary = resume(path, env=config.env_id)  # the sweep file named the env: trusted
         else:  # an unfinished earlier attempt without a checkpoint starts again from scratch
@@ -254,7 +266,7 @@ def run_trial(config_dict: dict[str, Any], run_dir: str) -> dict[str, Any]:
         return {"status": "failed", "error": f"{type(exc).__name__}: {exc}"}
 
 
-def _same_trial(path: Path, config: TrainConfig) -> bool:
+def _same_trial(path: Path, config: ResolvedConfig) -> bool:
     """Whether the run folder holds this very trial (its stored resolved config equals the trial's)."""
     try:
         # through from_dict: a config written before a key existed reads as that key's default

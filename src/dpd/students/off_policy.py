@@ -60,7 +60,7 @@ class OffPolicyStudent(Student):
         """Off-policy: ``distill_ratio`` steps per RL gradient step of the iteration (the paper's one per step)."""
         assert self.distiller is not None
         # a fraction, not rounded: the Distiller carries fractions across phases (0.4 a phase: a step every 2-3)
-        return float(self.distiller.config.ratio or 0.0) * self.last_gradient_steps
+        return self.distiller.config.ratio * self.last_gradient_steps
 
     def raw_q_values(self, obs: th.Tensor, actions: th.Tensor) -> th.Tensor:
         """(B,) Q(s, a) for actions in the policy's units ([-1, 1]), raw return units."""

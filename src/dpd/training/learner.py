@@ -14,7 +14,7 @@ from typing import Any, Literal, get_args
 import torch as th
 from stable_baselines3.common.callbacks import BaseCallback
 
-from dpd.config import TrainConfig
+from dpd.config import ResolvedConfig, require_resolved
 from dpd.distillation import PhaseResult
 from dpd.names import SNAPSHOT_DIR, Log
 from dpd.run_files import EVAL_FILE, MODEL_FILE, VECNORMALIZE_JSON, VECNORMALIZE_PICKLE, WINDOW_FILE, EvalLog
@@ -52,7 +52,7 @@ class Learner:
 
     def __init__(
         self,
-        config: TrainConfig,
+        config: ResolvedConfig,
         index: int,
         run_dir: Path | None,
         verbose: int = 0,
@@ -60,7 +60,7 @@ class Learner:
         callbacks: CallbackFactory | None = None,
         log: LogFn | None = None,
     ) -> None:
-        self.config = config
+        self.config = require_resolved(config, "Learner")
         self.name = config.learner_names[index]
         self.n_learners = len(config.learner_names)
         self.log: LogFn = log or (lambda _msg: None)

@@ -20,7 +20,7 @@ from multiprocessing.connection import Connection
 from pathlib import Path
 from typing import Any
 
-from dpd.config import TrainConfig
+from dpd.config import ResolvedConfig
 from dpd.errors import DPDUserError
 
 
@@ -37,7 +37,7 @@ def _serve(conn: Connection, config_dict: dict[str, Any], index: int, run_dir: s
         from dpd.training.dispatch import LocalLearner
         from dpd.training.learner import Learner
 
-        config = TrainConfig.from_dict(config_dict)
+        config = ResolvedConfig.from_dict(config_dict)
         set_torch_threads(config.torch_threads)
         learner = LocalLearner(Learner(config, index, Path(run_dir) if run_dir else None, verbose, resume_state,
                                        callbacks, log=lambda msg: conn.send(("log", msg))))
@@ -67,7 +67,7 @@ class RemoteLearner:
 
     local = False
 
-    def __init__(self, config: TrainConfig, index: int, run_dir: Path | None, verbose: int = 0,
+    def __init__(self, config: ResolvedConfig, index: int, run_dir: Path | None, verbose: int = 0,
                  resume_state: dict[str, Any] | None = None, callbacks: Any = None, log: Any = None,
                  wait: bool = True) -> None:
         """:param wait: wait until the learner is built; False: the caller calls :meth:`recv` for that later."""
