@@ -53,6 +53,7 @@ from dpd.names import (
     DEFAULT_ALPHA,
     DEFAULT_METHOD,
     DEFAULT_PRESET,
+    DEFAULT_SCHEDULE,
     DEFAULT_SEED,
     DEFAULT_TOTAL_STEPS,
     DEFAULT_WEIGHTING,
@@ -163,7 +164,7 @@ class _DistillFields:
     distance: DistillDistance = "mse"
     #: ``dense`` | ``authors`` | ``adaptive``: where the schedule's fields left unset take their values
     #: (:data:`DISTILL_SCHEDULES`).
-    schedule: Schedule = "dense"
+    schedule: Schedule = DEFAULT_SCHEDULE
     #: ``adaptive``: the band of the pair's action distance, as fractions of the largest smoothed distance so far:
     #: below ``adaptive_low`` the strength halves (the pair is collapsing), above ``adaptive_high`` it doubles.
     adaptive_low: float = 0.5

@@ -55,6 +55,7 @@ DEFAULT_TOTAL_STEPS = 1_000_000
 DEFAULT_SEED = 0
 DEFAULT_ALPHA = 1.0
 DEFAULT_WEIGHTING = "exp"
+DEFAULT_SCHEDULE: Schedule = "dense"
 
 #: the variants of a sweep besides its named arms
 SWEEP_VARIANTS = ("dpd", "vanilla", "independent", "uniform", "indicator")

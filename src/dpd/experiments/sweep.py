@@ -41,6 +41,7 @@ from dpd.names import (
     DEFAULT_ALGO,
     DEFAULT_ALPHA,
     DEFAULT_PRESET,
+    DEFAULT_SCHEDULE,
     ERROR_FILE,
     LOCK_FILE,
     RUNS_DIR,
@@ -67,7 +68,7 @@ class SweepSpec:
     variants: list[str] = field(default_factory=lambda: ["dpd", "vanilla"])
     alphas: list[float] = field(default_factory=lambda: [DEFAULT_ALPHA])
     #: distillation schedules of the ``dpd`` / ``uniform`` / ``indicator`` variants (``distill_schedule``)
-    schedules: list[str] = field(default_factory=lambda: ["dense"])
+    schedules: list[str] = field(default_factory=lambda: [DEFAULT_SCHEDULE])
     #: named extra variants: arm name -> ``key=value`` overrides on top of a ``dpd`` trial (e.g.
     #: ``{"dense1": ["distill_steps=1"]}``); an arm runs for every alpha and seed
     arms: dict[str, list[str]] = field(default_factory=dict)
@@ -169,7 +170,7 @@ def variant_label(config: ResolvedConfig) -> str:
         return config.method
     d = config.distill
     label = f"dpd-a{d.alpha:g}" if d.weighting == "exp" else d.weighting
-    return label if d.schedule == "dense" else f"{label}-{d.schedule}"
+    return label if d.schedule == DEFAULT_SCHEDULE else f"{label}-{d.schedule}"
 
 
 def _variant_configs(spec: SweepSpec, variant: str) -> list[tuple[str, list[str], dict[str, Any]]]:
