@@ -213,6 +213,7 @@ class DistillConfig(_DistillFields):
 
     def resolve(self, algo: str) -> ResolvedDistill:
         """The schedule's values in every field left ``None`` (for ``algo``'s family), validated."""
+        _check_choice("algo", algo, tuple(ALGOS))
         schedule = DISTILL_SCHEDULES[self.schedule][ALGOS[algo][1]]
         values = {f.name: getattr(self, f.name) for f in dataclasses.fields(self)}
         resolved = ResolvedDistill(**{k: schedule[k] if v is None else v for k, v in values.items()})
@@ -459,8 +460,10 @@ class ResolvedConfig(_RunFields):
     normalize_reward: bool
 
     def __post_init__(self) -> None:
-        if isinstance(self.distill, dict):  # ResolvedConfig(**config.to_dict()) round-trips
-            self.distill = ResolvedDistill(**self.distill)
+        if isinstance(self.distill, dict):  # ResolvedConfig(**config.to_dict()) round-trips (a field left out or
+            # None is then a one-line "distill_lr expects float, got None")
+            block = _distill_from_dict(self.distill)
+            self.distill = ResolvedDistill(**{f.name: getattr(block, f.name) for f in dataclasses.fields(block)})
         elif not isinstance(self.distill, ResolvedDistill):
             raise DPDUserError("distill of a ResolvedConfig must be resolved: make it with TrainConfig.resolve()")
         super().__post_init__()
