@@ -248,7 +248,7 @@ def run_trial(config_dict: dict[str, Any], run_dir: str) -> dict[str, Any]:
             pass
     (path / ERROR_FILE).unlink(missing_ok=True)  # a retry: forget the earlier failure
     try:
-        config = ResolvedConfig.from_dict(config_dict)
+        config = TrainConfig.from_dict(config_dict)  # a trial's resolved config, or any config: train resolves it
         if (path / CHECKPOINT_FILE).is_file() and _same_trial(path, config):
             summary = resume(path, env=config.env_id)  # the sweep file named the env: trusted
         else:  # an unfinished earlier attempt without a checkpoint starts again from scratch
@@ -267,7 +267,7 @@ def run_trial(config_dict: dict[str, Any], run_dir: str) -> dict[str, Any]:
         return {"status": "failed", "error": f"{type(exc).__name__}: {exc}"}
 
 
-def _same_trial(path: Path, config: ResolvedConfig) -> bool:
+def _same_trial(path: Path, config: TrainConfig | ResolvedConfig) -> bool:
     """Whether the run folder holds this very trial (its stored resolved config equals the trial's)."""
     try:
         # through from_dict: a config written before a key existed reads as that key's default

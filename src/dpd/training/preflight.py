@@ -15,6 +15,7 @@ The build leaves the process's random state as it found it, so the run that foll
 
 from __future__ import annotations
 
+import inspect
 from typing import Any
 
 import gymnasium as gym
@@ -90,7 +91,8 @@ def check_memory(config: ResolvedConfig, observation_space: gym.Space, action_sp
     window_bytes = window * (4 * obs + 8 + 8 + 2 + 8 * sim_size)
     buffer_bytes = 0
     if ALGOS[config.algo][1] == "off_policy":
-        size = int(config.algo_kwargs.get("buffer_size", 1_000_000))
+        sb3_default = inspect.signature(ALGOS[config.algo][0].__init__).parameters["buffer_size"].default
+        size = int(config.algo_kwargs.get("buffer_size", sb3_default))  # SB3's own default, not a copy of it
         # SB3's ReplayBuffer: float32 observations and next observations, actions, rewards, dones, timeouts
         buffer_bytes = size * (4 * (2 * obs + act) + 4 + 4 + 4)
     learners = len(config.learner_names)
