@@ -19,6 +19,7 @@ import time
 import torch as th
 
 from dpd.config import TrainConfig, apply_overrides
+from dpd.names import DEFAULT_ALGO, DEFAULT_PRESET
 from dpd.training import train
 
 #: (label, fragments of which one must be in the function's file, function name) of the parts reported
@@ -35,10 +36,10 @@ PARTS = [
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--algo", default="ppo")
+    ap.add_argument("--algo", default=DEFAULT_ALGO)
     ap.add_argument("--env", default="HalfCheetah-v5")
     ap.add_argument("--steps", type=int, default=20_000, help="env steps PER STUDENT")
-    ap.add_argument("--preset", default="zoo")
+    ap.add_argument("--preset", default=DEFAULT_PRESET)
     ap.add_argument("--set", action="append", default=[], help="config override key=value (as dpd train --set)")
     args = ap.parse_args()
     th.set_num_threads(1)

@@ -66,22 +66,34 @@ def test_every_module_has_a_layer():
 
 
 def test_a_new_config_key_needs_only_its_dataclass_field():
-    """A field added to the config dataclass is accepted by --set, YAML (from_dict) and validation, with its type
-    and 'positive' metadata, and nothing else edited."""
+    """A field added to the config dataclasses (declared once, in a base both the user's and the resolved type
+    share, as dpd.config's own fields are) is accepted by --set, YAML (from_dict) and validation, with its type and
+    'positive' metadata, and nothing else edited."""
     from dataclasses import dataclass, field
+    from typing import ClassVar
 
-    from dpd.config import POSITIVE, TrainConfig, apply_overrides
+    from dpd.config import POSITIVE, ResolvedConfig, TrainConfig, apply_overrides
     from dpd.errors import DPDUserError
 
-    @dataclass
-    class Extended(TrainConfig):
+    @dataclass(kw_only=True)
+    class Knobs:
         my_knob: int = field(default=3, metadata=POSITIVE)
         my_option: float | None = None
+
+    @dataclass(kw_only=True)
+    class ExtendedResolved(ResolvedConfig, Knobs):
+        pass
+
+    @dataclass
+    class Extended(TrainConfig, Knobs):
+        resolved_type: ClassVar[type[ResolvedConfig]] = ExtendedResolved
 
     cfg = apply_overrides(Extended(env_id="CartPole-v1"), ["my_knob=7", "my_option=0.5"])
     assert (cfg.my_knob, cfg.my_option) == (7, 0.5)
     assert Extended.from_dict(cfg.to_dict()) == cfg  # the YAML / resume path: config.yaml -> from_dict
     assert apply_overrides(cfg, ["my_option=null"]).my_option is None  # nullable from the annotation
+    resolved = cfg.resolve(check_env=False)
+    assert isinstance(resolved, ExtendedResolved) and resolved.my_knob == 7
     with pytest.raises(DPDUserError, match="my_knob expects int"):
         apply_overrides(cfg, ["my_knob=many"])
     with pytest.raises(DPDUserError, match="my_knob must be positive"):

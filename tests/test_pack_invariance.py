@@ -97,8 +97,8 @@ def test_with_distillation_a_pair_depends_on_its_peer_only(update):
     each pair trained as a pack of 2 (8 rather than 4 learners: the update is then compiled once for both tests)."""
     from dpd.config import DistillConfig
 
-    spec = DistillSpec.from_config(DistillConfig(lr=1e-4, batch_size=16, window=64, optimizer="own", loss_coef=1.0),
-                                   max_steps=5)
+    spec = DistillSpec.from_config(DistillConfig(lr=1e-4, batch_size=16, window=64, optimizer="own", loss_coef=1.0
+                                                 ).resolve("ddpg"), max_steps=5)
     seeds = list(range(10, 10 + N))
 
     def train(seeds: list[int]):

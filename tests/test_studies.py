@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 import yaml
 
+from dpd.config import TrainConfig
 from dpd.errors import DPDUserError
 from dpd.experiments.sweep import SweepSpec, expand
 
@@ -476,8 +477,9 @@ def test_stage_c_is_stage_as_ppo_pairs_with_the_gate_on_the_ppo_studys_seeds(est
     for trial in expand(pairs):
         mine = ours[(trial.config.env_id, trial.config.seed)]
         assert (mine.distill.xi_estimator, mine.distill.gate) == (estimator, "advantage")
-        theirs = trial.config.with_values(xi_estimator=estimator, distill_gate="advantage", snapshots=mine.snapshots,
-                                          record_sim_states=mine.record_sim_states)
+        theirs = TrainConfig.from_dict(trial.config.to_dict()).with_values(
+            xi_estimator=estimator, distill_gate="advantage", snapshots=mine.snapshots,
+            record_sim_states=mine.record_sim_states).resolve(check_env=False)
         assert mine.to_dict() == theirs.to_dict()
     with pytest.raises(ValueError, match="not earned"):
         stage_a.stage_c_sweep({"estimator": estimator, "agreement": 0.7, "earned": False})

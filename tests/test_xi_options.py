@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 import torch as th
 
-from dpd.config import DistillConfig, TrainConfig, apply_overrides, read_run_config
+from dpd.config import DistillConfig, ResolvedConfig, TrainConfig, apply_overrides, read_run_config
 from dpd.distillation import PeerBatch
 from dpd.errors import DPDUserError
 from dpd.students.factory import build_student
@@ -141,15 +141,16 @@ def test_a_config_yaml_of_the_flat_format_loads_into_the_distill_block(tmp_path:
     (run / "config.yaml").write_text((FIXTURES / "config_flat_v0.1.yaml").read_text())
     cfg = read_run_config(run)
     assert cfg.distill == DistillConfig(alpha=1.0, schedule="dense", lr=1e-4, batch_size=64, steps=10, ratio=1.0,
-                                       every=1, window=1000, target="mean", optimizer="own", loss_coef=1.0)
-    # resolved already: nothing to fill but the estimator the file predates (ddpg's default, what it trained with)
-    resolved = cfg.resolve(check_env=False)
-    assert resolved == cfg.with_values(xi_estimator="two_critics")
-    assert TrainConfig.from_dict(cfg.to_dict()) == cfg  # the new (nested) format reads back the same
-    assert TrainConfig(**cfg.to_dict()) == cfg
+                                       every=1, window=1000, target="mean", optimizer="own", loss_coef=1.0
+                                       ).resolve("ddpg")
+    assert cfg.resolve(check_env=False).to_dict() == cfg.to_dict()  # resolved already: nothing to fill
+    assert ResolvedConfig.from_dict(cfg.to_dict()) == cfg  # the new (nested) format reads back the same
+    assert ResolvedConfig(**cfg.to_dict()) == cfg
+    asked = TrainConfig.from_dict(cfg.to_dict())  # a stored config is also a complete user's config
+    assert asked.resolve(check_env=False) == cfg
     # --set takes the flat alias or the field of the block, the same thing
-    assert apply_overrides(cfg, ["alpha=0.5"]) == apply_overrides(cfg, ["distill.alpha=0.5"])
+    assert apply_overrides(asked, ["alpha=0.5"]) == apply_overrides(asked, ["distill.alpha=0.5"])
     with pytest.raises(DPDUserError, match=r"distill\.lr expects float"):
-        apply_overrides(cfg, ["distill.lr=fast"])
+        apply_overrides(asked, ["distill.lr=fast"])
     with pytest.raises(DPDUserError, match=r"unknown config key 'distill\.nope'"):
-        apply_overrides(cfg, ["distill.nope=1"])
+        apply_overrides(asked, ["distill.nope=1"])

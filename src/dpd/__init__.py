@@ -18,12 +18,13 @@ _EXPORTS = {
     "TrainingInterrupted": "dpd.errors", "compute_xi": "dpd.objective", "dpd_loss": "dpd.objective",
     "load_learner": "dpd.loading",
     "register_weighting": "dpd.objective", "resume": "dpd.training", "train": "dpd.training",
+    "ResolvedConfig": "dpd.config", "ResolvedDistill": "dpd.config",
 }  # fmt: skip
 
 __all__ = [
-    "DPD", "DPDTrainer", "DPDUserError", "DistillConfig", "DistillStats", "TrainConfig", "TrainingDiverged",
-    "TrainingInterrupted", "__version__", "compute_xi", "dpd_loss", "load_learner", "register_weighting", "resume",
-    "train",
+    "DPD", "DPDTrainer", "DPDUserError", "DistillConfig", "DistillStats", "ResolvedConfig", "ResolvedDistill",
+    "TrainConfig", "TrainingDiverged", "TrainingInterrupted", "__version__", "compute_xi", "dpd_loss", "load_learner",
+    "register_weighting", "resume", "train",
 ]  # fmt: skip
 
 
@@ -42,7 +43,7 @@ def __dir__() -> list[str]:
 
 if TYPE_CHECKING:
     from dpd.api import DPD
-    from dpd.config import DistillConfig, TrainConfig
+    from dpd.config import DistillConfig, ResolvedConfig, ResolvedDistill, TrainConfig
     from dpd.errors import DPDUserError, TrainingDiverged, TrainingInterrupted
     from dpd.loading import load_learner
     from dpd.objective import DistillStats, compute_xi, dpd_loss, register_weighting

@@ -15,7 +15,6 @@ aliases (``alpha``, ``distill_lr``, ...) or, for anything else, arguments of the
 from __future__ import annotations
 
 import copy
-import dataclasses
 import math
 import numbers
 from collections.abc import Callable
@@ -27,9 +26,10 @@ import numpy as np
 from stable_baselines3.common.base_class import BaseAlgorithm
 from stable_baselines3.common.callbacks import BaseCallback
 
-from dpd.config import ACTIVATIONS, DISTILL_ALIASES, TrainConfig, plain_numbers
+from dpd.config import ACTIVATIONS, ResolvedConfig, TrainConfig, plain_numbers, valid_keys
 from dpd.envs import EnvSource, register_env_factory
 from dpd.errors import DPDUserError
+from dpd.names import DEFAULT_ALPHA, DEFAULT_METHOD, DEFAULT_PRESET, DEFAULT_SEED
 
 #: the one policy dpd's students support (Box observations, an MLP actor and critic)
 POLICIES = ("MlpPolicy",)
@@ -51,9 +51,10 @@ class DPD:
         :meth:`learn`), else arguments of the SB3 algorithm.
     """
 
-    def __init__(self, algo: str, env: str | Callable[[], gym.Env], *, method: str = "dpd", alpha: float = 1.0,
-                 policy: str = "MlpPolicy", policy_kwargs: dict[str, Any] | None = None, seed: int = 0,
-                 preset: str = "zoo", run_dir: str | Path | None = None, **kwargs: Any) -> None:
+    def __init__(self, algo: str, env: str | Callable[[], gym.Env], *, method: str = DEFAULT_METHOD,
+                 alpha: float = DEFAULT_ALPHA, policy: str = "MlpPolicy", policy_kwargs: dict[str, Any] | None = None,
+                 seed: int = DEFAULT_SEED, preset: str = DEFAULT_PRESET, run_dir: str | Path | None = None,
+                 **kwargs: Any) -> None:
         if policy not in POLICIES:
             raise DPDUserError(f"policy {policy!r}: dpd's students use {', '.join(POLICIES)} (Box observations)")
         if policy_kwargs is not None and not isinstance(policy_kwargs, dict):
@@ -62,16 +63,18 @@ class DPD:
         kwargs, policy_kwargs = plain_numbers(kwargs), plain_numbers(policy_kwargs)
         alpha, seed = plain_numbers(alpha), plain_numbers(seed)
         env_id = env if isinstance(env, str) else register_env_factory(env)
-        fields = {f.name for f in dataclasses.fields(TrainConfig)} - {"env_id", "algo_kwargs", "distill"}
-        config_values = {k: v for k, v in kwargs.items() if k in fields or k in DISTILL_ALIASES or k == "distill"}
+        keys = set(valid_keys()) - {"env_id"} | {"distill"}  # the config's fields and the flat aliases
+        config_values = {k: v for k, v in kwargs.items() if k in keys}
         algo_kwargs = {k: v for k, v in kwargs.items() if k not in config_values}
         if policy_kwargs:
             algo_kwargs["policy_kwargs"] = _policy_kwargs(policy_kwargs)
         if "total_steps" in config_values:
             raise DPDUserError("total_steps is learn()'s: model.learn(total_timesteps)")
-        self.config = TrainConfig(env_id=env_id, algo=algo, method=method, seed=seed, preset=preset,
-                                  algo_kwargs=algo_kwargs).with_values(alpha=alpha, **config_values)
-        self.config.resolve()  # every mistake now, in one line, before anything trains
+        #: what the user asked for; :attr:`config` is it resolved (after learn(): with learn()'s budget)
+        # through with_values, the one entrance of user-typed keys (each checked against its field's type)
+        self.request = TrainConfig(env_id=env_id).with_values(
+            algo=algo, method=method, seed=seed, preset=preset, algo_kwargs=algo_kwargs, alpha=alpha, **config_values)
+        self.config: ResolvedConfig = self.request.resolve()  # every mistake now, in one line, before anything trains
         self.run_dir = Path(run_dir) if run_dir is not None else None
         self._trainer: Any = None
         self.summary: dict[str, Any] | None = None
@@ -87,34 +90,14 @@ class DPD:
         if self._trainer is not None or self._loaded is not None:
             raise DPDUserError("this DPD has trained (or was loaded); make a new DPD(...) to train again, or resume a"
                                " saved run with dpd train --resume RUN")
-        from dpd.run_files import RUN_DIR_WORDS, write_json
-        from dpd.training import DPDTrainer
-        from dpd.training.trainer import SUMMARY_FILE, new_run_folder
+        from dpd.run_files import RUN_DIR_WORDS
+        from dpd.training.trainer import train_and_keep
 
-        config = self.config.with_values(total_steps=_budget(total_timesteps)).resolve()
-        lock = None
-        if self.run_dir is not None:
-            self.run_dir, lock = new_run_folder(config, self.run_dir, overwrite, RUN_DIR_WORDS)
-        try:
-            try:
-                self._trainer = DPDTrainer(config, self.run_dir, callbacks=_callback_factory(callback),
-                                           progress_bar=progress_bar)
-            except BaseException:
-                if lock is not None:
-                    lock.restore_replaced()
-                raise
-            if lock is not None:
-                lock.keep_new()
-            try:
-                self.summary = self._trainer.learn()
-            except BaseException:  # the learners' processes (parallel mode) and envs go with the failed run
-                self._trainer.close()
-                raise
-            if self.run_dir is not None:
-                write_json(self.run_dir / SUMMARY_FILE, self.summary)
-        finally:
-            if lock is not None:
-                lock.release()
+        config = self.request.with_values(total_steps=_budget(total_timesteps)).resolve()
+        # train()'s own lifecycle (folder, build, learn, summary.json once), the trainer kept for predict / save
+        self._trainer, self.summary = train_and_keep(config, self.run_dir, overwrite=overwrite,
+                                                     callbacks=_callback_factory(callback), progress_bar=progress_bar,
+                                                     words=RUN_DIR_WORDS)
         self.config = config
         return self
 
@@ -154,10 +137,8 @@ class DPD:
     def save(self, path: str | Path, overwrite: bool = False) -> Path:
         """Write a run folder (config.yaml, each learner's model.zip, normalisation, evaluations.csv, summary.json)
         that ``DPD.load``, ``dpd evaluate``, ``dpd analyze`` and SB3's ``PPO.load`` read."""
-        if self._trainer is None:
-            raise DPDUserError("nothing to save: call learn() first")
-        if self.summary is None:  # learn() raised: the learners are half-trained and nothing summarises them
-            raise DPDUserError("nothing to save: learn() did not finish (it raised); make a new DPD(...) and learn again")
+        if self._trainer is None or self.summary is None:  # a learn() that raised closed its learners
+            raise DPDUserError("nothing to save: call learn() first (a learn() that raised left nothing to save)")
         from dpd.run_files import CONFIG_FILE, EVAL_FILE, SAVE_WORDS, EvalLog, create_run_dir, write_json, write_yaml
         from dpd.training.trainer import SUMMARY_FILE
 
@@ -189,6 +170,7 @@ class DPD:
         summary = read_summary(path)
         model = cls.__new__(cls)
         model.config, model.summary, model.run_dir, model._trainer = config, summary, Path(path), None
+        model.request = TrainConfig.from_dict(config.to_dict())
         source = env if env is None or isinstance(env, str) else register_env_factory(env)
         model._loaded = [load_learner(path, name, env=source) for name in config.learner_names]
         return model

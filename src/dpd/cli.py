@@ -16,6 +16,13 @@ from dpd.names import (
     ALGO_NAMES,
     BACKENDS,
     BUILTIN_WEIGHTINGS,
+    DEFAULT_ALGO,
+    DEFAULT_ALPHA,
+    DEFAULT_METHOD,
+    DEFAULT_PRESET,
+    DEFAULT_SEED,
+    DEFAULT_TOTAL_STEPS,
+    DEFAULT_WEIGHTING,
     DEMO_ENV,
     DEMO_TOTAL_STEPS,
     METHODS,
@@ -49,17 +56,19 @@ def train(
     env: Annotated[str | None, typer.Option("--env", help=(
         "Gymnasium id (HalfCheetah-v5, CartPole-v1), module:EnvId-v0 (the module registers it) or"
         " package.module:make_env (a function returning a gym.Env); with --resume: the run's env again"))] = None,
-    algo: Annotated[str, typer.Option(help=f"base algorithm: {' | '.join(ALGO_NAMES)}")] = "ppo",
-    total_steps: Annotated[int, typer.Option(help="TOTAL env steps over all learners (DPD: half per student)")] = 1_000_000,
+    algo: Annotated[str, typer.Option(help=f"base algorithm: {' | '.join(ALGO_NAMES)}")] = DEFAULT_ALGO,
+    total_steps: Annotated[int, typer.Option(help="TOTAL env steps over all learners (DPD: half per student)")
+                           ] = DEFAULT_TOTAL_STEPS,
     method: Annotated[str, typer.Option(
         help=f"{choices(METHODS)} (dpd: the pair distils; vanilla: one learner, same total steps; independent: the "
-             "pair, never distilled)")] = "dpd",
-    alpha: Annotated[float, typer.Option(help="confidence alpha of the weight exp(alpha * xi)")] = 1.0,
+             "pair, never distilled)")] = DEFAULT_METHOD,
+    alpha: Annotated[float, typer.Option(help="confidence alpha of the weight exp(alpha * xi)")] = DEFAULT_ALPHA,
     weighting: Annotated[str, typer.Option(help=f"{choices(BUILTIN_WEIGHTINGS)} (exp: the paper's Eq. 11; indicator: "
-                                                "Eq. 9; uniform: mutual distillation) or a registered one")] = "exp",
-    seed: Annotated[int, typer.Option(help="base seed (student k: seed + 10000 k)")] = 0,
+                                                "Eq. 9; uniform: mutual distillation) or a registered one")
+                         ] = DEFAULT_WEIGHTING,
+    seed: Annotated[int, typer.Option(help="base seed (student k: seed + 10000 k)")] = DEFAULT_SEED,
     preset: Annotated[str, typer.Option(help=f"{choices(PRESETS)} (zoo: rl-zoo3 tuned; paper: the paper's §4.2; "
-                                             "none: SB3 defaults)")] = "zoo",
+                                             "none: SB3 defaults)")] = DEFAULT_PRESET,
     set_: Annotated[
         list[str] | None,
         typer.Option("--set", help="override a config key: key=value, algo.<SB3 arg>=value, algo.policy_kwargs.<arg>=value"),
@@ -99,8 +108,8 @@ def train(
         return
     if env is None:
         raise DPDUserError("dpd train needs --env ID (or --resume RUN)")
-    config = TrainConfig(env_id=env, algo=algo, method=method, total_steps=total_steps, seed=seed,
-                         preset=preset).with_values(alpha=alpha, weighting=weighting)
+    config = TrainConfig(env_id=env).with_values(algo=algo, method=method, total_steps=total_steps, seed=seed,
+                                                 preset=preset, alpha=alpha, weighting=weighting)
     config.parallel = parallel if parallel is not None else _auto_parallel(method)
     config = apply_overrides(config, set_ or [])  # resolved (and validated) by run_training before anything is written
     if out is None:
@@ -179,8 +188,8 @@ def sweep(
     ] = None,
     alpha: Annotated[list[float] | None, typer.Option("--alpha", help="alpha of dpd (repeat for several)")] = None,
     seeds: Annotated[int, typer.Option(help="number of seeds: 0 .. N-1")] = 3,
-    total_steps: Annotated[int, typer.Option(help="TOTAL env steps of every run")] = 1_000_000,
-    preset: Annotated[str, typer.Option(help=choices(PRESETS))] = "zoo",
+    total_steps: Annotated[int, typer.Option(help="TOTAL env steps of every run")] = DEFAULT_TOTAL_STEPS,
+    preset: Annotated[str, typer.Option(help=choices(PRESETS))] = DEFAULT_PRESET,
     set_: Annotated[list[str] | None, typer.Option("--set", help="key=value for every run (as dpd train --set)")] = None,
     config: Annotated[Path | None, typer.Option(help="a sweep YAML file (keys of dpd.experiments.SweepSpec)")] = None,
     backend: Annotated[str, typer.Option(help=f"{choices(BACKENDS)} (local: a process pool; ray: Ray Tune, an extra)")
@@ -219,8 +228,9 @@ def sweep(
         if seeds > MAX_TRIALS:  # before the list of seeds is made
             raise DPDUserError(f"--seeds {seeds:,}: dpd sweep runs at most {MAX_TRIALS:,} trials (each a training run);"
                                " split it into several sweeps")
-        spec = SweepSpec(envs=env, total_steps=total_steps, algos=algo or ["ppo"], variants=method or ["dpd", "vanilla"],
-                         alphas=alpha or [1.0], seeds=list(range(seeds)), preset=preset, overrides=set_ or [])
+        given: dict[str, Any] = {"algos": algo, "variants": method, "alphas": alpha}  # not given: SweepSpec's
+        spec = SweepSpec(envs=env, total_steps=total_steps, seeds=list(range(seeds)), preset=preset,
+                         overrides=set_ or [], **{k: v for k, v in given.items() if v})
     result = run_sweep(spec, out, backend=backend, workers=workers, address=address, on_update=_SweepView())
     for name, error in result.failed.items():
         _echo(f"dpd sweep: {name} failed: {error}")

@@ -1,11 +1,21 @@
-"""One typed config object for a run, its presets, ``--set key=value`` overrides and validation.
+"""The config of a run: what a user asks for, what a run trains with, presets, ``--set key=value`` and validation.
 
-Every hyperparameter of a run is named once, here. A config goes through three stages:
+Every hyperparameter of a run is named once, here, with its default stated once (the defaults a user sees before a
+config exists, in ``dpd --help``, come from :mod:`dpd.names`). A config goes through two TYPES:
 
-1. ``TrainConfig(...)``: what the user asked for (fields left ``None`` mean "from the preset / default");
-2. ``config.resolve()``: preset applied, algorithm-dependent defaults filled, everything validated;
-   the resolved config is complete, serialisable (``to_dict``) and is what a run folder stores;
-3. ``build_algo_kwargs(config)``: the SB3 constructor arguments (schedules and classes made real).
+1. :class:`TrainConfig` (with its :class:`DistillConfig` block): what the user asked for. Fields left ``None`` mean
+   "from the preset / the distillation schedule". Each field is checked against its annotation as it is set (a
+   ``Literal`` field against its choices), so a typo is a one-line error before anything else runs.
+2. :class:`ResolvedConfig` (with its :class:`ResolvedDistill` block) = ``config.resolve()``: the preset applied, the
+   schedule's values filled, every rule validated. It has no optional field: nothing downstream falls back on a
+   default, and training (trainer, learner, student factory, Distiller) refuses anything else in one line
+   (:func:`require_resolved`). It is what a run folder stores (``to_dict``) and reads back (:func:`read_run_config`).
+
+``build_algo_kwargs(config)`` then makes the SB3 constructor arguments (schedules and classes made real).
+
+Flat names (``alpha``, ``distill_lr``, ...: ``--set``, sweep files, ``DPD(...)`` keywords, config.yaml files written
+before the ``distill`` block) are aliases of the distillation fields, translated in one place
+(:func:`_distill_field`) by one table (:data:`DISTILL_ALIASES`).
 
 Validation raises :class:`dpd.errors.DPDUserError` with a one-line message that names the fix.
 """
@@ -21,7 +31,7 @@ import numbers
 from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar, Literal
 
 import gymnasium as gym
 import numpy as np
@@ -34,12 +44,32 @@ from stable_baselines3.sac.policies import SACPolicy
 from stable_baselines3.td3.policies import TD3Policy
 from torch import nn
 
-import dpd.names as names
 from dpd.envs import check_env_id, close_checked
 from dpd.errors import DPDUserError
+
+# the Literal types are read by _field_specs through the annotations, so they are imported by name
+from dpd.names import (
+    DEFAULT_ALGO,
+    DEFAULT_ALPHA,
+    DEFAULT_METHOD,
+    DEFAULT_PRESET,
+    DEFAULT_SCHEDULE,
+    DEFAULT_SEED,
+    DEFAULT_TOTAL_STEPS,
+    DEFAULT_WEIGHTING,
+    Algo,
+    DistillDistance,
+    DistillGate,
+    DistillOptimizer,
+    DistillTarget,
+    Method,
+    Preset,
+    Schedule,
+    XiEstimator,
+    XiScale,
+)
 from dpd.objective import DEFAULT_MAX_LOG_WEIGHT, weighting_names
 from dpd.run_files import CONFIG_FILE, read_yaml
-from dpd.xi import DISTILL_GATES, XI_ESTIMATORS
 
 #: algorithm name -> (SB3 class, family). The family decides the distillation defaults.
 ALGOS: dict[str, tuple[type[BaseAlgorithm], str]] = {
@@ -52,14 +82,9 @@ ALGOS: dict[str, tuple[type[BaseAlgorithm], str]] = {
 POLICY_CLASSES: dict[str, type[BasePolicy]] = {
     "ppo": ActorCriticPolicy, "a2c": ActorCriticPolicy, "ddpg": TD3Policy, "td3": TD3Policy, "sac": SACPolicy,
 }  # fmt: skip
-#: ``dpd``: two students that distill; ``independent``: the same pair (seeds, budget split, windows, evaluation,
-#: logging) with no distillation at all, the control that separates distillation from selecting the better of two;
-#: ``vanilla``: one SB3 learner with the whole budget.
-METHODS = names.METHODS
-PRESETS = names.PRESETS
-XI_SCALES = names.XI_SCALES
 
-#: The distillation schedules (``distill_schedule``): every ``distill_*`` key left unset takes its schedule's value.
+#: The distillation schedules (``distill_schedule``): every field of the schedule left unset (``None`` in
+#: :class:`DistillConfig`) takes its schedule's value here; these are those fields' only defaults.
 #:
 #: - ``dense``: paper §4.2's rates (on-policy lr 1e-5, batch 256; off-policy lr 1e-4, batch 64) with an own Adam,
 #:   on-policy 10 steps after every iteration (~2.5 passes over the 1000-state window; the paper does not say),
@@ -70,29 +95,21 @@ XI_SCALES = names.XI_SCALES
 #: - ``adaptive``: ``dense``, with the number of steps per phase scaled by a strength that keeps the pair's action
 #:   distance within [adaptive_low, adaptive_high] x the largest (smoothed) distance it has reached
 #:   (:class:`dpd.schedule.AdaptiveStrength`).
-SCHEDULES = names.SCHEDULES
-DISTILL_TARGETS = names.DISTILL_TARGETS
-DISTILL_OPTIMIZERS = names.DISTILL_OPTIMIZERS
 _DENSE: dict[str, dict[str, Any]] = {
-    "on_policy": {"distill_lr": 1e-5, "distill_batch_size": 256, "distill_steps": 10, "distill_ratio": 1.0,
-                  "distill_every": 1, "distill_window": 1000, "distill_target": "mean", "distill_optimizer": "own",
-                  "distill_loss_coef": 1.0},
-    "off_policy": {"distill_lr": 1e-4, "distill_batch_size": 64, "distill_steps": 10, "distill_ratio": 1.0,
-                   "distill_every": 1, "distill_window": 1000, "distill_target": "mean", "distill_optimizer": "own",
-                   "distill_loss_coef": 1.0},
+    "on_policy": {"lr": 1e-5, "batch_size": 256, "steps": 10, "ratio": 1.0, "every": 1, "window": 1000,
+                  "target": "mean", "optimizer": "own", "loss_coef": 1.0},
+    "off_policy": {"lr": 1e-4, "batch_size": 64, "steps": 10, "ratio": 1.0, "every": 1, "window": 1000,
+                   "target": "mean", "optimizer": "own", "loss_coef": 1.0},
 }
 DISTILL_SCHEDULES: dict[str, dict[str, dict[str, Any]]] = {
     "dense": _DENSE,
     "authors": {
-        "on_policy": {**_DENSE["on_policy"], "distill_lr": 5e-5, "distill_batch_size": 512, "distill_steps": 1,
-                      "distill_every": 5, "distill_window": 100_000, "distill_target": "sample",
-                      "distill_optimizer": "shared", "distill_loss_coef": 1 / 512},
+        "on_policy": {**_DENSE["on_policy"], "lr": 5e-5, "batch_size": 512, "steps": 1, "every": 5,
+                      "window": 100_000, "target": "sample", "optimizer": "shared", "loss_coef": 1 / 512},
         "off_policy": dict(_DENSE["off_policy"]),
     },
     "adaptive": _DENSE,
 }
-#: kept for callers of earlier versions: the ``dense`` schedule's values
-DISTILL_DEFAULTS = _DENSE
 #: Keys an off-policy preset may carry besides SB3's arguments: Gaussian action noise (std in [-1, 1] action units).
 OFF_POLICY_EXTRA_KEYS = {"noise_std"}
 
@@ -113,41 +130,29 @@ _RESERVED_ALGO_KEYS = {"policy", "env", "seed", "device", "verbose", "tensorboar
 #: how far (as a share of total_steps) the pair's and vanilla's env steps may differ once each learner's share is
 #: rounded up to whole collection chunks (README, "The same total env steps"); larger: refused
 BUDGET_TOLERANCE = 0.05
-#: field metadata: the value must be a positive number once resolved (checked by TrainConfig.validate)
+#: field metadata: the value must be a positive number once resolved (checked by ResolvedConfig.validate)
 POSITIVE = {"positive": True}
 
 
+# ---------------------------------------------------------------------- the distillation block
 @dataclass(frozen=True)
-class DistillConfig:
-    """How a student distils from its peer: the paper's knobs (Eq. 11/12, §4.2) and the options beyond it.
-
-    Declared here once; handed whole to :class:`dpd.distillation.Distiller`. Fields left ``None`` take their
-    schedule's value (:data:`DISTILL_SCHEDULES`) in :meth:`TrainConfig.resolve`. In ``--set``, sweep files and
-    config.yaml a field is ``distill.<field>``, or its flat alias (:data:`DISTILL_ALIASES`: ``alpha``,
-    ``distill_lr``, ...).
-
-    On-policy a phase follows one rollout, so its size is a number of steps (``steps``); off-policy the RL gradient
-    steps of an iteration vary (``learning_starts``, a budget's last chunk) and the paper's rule is one distillation
-    step per RL gradient step, so its size is a ``ratio``. Two fields, because one field with two units would be one
-    name with two meanings.
-    """
+class _DistillFields:
+    """The distillation fields that have one default whatever the schedule (shared by both types below)."""
 
     #: confidence alpha in w = exp(alpha * xi) (paper: 0.1 .. 10).
-    alpha: float = 1.0
+    alpha: float = DEFAULT_ALPHA
     #: ``exp`` (Eq. 11/12) | ``indicator`` (Eq. 9) | ``uniform`` (plain mutual distillation) | a registered one
-    #: (:func:`dpd.objective.register_weighting`).
-    weighting: str = "exp"
+    #: (:func:`dpd.objective.register_weighting`; so a string checked at resolution, not a Literal).
+    weighting: str = DEFAULT_WEIGHTING
     #: xi is divided by this before alpha: ``return_std`` (the student's running std of the discounted
     #: raw return, so xi is O(1) as in the authors' reward-normalised PPO) | ``none`` (raw return units).
-    xi_scale: str = "return_std"
+    xi_scale: XiScale = "return_std"
     #: how xi is estimated (:mod:`dpd.xi`): ``two_critics`` (the paper: V_peer - V_self) | ``debiased`` (each
     #: critic's offset on its own recent returns removed first) | ``own_critic`` (off-policy: Q_self(s, mu_peer(s))
-    #: - Q_self(s, mu_self(s))). Unset: ``own_critic`` for sac (its soft critics hold each student's entropy bonus,
-    #: which one critic judging both actions cancels), ``two_critics`` otherwise.
-    xi_estimator: str | None = None
+    #: - Q_self(s, mu_self(s))). Declared in each type below: a user's block may leave it unset.
     #: ``none`` (the paper) | ``advantage``: a phase's steps scaled by the share of the peer's window where xi > 0,
     #: so a peer estimated worse everywhere moves the student not at all (:func:`dpd.xi.gate_strength`).
-    gate: str = "none"
+    gate: DistillGate = "none"
     #: bound on |alpha * xi|: weights stay in [exp(-c), exp(c)] (default ln 100 -> [0.01, 100]).
     max_log_weight: float = DEFAULT_MAX_LOG_WEIGHT
     #: True: loss = sum(w D) / sum(w); False: mean(w D) (Eq. 11 literally).
@@ -155,29 +160,10 @@ class DistillConfig:
     #: the distance D(s) distilled on: ``mse`` of the policies' outputs (the paper; Gaussian means unclamped) |
     #: ``clamped_mse`` (on-policy Box actions: both means clamped to the action bounds first, so two means beyond
     #: the same bound, which act alike, count as equal)
-    distance: str = "mse"
-    #: ``dense`` | ``authors`` | ``adaptive``: the values of the fields below left unset (see SCHEDULES).
-    schedule: str = "dense"
-    #: learning rate of the own Adam (``optimizer=own``; dense: on-policy 1e-5, off-policy 1e-4).
-    lr: float | None = field(default=None, metadata=POSITIVE)
-    #: states per distillation gradient step (dense: on-policy 256, off-policy 64; authors 512).
-    batch_size: int | None = field(default=None, metadata=POSITIVE)
-    #: on-policy: distillation gradient steps per distillation phase (dense 10, authors 1).
-    steps: int | None = field(default=None, metadata=POSITIVE)
-    #: off-policy: distillation gradient steps per RL gradient step of the iteration (default 1.0).
-    ratio: float | None = None
-    #: RL iterations from one distillation phase to the next (dense 1: after every iteration; authors 5).
-    every: int | None = field(default=None, metadata=POSITIVE)
-    #: the peer's most recent visited states distilled on (paper §4.2: 1000; authors' PPO code: 100,000).
-    window: int | None = field(default=None, metadata=POSITIVE)
-    #: what the student's mean is regressed on: ``mean`` (the peer's deterministic action / logits) | ``sample``
-    #: (an action sampled from the peer's policy, as the authors' PPO did; on-policy only).
-    target: str | None = None
-    #: ``own`` (a separate Adam, lr ``lr``) | ``shared`` (the algorithm's own actor optimiser, its moments
-    #: and learning rate, as the authors' PPO did).
-    optimizer: str | None = None
-    #: factor on the distillation loss (authors 1/512; with an own Adam it barely matters: Adam is scale-free).
-    loss_coef: float | None = field(default=None, metadata=POSITIVE)
+    distance: DistillDistance = "mse"
+    #: ``dense`` | ``authors`` | ``adaptive``: where the schedule's fields left unset take their values
+    #: (:data:`DISTILL_SCHEDULES`).
+    schedule: Schedule = DEFAULT_SCHEDULE
     #: ``adaptive``: the band of the pair's action distance, as fractions of the largest smoothed distance so far:
     #: below ``adaptive_low`` the strength halves (the pair is collapsing), above ``adaptive_high`` it doubles.
     adaptive_low: float = 0.5
@@ -185,23 +171,86 @@ class DistillConfig:
 
     def __post_init__(self) -> None:
         for f in dataclasses.fields(self):  # each field against its annotation (frozen: set through object)
-            object.__setattr__(self, f.name, _coerce(f.name, getattr(self, f.name), DistillConfig, alias=ALIAS_OF[f.name]))
+            value = _coerce(f.name, getattr(self, f.name), type(self), alias=ALIAS_OF[f.name])
+            object.__setattr__(self, f.name, value)
 
-    def validate(self, family: str, algo: str) -> None:
-        """Raise :class:`DPDUserError` on the first problem found (names as the user writes them: the aliases)."""
+
+@dataclass(frozen=True)
+class DistillConfig(_DistillFields):
+    """How a student distils from its peer, as the user asks for it: the paper's knobs (Eq. 11/12, §4.2) and the
+    options beyond it. ``None``: the schedule's value (:data:`DISTILL_SCHEDULES`), filled by :meth:`resolve`.
+
+    In ``--set``, sweep files and config.yaml a field is ``distill.<field>``, or its flat alias
+    (:data:`DISTILL_ALIASES`: ``alpha``, ``distill_lr``, ...).
+
+    On-policy a phase follows one rollout, so its size is a number of steps (``steps``); off-policy the RL gradient
+    steps of an iteration vary (``learning_starts``, a budget's last chunk) and the paper's rule is one distillation
+    step per RL gradient step, so its size is a ``ratio``. Two fields, because one field with two units would be one
+    name with two meanings.
+    """
+
+    #: learning rate of the own Adam (``optimizer=own``).
+    lr: float | None = None
+    #: states per distillation gradient step.
+    batch_size: int | None = None
+    #: on-policy: distillation gradient steps per distillation phase.
+    steps: int | None = None
+    #: off-policy: distillation gradient steps per RL gradient step of the iteration.
+    ratio: float | None = None
+    #: RL iterations from one distillation phase to the next (1: after every iteration).
+    every: int | None = None
+    #: the peer's most recent visited states distilled on (paper §4.2: 1000; authors' PPO code: 100,000).
+    window: int | None = None
+    #: what the student's mean is regressed on: ``mean`` (the peer's deterministic action / logits) | ``sample``
+    #: (an action sampled from the peer's policy, as the authors' PPO did; on-policy only).
+    target: DistillTarget | None = None
+    #: ``own`` (a separate Adam, lr ``lr``) | ``shared`` (the algorithm's own actor optimiser, its moments
+    #: and learning rate, as the authors' PPO did).
+    optimizer: DistillOptimizer | None = None
+    #: factor on the distillation loss (authors 1/512; with an own Adam it barely matters: Adam is scale-free).
+    loss_coef: float | None = None
+    #: how xi is estimated; unset: ``own_critic`` for sac (its soft critics hold each student's entropy bonus,
+    #: which one critic judging both actions cancels), ``two_critics`` (the paper) otherwise.
+    xi_estimator: XiEstimator | None = None
+
+    def resolve(self, algo: str) -> ResolvedDistill:
+        """The schedule's values in every field left ``None`` (for ``algo``'s family), validated."""
+        _check_choice("algo", algo, tuple(ALGOS))
+        defaults = {**DISTILL_SCHEDULES[self.schedule][ALGOS[algo][1]],
+                    "xi_estimator": "own_critic" if algo == "sac" else "two_critics"}
+        values = {f.name: getattr(self, f.name) for f in dataclasses.fields(self)}
+        resolved = ResolvedDistill(**{k: defaults[k] if v is None else v for k, v in values.items()})
+        resolved.validate(algo)
+        return resolved
+
+
+@dataclass(frozen=True, kw_only=True)
+class ResolvedDistill(_DistillFields):
+    """A :class:`DistillConfig` resolved for one algorithm: every field set (the schedule's values filled) and
+    validated; what :class:`dpd.distillation.Distiller` takes. Made by :meth:`DistillConfig.resolve`."""
+
+    lr: float = field(metadata=POSITIVE)
+    batch_size: int = field(metadata=POSITIVE)
+    steps: int = field(metadata=POSITIVE)
+    ratio: float
+    every: int = field(metadata=POSITIVE)
+    window: int = field(metadata=POSITIVE)
+    target: DistillTarget
+    optimizer: DistillOptimizer
+    loss_coef: float = field(metadata=POSITIVE)
+    xi_estimator: XiEstimator
+
+    def validate(self, algo: str) -> None:
+        """Raise :class:`DPDUserError` on the first problem found (names as the user writes them: the aliases).
+        Each field's type and choices were checked on construction; here: the registry and the rules that join
+        fields or the algorithm."""
+        family = ALGOS[algo][1]
         _check_choice("weighting", self.weighting, weighting_names())
-        _check_choice("xi_scale", self.xi_scale, XI_SCALES)
-        _check_choice("xi_estimator", str(self.xi_estimator), XI_ESTIMATORS)
-        _check_choice("distill_gate", self.gate, DISTILL_GATES)
-        _check_choice("distill_distance", self.distance, names.DISTILL_DISTANCES)
         if not math.isfinite(self.alpha):
             raise DPDUserError(f"alpha must be a finite number, got {self.alpha}")
         if not (math.isfinite(self.max_log_weight) and 0 < self.max_log_weight <= MAX_LOG_WEIGHT_LIMIT):
             raise DPDUserError(f"max_log_weight must be in (0, {MAX_LOG_WEIGHT_LIMIT:g}] (weights exp(c) must fit a"
                                f" float32), got {self.max_log_weight}")
-        _check_choice("distill_schedule", self.schedule, SCHEDULES)
-        _check_choice("distill_target", str(self.target), DISTILL_TARGETS)
-        _check_choice("distill_optimizer", str(self.optimizer), DISTILL_OPTIMIZERS)
         if self.target == "sample" and family == "off_policy":
             raise DPDUserError(f"distill_target=sample needs a stochastic policy; {algo} distills its"
                                " deterministic action: use distill_target=mean")
@@ -215,15 +264,13 @@ class DistillConfig:
         if not (0 <= self.adaptive_low < self.adaptive_high <= 1):
             raise DPDUserError("adaptive_low and adaptive_high must satisfy 0 <= low < high <= 1, got "
                                f"{self.adaptive_low} and {self.adaptive_high}")
-        for f in dataclasses.fields(self):
-            value = getattr(self, f.name)
-            if f.metadata.get("positive") and (value is None or not (math.isfinite(value) and value > 0)):
-                raise DPDUserError(f"{ALIAS_OF[f.name]} must be positive, got {value}")
-        if self.ratio is None or not (math.isfinite(self.ratio) and self.ratio >= 0):
+        _check_positive(self, ALIAS_OF)
+        if not (math.isfinite(self.ratio) and self.ratio >= 0):
             raise DPDUserError(f"distill_ratio must be a non-negative number, got {self.ratio}")
 
 
-#: flat key (``--set alpha=0.5``, sweep arms, config.yaml written before the ``distill`` block) -> DistillConfig field
+#: THE table of flat names: flat key (``--set alpha=0.5``, sweep arms, ``DPD(alpha=...)``, config.yaml written before
+#: the ``distill`` block) -> DistillConfig field. Read by :func:`_distill_field` only (and inverted below for messages).
 DISTILL_ALIASES: dict[str, str] = {
     "alpha": "alpha", "weighting": "weighting", "xi_scale": "xi_scale", "xi_estimator": "xi_estimator",
     "distill_gate": "gate", "max_log_weight": "max_log_weight", "normalize_weights": "normalize_weights",
@@ -237,43 +284,41 @@ DISTILL_ALIASES: dict[str, str] = {
 ALIAS_OF: dict[str, str] = {v: k for k, v in DISTILL_ALIASES.items()}
 
 
+def _distill_field(key: str) -> str | None:
+    """The distillation field a user's key names (``distill.<field>`` or a flat alias), or None: the one place a
+    flat name is translated (``--set``, ``with_values`` and so ``from_dict``, ``DPD(...)`` and sweep files)."""
+    if key.startswith("distill."):
+        name = key[len("distill."):]
+        return name if name in ALIAS_OF else None
+    return DISTILL_ALIASES.get(key)
+
+
+# ---------------------------------------------------------------------- the run
 @dataclass
-class TrainConfig:
-    """Everything that defines a training run (DPD pair or vanilla baseline)."""
+class _RunFields:
+    """The fields of a run that have one default whatever the preset (shared by both types below)."""
 
     #: Gymnasium environment id, e.g. ``HalfCheetah-v5``.
     env_id: str
     #: base algorithm of each learner: ``ppo`` | ``a2c`` (on-policy) | ``ddpg`` | ``td3`` | ``sac`` (off-policy).
-    algo: str = "ppo"
-    #: ``dpd`` (two students, each gets total_steps / 2) or ``vanilla`` (one SB3 learner, total_steps).
-    method: str = "dpd"
+    algo: Algo = DEFAULT_ALGO
+    #: ``dpd`` (two students, each gets total_steps / 2), ``independent`` (the same pair, never distilled) or
+    #: ``vanilla`` (one SB3 learner, total_steps).
+    method: Method = DEFAULT_METHOD
     #: total environment steps over all learners (the paper's fairness rule).
-    total_steps: int = 1_000_000
+    total_steps: int = DEFAULT_TOTAL_STEPS
     #: base seed; student k uses seed + 10000 * k (vanilla uses seed, like student 0).
-    seed: int = 0
+    seed: int = DEFAULT_SEED
     #: hyperparameter preset: ``zoo`` (rl-zoo3 tuned) | ``paper`` (the paper's §4.2 setting) | ``none`` (SB3 defaults).
-    preset: str = "zoo"
-
-    #: how each student distils from its peer (alpha, weighting, xi estimator, gate, schedule, ...); flat keys
-    #: (``alpha``, ``distill_lr``, ...) are aliases of its fields in ``--set``, sweep files and old config.yaml files.
-    distill: DistillConfig = field(default_factory=lambda: DistillConfig())
+    preset: Preset = DEFAULT_PRESET
     #: off-policy: env steps per learner per iteration, i.e. between two alternations of the students.
     iteration_steps: int = field(default=1000, metadata=POSITIVE)
-
     #: evaluate each learner every this many of ITS OWN env steps (and at start and end); 0: never (benchmarks).
     eval_freq: int = 10_000
     #: deterministic evaluation episodes per evaluation.
     eval_episodes: int = field(default=10, metadata=POSITIVE)
-
-    #: environment copies per learner (default: preset, else 1).
-    n_envs: int | None = field(default=None, metadata=POSITIVE)
-    #: VecNormalize observations and rewards, each learner with its own statistics (default: preset, else False).
-    normalize: bool | None = None
-    #: with ``normalize``: also scale rewards (default: preset, else the same as ``normalize``).
-    normalize_reward: bool | None = None
     #: arguments of the SB3 algorithm (preset values, overridden by the user's), e.g. ``{"n_steps": 1024}``.
     algo_kwargs: dict[str, Any] = field(default_factory=dict)
-
     #: torch device for the networks.
     device: str = "cpu"
     #: torch threads per process (1 avoids oversubscription when learners run side by side).
@@ -299,50 +344,14 @@ class TrainConfig:
 
     def __post_init__(self) -> None:
         """Every field checked against its annotation as it is set (``TrainConfig(normalize="no")`` is a one-line
-        error here, not a run that trains with normalisation)."""
-        if isinstance(self.distill, dict):  # TrainConfig(**config.to_dict()) round-trips
-            self.distill = _distill_from_dict(self.distill)
-        elif not isinstance(self.distill, DistillConfig):
-            raise DPDUserError(f"distill must be a DistillConfig or a mapping, got {self.distill!r}")
+        error here, not a run that trains with normalisation; ``algo="nope"`` names the choices)."""
         for f in dataclasses.fields(self):
             if f.name != "distill":
                 setattr(self, f.name, _coerce(f.name, getattr(self, f.name), type(self)))
 
-    # ------------------------------------------------------------------ conversion
     def to_dict(self) -> dict[str, Any]:
         """Plain data (config.yaml): the distillation settings as a nested ``distill`` mapping."""
         return dataclasses.asdict(self)
-
-    @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> TrainConfig:
-        """From config.yaml or any mapping: a nested ``distill`` block, flat aliases (``alpha``, ``distill_lr``;
-        what config.yaml files held before the block existed), or both. One-line DPDUserError on a bad key or type."""
-        if not isinstance(data, dict):
-            raise DPDUserError("a config must be a mapping of keys to values")
-        if "env_id" not in data:
-            raise DPDUserError("config has no env_id")
-        return cls(env_id=data["env_id"]).with_values(**{k: v for k, v in data.items() if k != "env_id"})
-
-    def with_values(self, **values: Any) -> TrainConfig:
-        """A copy with ``values`` set: TrainConfig fields, ``distill`` (a DistillConfig or a mapping), or the flat
-        aliases of the distillation fields (``alpha=0.5``, ``distill_steps=1``), each checked against its type."""
-        names = {f.name for f in dataclasses.fields(self)}
-        unknown = sorted(k for k in values if k not in names and k not in DISTILL_ALIASES)
-        if unknown:
-            raise DPDUserError(f"unknown config key(s) {', '.join(unknown)}; valid keys: {', '.join(valid_keys())}")
-        cfg = dataclasses.replace(self, algo_kwargs=dict(self.algo_kwargs))
-        distill: dict[str, Any] = {}
-        for key, value in values.items():
-            if key == "distill":
-                block = value if isinstance(value, DistillConfig) else _distill_from_dict(value)
-                distill.update({f.name: getattr(block, f.name) for f in dataclasses.fields(block)})
-            elif key in DISTILL_ALIASES and key not in names:
-                distill[DISTILL_ALIASES[key]] = _coerce(DISTILL_ALIASES[key], value, DistillConfig, alias=key)
-            else:
-                setattr(cfg, key, _coerce(key, value, type(self)))
-        if distill:
-            cfg.distill = dataclasses.replace(cfg.distill, **distill)
-        return cfg
 
     @property
     def family(self) -> str:
@@ -359,45 +368,140 @@ class TrainConfig:
     def learner_seed(self, index: int) -> int:
         return self.seed + 10_000 * index
 
-    # ------------------------------------------------------------------ resolution
-    def resolve(self, check_env: bool = True) -> TrainConfig:
-        """Apply the preset, fill defaults and validate. Returns a new, complete config."""
+
+@dataclass
+class TrainConfig(_RunFields):
+    """Everything that defines a training run (DPD pair or vanilla baseline), as the user asks for it: fields left
+    ``None`` take the preset's value in :meth:`resolve`, which returns the :class:`ResolvedConfig` a run trains with."""
+
+    #: the type :meth:`resolve` returns (a subclass adding fields pairs itself with a resolved subclass)
+    resolved_type: ClassVar[type[ResolvedConfig]]
+
+    #: how each student distils from its peer (alpha, weighting, xi estimator, gate, schedule, ...); flat keys
+    #: (``alpha``, ``distill_lr``, ...) are aliases of its fields in ``--set``, sweep files and old config.yaml files.
+    distill: DistillConfig = field(default_factory=lambda: DistillConfig())
+    #: environment copies per learner (default: preset, else 1).
+    n_envs: int | None = None
+    #: VecNormalize observations and rewards, each learner with its own statistics (default: preset, else False).
+    normalize: bool | None = None
+    #: with ``normalize``: also scale rewards (default: preset, else the same as ``normalize``).
+    normalize_reward: bool | None = None
+
+    def __post_init__(self) -> None:
+        if isinstance(self.distill, dict):  # TrainConfig(**config.to_dict()) round-trips
+            self.distill = _distill_from_dict(self.distill)
+        elif isinstance(self.distill, ResolvedDistill):  # a resolved block is a complete user's block too
+            self.distill = DistillConfig(**{f.name: getattr(self.distill, f.name)
+                                            for f in dataclasses.fields(self.distill)})
+        elif not isinstance(self.distill, DistillConfig):
+            raise DPDUserError(f"distill must be a DistillConfig or a mapping, got {self.distill!r}")
+        super().__post_init__()
+
+    # ------------------------------------------------------------------ conversion
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> TrainConfig:
+        """From config.yaml or any mapping: a nested ``distill`` block, flat aliases (``alpha``, ``distill_lr``;
+        what config.yaml files held before the block existed), or both. One-line DPDUserError on a bad key or type."""
+        if not isinstance(data, dict):
+            raise DPDUserError("a config must be a mapping of keys to values")
+        if "env_id" not in data:
+            raise DPDUserError("config has no env_id")
+        return cls(env_id=data["env_id"]).with_values(**{k: v for k, v in data.items() if k != "env_id"})
+
+    def with_values(self, **values: Any) -> TrainConfig:
+        """A copy with ``values`` set: TrainConfig fields, ``distill`` (a DistillConfig or a mapping),
+        ``distill.<field>`` or the flat aliases of the distillation fields (``alpha=0.5``, ``distill_steps=1``),
+        each checked against its type. The one entrance of user-typed and stored keys."""
+        names = {f.name for f in dataclasses.fields(self)}
+        unknown = sorted(k for k in values if k not in names and _distill_field(k) is None)
+        if unknown:
+            raise DPDUserError(f"unknown config key(s) {', '.join(unknown)}; valid keys: {', '.join(valid_keys())}")
         cfg = dataclasses.replace(self, algo_kwargs=dict(self.algo_kwargs))
-        _check_choice("algo", cfg.algo, tuple(ALGOS))
-        _check_choice("method", cfg.method, METHODS)
-        _check_choice("preset", cfg.preset, PRESETS)
-        preset = load_preset(cfg.algo, cfg.preset, cfg.env_id)
-        if cfg.n_envs is None:
-            cfg.n_envs = int(preset.pop("n_envs", 1))
-        else:
-            preset.pop("n_envs", None)
-        for key, fallback in (("normalize", False), ("normalize_reward", None)):
-            value = preset.pop(key, fallback)
-            if getattr(cfg, key) is None:
-                setattr(cfg, key, bool(value) if value is not None else cfg.normalize)
-        own_policy_kwargs = cfg.algo_kwargs.get("policy_kwargs") or {}
+        distill: dict[str, Any] = {}
+        for key, value in values.items():
+            if key == "distill":
+                block = value if isinstance(value, DistillConfig) else _distill_from_dict(value)
+                distill.update({f.name: getattr(block, f.name) for f in dataclasses.fields(block)})
+            elif key in names:
+                setattr(cfg, key, _coerce(key, value, type(self)))
+            else:
+                name = _distill_field(key)
+                assert name is not None  # checked above
+                distill[name] = _coerce(name, value, DistillConfig, alias=key)
+        if distill:
+            cfg.distill = dataclasses.replace(cfg.distill, **distill)
+        return cfg
+
+    # ------------------------------------------------------------------ resolution
+    def resolve(self, check_env: bool = True) -> ResolvedConfig:
+        """Apply the preset, fill the schedule's values and validate: the complete config a run trains with."""
+        filled = ("distill", "n_envs", "normalize", "normalize_reward")  # the fields whose type changes
+        own = {f.name: getattr(self, f.name) for f in dataclasses.fields(self) if f.name not in filled}
+        preset = load_preset(self.algo, self.preset, self.env_id)
+        n_envs = self.n_envs if self.n_envs is not None else int(preset.get("n_envs", 1))
+        preset.pop("n_envs", None)
+        normalize = self.normalize if self.normalize is not None else bool(preset.get("normalize", False))
+        preset.pop("normalize", None)
+        reward = preset.pop("normalize_reward", None)
+        normalize_reward = (self.normalize_reward if self.normalize_reward is not None
+                            else bool(reward) if reward is not None else normalize)
+        own_policy_kwargs = self.algo_kwargs.get("policy_kwargs") or {}
         if not isinstance(own_policy_kwargs, dict):
             raise DPDUserError(f"algo.policy_kwargs must be a mapping (e.g. {{net_arch: [64, 64]}}), got"
                                f" {own_policy_kwargs!r}")
         merged_policy_kwargs = {**preset.pop("policy_kwargs", {}), **own_policy_kwargs}
-        cfg.algo_kwargs = {**preset, **cfg.algo_kwargs}
+        algo_kwargs = {**preset, **self.algo_kwargs}
         if merged_policy_kwargs:
-            cfg.algo_kwargs["policy_kwargs"] = merged_policy_kwargs
-        _check_choice("distill_schedule", cfg.distill.schedule, SCHEDULES)
-        defaults = {DISTILL_ALIASES[key]: value
-                    for key, value in DISTILL_SCHEDULES[cfg.distill.schedule][cfg.family].items()}
-        if cfg.distill.xi_estimator is None:
-            defaults["xi_estimator"] = "own_critic" if cfg.algo == "sac" else "two_critics"
-        cfg.distill = dataclasses.replace(
-            cfg.distill, **{k: v for k, v in defaults.items() if getattr(cfg.distill, k) is None})
-        cfg.validate(check_env=check_env)
-        return cfg
+            algo_kwargs["policy_kwargs"] = merged_policy_kwargs
+        own["algo_kwargs"] = algo_kwargs
+        resolved = self.resolved_type(**own, distill=self.distill.resolve(self.algo), n_envs=n_envs,
+                                      normalize=normalize, normalize_reward=normalize_reward)
+        resolved.validate(check_env=check_env)
+        return resolved
+
+
+@dataclass(kw_only=True)
+class ResolvedConfig(_RunFields):
+    """A :class:`TrainConfig` resolved (:meth:`TrainConfig.resolve`): the preset applied, every field set, validated.
+    What :class:`dpd.training.DPDTrainer`, its learners and students take, what a run folder stores and reads back."""
+
+    distill: ResolvedDistill
+    n_envs: int = field(metadata=POSITIVE)
+    normalize: bool
+    normalize_reward: bool
+
+    def __post_init__(self) -> None:
+        if isinstance(self.distill, dict):  # ResolvedConfig(**config.to_dict()) round-trips (a field left out or
+            # None is then a one-line "distill_lr expects float, got None")
+            block = _distill_from_dict(self.distill)
+            self.distill = ResolvedDistill(**{f.name: getattr(block, f.name) for f in dataclasses.fields(block)})
+        elif not isinstance(self.distill, ResolvedDistill):
+            raise DPDUserError("distill of a ResolvedConfig must be resolved: make it with TrainConfig.resolve()")
+        super().__post_init__()
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any], what: str = "the config") -> ResolvedConfig:
+        """A stored resolved config (config.yaml, a checkpoint, a worker's copy), read as it was written (flat
+        aliases of older files included): nothing re-resolved or filled; one line where a field is missing."""
+        partial = TrainConfig.from_dict(data)
+        missing = [name for name in ("n_envs", "normalize", "normalize_reward") if getattr(partial, name) is None]
+        missing += [f"distill.{f.name}" for f in dataclasses.fields(partial.distill)
+                    if getattr(partial.distill, f.name) is None]
+        if missing:
+            raise DPDUserError(f"{what} is not a resolved dpd config (no {', '.join(missing)})")
+        values = {f.name: getattr(partial, f.name) for f in dataclasses.fields(partial)}
+        values["distill"] = ResolvedDistill(**{f.name: getattr(partial.distill, f.name)
+                                               for f in dataclasses.fields(partial.distill)})
+        return cls(**values)
+
+    def resolve(self, check_env: bool = True) -> ResolvedConfig:
+        """Resolved already: validated again (``check_env``: against the env as it is now) and returned as it is."""
+        self.validate(check_env=check_env)
+        return self
 
     def validate(self, check_env: bool = True) -> None:
-        """Raise :class:`DPDUserError` on the first problem found."""
-        _check_choice("algo", self.algo, tuple(ALGOS))
-        _check_choice("method", self.method, METHODS)
-        _check_choice("preset", self.preset, PRESETS)
+        """Raise :class:`DPDUserError` on the first problem found (each field's type and choices were checked on
+        construction; here: ranges and the rules that join fields, the env and the machine)."""
         if self.total_steps < len(self.learner_names):
             raise DPDUserError(f"total_steps must be a positive number of env steps, got {self.total_steps}")
         highest = self.seed + 10_000 * (len(self.learner_names) - 1) + 5_000  # the last student's eval seed
@@ -409,11 +513,8 @@ class TrainConfig:
             raise DPDUserError(f"eval_freq must be >= 0 (0: no evaluation), got {self.eval_freq}")
         if self.checkpoint_freq < 0:
             raise DPDUserError(f"checkpoint_freq must be >= 0 (0: only on Ctrl-C / SIGTERM), got {self.checkpoint_freq}")
-        self.distill.validate(self.family, self.algo)
-        for key in (f.name for f in dataclasses.fields(self) if f.metadata.get("positive")):
-            value = getattr(self, key)
-            if value is None or not (math.isfinite(value) and value > 0):
-                raise DPDUserError(f"{key} must be positive, got {value}")
+        self.distill.validate(self.algo)
+        _check_positive(self)
         if not all(isinstance(f, (int, float)) and not isinstance(f, bool) and 0 < f <= 1 for f in self.snapshots):
             raise DPDUserError(f"snapshots must be a list of fractions in (0, 1], e.g. [0.1,0.5,1.0]; got {self.snapshots}")
         _validate_algo_kwargs(self.algo, self.algo_kwargs)
@@ -429,7 +530,7 @@ class TrainConfig:
         refused (whatever this run's method: it is compared with the other)."""
         cls = ALGOS[self.algo][0]
         defaults = inspect.signature(cls.__init__).parameters  # type: ignore[misc]
-        n_envs = int(self.n_envs or 1)
+        n_envs = self.n_envs
         if self.family == "on_policy":
             chunk = int(self.algo_kwargs.get("n_steps", defaults["n_steps"].default)) * n_envs
             what = f"rollouts of {chunk} steps (n_steps x n_envs)"
@@ -497,6 +598,33 @@ class TrainConfig:
             )
 
 
+TrainConfig.resolved_type = ResolvedConfig
+
+
+def require_resolved(config: Any, who: str) -> ResolvedConfig:
+    """``config`` if it is a :class:`ResolvedConfig`, else a one-line DPDUserError: training never fills in what a
+    user left unset (an unresolved block would otherwise reach an optimiser as a learning rate of 0)."""
+    if not isinstance(config, ResolvedConfig):
+        raise DPDUserError(f"{who} takes a resolved config, got a {type(config).__name__}: pass config.resolve()")
+    return config
+
+
+def require_resolved_distill(config: Any, who: str) -> ResolvedDistill:
+    """``config`` if it is a :class:`ResolvedDistill`, else a one-line DPDUserError (see :func:`require_resolved`)."""
+    if not isinstance(config, ResolvedDistill):
+        raise DPDUserError(f"{who} takes a resolved distill block, got a {type(config).__name__}: pass"
+                           " DistillConfig.resolve(algo) (or TrainConfig.resolve().distill)")
+    return config
+
+
+def _check_positive(config: Any, alias: dict[str, str] | None = None) -> None:
+    """Every field declared ``POSITIVE`` of a resolved config is a positive finite number (named by its alias)."""
+    for f in dataclasses.fields(config):
+        value = getattr(config, f.name)
+        if f.metadata.get("positive") and not (math.isfinite(value) and value > 0):
+            raise DPDUserError(f"{(alias or {}).get(f.name, f.name)} must be positive, got {value}")
+
+
 def check_known_keys(data: dict[str, Any], cls: type, what: str) -> None:
     """Raise a one-line error naming the keys of ``data`` that are not fields of the dataclass ``cls``."""
     names = {f.name for f in dataclasses.fields(cls)}
@@ -509,12 +637,11 @@ def _distill_from_dict(data: Any) -> DistillConfig:
     """A ``distill`` mapping (field names, or flat aliases) -> DistillConfig; one-line DPDUserError otherwise."""
     if not isinstance(data, dict):
         raise DPDUserError(f"distill must be a mapping of distillation settings, got {data!r}")
-    fields = {f.name for f in dataclasses.fields(DistillConfig)}
     out: dict[str, Any] = {}
     for key, value in data.items():
-        name = key if key in fields else DISTILL_ALIASES.get(key)
+        name = _distill_field(f"distill.{key}") or _distill_field(key)
         if name is None:
-            raise DPDUserError(f"unknown distill key {key!r}; valid: {', '.join(sorted(fields))}")
+            raise DPDUserError(f"unknown distill key {key!r}; valid: {', '.join(sorted(ALIAS_OF))}")
         out[name] = _coerce(name, value, DistillConfig, alias=f"distill.{name}")
     return DistillConfig(**out)
 
@@ -552,24 +679,36 @@ def _preset_table(algo: str, preset: str) -> dict[str, Any]:
 
 
 # ---------------------------------------------------------------------- --set overrides
+@dataclass(frozen=True)
+class _FieldType:
+    """What a config field takes, read from its annotation: a plain type, or the choices of a ``Literal``."""
+
+    plain: type
+    choices: tuple[str, ...] | None
+    nullable: bool
+
+
 @functools.cache
-def _field_types(cls: type) -> tuple[dict[str, type], frozenset[str]]:
-    """Each field's plain type (int, float, str, bool, dict, list) and the fields that may be None, read from the
-    config dataclass itself (``TrainConfig`` or a subclass): a new field needs no second list."""
+def _field_types(cls: type) -> dict[str, _FieldType]:
+    """Each field's plain type (int, float, str, bool, dict, list) or Literal choices, and whether it may be None,
+    read from the config dataclass itself (``TrainConfig`` or a subclass): a new field needs no second list."""
     import types
     import typing
 
     hints = typing.get_type_hints(cls)
-    plain: dict[str, type] = {}
-    nullable: set[str] = set()
+    out: dict[str, _FieldType] = {}
     for f in dataclasses.fields(cls):
         hint = hints[f.name]
-        args = typing.get_args(hint) if isinstance(hint, types.UnionType) else ()
-        if type(None) in args:
-            nullable.add(f.name)
+        # ``int | None`` is a types.UnionType; ``Literal[...] | None`` evaluates to a typing.Union
+        args = typing.get_args(hint) if typing.get_origin(hint) in (types.UnionType, typing.Union) else ()
+        nullable = type(None) in args
+        if nullable:
             hint = next(a for a in args if a is not type(None))
-        plain[f.name] = typing.get_origin(hint) or hint
-    return plain, frozenset(nullable)
+        if typing.get_origin(hint) is Literal:
+            out[f.name] = _FieldType(str, typing.get_args(hint), nullable)
+        else:
+            out[f.name] = _FieldType(typing.get_origin(hint) or hint, None, nullable)
+    return out
 
 
 def parse_value(text: str) -> Any:
@@ -602,13 +741,18 @@ def plain_numbers(value: Any) -> Any:
 
 
 def _coerce(key: str, value: Any, cls: type | None = None, alias: str | None = None) -> Any:
-    """``value`` as field ``key`` of ``cls`` takes it (an int for a float field becomes a float), or a one-line
-    DPDUserError naming ``alias`` (the name the user wrote; default ``key``)."""
-    types_, nullable = _field_types(cls or TrainConfig)
-    expected = types_[key]
-    if value is None and key in nullable:
+    """``value`` as field ``key`` of ``cls`` takes it (an int for a float field becomes a float; a Literal field's
+    value one of its choices), or a one-line DPDUserError naming ``alias`` (the name the user wrote; default
+    ``key``)."""
+    spec = _field_types(cls or TrainConfig)[key]
+    expected = spec.plain
+    if value is None and spec.nullable:
         return None
     key = alias or key
+    if spec.choices is not None:
+        if isinstance(value, str) and value in spec.choices:
+            return value
+        raise DPDUserError(f"unknown {key} {value!r}; choose one of: {', '.join(spec.choices)}")
     # numbers by their abstract type: numpy's (np.int64(3), np.float32(0.5)) are numbers too; a bool is not
     if expected is float and isinstance(value, numbers.Real) and not _is_bool(value):
         return float(value)
@@ -625,8 +769,7 @@ def apply_overrides(config: TrainConfig, assignments: list[str]) -> TrainConfig:
     """Apply ``key=value`` strings: ``alpha=0.5`` (or ``distill.alpha=0.5``), ``algo.n_steps=1024``,
     ``algo.policy_kwargs.net_arch=[64,64]``."""
     cfg = dataclasses.replace(config, algo_kwargs=dict(config.algo_kwargs))
-    fields = _field_types(type(cfg))[0]  # type: ignore[arg-type]
-    distill_fields = {f.name for f in dataclasses.fields(DistillConfig)}
+    fields = {f.name for f in dataclasses.fields(cfg)} - {"algo_kwargs", "distill"}
     for item in assignments:
         key, sep, raw = item.partition("=")
         key = key.strip()
@@ -641,10 +784,7 @@ def apply_overrides(config: TrainConfig, assignments: list[str]) -> TrainConfig:
                 cfg.algo_kwargs["policy_kwargs"] = {**cfg.algo_kwargs.get("policy_kwargs", {}), path[1]: value}
             else:
                 raise DPDUserError(f"cannot set {key!r}; use algo.<argument> or algo.policy_kwargs.<argument>")
-        elif key.startswith("distill.") and key[len("distill."):] in distill_fields:
-            name = key[len("distill."):]
-            cfg.distill = dataclasses.replace(cfg.distill, **{name: _coerce(name, value, DistillConfig, alias=key)})
-        elif (key in fields and key not in ("algo_kwargs", "distill")) or key in DISTILL_ALIASES:
+        elif key in fields or _distill_field(key) is not None:  # distill.<field> and flat aliases: with_values
             cfg = cfg.with_values(**{key: value})
         else:
             raise DPDUserError(
@@ -800,7 +940,7 @@ class _LinearSchedule:
         return progress_remaining * self.start
 
 
-def build_algo_kwargs(config: TrainConfig, action_dim: int | None = None) -> dict[str, Any]:
+def build_algo_kwargs(config: ResolvedConfig, action_dim: int | None = None) -> dict[str, Any]:
     """SB3 constructor arguments for ``config.algo`` (schedules, activation classes and action noise made real).
 
     :param action_dim: size of a Box action space (needed for ``noise_std``).
@@ -818,7 +958,7 @@ def build_algo_kwargs(config: TrainConfig, action_dim: int | None = None) -> dic
     return kwargs
 
 
-def read_run_config(run: str | Path) -> TrainConfig:
+def read_run_config(run: str | Path) -> ResolvedConfig:
     """The stored config of a run folder (``RUN/config.yaml``); a one-line DPDUserError if there is none."""
     path = Path(run) / CONFIG_FILE
     if not path.is_file():
@@ -826,4 +966,4 @@ def read_run_config(run: str | Path) -> TrainConfig:
     data = read_yaml(path)
     if not isinstance(data, dict):
         raise DPDUserError(f"{path} is not a dpd config file")
-    return TrainConfig.from_dict(data)
+    return ResolvedConfig.from_dict(data, what=str(path))

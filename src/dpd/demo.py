@@ -13,16 +13,18 @@ from concurrent.futures import Future, ProcessPoolExecutor, wait
 from pathlib import Path
 from typing import Any
 
-from dpd.config import TrainConfig
+from dpd.config import ResolvedConfig, TrainConfig
 from dpd.errors import DPDUserError
+from dpd.names import Method
 from dpd.training.trainer import LogFn, train
 
-METHODS = ("vanilla", "independent", "dpd")
+#: the demo's three runs, in the order they are shown
+METHODS: tuple[Method, ...] = ("vanilla", "independent", "dpd")
 #: seconds between two progress lines when the output is not a terminal (a terminal gets one line, redrawn)
 LOG_EVERY_S = 30.0
 
 
-def _train_one(config: TrainConfig, out: str) -> dict[str, Any]:
+def _train_one(config: ResolvedConfig, out: str) -> dict[str, Any]:
     # a worker process: 1 torch thread (set by the trainer from config.torch_threads), no progress bar
     return train(config, out, overwrite=True)
 
@@ -61,7 +63,7 @@ def run_demo(env_id: str, total_steps: int, seed: int, out: Path, log: LogFn,
         check_run_dir(out / m, overwrite)  # every run folder checked before any is touched
     log(f"dpd demo: vanilla PPO, the independent pair and DPD-PPO on {env_id}, {total_steps} total env steps each,"
         f" in {out}/ (one process each; a few minutes)")
-    runs = {m: str(out / m) for m in configs}
+    runs: dict[str, str] = {m: str(out / m) for m in configs}
     started, last_log = time.time(), 0.0
     with ProcessPoolExecutor(max_workers=len(configs), mp_context=mp.get_context("spawn")) as pool:
         futures: dict[str, Future[dict[str, Any]]] = {m: pool.submit(_train_one, configs[m], runs[m]) for m in configs}

@@ -25,7 +25,7 @@ from typing import Any, Protocol
 import numpy as np
 import torch as th
 
-from dpd.config import DistillConfig
+from dpd.config import ResolvedDistill, require_resolved_distill
 from dpd.objective import DistillStats, compute_xi, dpd_loss, dpd_weights
 from dpd.schedule import AdaptiveStrength, StepCarry
 from dpd.xi import gate_strength
@@ -149,13 +149,13 @@ class Distiller:
     :param seed: seed of the Distiller's own generator (minibatches, sampled targets).
     """
 
-    def __init__(self, config: DistillConfig, student: Distillable, active: bool, seed: int) -> None:
-        self.config = config
+    def __init__(self, config: ResolvedDistill, student: Distillable, active: bool, seed: int) -> None:
+        self.config = require_resolved_distill(config, "Distiller")
         self.active = active
         self.rng = np.random.default_rng(seed)
         self.optimizer: th.optim.Optimizer | None = None
         if active:
-            self.optimizer = (th.optim.Adam(student.actor_parameters(), lr=float(config.lr or 0)) if config.optimizer == "own"
+            self.optimizer = (th.optim.Adam(student.actor_parameters(), lr=config.lr) if config.optimizer == "own"
                               else student.shared_optimizer())
         self.adaptive = (AdaptiveStrength(config.adaptive_low, config.adaptive_high) if config.schedule == "adaptive"
                          else None)
@@ -168,7 +168,7 @@ class Distiller:
 
     def due(self, iteration: int) -> bool:
         """Whether a phase (or a measurement) follows RL iteration ``iteration``."""
-        return iteration % int(self.config.every or 1) == 0
+        return iteration % self.config.every == 0
 
     # ------------------------------------------------------------------ what a phase is sized and scaled by
     def scheduled_steps(self, student: Distillable) -> float:
@@ -177,8 +177,8 @@ class Distiller:
         fraction, not rounded: :class:`dpd.schedule.StepCarry` carries fractions across phases)."""
         rl_steps = student.iteration_gradient_steps()
         if rl_steps is None:
-            return int(self.config.steps or 0)
-        return float(self.config.ratio or 0.0) * rl_steps
+            return self.config.steps
+        return self.config.ratio * rl_steps
 
     def xi_divisor(self, student: Distillable) -> float:
         """What xi is divided by before alpha: the student's return std (``xi_scale=return_std``) or 1 (``none``)."""
@@ -255,7 +255,7 @@ class Distiller:
         taken = 0
         student.set_training_mode(True)
         for _ in range(steps):
-            idx = th.as_tensor(self.rng.choice(n, size=int(c.batch_size or 1), replace=n < int(c.batch_size or 1)))
+            idx = th.as_tensor(self.rng.choice(n, size=c.batch_size, replace=n < c.batch_size))
             loss, stats = dpd_loss(
                 student.policy_outputs(w.obs[idx]),
                 self._targets(w.peer_out, batch, idx, student.discrete),

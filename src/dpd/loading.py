@@ -12,14 +12,14 @@ from pathlib import Path
 from stable_baselines3.common.base_class import BaseAlgorithm
 from stable_baselines3.common.vec_env import DummyVecEnv, VecEnv
 
-from dpd.config import ALGOS, TrainConfig, read_run_config
+from dpd.config import ALGOS, ResolvedConfig, read_run_config
 from dpd.envs import EnvSource, env_factory, frozen_normalization, make_env, register_env_factory
 from dpd.errors import DPDUserError
 from dpd.names import MODEL_FILE
 from dpd.safe_load import load_model, read_normalization
 
 
-def env_source(config: TrainConfig, env: EnvSource | None) -> tuple[str, bool]:
+def env_source(config: ResolvedConfig, env: EnvSource | None) -> tuple[str, bool]:
     """(the env id a run's environments are made with, whether its module may be imported): the run's own id,
     untrusted, or the one the caller passed again, trusted."""
     if env is None:

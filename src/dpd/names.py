@@ -1,31 +1,60 @@
 """The names one part of dpd writes and another reads, declared once: learners, run-folder files, log keys, and the
 choices that config validation, sweeps and the CLI's help all list.
 
-Plain strings only, no imports: the command line builds its help texts from these without loading torch, and a
-reader (``dpd report``) parses exactly the keys the writer (:mod:`dpd.training.learner`) records.
+Plain strings, the Literal types of the choices and the defaults a user sees before a config exists, no imports
+beyond ``typing``: the command line builds its help texts from these without loading torch, and a reader
+(``dpd report``) parses exactly the keys the writer (:mod:`dpd.training.learner`) records.
 """
 
 from __future__ import annotations
+
+from typing import Literal, get_args
 
 # ---------------------------------------------------------------------- learners
 STUDENTS = ("student0", "student1")
 VANILLA = "vanilla"
 
 # ---------------------------------------------------------------------- choices (validation, sweeps, --help)
-ALGO_NAMES = ("ppo", "a2c", "ddpg", "td3", "sac")
+# Each choice is a Literal type (a config field declared with it is checked against it on construction:
+# dpd.config) and the tuple of its values (what help texts and sweeps list), the tuple read from the type.
+Algo = Literal["ppo", "a2c", "ddpg", "td3", "sac"]
+ALGO_NAMES: tuple[Algo, ...] = get_args(Algo)
 #: ``dpd``: two students that distill; ``independent``: the same pair never distilled; ``vanilla``: one learner
-METHODS = ("dpd", "vanilla", "independent")
-PRESETS = ("zoo", "paper", "none")
-SCHEDULES = ("dense", "authors", "adaptive")
-XI_SCALES = ("return_std", "none")
-XI_ESTIMATORS = ("two_critics", "own_critic", "debiased")
-DISTILL_GATES = ("none", "advantage")
-DISTILL_TARGETS = ("mean", "sample")
-DISTILL_OPTIMIZERS = ("own", "shared")
+Method = Literal["dpd", "vanilla", "independent"]
+METHODS: tuple[Method, ...] = get_args(Method)
+Preset = Literal["zoo", "paper", "none"]
+PRESETS: tuple[Preset, ...] = get_args(Preset)
+Schedule = Literal["dense", "authors", "adaptive"]
+SCHEDULES: tuple[Schedule, ...] = get_args(Schedule)
+XiScale = Literal["return_std", "none"]
+XI_SCALES: tuple[XiScale, ...] = get_args(XiScale)
+XiEstimator = Literal["two_critics", "own_critic", "debiased"]
+XI_ESTIMATORS: tuple[XiEstimator, ...] = get_args(XiEstimator)
+DistillGate = Literal["none", "advantage"]
+DISTILL_GATES: tuple[DistillGate, ...] = get_args(DistillGate)
+DistillTarget = Literal["mean", "sample"]
+DISTILL_TARGETS: tuple[DistillTarget, ...] = get_args(DistillTarget)
+DistillOptimizer = Literal["own", "shared"]
+DISTILL_OPTIMIZERS: tuple[DistillOptimizer, ...] = get_args(DistillOptimizer)
 #: the built-in weightings (more can be registered: :func:`dpd.objective.register_weighting`)
 BUILTIN_WEIGHTINGS = ("exp", "indicator", "uniform")
 #: ``distill_distance``: what the distillation loss and the pair's action distance measure between the outputs
-DISTILL_DISTANCES = ("mse", "clamped_mse")
+DistillDistance = Literal["mse", "clamped_mse"]
+DISTILL_DISTANCES: tuple[DistillDistance, ...] = get_args(DistillDistance)
+
+# ---------------------------------------------------------------------- defaults, stated once
+#: The defaults of what a user names on the command line, in ``DPD(...)`` and in a sweep file: the config's fields
+#: (:class:`dpd.config.TrainConfig`, :class:`dpd.config.DistillConfig`) take them from here, and so do the CLI's
+#: options, ``DPD``'s signature and ``SweepSpec`` (here, not in dpd.config: ``dpd --help`` shows them without torch).
+DEFAULT_ALGO: Algo = "ppo"
+DEFAULT_METHOD: Method = "dpd"
+DEFAULT_PRESET: Preset = "zoo"
+DEFAULT_TOTAL_STEPS = 1_000_000
+DEFAULT_SEED = 0
+DEFAULT_ALPHA = 1.0
+DEFAULT_WEIGHTING = "exp"
+DEFAULT_SCHEDULE: Schedule = "dense"
+
 #: the variants of a sweep besides its named arms
 SWEEP_VARIANTS = ("dpd", "vanilla", "independent", "uniform", "indicator")
 BACKENDS = ("local", "ray")

@@ -28,10 +28,6 @@ import math
 
 import numpy as np
 
-import dpd.names as names
-
-XI_ESTIMATORS: tuple[str, ...] = names.XI_ESTIMATORS
-DISTILL_GATES: tuple[str, ...] = names.DISTILL_GATES
 #: the Monte-Carlo horizon and the debiased estimator's return horizon: the tail beyond it weighs less than this
 TAIL_WEIGHT = 0.01
 

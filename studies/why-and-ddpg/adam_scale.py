@@ -112,9 +112,10 @@ class _Pair:
 
     def __init__(self, s: Schedule, normalize: bool, seed: int = 0) -> None:
         self.student = _Student(_actor(s, seed))
-        # xi_scale none: xi is the level drawn per phase itself (the student's critic says 0)
+        # xi_scale none: xi is the level drawn per phase itself (the student's critic says 0); resolved for an
+        # on-policy algo: the fields left unset (window, target, ...) are the dense schedule's
         config = DistillConfig(alpha=1.0, normalize_weights=normalize, lr=s.lr, batch_size=s.batch_size,
-                               steps=s.steps, optimizer="own", xi_scale="none")
+                               steps=s.steps, optimizer="own", xi_scale="none").resolve("ppo")
         self.distiller = Distiller(config, self.student, active=True, seed=seed)
         rng = np.random.default_rng(1000 + seed)
         self.states = rng.standard_normal((WINDOW, OBS_DIM)).astype(np.float32)

@@ -27,7 +27,7 @@ import torch as th
 from stable_baselines3.common.base_class import BaseAlgorithm
 from stable_baselines3.common.vec_env import VecNormalize
 
-from dpd.config import ALGOS, TrainConfig
+from dpd.config import ALGOS, ResolvedConfig
 from dpd.envs import EnvSource, normalize_raw, return_scale
 from dpd.errors import DPDUserError
 from dpd.loading import load_learner, read_run_config
@@ -82,7 +82,7 @@ def list_snapshots(run: Path, learner: str) -> list[Path]:
     return sorted(found, key=lambda p: int(p.name))
 
 
-def load_snapshot(config: TrainConfig, folder: Path, env: EnvSource | None = None) -> Snapshot:
+def load_snapshot(config: ResolvedConfig, folder: Path, env: EnvSource | None = None) -> Snapshot:
     """A snapshot folder's model and frozen normalisation; ``env``: the run's environment again (see
     :func:`dpd.loading.load_learner`)."""
     from stable_baselines3.common.vec_env import DummyVecEnv
@@ -99,7 +99,7 @@ def load_snapshot(config: TrainConfig, folder: Path, env: EnvSource | None = Non
     return Snapshot(int(folder.name), model, normalizer)
 
 
-def _snapshots(run: Path, config: TrainConfig) -> dict[str, list[Path]]:
+def _snapshots(run: Path, config: ResolvedConfig) -> dict[str, list[Path]]:
     found = {name: list_snapshots(run, name) for name in config.learner_names}
     counts = {len(v) for v in found.values()}
     if 0 in counts:
@@ -112,7 +112,7 @@ def _snapshots(run: Path, config: TrainConfig) -> dict[str, list[Path]]:
     return found
 
 
-def _check_run(run: Path, method: str, command: str = "dpd analyze") -> TrainConfig:
+def _check_run(run: Path, method: str, command: str = "dpd analyze") -> ResolvedConfig:
     """``method``: ``dpd`` (a pair: a DPD run or the independent pair) or ``vanilla``."""
     config = read_run_config(run)
     is_pair = config.method in ("dpd", "independent")

@@ -43,7 +43,7 @@ import gymnasium as gym
 import numpy as np
 import torch as th
 
-from dpd.config import TrainConfig
+from dpd.config import ResolvedConfig
 from dpd.envs import EnvSource, make_env, mujoco_state, normalize_raw, return_scale, set_mujoco_state
 from dpd.errors import DPDUserError
 from dpd.experiments.analyze import Snapshot, _check_run, _snapshots, load_snapshot
@@ -214,7 +214,7 @@ def sign_agreement(estimate: np.ndarray, truth: np.ndarray, resolved: np.ndarray
     return float(np.mean(np.sign(estimate[resolved]) == np.sign(truth[resolved]))), n
 
 
-def weight_split(xi_hat: np.ndarray, truth: np.ndarray, resolved: np.ndarray, config: TrainConfig,
+def weight_split(xi_hat: np.ndarray, truth: np.ndarray, resolved: np.ndarray, config: ResolvedConfig,
                  scale: float) -> dict[str, float]:
     """How the run's distillation weights (its weighting, alpha, clip, xi scale) on these states split between
     states where the peer is truly worse / truly better / unresolved (shares of the total weight)."""
@@ -230,7 +230,7 @@ def weight_split(xi_hat: np.ndarray, truth: np.ndarray, resolved: np.ndarray, co
             "on_unresolved": float(weights[~resolved].sum() / total)}
 
 
-def estimator_row(xi_hat: np.ndarray, truth: np.ndarray, resolved: np.ndarray, config: TrainConfig,
+def estimator_row(xi_hat: np.ndarray, truth: np.ndarray, resolved: np.ndarray, config: ResolvedConfig,
                   scale: float) -> dict[str, Any]:
     agreement, n = sign_agreement(xi_hat, truth, resolved)
     return {"sign_agreement": agreement, "resolved": n, "spearman": spearman(xi_hat, truth),
@@ -273,7 +273,7 @@ def _holds_sim_states(path: Path) -> bool:
         return True
 
 
-def calibrate_direction(env_id: str, config: TrainConfig, me: Actor, peer: Actor, names: tuple[str, str],
+def calibrate_direction(env_id: str, config: ResolvedConfig, me: Actor, peer: Actor, names: tuple[str, str],
                         n_states: int, rollouts: int, max_rollouts: int, seed: int,
                         log: Callable[[str], None]) -> tuple[dict[str, Any], dict[str, np.ndarray]]:
     """Student ``me`` distilling from ``peer``, on ``n_states`` states of the peer's window."""
@@ -388,7 +388,7 @@ def calibrate(run: str | Path, out: str | Path | None = None, n_states: int = 20
     if sim_width is None:
         raise DPDUserError(f"{config.env_id} is not a MuJoCo task: its states cannot be restored exactly; dpd"
                            " calibrate supports MuJoCo tasks, e.g. HalfCheetah-v5, Walker2d-v5")
-    window_shape = WindowShape(int(config.distill.window or 1000), obs_shape, sim_width, int(config.n_envs or 1))
+    window_shape = WindowShape(config.distill.window, obs_shape, sim_width, config.n_envs)
     pair = _snapshots(run, config)
     steps_list = [int(p.name) for p in pair[STUDENTS[0]]]
     chosen = range(len(steps_list))

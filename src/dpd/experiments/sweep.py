@@ -32,13 +32,17 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from dpd.config import TrainConfig, apply_overrides, check_known_keys
+from dpd.config import ResolvedConfig, TrainConfig, apply_overrides, check_known_keys
 from dpd.errors import DPDUserError, machine_error, one_line
 from dpd.internals import pool_processes
 from dpd.names import (
     BACKENDS,
     CHECKPOINT_FILE,
     CONFIG_FILE,
+    DEFAULT_ALGO,
+    DEFAULT_ALPHA,
+    DEFAULT_PRESET,
+    DEFAULT_SCHEDULE,
     ERROR_FILE,
     LOCK_FILE,
     RUNS_DIR,
@@ -61,16 +65,16 @@ class SweepSpec:
 
     envs: list[str]
     total_steps: int
-    algos: list[str] = field(default_factory=lambda: ["ppo"])
+    algos: list[str] = field(default_factory=lambda: [DEFAULT_ALGO])
     variants: list[str] = field(default_factory=lambda: ["dpd", "vanilla"])
-    alphas: list[float] = field(default_factory=lambda: [1.0])
+    alphas: list[float] = field(default_factory=lambda: [DEFAULT_ALPHA])
     #: distillation schedules of the ``dpd`` / ``uniform`` / ``indicator`` variants (``distill_schedule``)
-    schedules: list[str] = field(default_factory=lambda: ["dense"])
+    schedules: list[str] = field(default_factory=lambda: [DEFAULT_SCHEDULE])
     #: named extra variants: arm name -> ``key=value`` overrides on top of a ``dpd`` trial (e.g.
     #: ``{"dense1": ["distill_steps=1"]}``); an arm runs for every alpha and seed
     arms: dict[str, list[str]] = field(default_factory=dict)
     seeds: list[int] = field(default_factory=lambda: [0, 1, 2])
-    preset: str = "zoo"
+    preset: str = DEFAULT_PRESET
     #: ``key=value`` overrides applied to every trial (as ``dpd train --set``)
     overrides: list[str] = field(default_factory=list)
 
@@ -155,19 +159,19 @@ def check_grid_size(spec: SweepSpec) -> None:
 @dataclass(frozen=True)
 class Trial:
     name: str
-    config: TrainConfig
+    config: ResolvedConfig
     #: the variant's label in folder names and reports (``vanilla``, ``independent``, ``dpd-a1``, an arm's name ...)
     label: str = ""
 
 
-def variant_label(config: TrainConfig) -> str:
+def variant_label(config: ResolvedConfig) -> str:
     """``vanilla``, ``independent``, ``dpd-a<alpha>[-<schedule>]``, ``uniform[-<schedule>]``, ``indicator[...]``
     (the name used in folders and reports; the ``dense`` schedule is not named)."""
     if config.method in ("vanilla", "independent"):
         return config.method
     d = config.distill
     label = f"dpd-a{d.alpha:g}" if d.weighting == "exp" else d.weighting
-    return label if d.schedule == "dense" else f"{label}-{d.schedule}"
+    return label if d.schedule == DEFAULT_SCHEDULE else f"{label}-{d.schedule}"
 
 
 def _variant_configs(spec: SweepSpec, variant: str) -> list[tuple[str, list[str], dict[str, Any]]]:
@@ -180,7 +184,7 @@ def _variant_configs(spec: SweepSpec, variant: str) -> list[tuple[str, list[str]
         # the alpha in the label wherever it is not the default: an arm run at alpha 0.1 alone must not share its
         # label (and so its report group) with the same arm at alpha 1 from another sweep
         alphas = spec.alphas
-        return [(f"-a{a:g}" if len(alphas) > 1 or a != 1.0 else "", list(spec.arms[variant]), {"alpha": float(a)})
+        return [(f"-a{a:g}" if len(alphas) > 1 or a != DEFAULT_ALPHA else "", list(spec.arms[variant]), {"alpha": float(a)})
                 for a in alphas]
     weighting = "exp" if variant == "dpd" else variant
     alphas = spec.alphas if variant == "dpd" else spec.alphas[:1]  # alpha only matters for exp weighting
@@ -210,10 +214,10 @@ def expand(spec: SweepSpec, check_env: bool = True) -> list[Trial]:
     checked: set[tuple[str, str]] = set()
     for env, algo, seed, variant in itertools.product(spec.envs, spec.algos, spec.seeds, spec.variants):
         for suffix, extra, fields in _variant_configs(spec, variant):
-            base = TrainConfig(env_id=env, algo=algo, total_steps=spec.total_steps, seed=seed, preset=spec.preset)
-            base = base.with_values(alpha=float(spec.alphas[0])).with_values(**fields)
-            config = apply_overrides(base, [*spec.overrides, *extra])
-            config = config.resolve(check_env=check_env and (env, algo) not in checked)
+            base = TrainConfig(env_id=env).with_values(algo=algo, total_steps=spec.total_steps, seed=seed,
+                                                       preset=spec.preset, alpha=float(spec.alphas[0]))
+            asked = apply_overrides(base.with_values(**fields), [*spec.overrides, *extra])
+            config = asked.resolve(check_env=check_env and (env, algo) not in checked)
             checked.add((env, algo))
             label = f"{variant}{suffix}" if variant in spec.arms else variant_label(config)
             name = f"{env.replace(':', '_')}__{algo}__{label}__s{seed}"
@@ -245,7 +249,7 @@ def run_trial(config_dict: dict[str, Any], run_dir: str) -> dict[str, Any]:
             pass
     (path / ERROR_FILE).unlink(missing_ok=True)  # a retry: forget the earlier failure
     try:
-        config = TrainConfig.from_dict(config_dict)
+        config = TrainConfig.from_dict(config_dict)  # a trial's resolved config, or any config: train resolves it
         if (path / CHECKPOINT_FILE).is_file() and _same_trial(path, config):
             summary = resume(path, env=config.env_id)  # the sweep file named the env: trusted
         else:  # an unfinished earlier attempt without a checkpoint starts again from scratch
@@ -277,7 +281,7 @@ def _failed(path: Path, exc: Exception) -> dict[str, Any]:
     return {"status": "failed", "error": line}
 
 
-def _same_trial(path: Path, config: TrainConfig) -> bool:
+def _same_trial(path: Path, config: TrainConfig | ResolvedConfig) -> bool:
     """Whether the run folder holds this very trial (its stored resolved config equals the trial's)."""
     try:
         # through from_dict: a config written before a key existed reads as that key's default

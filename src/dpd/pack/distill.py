@@ -55,41 +55,38 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
-from dpd.config import DistillConfig
+from dpd.config import ResolvedDistill
 from dpd.pack.ddpg import Learners, PackConfig, Params, actor_fn, q_fn
 from dpd.pack.objective import STAT_NAMES, dpd_loss, dpd_weights
 
 
 @dataclasses.dataclass(frozen=True)
 class DistillSpec:
-    """The static settings of a pack's distillation (a resolved off-policy :class:`DistillConfig`'s fields)."""
+    """The static settings of a pack's distillation (a :class:`ResolvedDistill`'s fields, no defaults of its own)."""
 
-    alpha: float = 1.0
-    weighting: str = "exp"
-    max_log_weight: float = float(np.log(100.0))
-    normalize_weights: bool = True
-    lr: float = 1e-4
-    batch_size: int = 64
-    window: int = 1000
-    optimizer: str = "own"  # "own" | "shared"
-    loss_coef: float = 1.0
+    alpha: float
+    weighting: str
+    max_log_weight: float
+    normalize_weights: bool
+    lr: float
+    batch_size: int
+    window: int
+    optimizer: str  # "own" | "shared"
+    loss_coef: float
     #: the most steps any learner takes in one phase (the scan's length: a compile-time constant)
-    max_steps: int = 50
+    max_steps: int
 
     @classmethod
-    def from_config(cls, cfg: DistillConfig, max_steps: int) -> DistillSpec:
-        """From a RESOLVED config (schedule values filled in); refuses what the pack does not implement."""
+    def from_config(cls, cfg: ResolvedDistill, max_steps: int) -> DistillSpec:
+        """From a resolved distill block (``TrainConfig.resolve().distill``); refuses what the pack does not implement."""
         if cfg.xi_estimator != "two_critics":
             raise ValueError(f"the pack implements xi_estimator=two_critics only, not {cfg.xi_estimator}")
-        if cfg.target not in (None, "mean"):
+        if cfg.target != "mean":
             raise ValueError("the pack implements distill_target=mean only (DDPG has no Gaussian to sample)")
-        if cfg.lr is None or cfg.batch_size is None or cfg.window is None or cfg.optimizer is None:
-            raise ValueError("resolve the config first (TrainConfig.resolve fills the schedule's values)")
         # distance clamped_mse clamps to [-1, 1]: a DDPG actor's tanh output already lies there, so it is mse
         return cls(alpha=cfg.alpha, weighting=cfg.weighting, max_log_weight=cfg.max_log_weight,
-                   normalize_weights=cfg.normalize_weights, lr=float(cfg.lr), batch_size=int(cfg.batch_size),
-                   window=int(cfg.window), optimizer=cfg.optimizer,
-                   loss_coef=float(cfg.loss_coef if cfg.loss_coef is not None else 1.0), max_steps=max_steps)
+                   normalize_weights=cfg.normalize_weights, lr=cfg.lr, batch_size=cfg.batch_size, window=cfg.window,
+                   optimizer=cfg.optimizer, loss_coef=cfg.loss_coef, max_steps=max_steps)
 
     def tx(self, pack_tx: optax.GradientTransformation) -> optax.GradientTransformation:
         """The distillation optimiser: an Adam of its own (torch Adam's defaults, lr ``lr``) or the pack's actor Adam."""

@@ -22,7 +22,7 @@ from stable_baselines3.common.base_class import BaseAlgorithm
 from stable_baselines3.common.callbacks import BaseCallback
 from stable_baselines3.common.vec_env import VecEnv, VecNormalize
 
-from dpd.config import DistillConfig
+from dpd.config import ResolvedDistill
 from dpd.distillation import Distiller, PeerBatch, PhaseResult
 from dpd.envs import RecentStates, normalize_raw, return_scale
 from dpd.internals import setup_learn
@@ -41,7 +41,7 @@ class Student(ABC):
         name: str,
         model: BaseAlgorithm,
         recorder: RecentStates,
-        distill: DistillConfig | None,
+        distill: ResolvedDistill | None,
         seed: int,
         iteration_steps: int = 1000,
         active: bool = True,

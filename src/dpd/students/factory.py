@@ -10,7 +10,7 @@ import numpy as np
 import torch as th
 from stable_baselines3.common.logger import HumanOutputFormat, Logger, configure
 
-from dpd.config import ALGOS, TrainConfig, build_algo_kwargs
+from dpd.config import ALGOS, ResolvedConfig, build_algo_kwargs, require_resolved
 from dpd.envs import make_train_env
 from dpd.errors import DPDUserError
 from dpd.students.base import Student
@@ -20,23 +20,23 @@ from dpd.students.on_policy import OnPolicyStudent
 STUDENT_CLASSES: dict[str, type[Student]] = {"on_policy": OnPolicyStudent, "off_policy": OffPolicyStudent}
 
 
-def algo_gamma(config: TrainConfig) -> float:
+def algo_gamma(config: ResolvedConfig) -> float:
     cls = ALGOS[config.algo][0]
     return float(config.algo_kwargs.get("gamma", inspect.signature(cls.__init__).parameters["gamma"].default))
 
 
-def build_student(config: TrainConfig, index: int, log_dir: str | None, verbose: int = 0) -> Student:
+def build_student(config: ResolvedConfig, index: int, log_dir: str | None, verbose: int = 0) -> Student:
     """Learner ``index`` of a resolved config: own env copies, own seed, own normalisation, own logger.
 
     :param log_dir: the learner's folder (monitor files, progress.csv, TensorBoard events); None: no files.
     """
-    assert config.n_envs is not None and config.normalize is not None
+    require_resolved(config, "build_student")
     name = config.learner_names[index]
     seed = config.learner_seed(index)
     gamma = algo_gamma(config)
     env, recorder = make_train_env(
-        config.env_id, config.n_envs, seed, int(config.distill.window or 1000), gamma, config.normalize, log_dir,
-        normalize_reward=bool(config.normalize_reward), record_sim=config.record_sim_states,
+        config.env_id, config.n_envs, seed, config.distill.window, gamma, config.normalize, log_dir,
+        normalize_reward=config.normalize_reward, record_sim=config.record_sim_states,
     )
     cls = ALGOS[config.algo][0]
     shape = env.action_space.shape
@@ -59,7 +59,7 @@ def build_student(config: TrainConfig, index: int, log_dir: str | None, verbose:
                        iteration_steps=config.iteration_steps, active=config.method == "dpd")
 
 
-def eval_seed(config: TrainConfig, index: int) -> int:
+def eval_seed(config: ResolvedConfig, index: int) -> int:
     """The seed of learner ``index``'s evaluation env (its own, apart from its training env's)."""
     return config.learner_seed(index) + 5_000
 

@@ -9,7 +9,7 @@ taken in it (paper §4.2 / the authors' DDPG: one distillation step per RL step)
 - Value of a state: the value the algorithm's own actor loss maximises, at the student's own deterministic action:
   DDPG/TD3 ``Q1(s, mu(s))``; SAC ``min_i Q_i(s, tanh(mean(s)))``, a SOFT value: it holds ent_coef x the policy's
   future entropy, so SAC's xi is ``own_critic`` (one critic judges both actions; two critics would differ by their
-  entropy coefficients) and ``two_critics`` is refused (``DistillConfig.validate``).
+  entropy coefficients) and ``two_critics`` is refused (``ResolvedDistill.validate``).
 - Actor: DDPG/TD3 the whole actor MLP; SAC the latent network and the mean head (not the log-std head).
 """
 

@@ -17,7 +17,7 @@ from typing import Any, Concatenate, ParamSpec, TypeVar
 import torch as th
 from stable_baselines3.common.callbacks import BaseCallback
 
-from dpd.config import TrainConfig
+from dpd.config import ResolvedConfig, require_resolved
 from dpd.distillation import PhaseResult
 from dpd.names import EVAL_FILE, MODEL_FILE, SNAPSHOT_DIR, VECNORMALIZE_JSON, VECNORMALIZE_PICKLE, WINDOW_FILE, Log
 from dpd.run_files import EvalLog
@@ -57,7 +57,7 @@ class Learner:
 
     def __init__(
         self,
-        config: TrainConfig,
+        config: ResolvedConfig,
         index: int,
         run_dir: Path | None,
         verbose: int = 0,
@@ -65,7 +65,7 @@ class Learner:
         callbacks: CallbackFactory | None = None,
         log: LogFn | None = None,
     ) -> None:
-        self.config = config
+        self.config = require_resolved(config, "Learner")
         self.name = config.learner_names[index]
         self.n_learners = len(config.learner_names)
         self.log: LogFn = log or (lambda _msg: None)

@@ -25,7 +25,7 @@ from multiprocessing.connection import Connection
 from pathlib import Path
 from typing import Any, Generic, ParamSpec, TypeVar, cast
 
-from dpd.config import TrainConfig
+from dpd.config import ResolvedConfig
 from dpd.distillation import PeerBatch
 from dpd.errors import DPDUserError
 
@@ -45,7 +45,7 @@ def _serve(conn: Connection, config_dict: dict[str, Any], index: int, run_dir: s
         from dpd.students.factory import set_torch_threads
         from dpd.training.learner import Learner
 
-        config = TrainConfig.from_dict(config_dict)
+        config = ResolvedConfig.from_dict(config_dict)
         set_torch_threads(config.torch_threads)
         learner = Learner(config, index, Path(run_dir) if run_dir else None, verbose, resume_state, callbacks,
                           log=lambda msg: conn.send(("log", msg)))
@@ -103,7 +103,7 @@ class RemoteLearner:
     """A :class:`dpd.training.learner.Learner` in its own process, with the methods of the learner interface (each
     a round trip through the pipe; :func:`begin` starts one without waiting)."""
 
-    def __init__(self, config: TrainConfig, index: int, run_dir: Path | None, verbose: int = 0,
+    def __init__(self, config: ResolvedConfig, index: int, run_dir: Path | None, verbose: int = 0,
                  resume_state: dict[str, Any] | None = None, callbacks: Any = None, log: Any = None,
                  wait: bool = True) -> None:
         """:param wait: wait until the learner is built; False: the caller calls :meth:`recv` for that later."""

@@ -15,12 +15,13 @@ The build leaves the process's random state as it found it, so the run that foll
 
 from __future__ import annotations
 
+import inspect
 from typing import Any
 
 import gymnasium as gym
 import numpy as np
 
-from dpd.config import ALGOS, TrainConfig
+from dpd.config import ALGOS, ResolvedConfig
 from dpd.envs import EnvGuard, close_checked, make_env, mujoco_state
 from dpd.errors import DPDUserError
 from dpd.run_files import physical_memory
@@ -28,7 +29,7 @@ from dpd.run_files import physical_memory
 _STORABLE = (str, int, float, bool, type(None))
 
 
-def check_buildable(config: TrainConfig) -> None:
+def check_buildable(config: ResolvedConfig) -> None:
     """Raise a one-line :class:`DPDUserError` for anything that would fail once the run folder is made."""
     check_storable(config.to_dict())
     observation_space, action_space, sim_size = _stable_spaces(config.env_id)
@@ -79,18 +80,19 @@ def _stable_spaces(env_id: str) -> tuple[gym.Space, gym.Space, int]:
     return spaces[0][0], spaces[0][1], sim_size
 
 
-def check_memory(config: TrainConfig, observation_space: gym.Space, action_space: gym.Space, sim_size: int,
+def check_memory(config: ResolvedConfig, observation_space: gym.Space, action_space: gym.Space, sim_size: int,
                  available: int | None = None) -> int:
     """The bytes the run's large arrays take (every learner's recent-state window and, off-policy, replay
     buffer), or a one-line DPDUserError where they exceed ``available`` (default: the physical memory)."""
     obs = int(np.prod(observation_space.shape or (1,)))
     act = int(np.prod(action_space.shape or (1,)))
-    window = int(config.distill.window or 1000)
+    window = config.distill.window
     # RecentStates: float32 states, float64 rewards and env indices, two bool flags, float64 MuJoCo states if recorded
     window_bytes = window * (4 * obs + 8 + 8 + 2 + 8 * (sim_size if config.record_sim_states else 0))
     buffer_bytes = 0
     if ALGOS[config.algo][1] == "off_policy":
-        size = int(config.algo_kwargs.get("buffer_size", 1_000_000))
+        sb3_default = inspect.signature(ALGOS[config.algo][0].__init__).parameters["buffer_size"].default
+        size = int(config.algo_kwargs.get("buffer_size", sb3_default))  # SB3's own default, not a copy of it
         # SB3's ReplayBuffer: float32 observations and next observations, actions, rewards, dones, timeouts
         buffer_bytes = size * (4 * (2 * obs + act) + 4 + 4 + 4)
     learners = len(config.learner_names)
@@ -106,7 +108,7 @@ def check_memory(config: TrainConfig, observation_space: gym.Space, action_space
     return total
 
 
-def _build_in_memory(config: TrainConfig) -> None:
+def _build_in_memory(config: ResolvedConfig) -> None:
     """Build learner 0 with no files (SB3's constructor checks its arguments; the env is made as training makes
     it) and drop it; the global random state is put back as it was."""
     from dpd.state import RandomStream

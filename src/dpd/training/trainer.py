@@ -18,7 +18,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from dpd.config import TrainConfig
+from dpd.config import ResolvedConfig, TrainConfig, require_resolved
 from dpd.envs import EnvSource, check_env_id, provide_env_factory
 from dpd.errors import DPDUserError, TrainingDiverged, TrainingInterrupted
 from dpd.names import CHECKPOINT_FILE, CONFIG_FILE, ERROR_FILE, SUMMARY_FILE
@@ -92,7 +92,7 @@ class DPDTrainer:
     The difference from Algorithm 1: there, A distills from B's policy of the previous round (B has not iterated
     yet) and B from A's policy after A's update AND A's distillation of this round.
 
-    :param config: a resolved :class:`TrainConfig` (``config.resolve()``).
+    :param config: a :class:`ResolvedConfig` (``config.resolve()``); anything else is a one-line DPDUserError.
     :param run_dir: folder for logs, models and summary (created by :func:`dpd.run_files.create_run_dir`);
         None keeps everything in memory.
     :param callbacks: optional factory ``learner_name -> SB3 callback(s)``, called once per learner (parallel mode:
@@ -104,7 +104,7 @@ class DPDTrainer:
 
     def __init__(
         self,
-        config: TrainConfig,
+        config: ResolvedConfig,
         run_dir: str | Path | None = None,
         callbacks: CallbackFactory | None = None,
         progress_bar: bool = False,
@@ -112,7 +112,7 @@ class DPDTrainer:
         verbose: int = 0,
         resume_state: dict[str, Any] | None = None,
     ) -> None:
-        self.config = config
+        self.config = require_resolved(config, "DPDTrainer")
         self.run_dir = Path(run_dir) if run_dir is not None else None
         self.progress_bar = progress_bar
         self.log: LogFn = log or (lambda _msg: None)
@@ -369,11 +369,11 @@ class _Progress:
             self._progress.stop()
 
 
-def new_run_folder(config: TrainConfig, out: str | Path, overwrite: bool, words: OutWords = CLI_WORDS
+def new_run_folder(config: ResolvedConfig, out: str | Path, overwrite: bool, words: OutWords = CLI_WORDS
                    ) -> tuple[Path, RunLock]:
     """The run folder of a resolved ``config``, locked, with its config.yaml: the cheap refusals first (a taken
     ``out``), then everything the build can refuse (:func:`check_buildable`), and only then the folder: nothing
-    touches disk before it is valid. ``train`` and ``DPD(run_dir=...).learn`` both start here."""
+    touches disk before it is valid. :func:`train` (and through it ``DPD.learn``) starts here."""
     check_run_dir(out, overwrite, words)
     check_buildable(config)
     run_dir, lock = create_run_dir(out, overwrite, words)
@@ -382,7 +382,7 @@ def new_run_folder(config: TrainConfig, out: str | Path, overwrite: bool, words:
 
 
 def train(
-    config: TrainConfig,
+    config: TrainConfig | ResolvedConfig,
     out: str | Path | None = None,
     *,
     overwrite: bool = False,
@@ -397,11 +397,34 @@ def train(
     run folder receives ``config.yaml``, per-learner logs and models, and finally ``summary.json``.
     Raises :class:`TrainingInterrupted` after Ctrl-C / SIGTERM (a checkpoint is written first, see :func:`resume`).
     """
+    return _lifecycle(config, out, overwrite, callbacks, progress_bar, log, verbose, CLI_WORDS, keep=False)[1]
+
+
+def train_and_keep(
+    config: TrainConfig | ResolvedConfig,
+    out: str | Path | None,
+    *,
+    overwrite: bool = False,
+    callbacks: CallbackFactory | None = None,
+    progress_bar: bool = False,
+    words: OutWords = CLI_WORDS,
+) -> tuple[DPDTrainer, dict[str, Any]]:
+    """:func:`train`'s lifecycle, the trainer (its learners, for ``predict`` and ``save``) handed back open: the
+    caller closes it. ``DPD.learn`` trains through here, so a run folder is made, filled and summarised once, by
+    one code path. On failure the trainer is closed here."""
+    return _lifecycle(config, out, overwrite, callbacks, progress_bar, None, 0, words, keep=True)
+
+
+def _lifecycle(config: TrainConfig | ResolvedConfig, out: str | Path | None, overwrite: bool,
+               callbacks: CallbackFactory | None, progress_bar: bool, log: LogFn | None, verbose: int,
+               words: OutWords, keep: bool) -> tuple[DPDTrainer, dict[str, Any]]:
+    """Resolve, make the folder (:func:`new_run_folder`), build, learn (summary.json written by
+    :meth:`DPDTrainer.learn`, once), close unless ``keep`` (or on failure), release the folder."""
     resolved = config.resolve()
     lock = None
     run_dir = None
     if out is not None:
-        run_dir, lock = new_run_folder(resolved, out, overwrite)
+        run_dir, lock = new_run_folder(resolved, out, overwrite, words)
     if log is not None:
         where = f" -> {run_dir}" if run_dir is not None else ""
         mode = " (students in parallel processes; --sequential: Algorithm 1's exact order)" if (
@@ -418,14 +441,18 @@ def train(
             raise
         if lock is not None:
             lock.keep_new()  # built: the envs, models and loggers of this config exist; the replaced run goes
+        closed = True
         try:
-            return trainer.learn()
+            summary = trainer.learn()
+            closed = not keep
+            return trainer, summary
         except DPDUserError as exc:  # an env fault mid-run: the folder says so (a sweep retries it next time)
             if run_dir is not None:
                 atomic_write_text(run_dir / ERROR_FILE, f"{exc}\n")
             raise
         finally:
-            trainer.close()
+            if closed:
+                trainer.close()
     finally:
         if lock is not None:
             lock.release()
@@ -485,4 +512,4 @@ def resume(
         lock.release()
 
 
-__all__ = ["DPDTrainer", "TrainingDiverged", "TrainingInterrupted", "resume", "train"]
+__all__ = ["DPDTrainer", "TrainingDiverged", "TrainingInterrupted", "resume", "train", "train_and_keep"]

@@ -11,7 +11,7 @@ from typing import Any
 
 import numpy as np
 
-from dpd.config import TrainConfig
+from dpd.config import ResolvedConfig
 from dpd.errors import DPDUserError
 from dpd.experiments.sweep import SweepSpec, expand, trial_status
 from dpd.names import (
@@ -143,7 +143,7 @@ def load_runs(sweep_dir: Path, spec: SweepSpec | None = None) -> list[Run]:
             run.error = lines[-1] if lines else "(no error text)"
         if run.status == "finished":
             try:
-                config = TrainConfig.from_dict(read_yaml(folder / CONFIG_FILE))
+                config = ResolvedConfig.from_dict(read_yaml(folder / CONFIG_FILE), what=str(folder / CONFIG_FILE))
                 run.summary = read_summary_file(folder / SUMMARY_FILE)
                 rows_of = {learner: read_evaluations(folder / learner / EVAL_FILE) for learner in config.learner_names}
             except (DPDUserError, OSError) as exc:
