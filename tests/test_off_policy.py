@@ -103,7 +103,7 @@ def test_a_ratio_under_half_a_step_per_iteration_still_distils_through_the_carry
 def test_dpd_td3_on_pendulum_stays_within_the_measured_gap_to_the_independent_pair_at_the_same_budget():
     """DPD-TD3 against the same pair never distilled (method independent), same seed, same 24k total env steps.
 
-    Measured over 6 seeds (studies/td3-pendulum, docs/reproduction.md section 3): the independent pair's better
+    Measured over 6 seeds (the TD3-on-Pendulum study, docs/reproduction.md section 3): the independent pair's better
     student solves Pendulum (-103 .. -124; random is about -1300); DPD-TD3's is behind it on 3 seeds (seed 0 here:
     -763 against -103) and level on 3. So the test asserts the control learns and DPD-TD3 falls no further behind
     than the study measured (worst seed: TD3_PENDULUM_GAP); a threshold on DPD alone told neither apart."""

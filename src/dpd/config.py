@@ -216,12 +216,17 @@ class DistillConfig(_DistillFields):
     def resolve(self, algo: str) -> ResolvedDistill:
         """The schedule's values in every field left ``None`` (for ``algo``'s family), validated."""
         _check_choice("algo", algo, tuple(ALGOS))
-        defaults = {**DISTILL_SCHEDULES[self.schedule][ALGOS[algo][1]],
-                    "xi_estimator": "own_critic" if algo == "sac" else "two_critics"}
+        defaults = {**DISTILL_SCHEDULES[self.schedule][ALGOS[algo][1]], "xi_estimator": default_xi_estimator(algo)}
         values = {f.name: getattr(self, f.name) for f in dataclasses.fields(self)}
         resolved = ResolvedDistill(**{k: defaults[k] if v is None else v for k, v in values.items()})
         resolved.validate(algo)
         return resolved
+
+
+def default_xi_estimator(algo: str) -> XiEstimator:
+    """xi's estimator where the user names none: ``own_critic`` for sac (its soft critics hold each student's
+    entropy bonus, which one critic judging both actions cancels), the paper's ``two_critics`` otherwise."""
+    return "own_critic" if algo == "sac" else "two_critics"
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -484,6 +489,8 @@ class ResolvedConfig(_RunFields):
         """A stored resolved config (config.yaml, a checkpoint, a worker's copy), read as it was written (flat
         aliases of older files included): nothing re-resolved or filled; one line where a field is missing."""
         partial = TrainConfig.from_dict(data)
+        if partial.distill.xi_estimator is None:  # a file older than the field: the algorithm's default
+            partial.distill = dataclasses.replace(partial.distill, xi_estimator=default_xi_estimator(partial.algo))
         missing = [name for name in ("n_envs", "normalize", "normalize_reward") if getattr(partial, name) is None]
         missing += [f"distill.{f.name}" for f in dataclasses.fields(partial.distill)
                     if getattr(partial.distill, f.name) is None]
