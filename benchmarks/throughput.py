@@ -158,7 +158,13 @@ def run_jax_variant(variant: str, env: str, steps: int, learning_starts: int, fu
     k = int(variant.removeprefix("pack"))
     start = time.perf_counter()
     pack = DDPGPack(env, list(range(k)), PackConfig(learning_starts=learning_starts), max_steps=None if full else steps)
-    setup_s = time.perf_counter() - start
+    result = _timed_pack(variant, k, pack, steps, time.perf_counter() - start)
+    assert pack.last_losses is not None and bool(__import__("numpy").isfinite(pack.last_losses).all())
+    return {**result, "buffer_capacity": pack.capacity, "buffer_mib": sum(x.nbytes for x in pack.buffers) / 2**20}
+
+
+def _timed_pack(variant: str, k: int, pack: Any, steps: int, setup_s: float) -> dict:
+    """Compile (apart), learn ``steps`` env steps per learner timed, close: the row both engines' packs share."""
     compile_s = pack.compile()  # the first act / write / update calls, excluded from the rate
     start = time.perf_counter()
     pack.learn(steps)
@@ -166,11 +172,10 @@ def run_jax_variant(variant: str, env: str, steps: int, learning_starts: int, fu
     pack.close()
     profile = dict(pack.profile)
     profile["other"] = wall - sum(profile.values())
-    assert pack.last_losses is not None and bool(__import__("numpy").isfinite(pack.last_losses).all())
-    return {"variant": variant, "learners": k, "wall_s": wall, "env_steps": k * steps, "steps_per_s": k * steps / wall,
+    taken = k * pack.num_timesteps  # PPO: whole rollouts, so possibly more than steps
+    return {"variant": variant, "learners": k, "wall_s": wall, "env_steps": taken, "steps_per_s": taken / wall,
             "peak_rss_mib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, "compile_s": compile_s,
-            "setup_s": setup_s, "profile_s": profile, "buffer_capacity": pack.capacity,
-            "buffer_mib": sum(x.nbytes for x in pack.buffers) / 2**20}
+            "setup_s": setup_s, "profile_s": profile}
 
 
 def _run_ppo_pack(variant: str, env: str, steps: int, n_steps: int | None) -> dict:
@@ -185,19 +190,9 @@ def _run_ppo_pack(variant: str, env: str, steps: int, n_steps: int | None) -> di
     cfg = PPOConfig() if not n_steps else dataclasses.replace(PPOConfig(), n_steps=n_steps)
     start = time.perf_counter()
     pack = PPOPack(env, list(range(k)), cfg)
-    setup_s = time.perf_counter() - start
-    compile_s = pack.compile()
-    start = time.perf_counter()
-    pack.learn(steps)
-    wall = time.perf_counter() - start
-    pack.close()
-    profile = dict(pack.profile)
-    profile["other"] = wall - sum(profile.values())
+    result = _timed_pack(variant, k, pack, steps, time.perf_counter() - start)
     assert pack.last_stats is not None and bool(np.isfinite(pack.last_stats).all())
-    taken = k * pack.num_timesteps
-    return {"variant": variant, "learners": k, "wall_s": wall, "env_steps": taken, "steps_per_s": taken / wall,
-            "peak_rss_mib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, "compile_s": compile_s,
-            "setup_s": setup_s, "profile_s": profile}
+    return result
 
 
 def main_jax(args: argparse.Namespace) -> None:

@@ -44,6 +44,7 @@ import numpy as np
 import optax
 
 from dpd.errors import DPDUserError
+from dpd.pack.running import running_update
 
 #: an MLP: one (weight (in, out), bias (out,)) per layer; in a pack every leaf has a leading learner axis N
 Params = list[tuple[jax.Array, jax.Array]]
@@ -267,11 +268,7 @@ class DDPGPack:
                 "terminated": np.zeros((n, t), np.float32)}
 
     def _update_rms(self, obs: np.ndarray) -> None:
-        """RunningMeanStd.update_from_moments with one observation per learner (batch count 1, batch var 0)."""
-        delta, tot = obs - self.mean, self.count + 1
-        self.mean = self.mean + delta / tot
-        self.var = (self.var * self.count + np.square(delta) * self.count / tot) / tot
-        self.count = tot
+        self.mean, self.var, self.count = running_update(self.mean, self.var, self.count, obs)
 
     def normalize(self, obs: np.ndarray) -> np.ndarray:
         """VecNormalize.normalize_obs per learner: (N, obs_dim) raw float64 -> float32."""

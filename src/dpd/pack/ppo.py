@@ -62,6 +62,7 @@ import optax
 
 from dpd.errors import DPDUserError
 from dpd.pack.ddpg import Params
+from dpd.pack.running import running_update
 
 LOG_SQRT_2PI = math.log(math.sqrt(2 * math.pi))  # torch.distributions.Normal.log_prob's constant, as torch writes it
 
@@ -340,17 +341,10 @@ class PPOPack:
                                         in_axes=(0, 0, 0, 0, 0, None, None, 0)), donate_argnums=(0, 1))
 
     def _update_obs_rms(self, obs: np.ndarray) -> None:
-        """RunningMeanStd.update with one observation per learner (batch count 1, batch var 0)."""
-        delta, tot = obs - self.obs_mean, self.obs_count + 1
-        self.obs_mean = self.obs_mean + delta / tot
-        self.obs_var = (self.obs_var * self.obs_count + np.square(delta) * self.obs_count / tot) / tot
-        self.obs_count = tot
+        self.obs_mean, self.obs_var, self.obs_count = running_update(self.obs_mean, self.obs_var, self.obs_count, obs)
 
     def _update_ret_rms(self, ret: np.ndarray) -> None:
-        delta, tot = ret - self.ret_mean, self.ret_count + 1
-        self.ret_mean = self.ret_mean + delta / tot
-        self.ret_var = (self.ret_var * self.ret_count + np.square(delta) * self.ret_count / tot) / tot
-        self.ret_count = tot
+        self.ret_mean, self.ret_var, self.ret_count = running_update(self.ret_mean, self.ret_var, self.ret_count, ret)
 
     def normalize(self, raw: np.ndarray) -> np.ndarray:
         """VecNormalize.normalize_obs per learner in float64, then float32 as SB3's policy takes it: (N, D) -> (N, D)."""

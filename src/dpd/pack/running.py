@@ -1,0 +1,14 @@
+"""Per-learner running statistics of a pack, as SB3's ``RunningMeanStd`` keeps them for ``VecNormalize``."""
+
+from __future__ import annotations
+
+import numpy as np
+
+
+def running_update(mean: np.ndarray, var: np.ndarray, count: float, x: np.ndarray
+                   ) -> tuple[np.ndarray, np.ndarray, float]:
+    """``RunningMeanStd.update_from_moments`` with one sample per learner (batch count 1, batch variance 0), in
+    float64: mean and var (N, ...) and the shared count (starting at 1e-4, as SB3's) after ``x`` (N, ...).
+    Returns (mean, var, count)."""
+    delta, total = x - mean, count + 1
+    return mean + delta / total, (var * count + np.square(delta) * count / total) / total, total
