@@ -9,6 +9,8 @@ undistilled students solve Pendulum (-150 .. -200) by 8k steps. This runs that s
 run's per-learner evaluation curve to a JSON file as it goes (a stopped run resumes: finished runs are kept).
 
     nice -n 10 .venv/bin/python studies/td3-pendulum/run.py studies/td3-pendulum/result.json --seeds 8 --workers 2
+    # the diagnostic arm (distill_gate=advantage) on the seeds where DPD-TD3 fell behind:
+    .venv/bin/python studies/td3-pendulum/run.py studies/td3-pendulum/result.json --arms dpd_gate --only-seeds 0,1,6
     # or two halves at once, then merged:
     nice -n 10 .venv/bin/python studies/td3-pendulum/run.py runs/td3-seeds4-7.json --first-seed 4 --seeds 8
     .venv/bin/python studies/td3-pendulum/run.py studies/td3-pendulum/result.json --report --merge runs/td3-seeds4-7.json
@@ -32,12 +34,17 @@ from typing import Any
 import numpy as np
 
 ARMS = ("dpd", "independent")
+#: every arm: its method and its settings beyond SETTING (flat names, as ``--set`` takes them). ``dpd_gate``: the
+#: diagnostic arm, DPD whose phases are scaled by the share of the peer's window where the peer is estimated better
+#: (``distill_gate=advantage``): if distilling toward a worse peer is what breaks the pair, the gate removes it.
+ARM_SETTINGS: dict[str, dict[str, Any]] = {"dpd": {"method": "dpd"}, "independent": {"method": "independent"},
+                                           "dpd_gate": {"method": "dpd", "distill_gate": "advantage"}}
 SETTING: dict[str, Any] = {"env_id": "Pendulum-v1", "algo": "td3", "total_steps": 24_000, "eval_freq": 4000,
                            "eval_episodes": 5, "tensorboard": False,
                            "algo_kwargs": {"learning_starts": 1000, "policy_kwargs": {"net_arch": [64, 64]}}}
 
 
-def one_run(method: str, seed: int) -> dict[str, Any]:
+def one_run(arm: str, seed: int) -> dict[str, Any]:
     import torch as th
 
     from dpd import TrainConfig, train
@@ -47,12 +54,12 @@ def one_run(method: str, seed: int) -> dict[str, Any]:
     th.set_num_threads(1)
     with tempfile.TemporaryDirectory() as tmp:
         out = Path(tmp) / "run"
-        summary = train(TrainConfig(**{**SETTING, "method": method, "seed": seed}), out)
+        summary = train(TrainConfig(**{**SETTING, "seed": seed}).with_values(**ARM_SETTINGS[arm]), out)
         curves = {name: [(int(row["student_steps"]), float(row["mean_return"]))
                          for row in read_evaluations(out / name / EVAL_FILE)]
                   for name in summary["learners"]}
         logs = {name: _log_columns(out / name / "progress.csv") for name in summary["learners"]}
-    return {"method": method, "seed": seed, "wall_time_s": summary["wall_time_s"],
+    return {"method": arm, "seed": seed, "wall_time_s": summary["wall_time_s"],
             "final": {k: v["final_eval_return"] for k, v in summary["learners"].items()}, "curves": curves,
             "logs": logs}
 
@@ -83,6 +90,9 @@ def report(runs: list[dict[str, Any]]) -> dict[str, Any]:
     mean = {arm: np.array([np.mean(list(r["final"].values())) for r in rs if r["seed"] in seeds])
             for arm, rs in by_arm.items()}
     out: dict[str, Any] = {"seeds": seeds}
+    extra = {arm: {r["seed"]: round(max(r["final"].values()), 1) for r in runs if r["method"] == arm}
+             for arm in ARM_SETTINGS if arm not in ARMS}
+    out["other_arms_better_student"] = {arm: dict(sorted(v.items())) for arm, v in extra.items() if v}
     for stat, values in (("better_student", best), ("students_mean", mean)):
         d = difference(values["dpd"], values["independent"])
         out[stat] = {"dpd": values["dpd"].round(1).tolist(), "independent": values["independent"].round(1).tolist(),
@@ -101,6 +111,8 @@ def main() -> int:
                         help="add the runs of these result files (another --first-seed's) to RESULT")
     parser.add_argument("--workers", type=int, default=2, help="runs at a time, one process each")
     parser.add_argument("--report", action="store_true", help="only recompute the statistics of the stored runs")
+    parser.add_argument("--arms", default=",".join(ARMS), help=f"comma-separated, of {', '.join(ARM_SETTINGS)}")
+    parser.add_argument("--only-seeds", default="", help="comma-separated seeds instead of first-seed .. seeds-1")
     args = parser.parse_args()
     data: dict[str, Any] = (json.loads(args.result.read_text()) if args.result.exists()
                             else {"setting": SETTING, "runs": []})
@@ -108,8 +120,14 @@ def main() -> int:
         data["runs"] += [r for r in json.loads(other.read_text())["runs"]
                          if not any(r["method"] == o["method"] and r["seed"] == o["seed"] for o in data["runs"])]
     if not args.report:
-        todo = [(method, seed) for seed in range(args.first_seed, args.seeds) for method in ARMS
-                if not any(r["method"] == method and r["seed"] == seed for r in data["runs"])]
+        seeds = ([int(x) for x in args.only_seeds.split(",")] if args.only_seeds
+                 else list(range(args.first_seed, args.seeds)))
+        arms = [a for a in args.arms.split(",") if a]
+        unknown = sorted(set(arms) - set(ARM_SETTINGS))
+        if unknown:
+            parser.error(f"unknown arm {unknown[0]}; choose from {', '.join(ARM_SETTINGS)}")
+        todo = [(arm, seed) for seed in seeds for arm in arms
+                if not any(r["method"] == arm and r["seed"] == seed for r in data["runs"])]
         start = time.time()
         # one process per run (spawned: a fresh interpreter, one torch thread), results written as they come
         with multiprocessing.get_context("spawn").Pool(args.workers, maxtasksperchild=1) as pool:
