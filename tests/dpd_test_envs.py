@@ -110,10 +110,14 @@ class FaultyEnv(gym.Env):
                 obs = np.zeros(4, np.float32)
             elif self.fault == "vector_reward":
                 reward = np.ones(2)
+            elif self.fault == "string_reward":  # NumPy reads "1.0" as a number without a word
+                reward = "1.0"
+            elif self.fault == "info_list":
+                return obs, reward, self.t % 50 == 0, False, []
         return obs, reward, self.t % 50 == 0, False, {}
 
 
-for _fault in ("nan_reward", "wrong_shape", "vector_reward", "old_reset"):
+for _fault in ("nan_reward", "wrong_shape", "vector_reward", "old_reset", "string_reward", "info_list"):
     _id = "DpdFault" + "".join(p.title() for p in _fault.split("_")) + "-v0"
     if _id not in gym.registry:
         gym.register(_id, entry_point=type(f"Faulty_{_fault}", (FaultyEnv,), {"fault": _fault}))

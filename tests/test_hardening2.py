@@ -161,6 +161,8 @@ def test_w3_a_budget_that_rounding_would_overshoot_is_refused(tmp_path, capsys):
     ("dpd_test_envs:DpdFaultWrongShape-v0", "observation of shape (4,)"),
     ("dpd_test_envs:DpdFaultVectorReward-v0", "reward of shape (2,)"),
     ("dpd_test_envs:DpdFaultOldReset-v0", "reset()"),
+    ("dpd_test_envs:DpdFaultStringReward-v0", "reward of type str ('1.0')"),
+    ("dpd_test_envs:DpdFaultInfoList-v0", "info of type list"),
     ("dpd_test_envs:DpdCrash-v0", "raised RuntimeError in step(): simulator exploded"),
 ])  # fmt: skip
 def test_t2_an_env_fault_during_a_run_is_one_line_naming_the_env_and_step(tmp_path, capsys, env_id, words):

@@ -841,3 +841,15 @@ def test_every_out_under_a_read_only_folder_is_refused_before_any_work(read_only
         else:
             check_output_dir(out, kind, ("analysis.json",))
     assert not out.exists()
+
+
+def test_a_run_lock_on_a_read_only_folder_or_through_a_link_says_which_in_one_line(read_only_folder, tmp_path):
+    from dpd.run_files import RunLock
+
+    with pytest.raises(DPDUserError, match=r"cannot lock .*\.lock: .*; dpd writes into the folder it runs in: copy it"):
+        RunLock(read_only_folder).acquire()
+    (tmp_path / "run").mkdir()
+    (tmp_path / "run" / ".lock").symlink_to(tmp_path / "elsewhere")
+    with pytest.raises(DPDUserError, match=r"cannot lock .*\.lock: it is a symbolic link; remove it"):
+        RunLock(tmp_path / "run").acquire()
+    assert not (tmp_path / "elsewhere").exists()

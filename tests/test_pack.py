@@ -188,3 +188,22 @@ def test_action_noise_is_sb3s_normal_action_noise(seed, noise_std):
         assert np.abs(buffer_action).max() == 1.0  # the clip bit
     gen_a, gen_b = np.random.default_rng(seed), np.random.default_rng(seed)  # the pack's draw: r.normal(0, std, ...)
     assert np.allclose(gen_a.normal(0.0, std, (5, 1)), std * gen_b.standard_normal((5, 1)), rtol=0, atol=1e-15)
+
+
+@pytest.mark.parametrize("make, words", [
+    (lambda p: p.PPOPack("NoSuchEnv-v9", [0]), r"cannot make 'NoSuchEnv-v9' for a pack \(NameNotFound"),
+    (lambda p: p.DDPGPack("NoSuchEnv-v9", [0]), "cannot make 'NoSuchEnv-v9' for a pack"),
+    (lambda p: p.PPOPack("Pendulum-v1", [0], p.PPOConfig(n_steps=0)), "PPOConfig.n_steps must be a positive number"),
+    (lambda p: p.DDPGPack("Pendulum-v1", [0], p.PackConfig(batch_size=0)), "PackConfig.batch_size must be a positive"),
+    (lambda p: p.DDPGPack("Pendulum-v1", [0], p.PackConfig(gamma=1.5)), r"PackConfig.gamma must be in \(0, 1\]"),
+    (lambda p: p.DDPGPack("Pendulum-v1", [0], p.PackConfig(learning_rate=float("nan"))), "learning_rate must be a"),
+    (lambda p: p.DDPGPack("Pendulum-v1", [0]).learn(-5), r"learn\(steps\) takes a whole number .* got -5"),
+    (lambda p: p.PPOPack("Pendulum-v1", [0]).learn(float("nan")), r"learn\(steps\) takes a whole number .* got nan"),
+])  # fmt: skip
+def test_a_pack_refuses_a_bad_env_config_or_budget_in_one_line(make, words):
+    import dpd.pack as pack
+    from dpd.errors import DPDUserError
+
+    with pytest.raises(DPDUserError, match=words) as caught:
+        make(pack)
+    assert "\n" not in str(caught.value)

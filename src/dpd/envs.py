@@ -231,6 +231,7 @@ class EnvGuard(gym.Wrapper):  # type: ignore[type-arg]
             raise self._fault("reset() returned no (observation, info) pair (the old Gym API?); dpd needs Gymnasium's"
                               " reset(seed=...) -> (obs, info)")
         self._check_obs(out[0])
+        self._check_info(out[1], "reset()")
         return out
 
     def step(self, action: Any) -> Any:
@@ -252,6 +253,10 @@ class EnvGuard(gym.Wrapper):  # type: ignore[type-arg]
                 raise self._fault(f"returned {what}={flag!r}; step() must return booleans for terminated and truncated")
         if np.ndim(reward) != 0:
             raise self._fault(f"returned a reward of shape {np.shape(reward)}; a reward must be one number")
+        if reward.dtype.kind not in "biuf":  # NumPy would read the string "1.0" as a number without a word
+            raise self._fault(f"returned a reward of type {type(out[1]).__name__} ({out[1]!r}); a reward must be one"
+                              " number")
+        self._check_info(out[4], "step()")
         if not np.isfinite(float(reward)):
             raise self._fault(f"returned a non-finite reward ({float(reward)})")
         return out
@@ -263,6 +268,10 @@ class EnvGuard(gym.Wrapper):  # type: ignore[type-arg]
             self.env.close()
         except Exception as exc:
             warnings.warn(f"{self._dpd_id} raised {type(exc).__name__} in close(): {exc}", RuntimeWarning, stacklevel=2)
+
+    def _check_info(self, info: Any, call: str) -> None:
+        if not isinstance(info, dict):  # SB3's Monitor and VecEnv index it by name, far from the env
+            raise self._fault(f"{call} returned info of type {type(info).__name__}; Gymnasium's API returns a dict")
 
     def _check_obs(self, obs: Any) -> None:
         if np.asarray(obs).dtype.kind not in "biuf":  # strings or objects fail deep inside torch otherwise

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import errno
 import io
 import json
 import math
@@ -288,7 +289,10 @@ class RunLock:
         try:  # never through a link: a planted .lock -> ~/file would be overwritten with our pid
             fd = os.open(self.path, os.O_RDWR | os.O_CREAT | getattr(os, "O_NOFOLLOW", 0), 0o644)
         except OSError as exc:
-            raise DPDUserError(f"cannot lock {self.path}: {exc.strerror or exc} (a symbolic link? remove it)") from None
+            if exc.errno == errno.ELOOP:  # O_NOFOLLOW met a link
+                raise DPDUserError(f"cannot lock {self.path}: it is a symbolic link; remove it") from None
+            raise DPDUserError(f"cannot lock {self.path}: {exc.strerror or exc}; dpd writes into the folder it runs"
+                               " in: copy it to a place this process may write") from None
         fh = os.fdopen(fd, "r+")
         if not _try_lock(fh.fileno()):
             fh.seek(0)

@@ -44,6 +44,7 @@ import numpy as np
 import optax
 
 from dpd.errors import DPDUserError
+from dpd.pack.checks import check_config, check_seeds, check_steps, make_envs
 from dpd.pack.running import running_update
 
 #: an MLP: one (weight (in, out), bias (out,)) per layer; in a pack every leaf has a leading learner axis N
@@ -211,12 +212,10 @@ class DDPGPack:
     def __init__(self, env_id: str, seeds: list[int], cfg: PackConfig | None = None, max_steps: int | None = None,
                  env_kwargs: dict[str, Any] | None = None) -> None:
         self.cfg = cfg = cfg or PackConfig()
-        if not seeds or len(set(seeds)) != len(seeds) or not all(
-                isinstance(s, (int, np.integer)) and not isinstance(s, bool) and s >= 0 for s in seeds):
-            # a repeated seed would be a copy of a learner counted as another seed
-            raise DPDUserError(f"a pack needs one or more distinct non-negative integer seeds, got {seeds!r}")
+        check_seeds(seeds)
+        check_config(cfg)
         self.n = n = len(seeds)
-        self.envs = [gym.make(env_id, **(env_kwargs or {})) for _ in seeds]
+        self.envs = make_envs(env_id, n, env_kwargs)
         space = self.envs[0].action_space
         if not (isinstance(space, gym.spaces.Box) and np.all(np.isfinite(space.low)) and np.all(np.isfinite(space.high))):
             for env in self.envs:
@@ -299,6 +298,7 @@ class DDPGPack:
 
     def learn(self, steps: int) -> DDPGPack:
         """``steps`` more env steps for every learner, with SB3's collect / train schedule."""
+        steps = check_steps(steps)
         if self.compile_s is None:
             self.compile()
         cfg, prof, t_freq = self.cfg, self.profile, self.cfg.train_freq

@@ -61,6 +61,7 @@ import numpy as np
 import optax
 
 from dpd.errors import DPDUserError
+from dpd.pack.checks import check_config, check_seeds, check_steps, make_envs
 from dpd.pack.ddpg import Params
 from dpd.pack.running import running_update
 
@@ -290,14 +291,13 @@ class PPOPack:
     def __init__(self, env_id: str, seeds: list[int], cfg: PPOConfig | None = None,
                  env_kwargs: dict[str, Any] | None = None) -> None:
         self.cfg = cfg = cfg or PPOConfig()
-        if not seeds or len(set(seeds)) != len(seeds) or not all(
-                isinstance(s, (int, np.integer)) and not isinstance(s, bool) and s >= 0 for s in seeds):
-            raise DPDUserError(f"a pack needs one or more distinct non-negative integer seeds, got {seeds!r}")
+        check_seeds(seeds)
+        check_config(cfg)
         if cfg.n_steps % cfg.batch_size:
             raise DPDUserError(f"the PPO pack needs n_steps ({cfg.n_steps}) to be a multiple of batch_size "
                                f"({cfg.batch_size})")
         self.n = n = len(seeds)
-        self.envs = [gym.make(env_id, **(env_kwargs or {})) for _ in seeds]
+        self.envs = make_envs(env_id, n, env_kwargs)
         space = self.envs[0].action_space
         if not isinstance(space, gym.spaces.Box):
             for env in self.envs:
@@ -435,6 +435,7 @@ class PPOPack:
 
     def learn(self, steps: int) -> PPOPack:
         """``steps`` more env steps for every learner (whole rollouts), with SB3's collect / train loop."""
+        steps = check_steps(steps)
         if self.compile_s is None:
             self.compile()
         cfg = self.cfg
