@@ -368,3 +368,14 @@ def test_check_like_names_the_first_place_a_damaged_state_differs_from_a_fresh_o
             damaged["torch"] = {**trained["torch"], "opt": change["torch"]["opt"]}
         with pytest.raises(ValueError, match=message):
             check_like(fresh, damaged, "s")
+
+
+def test_check_like_refuses_a_non_finite_number_where_a_fresh_learner_has_a_finite_one():
+    import torch as th
+
+    from dpd.state import check_like
+
+    check_like({"step": th.tensor(0.0)}, {"step": th.tensor(5.0)})
+    for bad in (th.tensor(float("nan")), float("inf")):
+        with pytest.raises(ValueError, match="where a finite number belongs"):
+            check_like({"step": th.tensor(0.0)}, {"step": bad}, "s")

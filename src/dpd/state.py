@@ -86,21 +86,22 @@ def check_like(reference: Any, value: Any, where: str = "", shapes: bool = True)
     compared: what a fresh learner does not have yet (a None, an empty list or mapping: the last observation, the
     evaluations, an optimiser's per-parameter state, an empty array), except that the items of such a mapping must be alike one
     another (every parameter's Adam moments: the same keys and kinds); a number may be a 0-d array or tensor, or
-    None (a seed consumed by its reset)."""
+    None (a seed consumed by its reset), but not NaN or infinite where the fresh one is finite."""
     def fail(what: str) -> None:
         raise ValueError(f"{where or 'the state'}: {what}")
 
     if reference is None:
         return
     if _scalar(reference) and (_scalar(value) or value is None):  # a running statistic is a 0-d tensor at first,
-        return  # a float later; a seed waiting for the next reset is None once used
+        # a float later; a seed waiting for the next reset is None once used
+        if value is not None and math.isfinite(float(reference)) and not math.isfinite(float(value)):
+            fail(f"{float(value)} where a finite number belongs")  # e.g. an optimiser's step count
+        return
     if isinstance(reference, dict):
         if not isinstance(value, dict):
             fail(f"a {type(value).__name__} where a mapping belongs")
         if not reference:  # filled during training: its items alike one another
-            items = list(value.values())
-            for key, item in zip(value, items[1:], strict=False):
-                check_like(items[0], item, f"{where}.{key}", shapes=False)
+            _alike(list(value.items()), where)
             return
         for key, ref in reference.items():
             if key not in value:
@@ -112,6 +113,8 @@ def check_like(reference: Any, value: Any, where: str = "", shapes: bool = True)
         if len(reference) == len(value):
             for i, (ref, item) in enumerate(zip(reference, value, strict=True)):
                 check_like(ref, item, f"{where}[{i}]", shapes)
+        elif not reference:  # filled during training (the episode-info buffer): its items alike one another
+            _alike(list(enumerate(value)), where)
     elif isinstance(reference, th.Tensor | np.ndarray):
         if type(value) is not type(reference):
             fail(f"a {type(value).__name__} where a {type(reference).__name__} belongs")
@@ -130,6 +133,13 @@ def check_like(reference: Any, value: Any, where: str = "", shapes: bool = True)
             fail(f"{type(value).__name__} where a number belongs")
     elif isinstance(reference, str) and not isinstance(value, str):
         fail(f"{type(value).__name__} where a string belongs")
+
+
+def _alike(items: list[tuple[Any, Any]], where: str) -> None:
+    """Items of a collection a fresh learner has empty: each alike the first, both ways (keys, kinds; not shapes)."""
+    for key, item in items[1:]:
+        check_like(items[0][1], item, f"{where}.{key}", shapes=False)
+        check_like(item, items[0][1], f"{where}.{items[0][0]}", shapes=False)
 
 
 def _scalar(x: Any) -> bool:
