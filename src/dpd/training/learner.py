@@ -108,7 +108,9 @@ class Learner:
             self.dump()
             return s.num_timesteps
         st = self._resume
-        check_like(self.state(), st, self.name)  # damage of any kind found now, not in a later round
+        # damage of any kind found now, not in a later round; the replay buffer not copied for the comparison (a
+        # fresh one is as large as the run's: gigabytes for Humanoid): a wrong one fails its own load, in one line
+        check_like(self._state(replay_buffer=False), st, self.name)
         s.load_model_state(st)
         s.setup(per_learner, callback, resume=True)
         s.load_env_state(st)
@@ -271,11 +273,14 @@ class Learner:
     @_in_own_stream
     def state(self) -> dict[str, Any]:
         """This learner's part of a checkpoint (plain data), its own random state included."""
+        return self._state(replay_buffer=self.config.checkpoint_replay_buffer)
+
+    def _state(self, replay_buffer: bool) -> dict[str, Any]:
         from dpd.state import rng_state
 
         s = self.student
         st = {**s.state_dict(), **self.evaluator.state()}
-        if self.config.checkpoint_replay_buffer:
+        if replay_buffer:
             st["replay_buffer"] = s.replay_buffer_state()
         st["learner"] = {"next_eval": self.next_eval, "skipped_empty": self.skipped_empty,
                          "evaluations": self.evaluations, "elapsed_s": self.elapsed(),
