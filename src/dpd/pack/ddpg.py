@@ -45,7 +45,7 @@ import optax
 
 from dpd.errors import DPDUserError
 from dpd.pack.checks import check_config, check_seeds, check_steps, make_envs
-from dpd.pack.running import running_update
+from dpd.pack.running import normalized, running_update
 
 #: an MLP: one (weight (in, out), bias (out,)) per layer; in a pack every leaf has a leading learner axis N
 Params = list[tuple[jax.Array, jax.Array]]
@@ -273,8 +273,7 @@ class DDPGPack:
         """VecNormalize.normalize_obs per learner: (N, obs_dim) raw float64 -> float32."""
         if not self.cfg.normalize:
             return obs.astype(np.float32)
-        return np.clip((obs - self.mean) / np.sqrt(self.var + self.cfg.norm_eps), -self.cfg.clip_obs,
-                       self.cfg.clip_obs).astype(np.float32)
+        return normalized(obs, self.mean, self.var, self.cfg.norm_eps, self.cfg.clip_obs)
 
     def _stats(self) -> tuple[jax.Array, jax.Array]:
         return jnp.asarray(self.mean, jnp.float32), jnp.asarray(self.var, jnp.float32)

@@ -63,7 +63,7 @@ import optax
 from dpd.errors import DPDUserError
 from dpd.pack.checks import check_config, check_seeds, check_steps, make_envs
 from dpd.pack.ddpg import Params
-from dpd.pack.running import running_update
+from dpd.pack.running import normalized, running_update
 
 LOG_SQRT_2PI = math.log(math.sqrt(2 * math.pi))  # torch.distributions.Normal.log_prob's constant, as torch writes it
 
@@ -350,9 +350,7 @@ class PPOPack:
         """VecNormalize.normalize_obs per learner in float64, then float32 as SB3's policy takes it: (N, D) -> (N, D)."""
         if not self.cfg.normalize:
             return raw.astype(np.float32)
-        z = np.clip((raw - self.obs_mean) / np.sqrt(self.obs_var + self.cfg.norm_eps), -self.cfg.clip_obs,
-                    self.cfg.clip_obs)
-        return z.astype(np.float32)
+        return normalized(raw, self.obs_mean, self.obs_var, self.cfg.norm_eps, self.cfg.clip_obs)
 
     def _normalize_reward(self, rewards: np.ndarray) -> np.ndarray:
         """VecNormalize: update the discounted return's statistics, then reward / sqrt(var + eps), clipped."""

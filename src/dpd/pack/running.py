@@ -12,3 +12,9 @@ def running_update(mean: np.ndarray, var: np.ndarray, count: float, x: np.ndarra
     Returns (mean, var, count)."""
     delta, total = x - mean, count + 1
     return mean + delta / total, (var * count + np.square(delta) * count / total) / total, total
+
+
+def normalized(x: np.ndarray, mean: np.ndarray, var: np.ndarray, eps: float, clip: float) -> np.ndarray:
+    """``VecNormalize.normalize_obs`` per learner, in float64: ``clip((x - mean) / sqrt(var + eps), -clip, clip)``,
+    float32 as SB3's policy takes it; x, mean, var (N, ...)."""
+    return np.clip((x - mean) / np.sqrt(var + eps), -clip, clip).astype(np.float32)
