@@ -51,6 +51,7 @@ from dpd.errors import DPDUserError
 from dpd.names import (
     DEFAULT_ALGO,
     DEFAULT_ALPHA,
+    DEFAULT_ENGINE,
     DEFAULT_METHOD,
     DEFAULT_PRESET,
     DEFAULT_SCHEDULE,
@@ -60,6 +61,7 @@ from dpd.names import (
     Algo,
     DistillDistance,
     DistillGate,
+    Engine,
     DistillOptimizer,
     DistillTarget,
     Method,
@@ -330,6 +332,9 @@ class _RunFields:
     torch_threads: int = field(default=1, metadata=POSITIVE)
     #: each DPD student in its own process (see DPDTrainer); False: Algorithm 1 exactly, in one process.
     parallel: bool = False
+    #: ``sb3`` (each learner an SB3 model: the reference) | ``jax`` (the learners as one JAX pack, DDPG today:
+    #: :mod:`dpd.pack.learners`; always in dpd's parallel order, ``parallel`` is not used).
+    engine: Engine = DEFAULT_ENGINE
     #: also write TensorBoard event files (progress.csv is always written); needs the extra ``dpd[tensorboard]``. Off
     #: by default: a plain install trains, and what a run writes does not depend on what else is installed.
     tensorboard: bool = False
@@ -525,6 +530,10 @@ class ResolvedConfig(_RunFields):
         if not all(isinstance(f, (int, float)) and not isinstance(f, bool) and 0 < f <= 1 for f in self.snapshots):
             raise DPDUserError(f"snapshots must be a list of fractions in (0, 1], e.g. [0.1,0.5,1.0]; got {self.snapshots}")
         _validate_algo_kwargs(self.algo, self.algo_kwargs)
+        if self.engine == "jax":
+            from dpd.engine import check_supported
+
+            check_supported(self)
         if check_env:
             self.check_env()
             self.check_tensorboard()

@@ -24,6 +24,10 @@ Method = Literal["dpd", "vanilla", "independent"]
 METHODS: tuple[Method, ...] = get_args(Method)
 Preset = Literal["zoo", "paper", "none"]
 PRESETS: tuple[Preset, ...] = get_args(Preset)
+#: ``sb3``: each learner a Stable-Baselines3 model (the reference); ``jax``: the learners of a run (or of a sweep's
+#: seeds) as one JAX pack (:mod:`dpd.pack`, ``pip install 'dpd[jax]'``)
+Engine = Literal["sb3", "jax"]
+ENGINES: tuple[Engine, ...] = get_args(Engine)
 Schedule = Literal["dense", "authors", "adaptive"]
 SCHEDULES: tuple[Schedule, ...] = get_args(Schedule)
 XiScale = Literal["return_std", "none"]
@@ -54,6 +58,7 @@ DEFAULT_SEED = 0
 DEFAULT_ALPHA = 1.0
 DEFAULT_WEIGHTING = "exp"
 DEFAULT_SCHEDULE: Schedule = "dense"
+DEFAULT_ENGINE: Engine = "sb3"
 
 #: the variants of a sweep besides its named arms
 SWEEP_VARIANTS = ("dpd", "vanilla", "independent", "uniform", "indicator")

@@ -250,7 +250,16 @@ class DDPGPack:
         self.obs = obs.astype(np.float64)
         self._update_rms(self.obs)  # VecNormalize.reset updates the statistics with the first observations
         self.episode_returns: list[list[float]] = [[] for _ in seeds]
+        self.episode_lengths: list[list[int]] = [[] for _ in seeds]
         self._ep_return = np.zeros(n)
+        self._ep_length = np.zeros(n, dtype=np.int64)
+        # the running std of each learner's discounted raw return (dpd.envs.RecentStates.return_std: what
+        # xi_scale=return_std divides xi by), float64 on the host, shape (N,), count shared
+        self.ret_mean, self.ret_var, self.ret_count = np.zeros(n), np.ones(n), 1e-4
+        self._returns = np.zeros(n)
+        #: gradient steps (updates of each learner) taken by the last ``learn`` call and in all
+        self.last_gradient_steps = 0
+        self.gradient_steps = 0
         self.profile: dict[str, float] = defaultdict(float)
         self.compile_s: float | None = None
         self.last_losses: np.ndarray | None = None  # (N, gradient_steps, 2) critic / actor losses of the last round
@@ -274,6 +283,12 @@ class DDPGPack:
         if not self.cfg.normalize:
             return obs.astype(np.float32)
         return normalized(obs, self.mean, self.var, self.cfg.norm_eps, self.cfg.clip_obs)
+
+    def normalize_one(self, i: int, obs: np.ndarray) -> np.ndarray:
+        """Learner ``i``'s normalisation of its raw observations (B, obs_dim) -> float32."""
+        if not self.cfg.normalize:
+            return obs.astype(np.float32)
+        return normalized(obs, self.mean[i], self.var[i], self.cfg.norm_eps, self.cfg.clip_obs)
 
     def _stats(self) -> tuple[jax.Array, jax.Array]:
         return jnp.asarray(self.mean, jnp.float32), jnp.asarray(self.var, jnp.float32)
@@ -303,6 +318,7 @@ class DDPGPack:
         cfg, prof, t_freq = self.cfg, self.profile, self.cfg.train_freq
         assert self.capacity == cfg.buffer_size or self.num_timesteps + steps <= self.capacity, "max_steps exceeded"
         end = self.num_timesteps + steps
+        self.last_gradient_steps = 0
         while self.num_timesteps < end:
             round_steps = min(t_freq, end - self.num_timesteps)
             t0 = time.perf_counter()  # the round's noise (and warm-up actions), per learner's own stream
@@ -329,10 +345,15 @@ class DDPGPack:
                 st["obs"][:, k], st["next_obs"][:, k], st["actions"][:, k] = self.obs, next_obs, scaled
                 st["rewards"][:, k], st["terminated"][:, k] = rewards, [r[2] for r in results]
                 self._ep_return += rewards
+                self._ep_length += 1
+                self._returns = self._returns * cfg.gamma + rewards
+                self.ret_mean, self.ret_var, self.ret_count = running_update(
+                    self.ret_mean, self.ret_var, self.ret_count, self._returns)
                 for i, r in enumerate(results):
                     if r[2] or r[3]:
                         self.episode_returns[i].append(float(self._ep_return[i]))
-                        self._ep_return[i] = 0.0
+                        self.episode_lengths[i].append(int(self._ep_length[i]))
+                        self._ep_return[i], self._ep_length[i], self._returns[i] = 0.0, 0, 0.0
                 self._update_rms(new_obs)
                 self.obs = new_obs
                 self.num_timesteps += 1
@@ -348,8 +369,67 @@ class DDPGPack:
             if self.num_timesteps > cfg.learning_starts:  # SB3 trains after a rollout once past learning_starts
                 self.learners, losses = self._update(self.learners, self.buffers, jnp.int32(self.size), *self._stats())
                 self.last_losses = np.asarray(losses)  # waits for the update
+                self.last_gradient_steps += cfg.gradient_steps
+                self.gradient_steps += cfg.gradient_steps
                 prof["update"] += time.perf_counter() - t1
         return self
+
+    def return_std(self) -> np.ndarray:
+        """(N,) each learner's running std of its discounted raw return (1.0 before any data), as
+        ``RecentStates.return_std``."""
+        if self.ret_count <= 1:
+            return np.ones(self.n)
+        return np.sqrt(self.ret_var + 1e-8)
+
+    # ------------------------------------------------------------------ one learner's state (checkpoints)
+    def learner_state(self, i: int, replay_buffer: bool) -> dict[str, Any]:
+        """Learner ``i``'s part of the pack as plain NumPy data: networks, optimisers, keys, statistics, its env and
+        random streams, and with ``replay_buffer`` its filled buffer rows. :meth:`load_learner_state` restores it into
+        any pack slot of the same config whose counters (``pack``) are equal."""
+        from dpd.state import gen_state, gym_env_state
+
+        take = partial(jax.tree.map, lambda x: np.asarray(x[i]))
+        state: dict[str, Any] = {
+            "pack": {"pos": self.pos, "size": self.size, "num_timesteps": self.num_timesteps, "count": self.count,
+                     "ret_count": self.ret_count, "gradient_steps": self.gradient_steps},
+            "learners": take(self.learners._asdict()),
+            "mean": self.mean[i].copy(), "var": self.var[i].copy(), "ret_mean": float(self.ret_mean[i]),
+            "ret_var": float(self.ret_var[i]), "returns": float(self._returns[i]), "obs": self.obs[i].copy(),
+            "ep_return": float(self._ep_return[i]), "ep_length": int(self._ep_length[i]),
+            "episode_returns": list(self.episode_returns[i]), "episode_lengths": list(self.episode_lengths[i]),
+            "rng": gen_state(self.rngs[i]), "env": gym_env_state(self.envs[i]), "replay_buffer": None,
+        }
+        if replay_buffer:
+            state["replay_buffer"] = {k: np.asarray(v[i, : self.size]) for k, v in self.buffers._asdict().items()}
+        return state
+
+    def load_learner_state(self, i: int, state: dict[str, Any]) -> None:
+        """Restore :meth:`learner_state` into slot ``i`` (every slot of a pack is restored from states alike)."""
+        from dpd.state import set_gen_state, set_gym_env_state
+
+        pack = state["pack"]
+        self.pos, self.size, self.num_timesteps = int(pack["pos"]), int(pack["size"]), int(pack["num_timesteps"])
+        self.count, self.ret_count = float(pack["count"]), float(pack["ret_count"])
+        self.gradient_steps = int(pack["gradient_steps"])
+
+        def put(whole: Any, part: Any) -> Any:
+            return jax.tree.map(lambda w, p: w.at[i].set(jnp.asarray(p, w.dtype)), whole, part)
+
+        fields = self.learners._asdict()
+        self.learners = Learners(**{k: put(fields[k], state["learners"][k]) for k in fields})
+        self.mean[i], self.var[i] = state["mean"], state["var"]
+        self.ret_mean[i], self.ret_var[i], self._returns[i] = state["ret_mean"], state["ret_var"], state["returns"]
+        self.obs[i] = state["obs"]
+        self._ep_return[i], self._ep_length[i] = state["ep_return"], state["ep_length"]
+        self.episode_returns[i] = [float(x) for x in state["episode_returns"]]
+        self.episode_lengths[i] = [int(x) for x in state["episode_lengths"]]
+        set_gen_state(self.rngs[i], state["rng"])
+        set_gym_env_state(self.envs[i], state["env"])
+        rows = state.get("replay_buffer")
+        if rows is not None:
+            buf = self.buffers._asdict()
+            self.buffers = Buffers(**{k: buf[k].at[i, : self.size].set(jnp.asarray(rows[k], buf[k].dtype))
+                                      for k in buf})
 
     def close(self) -> None:
         for env in self.envs:

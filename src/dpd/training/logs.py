@@ -61,10 +61,10 @@ def keep_rows(folder: Path, counts: dict[str, int]) -> dict[str, list[str]]:
     return kept
 
 
-def restore_rows(student: Student, kept: dict[str, list[str]], steps: int, folder: Path | None = None) -> None:
-    """After the student's writers were created (which emptied the files): put the kept rows back, then drop the
-    ``.kept`` copies of ``folder`` (the learner's folder)."""
-    for fmt in student.model.logger.output_formats:
+def restore_logger_rows(logger: Any, kept: dict[str, list[str]], folder: Path | None = None, steps: int = 0) -> None:
+    """After a logger's writers were created (which emptied progress.csv): put its kept rows back (TensorBoard: purge
+    the events from ``steps`` on); then drop the ``.kept`` copy of ``folder``'s progress.csv."""
+    for fmt in logger.output_formats:
         if isinstance(fmt, CSVOutputFormat) and kept[PROGRESS_FILE]:
             fmt.file.write("".join(kept[PROGRESS_FILE]))
             fmt.file.flush()
@@ -76,6 +76,14 @@ def restore_rows(student: Student, kept: dict[str, list[str]], steps: int, folde
             log_dir = fmt.writer.log_dir
             fmt.writer.close()
             fmt.writer = SummaryWriter(log_dir=log_dir, purge_step=steps)
+    if folder is not None:
+        (folder / (PROGRESS_FILE + KEPT_SUFFIX)).unlink(missing_ok=True)
+
+
+def restore_rows(student: Student, kept: dict[str, list[str]], steps: int, folder: Path | None = None) -> None:
+    """After the student's writers were created (which emptied the files): put the kept rows back, then drop the
+    ``.kept`` copies of ``folder`` (the learner's folder)."""
+    restore_logger_rows(student.model.logger, kept, None, steps)
     layer: Any = student.train_env
     while isinstance(layer, VecEnvWrapper):
         if isinstance(layer, VecMonitor) and layer.results_writer is not None and kept[MONITOR_FILE]:

@@ -111,19 +111,29 @@ class DPDTrainer:
         log: LogFn | None = None,
         verbose: int = 0,
         resume_state: dict[str, Any] | None = None,
+        learners: list[LearnerInterface] | None = None,
     ) -> None:
         self.config = require_resolved(config, "DPDTrainer")
         self.run_dir = Path(run_dir) if run_dir is not None else None
         self.progress_bar = progress_bar
         self.log: LogFn = log or (lambda _msg: None)
-        self.parallel = bool(config.parallel)
+        # a pack runs every learner's iteration at once: dpd's parallel order, whatever config.parallel says
+        self.parallel = bool(config.parallel) or config.engine == "jax"
         set_torch_threads(config.torch_threads)
         states = resume_state["students"] if resume_state is not None else [None] * len(config.learner_names)
         # Parallel: student0 in this process, every other student in a process of its own (one process less to
         # start and to hold in memory than one per student, and the parent would otherwise only wait).
         built: list[LearnerInterface | None] = [None] * len(states)
-        #: the learners, each called through the learner interface (a Learner here, a RemoteLearner's process)
+        #: the learners, each called through the learner interface (a Learner here, a RemoteLearner's process, a
+        #: view on a JAX pack)
         self.learners: list[LearnerInterface] = []
+        if learners is None and config.engine == "jax":  # one run alone: a pack of its own learners
+            from dpd.pack.learners import PackGroup
+
+            learners = PackGroup([config], [self.run_dir], [resume_state], log=self.log).views
+        if learners is not None:  # built by the caller (the runs of one pack: learn_together)
+            states, built = [], []
+            self.learners = list(learners)
         try:
             for i, state in enumerate(states):
                 if self.parallel and i > 0:  # started first, so that it builds while this process builds student0
@@ -132,7 +142,7 @@ class DPDTrainer:
             for i, state in enumerate(states):
                 if built[i] is None:
                     built[i] = Learner(config, i, self.run_dir, verbose, state, callbacks, log=self.log)
-            self.learners = [learner for learner in built if learner is not None]
+            self.learners = self.learners or [learner for learner in built if learner is not None]
             for learner in built:
                 if isinstance(learner, RemoteLearner):
                     learner.recv()  # built (or failed)
@@ -142,6 +152,7 @@ class DPDTrainer:
                     learner.close()
             raise
         self._steps = [0] * len(self.learners)
+        self.stopped = False  # a callback stopped training
         self._resume = resume_state
         self._start = time.time()
         self._elapsed_before = 0.0  # wall time of the run before a resume
@@ -181,47 +192,57 @@ class DPDTrainer:
     # ------------------------------------------------------------------ the loop
     def learn(self) -> dict[str, Any]:
         """Train to the budget; save models and write summary.json (if a run folder is set). Returns the summary."""
-        cfg = self.config
-        per_learner = cfg.steps_per_learner
         # one stop handler from setup on: Ctrl-C / SIGTERM during setup (the first evaluation can take a while) stops
         # before the first round with its one-line message and saves nothing new (a fresh run has not stepped yet; a
         # resumed one keeps the checkpoint it came from); later, at the next round boundary, after a checkpoint
         with StopSignals(self._on_stop_signal):
-            self._setting_up = True
-            with self._restoring():
-                self._steps = collect([begin(learner.setup) for learner in self.learners])  # a resumed one: its own stream
-                if self._resume is not None:
-                    from dpd.state import set_rng_state
-
-                    self._elapsed_before = float(self._resume["trainer"]["elapsed_s"])
-                    self._next_checkpoint = int(self._resume["trainer"]["next_checkpoint"])
-                    set_rng_state(self._resume["rng"])  # the process's own, as it was (no learner draws from it)
-            if self._resume is not None:
-                self.log(f"dpd: resumed at {self.total_env_steps()} env steps")
-            if self._stop_signal:
-                raise TrainingInterrupted(self._stop_signal, self.total_env_steps(), self.run_dir, during_setup=True)
-            self._setting_up = False
-            self._start = time.time()
-            stopped = False
-            with _Progress(self.progress_bar, cfg.total_steps) as bar:
-                while not stopped and any(steps < per_learner for steps in self._steps):
+            self._setup()
+            with _Progress(self.progress_bar, self.config.total_steps) as bar:
+                while self._running():
                     self._round_boundary()  # checkpoints happen between two rounds of Algorithm 1
-                    stopped = self._parallel_round() if self.parallel else self._sequential_round(bar)
+                    self.stopped = self._parallel_round() if self.parallel else self._sequential_round(bar)
                     bar.update(self.total_env_steps())
         # the last phase (final evaluation, models, summary.json) runs to its end: a stop request now is honoured
         # after it, so the run is finished rather than lost (no checkpoint covers this phase); Ctrl-C twice aborts
         with StopSignals(self._on_stop_while_finishing) as finishing:
-            entries = collect([begin(learner.finish) for learner in self.learners])
-            summary = self.summary(dict(zip(self.config.learner_names, entries, strict=True)), stopped)
-            if self.run_dir is not None:
-                collect([begin(learner.save) for learner in self.learners])
-                write_json(self.run_dir / SUMMARY_FILE, summary)
-                # a finished run cannot be resumed, and its models are saved: its last checkpoint is dead weight
-                # (with the replay buffers, ~600 MB per DDPG pair). After summary.json: a kill in between leaves a
-                # finished run
-                (self.run_dir / CHECKPOINT_FILE).unlink(missing_ok=True)
+            summary = self._finish()
         if finishing.name is not None:
             raise TrainingInterrupted(finishing.name, summary["total_env_steps"], self.run_dir, finished=True)
+        return summary
+
+    def _setup(self) -> None:
+        """The learners start (or take their checkpoint's state); a stop asked meanwhile ends the run here."""
+        self._setting_up = True
+        with self._restoring():
+            self._steps = collect([begin(learner.setup) for learner in self.learners])  # a resumed one: its own stream
+            if self._resume is not None:
+                from dpd.state import set_rng_state
+
+                self._elapsed_before = float(self._resume["trainer"]["elapsed_s"])
+                self._next_checkpoint = int(self._resume["trainer"]["next_checkpoint"])
+                set_rng_state(self._resume["rng"])  # the process's own, as it was (no learner draws from it)
+        if self._resume is not None:
+            self.log(f"dpd: resumed at {self.total_env_steps()} env steps")
+        if self._stop_signal:
+            raise TrainingInterrupted(self._stop_signal, self.total_env_steps(), self.run_dir, during_setup=True)
+        self._setting_up = False
+        self._start = time.time()
+
+    def _running(self) -> bool:
+        """Whether another round is due (no callback stopped training, some learner is short of its budget)."""
+        return not self.stopped and any(steps < self.config.steps_per_learner for steps in self._steps)
+
+    def _finish(self) -> dict[str, Any]:
+        """Final evaluations, models, summary.json; the checkpoint goes (a finished run is not resumed)."""
+        entries = collect([begin(learner.finish) for learner in self.learners])
+        summary = self.summary(dict(zip(self.config.learner_names, entries, strict=True)), self.stopped)
+        if self.run_dir is not None:
+            collect([begin(learner.save) for learner in self.learners])
+            write_json(self.run_dir / SUMMARY_FILE, summary)
+            # a finished run cannot be resumed, and its models are saved: its last checkpoint is dead weight
+            # (with the replay buffers, ~600 MB per DDPG pair). After summary.json: a kill in between leaves a
+            # finished run
+            (self.run_dir / CHECKPOINT_FILE).unlink(missing_ok=True)
         return summary
 
     def _sequential_round(self, bar: _Progress) -> bool:
@@ -323,6 +344,7 @@ class DPDTrainer:
             "algo": cfg.algo,
             "method": cfg.method,
             "parallel": self.parallel,
+            "engine": cfg.engine,
             "seed": cfg.seed,
             "preset": cfg.preset,
             "alpha": cfg.distill.alpha,
@@ -367,6 +389,52 @@ class _Progress:
     def __exit__(self, *exc: object) -> None:
         if self._progress is not None:
             self._progress.stop()
+
+
+def learn_together(trainers: list[DPDTrainer], log: LogFn | None = None) -> list[dict[str, Any] | Exception]:
+    """The runs whose learners share one JAX pack (:class:`dpd.pack.learners.PackGroup`), trained round by round in
+    lock-step: round r of every run before round r + 1 of any (the pack steps all its learners at once). Each run
+    keeps its own checkpoints, stop handling and summary, as :meth:`DPDTrainer.learn`. Returns, per run, its summary
+    or the exception that ended it (:class:`TrainingInterrupted` after a stop: every run checkpointed first;
+    :class:`TrainingDiverged`); an error of the pack itself (an env fault) ends them all and is raised."""
+    say: LogFn = log or (lambda _msg: None)
+    outcomes: list[dict[str, Any] | Exception | None] = [None] * len(trainers)
+
+    def stop(name: str) -> None:
+        for trainer in trainers:
+            trainer._stop_signal = name
+        say(f"dpd: {name}: stopping the pack's runs after this round (Ctrl-C again to abort now)")
+
+    with StopSignals(stop):
+        for trainer in trainers:
+            trainer._setup()
+        active = list(range(len(trainers)))
+        while active:
+            for k in list(active):
+                trainer = trainers[k]
+                if not trainer._running():
+                    active.remove(k)
+                    continue
+                try:
+                    trainer._round_boundary()
+                except (TrainingInterrupted, TrainingDiverged) as exc:
+                    outcomes[k] = exc
+                    active.remove(k)
+                    continue
+                trainer.stopped = trainer._parallel_round()
+    with StopSignals(lambda name: say(f"dpd: {name}: finishing the pack's runs first (Ctrl-C again to abort now)")
+                     ) as finishing:
+        for k, trainer in enumerate(trainers):
+            if outcomes[k] is None:
+                outcomes[k] = trainer._finish()
+    results: list[dict[str, Any] | Exception] = []
+    for k, outcome in enumerate(outcomes):
+        assert outcome is not None
+        if finishing.name is not None and isinstance(outcome, dict):
+            outcome = TrainingInterrupted(finishing.name, outcome["total_env_steps"], trainers[k].run_dir,
+                                          finished=True)
+        results.append(outcome)
+    return results
 
 
 def new_run_folder(config: ResolvedConfig, out: str | Path, overwrite: bool, words: OutWords = CLI_WORDS
@@ -512,4 +580,5 @@ def resume(
         lock.release()
 
 
-__all__ = ["DPDTrainer", "TrainingDiverged", "TrainingInterrupted", "resume", "train", "train_and_keep"]
+__all__ = ["DPDTrainer", "TrainingDiverged", "TrainingInterrupted", "learn_together", "resume", "train",
+           "train_and_keep"]

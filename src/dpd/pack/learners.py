@@ -1,0 +1,570 @@
+"""``engine="jax"``: the learners of one or more runs as views on one pack, behind the learner interface.
+
+A :class:`PackGroup` holds one :class:`dpd.pack.ddpg.DDPGPack` for the learners of K runs that differ only by their
+seed (``dpd train``: K = 1; ``dpd sweep --engine jax``: the seeds of one task and arm), and hands out one
+:class:`PackLearner` per learner: the :class:`dpd.training.interface.LearnerInterface` the trainer already drives, so
+the trainer's loop (Algorithm 1 in dpd's parallel order), its checkpoints, stop handling and summary are the SB3
+engine's own. A call that needs the whole pack runs the pack's one vmapped program the first time any view asks for
+it in a round, and hands the other views the result:
+
+- ``iterate`` of round r: ``iteration_steps`` env steps and the DDPG updates of every learner (``DDPGPack.learn``);
+- ``distill`` / ``measure`` of round r: one distillation phase of every learner toward its peer
+  (:mod:`dpd.pack.distill`; the independent pair: zero steps, the pair's statistics only);
+- an evaluation at step s: every learner's deterministic episodes, their envs stepped together.
+
+So the runs of a group advance in lock-step (:func:`dpd.training.trainer.learn_together` drives them round by round),
+and a learner's numbers never depend on which other runs share its pack (each learner has its own seeds, envs and
+random streams; tests/test_pack_engine.py checks a run alone against the same run inside a pack of three).
+
+Each learner writes today's run-folder layout: ``progress.csv`` (SB3's logger, SB3's DDPG keys plus dpd's),
+``evaluations.csv``, and at the end ``model.zip`` (an SB3 DDPG with the pack's weights copied in, so ``dpd evaluate``
+and ``load_learner`` open it as any SB3 run) with ``vecnormalize.json`` / ``.pkl``. What the engine does not write:
+``train_episodes.monitor.csv`` and snapshots' ``window.npz`` (``dpd analyze`` / ``calibrate`` are SB3-only).
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import math
+import pickle
+import time
+from pathlib import Path
+from typing import Any
+
+import jax
+import numpy as np
+from stable_baselines3.common.logger import Logger, configure
+
+from dpd.config import ResolvedConfig
+from dpd.distillation import PeerBatch
+from dpd.engine import check_supported
+from dpd.errors import DPDUserError
+from dpd.names import EVAL_FILE, MODEL_FILE, SNAPSHOT_DIR, VECNORMALIZE_JSON, VECNORMALIZE_PICKLE, Log
+from dpd.pack.ddpg import DDPGPack, PackConfig, actor_fn, q_fn
+from dpd.pack.distill import DistillSpec, DistillState, init_state, make_distill_phase, pair_peers, peer_windows
+from dpd.run_files import EvalLog
+from dpd.schedule import StepCarry
+from dpd.training import logs
+
+
+def pack_config(config: ResolvedConfig) -> PackConfig:
+    """The DDPG pack's settings from a resolved config (SB3's defaults where the config leaves an argument unset)."""
+    kw = config.algo_kwargs
+    pk = kw.get("policy_kwargs") or {}
+    return PackConfig(
+        net_arch=tuple(int(x) for x in pk.get("net_arch", [400, 300])), buffer_size=int(kw.get("buffer_size", 1_000_000)),
+        batch_size=int(kw.get("batch_size", 256)), gamma=float(kw.get("gamma", 0.99)), tau=float(kw.get("tau", 0.005)),
+        learning_rate=float(kw.get("learning_rate", 1e-3)), learning_starts=int(kw.get("learning_starts", 100)),
+        train_freq=int(kw.get("train_freq", 1)), gradient_steps=int(kw.get("gradient_steps", 1)),
+        noise_std=float(kw.get("noise_std", 0.0)), normalize=bool(config.normalize),
+    )  # fmt: skip
+
+
+def _without_seed(config: ResolvedConfig) -> dict[str, Any]:
+    d = config.to_dict()
+    d.pop("seed")
+    return d
+
+
+class PackGroup:
+    """The pack behind the learners of ``configs`` (runs equal but for their seeds), and its per-round results.
+
+    :param run_dirs: each run's folder (None: in memory); :param resume_states: each run's checkpoint (its
+        ``students`` list restores its learners; all at the same step) or None.
+    """
+
+    def __init__(self, configs: list[ResolvedConfig], run_dirs: list[Path | None],
+                 resume_states: list[dict[str, Any] | None] | None = None, log: Any = None) -> None:
+        if not configs:
+            raise ValueError("a pack group needs at least one run")
+        cfg = configs[0]
+        for c in configs:
+            check_supported(c)
+            if _without_seed(c) != _without_seed(cfg):
+                raise DPDUserError("the runs of one pack must differ only by their seed")
+        if len({c.seed for c in configs}) != len(configs):
+            raise DPDUserError("the runs of one pack need distinct seeds")
+        self.config = cfg
+        names = cfg.learner_names
+        self.per_run = len(names)
+        seeds = [c.learner_seed(i) for c in configs for i in range(self.per_run)]
+        if len(set(seeds)) != len(seeds):
+            raise DPDUserError(f"the runs' learner seeds collide ({seeds}); give seeds that differ by less than 10000")
+        self.pack = DDPGPack(cfg.env_id, seeds, pack_config(cfg), max_steps=cfg.steps_per_learner)
+        self.n = self.pack.n
+        self.iteration = 0  # RL iterations every learner has completed (lock-step)
+        self.pair = cfg.method != "vanilla"
+        self._phase: tuple[int, dict[str, np.ndarray]] | None = None  # (iteration, per-learner results)
+        self._evaluation: tuple[int, list[dict[str, float]]] | None = None
+        self.distill_spec: DistillSpec | None = None
+        if self.pair:
+            pcfg = self.pack.cfg
+            ratio = cfg.distill.ratio
+            # the longest phase: ratio x the RL gradient steps of one iteration, plus the carried fraction
+            rl_steps = math.ceil(cfg.iteration_steps / pcfg.train_freq) * pcfg.gradient_steps
+            self.distill_spec = DistillSpec.from_config(cfg.distill, max_steps=max(1, math.ceil(ratio * rl_steps) + 1))
+            self.peers = pair_peers(self.n)
+            self.distill_state: DistillState = init_state(self.distill_spec, self.pack.tx, self.pack.learners.actor,
+                                                          [s + 7_919 for s in seeds])
+            self._distill = make_distill_phase(self.distill_spec, pcfg, self.pack.tx)
+            self.carries = [StepCarry() for _ in seeds]
+            self.skipped_nonfinite = np.zeros(self.n, np.int64)
+            self.skipped_zero_weight = np.zeros(self.n, np.int64)
+            self.nonfinite_streak = np.zeros(self.n, np.int64)
+        self.evaluator = _PackEvaluator(cfg, [c for c in configs for _ in range(self.per_run)],
+                                        [i for _ in configs for i in range(self.per_run)], self.pack)
+        self._peer_fn = jax.jit(lambda a, c, o: (actor_fn(a, o), q_fn(c, o, actor_fn(a, o))))
+        self.views: list[PackLearner] = []
+        states = resume_states or [None] * len(configs)
+        for k, (config, run_dir, state) in enumerate(zip(configs, run_dirs, states, strict=True)):
+            for i in range(self.per_run):
+                slot = k * self.per_run + i
+                own = state["students"][i] if state is not None else None
+                self.views.append(PackLearner(self, slot, config, i, run_dir, own, log))
+        self._open = len(self.views)
+
+    # ------------------------------------------------------------------ whole-pack steps, once per round
+    def restore(self) -> None:
+        """Every view's checkpoint into the pack (all views resume, or none)."""
+        resumed = [v for v in self.views if v.resume is not None]
+        if not resumed:
+            return
+        if len(resumed) != len(self.views):
+            raise DPDUserError("the runs of one pack resume together: every run needs a checkpoint")
+        first = resumed[0].resume
+        assert first is not None
+        for v in self.views:
+            assert v.resume is not None
+            if v.resume["pack"]["pack"] != first["pack"]["pack"] or v.resume["iteration"] != first["iteration"]:
+                raise DPDUserError("the runs of one pack must resume from checkpoints at the same step")
+            self.pack.load_learner_state(v.slot, v.resume["pack"])
+        self.iteration = int(first["iteration"])
+        if self.pair:
+            opt_leaves, treedef = jax.tree.flatten(self.distill_state.opt)
+            keys = np.array(self.distill_state.key)
+            for v in self.views:
+                assert v.resume is not None
+                d = v.resume["distill"]
+                for leaf_index, leaf in enumerate(d["opt"]):
+                    opt_leaves[leaf_index] = opt_leaves[leaf_index].at[v.slot].set(leaf)
+                keys[v.slot] = d["key"]
+                self.carries[v.slot].carry = float(d["carry"])
+                self.skipped_nonfinite[v.slot] = int(d["skipped_nonfinite"])
+                self.skipped_zero_weight[v.slot] = int(d["skipped_zero_weight"])
+                self.nonfinite_streak[v.slot] = int(d["nonfinite_streak"])
+            self.distill_state = DistillState(jax.tree.unflatten(treedef, opt_leaves), jax.numpy.asarray(keys))
+        for v in self.views:
+            assert v.resume is not None
+            self.evaluator.load_state(v.slot, v.resume["eval_env"])
+
+    def iterate(self, target: int) -> None:
+        """Iteration ``target`` (1-based) of every learner: run it if it is the next one, else it ran already."""
+        if target == self.iteration:
+            return
+        if target != self.iteration + 1:
+            raise RuntimeError(f"pack out of lock-step: iteration {target} asked, {self.iteration} done")
+        steps = min(self.config.iteration_steps, self.config.steps_per_learner - self.pack.num_timesteps)
+        if steps > 0:
+            self.pack.learn(steps)
+        self.iteration = target
+
+    def phase(self, iteration: int) -> dict[str, np.ndarray]:
+        """The distillation phase (dpd) or measurement (independent) after ``iteration``, for every learner."""
+        if self._phase is not None and self._phase[0] == iteration:
+            return self._phase[1]
+        assert self.pair and self.distill_spec is not None
+        cfg = self.config
+        pack = self.pack
+        if cfg.method == "dpd":
+            scheduled = cfg.distill.ratio * pack.last_gradient_steps
+            steps = np.array([carry.take(scheduled) for carry in self.carries], np.int32)
+        else:
+            steps = np.zeros(self.n, np.int32)
+        divisor = pack.return_std() if cfg.distill.xi_scale == "return_std" else np.ones(self.n)
+        mean, var = pack._stats()
+        pack.learners, self.distill_state, out = self._distill(
+            pack.learners, self.distill_state, pack.buffers.obs, np.int32(pack.pos), np.int32(pack.size), mean, var,
+            self.peers, divisor.astype(np.float32), steps)
+        res: dict[str, np.ndarray] = {f"pair/{k}": np.asarray(v) for k, v in out.pair.items()}
+        res.update({f"stats/{k}": np.asarray(v) for k, v in out.stats.items()})
+        taken, nonfinite = np.asarray(out.taken), np.asarray(out.skipped_nonfinite)
+        zero = np.asarray(out.skipped_zero_weight)
+        self.skipped_nonfinite += nonfinite
+        self.skipped_zero_weight += zero
+        # the streak: a phase with any finite batch ends it; an all-non-finite one extends it (dpd counts per batch)
+        finite_any = (steps - nonfinite) > 0
+        self.nonfinite_streak = np.where(finite_any, 0, self.nonfinite_streak + nonfinite)
+        res.update(steps=steps, taken=taken, divisor=divisor, skipped_nonfinite=self.skipped_nonfinite.copy(),
+                   skipped_zero_weight=self.skipped_zero_weight.copy(), streak=self.nonfinite_streak.copy())
+        self._phase = (iteration, res)
+        return res
+
+    def peer_batch(self, slot: int) -> PeerBatch:
+        """Learner ``slot``'s recent raw states with its actions and raw values (the interface's PeerBatch)."""
+        pack, spec = self.pack, self.distill_spec
+        window = spec.window if spec is not None else self.config.distill.window
+        states, valid = peer_windows(pack.buffers.obs[slot : slot + 1], np.int32(pack.pos), np.int32(pack.size),
+                                     window)
+        raw = np.asarray(states[0])[np.asarray(valid)]
+        params = jax.tree.map(lambda x: x[slot], (pack.learners.actor, pack.learners.critic))
+        out, values = self._peer_fn(*params, pack.normalize_one(slot, raw))
+        return PeerBatch(raw, np.asarray(out), np.asarray(values))
+
+    def evaluation(self, steps: int, episodes: int) -> list[dict[str, float]]:
+        """Every learner's evaluation at ``steps`` (run once, for all learners together)."""
+        if self._evaluation is None or self._evaluation[0] != steps:
+            self._evaluation = (steps, self.evaluator.evaluate(episodes))
+        return self._evaluation[1]
+
+    def release(self) -> None:
+        """A view is closed; the last one closes the pack and its envs."""
+        self._open -= 1
+        if self._open == 0:
+            self.pack.close()
+            self.evaluator.close()
+
+
+class _PackEvaluator:
+    """Deterministic evaluation episodes of every learner of a pack, their envs stepped together, actions from one
+    vmapped call; each learner's env seeded with dpd's evaluation seed (``eval_seed``) at its first reset and
+    continuing from there, its observations normalised with the learner's statistics of that moment (frozen)."""
+
+    def __init__(self, config: ResolvedConfig, configs: list[ResolvedConfig], indices: list[int], pack: DDPGPack) -> None:
+        from dpd.pack.checks import make_envs
+        from dpd.students.factory import eval_seed
+
+        self.pack = pack
+        self.seeds = [eval_seed(c, i) for c, i in zip(configs, indices, strict=True)]
+        self.envs = make_envs(config.env_id, len(self.seeds), None)
+        self.seeded = [False] * len(self.seeds)
+
+    def _reset(self, i: int) -> np.ndarray:
+        obs, _ = self.envs[i].reset(seed=self.seeds[i]) if not self.seeded[i] else self.envs[i].reset()
+        self.seeded[i] = True
+        return np.asarray(obs, np.float64).reshape(-1)
+
+    def evaluate(self, episodes: int) -> list[dict[str, float]]:
+        n = len(self.envs)
+        returns: list[list[float]] = [[] for _ in range(n)]
+        lengths: list[list[int]] = [[] for _ in range(n)]
+        obs = np.stack([self._reset(i) for i in range(n)])
+        ep_ret, ep_len = np.zeros(n), np.zeros(n, np.int64)
+        running = np.ones(n, bool)
+        pack = self.pack
+        while running.any():
+            scaled = pack.act(obs)
+            actions = pack.low + 0.5 * (np.clip(scaled, -1.0, 1.0) + 1.0) * (pack.high - pack.low)
+            for i in np.flatnonzero(running):
+                o, r, term, trunc, _ = self.envs[i].step(actions[i])
+                ep_ret[i] += float(r)
+                ep_len[i] += 1
+                obs[i] = np.asarray(o, np.float64).reshape(-1)
+                if term or trunc:
+                    returns[i].append(float(ep_ret[i]))
+                    lengths[i].append(int(ep_len[i]))
+                    ep_ret[i], ep_len[i] = 0.0, 0
+                    if len(returns[i]) < episodes:
+                        obs[i] = self._reset(i)
+                    else:
+                        running[i] = False
+        return [{"mean_return": float(np.mean(r)), "std_return": float(np.std(r)), "mean_length": float(np.mean(ln))}
+                for r, ln in zip(returns, lengths, strict=True)]
+
+    def state(self, i: int) -> dict[str, Any]:
+        from dpd.state import gym_env_state
+
+        return {"env": gym_env_state(self.envs[i]), "seeded": self.seeded[i]}
+
+    def load_state(self, i: int, state: dict[str, Any]) -> None:
+        from dpd.state import set_gym_env_state
+
+        self.seeded[i] = bool(state["seeded"])
+        if self.seeded[i]:
+            set_gym_env_state(self.envs[i], state["env"])
+
+    def close(self) -> None:
+        for env in self.envs:
+            env.close()
+
+
+class PackLearner:
+    """One learner of a :class:`PackGroup`: the learner interface (:class:`dpd.training.interface.LearnerInterface`)
+    over slot ``slot`` of the group's pack, with the run-time bookkeeping of :class:`dpd.training.learner.Learner`
+    (evaluation schedule and log, log rows, snapshots, summary entry)."""
+
+    def __init__(self, group: PackGroup, slot: int, config: ResolvedConfig, index: int, run_dir: Path | None,
+                 resume_state: dict[str, Any] | None, log: Any) -> None:
+        self.group, self.slot, self.config = group, slot, config
+        self.name = config.learner_names[index]
+        self.n_learners = len(config.learner_names)
+        self.log = log or (lambda _msg: None)
+        self.folder = run_dir / self.name if run_dir is not None else None
+        self.resume = resume_state
+        kept = logs.keep_rows(self.folder, resume_state["log_rows"]) if (
+            resume_state is not None and self.folder is not None) else None
+        if self.folder is not None:
+            self.folder.mkdir(parents=True, exist_ok=True)
+            self.logger: Logger = configure(str(self.folder), ["csv"])
+            if kept is not None:
+                logs.restore_logger_rows(self.logger, kept, self.folder)
+        else:
+            self.logger = Logger(folder=None, output_formats=[])
+        self.eval_log = EvalLog(self.folder / EVAL_FILE) if self.folder is not None else None
+        self.evaluations: list[dict[str, float]] = []
+        self.iteration = 0
+        self.next_eval = 0
+        self.snapshots_taken = 0
+        self.skipped_empty = 0
+        self.kept_snapshots: dict[int, dict[str, bytes]] = {}
+        self._t0 = time.time()
+        self.elapsed_before = 0.0
+        self._steps_at_t0 = 0
+
+    @property
+    def num_timesteps(self) -> int:
+        return self.group.pack.num_timesteps
+
+    # ------------------------------------------------------------------ the learner interface
+    def setup(self) -> int:
+        if self.slot == 0:
+            self.group.restore()  # the first view restores every view's checkpoint into the pack
+        st = self.resume
+        if st is None:
+            self.maybe_evaluate()
+            self.dump()
+            return self.num_timesteps
+        b = st["learner"]
+        self.iteration = int(st["iteration"])
+        self.next_eval, self.skipped_empty = int(b["next_eval"]), int(b["skipped_empty"])
+        self.snapshots_taken = int(b["snapshots_taken"])
+        self.evaluations = [dict(r) for r in b["evaluations"]]
+        self.elapsed_before, self._t0 = float(b["elapsed_s"]), time.time()
+        self._steps_at_t0 = self.num_timesteps
+        self.resume = None
+        return self.num_timesteps
+
+    def iterate(self) -> bool:
+        self.group.iterate(self.iteration + 1)
+        self.iteration += 1
+        return True
+
+    def distill_due(self) -> bool:
+        return self.group.pair and self.iteration % self.config.distill.every == 0
+
+    def peer_batch(self) -> PeerBatch | None:
+        return self.group.peer_batch(self.slot) if self.iteration > 0 else None
+
+    def distill(self, batch: PeerBatch | None) -> int:
+        """The pack's phase for this learner (the pack distils every learner toward its peer slot, from its own device
+        buffers: ``batch``, the peer's PeerBatch, only says the peer has collected)."""
+        if batch is None:
+            self.skipped_empty += 1
+            self.logger.record(Log.SKIPPED_EMPTY, self.skipped_empty)
+            return 0
+        res = self.group.phase(self.iteration)
+        self._log_pair(res)
+        i = self.slot
+        for key, value in res.items():
+            if key.startswith("stats/") and np.isfinite(value[i]):
+                self.logger.record(Log.DISTILL + key[len("stats/"):], float(value[i]))
+        self.logger.record(Log.SKIPPED_NONFINITE, int(res["skipped_nonfinite"][i]))
+        self.logger.record(Log.SKIPPED_ZERO_WEIGHT, int(res["skipped_zero_weight"][i]))
+        self.logger.record(Log.XI_SCALE, float(res["divisor"][i]))
+        return int(res["streak"][i])
+
+    def measure(self, batch: PeerBatch | None) -> int:
+        if batch is not None:
+            self._log_pair(self.group.phase(self.iteration))
+        return 0
+
+    def _log_pair(self, res: dict[str, np.ndarray]) -> None:
+        i = self.slot
+        self.logger.record(Log.PAIR_DISTANCE, float(res["pair/action_distance"][i]))
+        self.logger.record(Log.PAIR_XI_MEAN, float(res["pair/xi_mean"][i]))
+        self.logger.record(Log.PAIR_PEER_BETTER, float(res["pair/peer_better_frac"][i]))
+        self.logger.record(Log.PHASE_STEPS, int(res["steps"][i]))
+
+    def after_iteration(self) -> int:
+        self.maybe_evaluate()
+        self.maybe_snapshot()
+        self.dump()
+        return self.num_timesteps
+
+    def finish(self) -> dict[str, Any]:
+        self.maybe_evaluate(final=True)
+        self.maybe_snapshot(final=True)
+        return self.summary_entry()
+
+    # ------------------------------------------------------------------ evaluation & logs
+    def maybe_evaluate(self, final: bool = False) -> None:
+        cfg = self.config
+        if cfg.eval_freq == 0:
+            return
+        steps = self.num_timesteps
+        if final:
+            if self.evaluations and self.evaluations[-1]["student_steps"] == steps:
+                return
+        elif steps < self.next_eval:
+            return
+        while self.next_eval <= steps:
+            self.next_eval += cfg.eval_freq
+        result = self.group.evaluation(steps, cfg.eval_episodes)[self.slot]
+        row = {"student_steps": float(steps), "total_env_steps": float(steps * self.n_learners),
+               "mean_return": result["mean_return"], "std_return": result["std_return"],
+               "mean_length": result["mean_length"], "time_s": self.elapsed()}
+        self.evaluations.append(row)
+        if self.eval_log is not None:
+            self.eval_log.append(row)
+        self.logger.record(Log.EVAL_MEAN, result["mean_return"])
+        self.logger.record(Log.EVAL_STD, result["std_return"])
+        self.logger.record(Log.EVAL_LENGTH, result["mean_length"])
+        self.log(f"{self.name} {steps:>9d} steps  eval return {result['mean_return']:10.2f} ± {result['std_return']:.2f}")
+        if final:
+            self.dump()
+
+    def dump(self) -> None:
+        """The iteration's row: SB3 DDPG's own keys (what its logger would show) and dpd's."""
+        pack, i, lg = self.group.pack, self.slot, self.logger
+        steps = pack.num_timesteps
+        returns, lengths = pack.episode_returns[i][-100:], pack.episode_lengths[i][-100:]
+        elapsed = max(self.elapsed(), 1e-9)
+        lg.record("time/episodes", len(pack.episode_returns[i]))
+        lg.record("time/fps", int((steps - self._steps_at_t0) / max(time.time() - self._t0, 1e-9)))
+        lg.record("time/time_elapsed", int(elapsed))
+        lg.record("time/total_timesteps", steps)
+        if returns:
+            lg.record("rollout/ep_rew_mean", float(np.mean(returns)))
+            lg.record("rollout/ep_len_mean", float(np.mean(lengths)))
+        if pack.last_losses is not None and self.iteration > 0:
+            lg.record("train/critic_loss", float(np.mean(pack.last_losses[i, :, 0])))
+            lg.record("train/actor_loss", float(np.mean(pack.last_losses[i, :, 1])))
+            lg.record("train/learning_rate", pack.cfg.learning_rate)
+            lg.record("train/n_updates", pack.gradient_steps)
+        lg.record(Log.TOTAL_STEPS, steps * self.n_learners)
+        lg.dump(step=steps)
+
+    def elapsed(self) -> float:
+        return self.elapsed_before + time.time() - self._t0
+
+    def summary_entry(self) -> dict[str, Any]:
+        evals, group = self.evaluations, self.group
+        return {
+            "env_steps": self.num_timesteps,
+            "iterations": self.iteration,
+            "final_eval_return": evals[-1]["mean_return"] if evals else None,
+            "final_eval_std": evals[-1]["std_return"] if evals else None,
+            "best_eval_return": max(e["mean_return"] for e in evals) if evals else None,
+            "evaluations": len(evals),
+            "distill_skipped_empty": self.skipped_empty,
+            "distill_skipped_nonfinite": int(group.skipped_nonfinite[self.slot]) if group.pair else 0,
+            "distill_skipped_zero_weight": int(group.skipped_zero_weight[self.slot]) if group.pair else 0,
+        }
+
+    # ------------------------------------------------------------------ checkpoints and files
+    def state(self) -> dict[str, Any]:
+        group, i = self.group, self.slot
+        st: dict[str, Any] = {
+            "engine": "jax", "iteration": self.iteration,
+            "pack": group.pack.learner_state(i, replay_buffer=self.config.checkpoint_replay_buffer),
+            "eval_env": group.evaluator.state(i),
+            "learner": {"next_eval": self.next_eval, "skipped_empty": self.skipped_empty,
+                        "evaluations": self.evaluations, "elapsed_s": self.elapsed(),
+                        "snapshots_taken": self.snapshots_taken},
+            "log_rows": logs.count_rows(self.folder) if self.folder else {},
+        }
+        if group.pair:
+            st["distill"] = {"opt": [np.asarray(leaf[i]) for leaf in jax.tree.leaves(group.distill_state.opt)],
+                             "key": np.asarray(group.distill_state.key[i]), "carry": group.carries[i].carry,
+                             "skipped_nonfinite": int(group.skipped_nonfinite[i]),
+                             "skipped_zero_weight": int(group.skipped_zero_weight[i]),
+                             "nonfinite_streak": int(group.nonfinite_streak[i])}
+        return st
+
+    def save(self, folder: Path | None = None) -> None:
+        folder = folder or self.folder
+        if folder is None:
+            return
+        _write(folder, self._files())
+        for steps, files in self.kept_snapshots.items():
+            _write(folder / SNAPSHOT_DIR / str(steps), files)
+
+    def _files(self) -> dict[str, bytes]:
+        """model.zip (an SB3 DDPG holding this learner's weights) and its normalisation (pickle and JSON)."""
+        model, vn = export_sb3(self.config, self.group.pack, self.slot)
+        buffer = io.BytesIO()
+        model.save(buffer)
+        files = {MODEL_FILE: buffer.getvalue()}
+        if vn is not None:
+            from dpd.envs import normalization_state
+
+            files[VECNORMALIZE_PICKLE] = pickle.dumps(vn)
+            files[VECNORMALIZE_JSON] = (json.dumps(normalization_state(vn), indent=2) + "\n").encode()
+        model.env.close()  # type: ignore[union-attr]
+        return files
+
+    def maybe_snapshot(self, final: bool = False) -> None:
+        """Snapshots as the SB3 engine keeps them (model and normalisation; no window.npz: analyze is SB3-only)."""
+        fractions = sorted(self.config.snapshots)
+        if self.snapshots_taken >= len(fractions):
+            return
+        steps, budget = self.num_timesteps, self.config.steps_per_learner
+        due = sum(1 for fraction in fractions[self.snapshots_taken:] if steps >= fraction * budget or final)
+        if due:
+            files = self._files()
+            if self.folder is not None:
+                _write(self.folder / SNAPSHOT_DIR / str(steps), files)
+            else:
+                self.kept_snapshots[steps] = files
+            self.snapshots_taken += due
+
+    def close(self) -> None:
+        if self.eval_log is not None:
+            self.eval_log.close()
+        self.logger.close()
+        self.group.release()
+
+
+def _write(folder: Path, files: dict[str, bytes]) -> None:
+    from dpd.run_files import atomic_write
+
+    folder.mkdir(parents=True, exist_ok=True)
+    for name, data in files.items():
+        atomic_write(folder / name, lambda fh, data=data: fh.write(data), binary=True)  # type: ignore[misc]
+
+
+def export_sb3(config: ResolvedConfig, pack: DDPGPack, slot: int) -> tuple[Any, Any]:
+    """Learner ``slot`` of ``pack`` as an SB3 DDPG (actor, critic and both targets copied in; ``num_timesteps`` set)
+    on a 1-env VecEnv of the task, with its VecNormalize (statistics copied in, frozen) or None. The optimisers'
+    states and the replay buffer are not carried over (the model is for acting; a pack resumes from its checkpoint)."""
+    import torch as th
+    from stable_baselines3.common.vec_env import DummyVecEnv, VecNormalize
+
+    from dpd.config import ALGOS, build_algo_kwargs
+    from dpd.envs import env_factory
+    from dpd.students.factory import algo_gamma
+
+    venv: Any = DummyVecEnv([env_factory(config.env_id)])  # type: ignore[list-item]
+    vn = None
+    if config.normalize:
+        vn = VecNormalize(venv, gamma=algo_gamma(config), norm_reward=False, training=False)
+        vn.obs_rms.mean, vn.obs_rms.var = pack.mean[slot].copy(), pack.var[slot].copy()
+        vn.obs_rms.count = float(pack.count)
+        venv = vn
+    kwargs = build_algo_kwargs(config, pack.act_dim)
+    buffer_size = kwargs.pop("buffer_size", 1_000_000)
+    model = ALGOS[config.algo][0]("MlpPolicy", venv, seed=config.seed, device="cpu", buffer_size=1, **kwargs)
+    model.buffer_size = buffer_size
+    model.num_timesteps = pack.num_timesteps
+    ln = jax.tree.map(lambda x: np.asarray(x[slot]), pack.learners)
+    weights: dict[str, th.Tensor] = {}
+    for prefix, layers in (("actor.mu", ln.actor), ("actor_target.mu", ln.actor_target),
+                           ("critic.qf0", ln.critic), ("critic_target.qf0", ln.critic_target)):
+        for j, (w, b) in enumerate(layers):  # nn.Sequential: Linear, ReLU, ... : the k-th Linear at index 2k
+            weights[f"{prefix}.{2 * j}.weight"] = th.as_tensor(np.asarray(w).T.copy())
+            weights[f"{prefix}.{2 * j}.bias"] = th.as_tensor(np.asarray(b).copy())
+    model.policy.load_state_dict(weights, strict=True)
+    return model, vn
+
+
+__all__ = ["PackGroup", "PackLearner", "export_sb3", "pack_config"]
