@@ -18,6 +18,7 @@ from dpd.names import (
     BUILTIN_WEIGHTINGS,
     DEFAULT_ALGO,
     DEFAULT_ALPHA,
+    DEFAULT_ENGINE,
     DEFAULT_METHOD,
     DEFAULT_PRESET,
     DEFAULT_SEED,
@@ -25,6 +26,7 @@ from dpd.names import (
     DEFAULT_WEIGHTING,
     DEMO_ENV,
     DEMO_TOTAL_STEPS,
+    ENGINES,
     METHODS,
     PRESETS,
     STUDENTS,
@@ -80,6 +82,8 @@ def train(
         typer.Option("--parallel/--sequential",
                      help="each student in its own process / Algorithm 1 exactly (default: parallel on >= 2 cores)"),
     ] = None,
+    engine: Annotated[str, typer.Option(help=f"{choices(ENGINES)} (jax: the run's learners as one JAX pack, DDPG;"
+                                             " pip install 'dpd[jax]')")] = DEFAULT_ENGINE,
     progress: Annotated[bool, typer.Option(help="show a progress bar")] = True,
     verbose: Annotated[int, typer.Option(help="1: print SB3's log tables")] = 0,
     resume: Annotated[Path | None, typer.Option(help="continue this run folder from its last checkpoint")] = None,
@@ -110,7 +114,9 @@ def train(
         raise DPDUserError("dpd train needs --env ID (or --resume RUN)")
     config = TrainConfig(env_id=env).with_values(algo=algo, method=method, total_steps=total_steps, seed=seed,
                                                  preset=preset, alpha=alpha, weighting=weighting)
-    config.parallel = parallel if parallel is not None else _auto_parallel(method)
+    config.engine = engine  # type: ignore[assignment]  # checked against its Literal on resolution
+    # a pack steps its learners together in one process: parallel processes do not apply
+    config.parallel = parallel if parallel is not None else (engine == "sb3" and _auto_parallel(method))
     config = apply_overrides(config, set_ or [])  # resolved (and validated) by run_training before anything is written
     if out is None:
         out = Path("runs") / f"{config.env_id}_{config.algo}_{config.method}_s{config.seed}_{time.strftime('%Y%m%d-%H%M%S')}"
@@ -197,6 +203,9 @@ def sweep(
     workers: Annotated[int | None, typer.Option(help="local backend: parallel runs (default: all cores)")] = None,
     address: Annotated[str | None, typer.Option(help="ray backend: cluster address (default: a local Ray)")] = None,
     out: Annotated[Path, typer.Option(help="sweep folder; run the same command again to resume")] = Path("runs/sweep"),
+    engine: Annotated[str | None, typer.Option(help=f"{choices(ENGINES)}: every run's engine (jax: a task's seeds of"
+                                                    " one arm train as one pack in one worker; the local backend)")
+                      ] = None,
 ) -> None:
     """Run a grid of runs (env x algo x method x alpha x seed) at the same total env steps; resumable."""
     from dpd.envs import check_file_env_id
@@ -231,6 +240,8 @@ def sweep(
         given: dict[str, Any] = {"algos": algo, "variants": method, "alphas": alpha}  # not given: SweepSpec's
         spec = SweepSpec(envs=env, total_steps=total_steps, seeds=list(range(seeds)), preset=preset,
                          overrides=set_ or [], **{k: v for k, v in given.items() if v})
+    if engine is not None:  # as an override of every run: the sweep file's record says which engine trained it
+        spec.overrides = [*spec.overrides, f"engine={engine}"]
     result = run_sweep(spec, out, backend=backend, workers=workers, address=address, on_update=_SweepView())
     for name, error in result.failed.items():
         _echo(f"dpd sweep: {name} failed: {error}")

@@ -265,6 +265,61 @@ def run_trial(config_dict: dict[str, Any], run_dir: str) -> dict[str, Any]:
         return _failed(path, exc)
 
 
+def run_pack_trials(config_dicts: list[dict[str, Any]], run_dirs: list[str]) -> list[dict[str, Any]]:
+    """:func:`run_trial` for trials that train as one JAX pack (``engine=jax``; configs equal but for the seed): the
+    same outcomes, one per trial, the trials trained together (:func:`dpd.training.together.train_together`)."""
+    from dpd.errors import TrainingInterrupted
+    from dpd.training.together import train_together
+
+    outcomes: dict[int, dict[str, Any]] = {}
+    runs = []
+    for k, (config_dict, run_dir) in enumerate(zip(config_dicts, run_dirs, strict=True)):
+        path = Path(run_dir)
+        if (path.parent / STOP_FILE).is_file():
+            outcomes[k] = {"status": "not_started", "error": "not started: the sweep was stopping"}
+            continue
+        if (path / SUMMARY_FILE).is_file():
+            with contextlib.suppress(OSError, ValueError):
+                outcomes[k] = {"status": "finished", "summary": json.loads((path / SUMMARY_FILE).read_text())}
+                continue
+        (path / ERROR_FILE).unlink(missing_ok=True)
+        try:
+            config = TrainConfig.from_dict(config_dict).resolve(check_env=False)
+        except Exception as exc:
+            outcomes[k] = _failed(path, exc)
+            continue
+        runs.append((k, config, path, (path / CHECKPOINT_FILE).is_file() and _same_trial(path, config)))
+    if runs:
+        results = train_together([(config, path, resume) for _, config, path, resume in runs])
+        for (k, _, path, _), result in zip(runs, results, strict=True):
+            if isinstance(result, dict):
+                outcomes[k] = {"status": "finished", "summary": result}
+            elif isinstance(result, TrainingInterrupted):
+                if result.finished:
+                    outcomes[k] = {"status": "finished", "summary": json.loads((path / SUMMARY_FILE).read_text())}
+                elif not result.resumable:
+                    outcomes[k] = {"status": "not_started", "error": str(result)}
+                else:
+                    outcomes[k] = {"status": "interrupted", "error": str(result)}
+            else:
+                outcomes[k] = _failed(path, result)
+    return [outcomes[k] for k in range(len(config_dicts))]
+
+
+def pack_groups(trials: list[Trial]) -> list[list[Trial]]:
+    """The trials as the pool runs them: each ``engine=sb3`` trial alone; ``engine=jax`` trials that differ only by
+    their seed together (one pack: a task's seeds of one arm), in the order of their first trial."""
+    groups: dict[str, list[Trial]] = {}
+    for t in trials:
+        if t.config.engine != "jax":
+            groups[t.name] = [t]
+            continue
+        key = t.config.to_dict()
+        key.pop("seed")
+        groups.setdefault("jax:" + json.dumps(key, sort_keys=True, default=str), []).append(t)
+    return list(groups.values())
+
+
 def _failed(path: Path, exc: Exception) -> dict[str, Any]:
     """A failed trial's outcome, its traceback kept in ``error.txt`` where the disk still takes it (a full disk
     must not turn one failed trial into a dead worker: the trial then stays ``unfinished`` and is retried)."""
@@ -451,14 +506,17 @@ def _worker_init(parent_pid: int) -> None:
     _WATCH = ParentWatch(parent_pid)
 
 
-def _pool_trial(config_dict: dict[str, Any], run_dir: str) -> dict[str, Any]:
-    """:func:`run_trial` in a pool worker, marked busy for the parent watch."""
+def _pool_trial(config_dicts: list[dict[str, Any]], run_dirs: list[str]) -> list[dict[str, Any]]:
+    """:func:`run_trial` (one trial) or :func:`run_pack_trials` (a pack's) in a pool worker, marked busy for the
+    parent watch."""
     if _WATCH is not None:
         if _WATCH.orphaned:  # the sweep process died: start nothing (the next sweep runs it)
-            return {"status": "not_started", "error": "not started: the sweep process is gone"}
+            return [{"status": "not_started", "error": "not started: the sweep process is gone"}] * len(run_dirs)
         _WATCH.busy = True
     try:
-        return run_trial(config_dict, run_dir)
+        if len(run_dirs) == 1 and config_dicts[0].get("engine", "sb3") != "jax":
+            return [run_trial(config_dicts[0], run_dirs[0])]
+        return run_pack_trials(config_dicts, run_dirs)
     finally:
         if _WATCH is not None:
             _WATCH.busy = False
@@ -489,13 +547,15 @@ class _StopSweep:
 def _run_local(todo: list[Trial], runs: Path, workers: int, result: SweepResult, on_update: Reporter | None,
                total: int) -> None:
     budget = todo[0].config.total_steps
-    n_workers = min(workers, len(todo))
+    groups = pack_groups(todo)  # a trial alone, or a JAX pack's trials together
+    n_workers = min(workers, len(groups))
     with ProcessPoolExecutor(max_workers=n_workers, mp_context=mp.get_context("spawn"),
                              initializer=_worker_init, initargs=(os.getpid(),)) as pool:
         stop = _StopSweep(pool, runs / STOP_FILE)
         with StopSignals(stop) as signals:
-            futures: dict[Future[dict[str, Any]], str] = {
-                pool.submit(_pool_trial, t.config.to_dict(), str(runs / t.name)): t.name for t in todo
+            futures: dict[Future[list[dict[str, Any]]], list[str]] = {
+                pool.submit(_pool_trial, [t.config.to_dict() for t in g], [str(runs / t.name) for t in g]):
+                    [t.name for t in g] for g in groups
             }
             order = {f: i for i, f in enumerate(futures)}  # submission order
             pending = set(futures)
@@ -505,20 +565,22 @@ def _run_local(todo: list[Trial], runs: Path, workers: int, result: SweepResult,
                     stop.forward()
                 done, pending = wait(pending, timeout=1.0, return_when=FIRST_COMPLETED)
                 for fut in done:
-                    name = futures[fut]
+                    names = futures[fut]
                     try:
-                        outcome = fut.result()
+                        outcomes = fut.result()
                     except Exception as exc:  # the worker process itself died
-                        outcome = {"status": "failed", "error": f"worker died: {type(exc).__name__}: {exc}"}
-                        (runs / name).mkdir(parents=True, exist_ok=True)
-                        (runs / name / ERROR_FILE).write_text(outcome["error"] + "\n")
-                    record_outcome(result, name, outcome)
+                        outcomes = [{"status": "failed", "error": f"worker died: {type(exc).__name__}: {exc}"}] * len(names)
+                        for name in names:
+                            (runs / name).mkdir(parents=True, exist_ok=True)
+                            (runs / name / ERROR_FILE).write_text(outcomes[0]["error"] + "\n")
+                    for name, outcome in zip(names, outcomes, strict=True):
+                        record_outcome(result, name, outcome)
                 if on_update is not None:
                     # the pool marks a trial "running" once it is in the queue that feeds the workers, which holds
                     # one more than there are workers; they take it in submission order, so the first n_workers of
                     # the "running" trials are the ones in a worker (a queued one that resumes has a run folder too)
                     started = sorted((f for f in pending if f.running()), key=order.__getitem__)[:n_workers]
-                    running = [futures[f] for f in started if trial_status(runs / futures[f]) == "unfinished"]
+                    running = [name for f in started for name in futures[f] if trial_status(runs / name) == "unfinished"]
                     on_update(_snapshot(runs, running, result, total, budget))
             result.stopped_by = signals.name
     _clear_stop_file(runs / STOP_FILE)  # every queued trial has returned

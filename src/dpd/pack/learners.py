@@ -29,6 +29,7 @@ import json
 import math
 import pickle
 import time
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -74,8 +75,8 @@ class PackGroup:
         ``students`` list restores its learners; all at the same step) or None.
     """
 
-    def __init__(self, configs: list[ResolvedConfig], run_dirs: list[Path | None],
-                 resume_states: list[dict[str, Any] | None] | None = None, log: Any = None) -> None:
+    def __init__(self, configs: Sequence[ResolvedConfig], run_dirs: Sequence[Path | None],
+                 resume_states: Sequence[dict[str, Any] | None] | None = None, log: Any = None) -> None:
         if not configs:
             raise ValueError("a pack group needs at least one run")
         cfg = configs[0]
@@ -204,8 +205,8 @@ class PackGroup:
         """Learner ``slot``'s recent raw states with its actions and raw values (the interface's PeerBatch)."""
         pack, spec = self.pack, self.distill_spec
         window = spec.window if spec is not None else self.config.distill.window
-        states, valid = peer_windows(pack.buffers.obs[slot : slot + 1], np.int32(pack.pos), np.int32(pack.size),
-                                     window)
+        states, valid = peer_windows(pack.buffers.obs[slot : slot + 1], jax.numpy.int32(pack.pos),
+                                     jax.numpy.int32(pack.size), window)
         raw = np.asarray(states[0])[np.asarray(valid)]
         params = jax.tree.map(lambda x: x[slot], (pack.learners.actor, pack.learners.critic))
         out, values = self._peer_fn(*params, pack.normalize_one(slot, raw))
@@ -255,7 +256,7 @@ class _PackEvaluator:
         while running.any():
             scaled = pack.act(obs)
             actions = pack.low + 0.5 * (np.clip(scaled, -1.0, 1.0) + 1.0) * (pack.high - pack.low)
-            for i in np.flatnonzero(running):
+            for i in map(int, np.flatnonzero(running)):
                 o, r, term, trunc, _ = self.envs[i].step(actions[i])
                 ep_ret[i] += float(r)
                 ep_len[i] += 1
@@ -548,12 +549,13 @@ def export_sb3(config: ResolvedConfig, pack: DDPGPack, slot: int) -> tuple[Any, 
     vn = None
     if config.normalize:
         vn = VecNormalize(venv, gamma=algo_gamma(config), norm_reward=False, training=False)
-        vn.obs_rms.mean, vn.obs_rms.var = pack.mean[slot].copy(), pack.var[slot].copy()
-        vn.obs_rms.count = float(pack.count)
+        rms: Any = vn.obs_rms  # a Box's RunningMeanStd
+        rms.mean, rms.var, rms.count = pack.mean[slot].copy(), pack.var[slot].copy(), float(pack.count)
         venv = vn
     kwargs = build_algo_kwargs(config, pack.act_dim)
     buffer_size = kwargs.pop("buffer_size", 1_000_000)
-    model = ALGOS[config.algo][0]("MlpPolicy", venv, seed=config.seed, device="cpu", buffer_size=1, **kwargs)
+    cls: Any = ALGOS[config.algo][0]
+    model: Any = cls("MlpPolicy", venv, seed=config.seed, device="cpu", buffer_size=1, **kwargs)
     model.buffer_size = buffer_size
     model.num_timesteps = pack.num_timesteps
     ln = jax.tree.map(lambda x: np.asarray(x[slot]), pack.learners)

@@ -130,7 +130,7 @@ class DPDTrainer:
         if learners is None and config.engine == "jax":  # one run alone: a pack of its own learners
             from dpd.pack.learners import PackGroup
 
-            learners = PackGroup([config], [self.run_dir], [resume_state], log=self.log).views
+            learners = list[LearnerInterface](PackGroup([config], [self.run_dir], [resume_state], log=self.log).views)
         if learners is not None:  # built by the caller (the runs of one pack: learn_together)
             states, built = [], []
             self.learners = list(learners)
@@ -540,11 +540,33 @@ def resume(
     :param env: the run's environment again: its id (it must be the stored one), or the factory it was trained
         with. Needed where the stored id names a module that a run folder may not import by itself, or a factory
         that cannot be found by name (:func:`dpd.envs.make_env`)."""
-    from dpd.config import read_run_config
-    from dpd.run_files import RunLock, refuse_links, remove_stale_temporaries
-    from dpd.training.checkpoint import load_checkpoint, restoring
-
     run_dir = Path(run)
+    resolved, state, lock = open_checkpoint(run_dir, env)
+    try:
+        with _checkpoint_errors(run_dir):
+            trainer = DPDTrainer(resolved, run_dir, callbacks=callbacks, progress_bar=progress_bar, log=log,
+                                 verbose=verbose, resume_state=state)
+        try:
+            return trainer.learn()
+        finally:
+            trainer.close()
+    finally:
+        lock.release()
+
+
+def _checkpoint_errors(run_dir: Path) -> contextlib.AbstractContextManager[None]:
+    from dpd.training.checkpoint import restoring
+
+    return restoring(run_dir / CHECKPOINT_FILE)  # a damaged checkpoint: one line naming it
+
+
+def open_checkpoint(run_dir: Path, env: EnvSource | None = None) -> tuple[ResolvedConfig, dict[str, Any], RunLock]:
+    """A run folder to resume, checked and locked: (its resolved config, its checkpoint, the lock; the caller
+    releases it). One line for a folder that is not a run, has finished, was edited, or names another env."""
+    from dpd.config import read_run_config
+    from dpd.run_files import refuse_links, remove_stale_temporaries
+    from dpd.training.checkpoint import load_checkpoint
+
     if not run_dir.is_dir():
         raise DPDUserError(f"--resume {run_dir}: no such run folder")
     config = read_run_config(run_dir)
@@ -562,7 +584,7 @@ def resume(
         state = load_checkpoint(run_dir / CHECKPOINT_FILE)
         stored = state.get("config")
         resolved = config.resolve()
-        with restoring(run_dir / CHECKPOINT_FILE):  # a damaged checkpoint: one line naming it
+        with _checkpoint_errors(run_dir):
             # a checkpoint written before the distill block holds the flat keys: compare as configs, not as dicts
             try:
                 same = isinstance(stored, dict) and TrainConfig.from_dict(stored).to_dict() == config.to_dict()
@@ -570,14 +592,10 @@ def resume(
                 same = False
             if not same:
                 raise DPDUserError(f"{run_dir}: checkpoint.pt and config.yaml disagree; the run folder was edited")
-            trainer = DPDTrainer(resolved, run_dir, callbacks=callbacks, progress_bar=progress_bar, log=log,
-                                 verbose=verbose, resume_state=state)
-        try:
-            return trainer.learn()
-        finally:
-            trainer.close()
-    finally:
+    except BaseException:
         lock.release()
+        raise
+    return resolved, state, lock
 
 
 __all__ = ["DPDTrainer", "TrainingDiverged", "TrainingInterrupted", "learn_together", "resume", "train",

@@ -1,0 +1,105 @@
+"""Several runs trained as one JAX pack (``engine="jax"``): ``dpd sweep --engine jax`` hands each task-and-arm's seeds
+here, and they train in one process, their learners stepped together (:class:`dpd.pack.learners.PackGroup`,
+:func:`dpd.training.trainer.learn_together`).
+
+Each run keeps its own folder, lock, checkpoints and summary, exactly as if trained alone (``dpd train --engine jax``
+of the same config writes the same numbers: a learner's results do not depend on its pack-mates). Runs that resume go
+together where their checkpoints are at the same step (the usual case: a sweep stopped at one moment), and a fresh
+run never joins a resumed one (a pack steps all its learners in lock-step from one step count).
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from dpd.config import ResolvedConfig
+from dpd.errors import DPDUserError
+from dpd.names import ERROR_FILE
+from dpd.run_files import RunLock, atomic_write_text
+from dpd.training.trainer import DPDTrainer, learn_together, new_run_folder, open_checkpoint
+
+LogFn = Callable[[str], None]
+#: what happened to one run: its summary, or the exception that ended it
+Outcome = dict[str, Any] | Exception
+
+
+def train_together(runs: list[tuple[ResolvedConfig, Path, bool]], log: LogFn | None = None) -> list[Outcome]:
+    """Train (``resume`` False: a new folder, replacing an unfinished one) or resume (True) each ``(config, run_dir,
+    resume)``; the configs differ only by seed. Returns one outcome per run, in order; one run's failure to open
+    (a damaged checkpoint) is its own outcome, a failure of a pack is every one of its runs'."""
+    outcomes: dict[int, Outcome] = {}
+    fresh = [k for k, (_, _, resume) in enumerate(runs) if not resume]
+    opened: dict[int, tuple[ResolvedConfig, dict[str, Any], RunLock]] = {}
+    for k, (config, run_dir, resume) in enumerate(runs):
+        if resume:
+            try:
+                opened[k] = open_checkpoint(run_dir, env=config.env_id)  # the sweep named the env: trusted
+            except Exception as exc:
+                outcomes[k] = exc
+    by_step: dict[Any, list[int]] = defaultdict(list)
+    for k, (_, state, _) in opened.items():
+        first = state["students"][0]
+        step = first.get("pack", {}).get("pack", {}).get("num_timesteps") if isinstance(first, dict) else None
+        by_step[step].append(k)
+    groups = ([fresh] if fresh else []) + list(by_step.values())
+    for group in groups:
+        outcomes.update(_train_group(runs, group, opened, log))
+    return [outcomes[k] for k in range(len(runs))]
+
+
+def _train_group(runs: list[tuple[ResolvedConfig, Path, bool]], group: list[int],
+                 opened: dict[int, tuple[ResolvedConfig, dict[str, Any], RunLock]], log: LogFn | None
+                 ) -> dict[int, Outcome]:
+    from dpd.pack.learners import PackGroup
+
+    locks: dict[int, RunLock] = {k: opened[k][2] for k in group if k in opened}
+    trainers: list[DPDTrainer] = []
+    configs: list[ResolvedConfig] = []
+    dirs: list[Path] = []
+    states: list[dict[str, Any] | None] = []
+    built = False
+    try:
+        for k in group:
+            config, run_dir, resume = runs[k]
+            if resume:
+                config, state, _ = opened[k]
+                states.append(state)
+            else:
+                run_dir, locks[k] = new_run_folder(config, run_dir, overwrite=True)
+                states.append(None)
+            configs.append(config)
+            dirs.append(run_dir)
+        try:
+            pack = PackGroup(configs, dirs, states, log=log)
+        except BaseException:
+            for k in group:  # nothing trained: a replaced unfinished run comes back
+                if not runs[k][2] and k in locks:
+                    locks[k].restore_replaced()
+            raise
+        built = True
+        for k in group:
+            if not runs[k][2]:
+                locks[k].keep_new()
+        per_run = pack.per_run
+        for j, (cfg, folder, resume_state) in enumerate(zip(configs, dirs, states, strict=True)):
+            trainers.append(DPDTrainer(cfg, folder, log=log, resume_state=resume_state,
+                                       learners=list(pack.views[j * per_run:(j + 1) * per_run])))
+        results = learn_together(trainers, log)
+        return dict(zip(group, results, strict=True))
+    except Exception as exc:
+        if isinstance(exc, DPDUserError) and built:  # an env fault mid-run: each folder says so (a sweep retries it next time)
+            for run_dir in dirs:
+                if run_dir.is_dir():
+                    atomic_write_text(run_dir / ERROR_FILE, f"{exc}\n")
+        return dict.fromkeys(group, exc)
+    finally:
+        for trainer in trainers:
+            trainer.close()
+        for lock in locks.values():
+            lock.release()
+
+
+__all__ = ["Outcome", "train_together"]
