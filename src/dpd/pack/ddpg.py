@@ -412,8 +412,13 @@ class DDPGPack:
         self.count, self.ret_count = float(pack["count"]), float(pack["ret_count"])
         self.gradient_steps = int(pack["gradient_steps"])
 
-        def put(whole: Any, part: Any) -> Any:
-            return jax.tree.map(lambda w, p: w.at[i].set(jnp.asarray(p, w.dtype)), whole, part)
+        def put(whole: Any, part: Any) -> Any:  # by leaves: a checkpoint holds tuples and named tuples as lists
+            leaves, treedef = jax.tree.flatten(whole)
+            parts = jax.tree.leaves(part)
+            if len(parts) != len(leaves):
+                raise ValueError(f"{len(parts)} arrays where the pack has {len(leaves)}")
+            return jax.tree.unflatten(treedef, [w.at[i].set(jnp.asarray(np.asarray(p).astype(w.dtype)))
+                                                for w, p in zip(leaves, parts, strict=True)])
 
         fields = self.learners._asdict()
         self.learners = Learners(**{k: put(fields[k], state["learners"][k]) for k in fields})

@@ -133,6 +133,8 @@ class PackGroup:
             return
         if len(resumed) != len(self.views):
             raise DPDUserError("the runs of one pack resume together: every run needs a checkpoint")
+        for v in self.views:  # tensors (a checkpoint's plain data) back to NumPy arrays
+            v.resume = _as_numpy(v.resume)
         first = resumed[0].resume
         assert first is not None
         for v in self.views:
@@ -149,7 +151,7 @@ class PackGroup:
                 d = v.resume["distill"]
                 for leaf_index, leaf in enumerate(d["opt"]):
                     opt_leaves[leaf_index] = opt_leaves[leaf_index].at[v.slot].set(leaf)
-                keys[v.slot] = d["key"]
+                keys[v.slot] = np.asarray(d["key"]).astype(keys.dtype)
                 self.carries[v.slot].carry = float(d["carry"])
                 self.skipped_nonfinite[v.slot] = int(d["skipped_nonfinite"])
                 self.skipped_zero_weight[v.slot] = int(d["skipped_zero_weight"])
@@ -224,6 +226,19 @@ class PackGroup:
         if self._open == 0:
             self.pack.close()
             self.evaluator.close()
+
+
+def _as_numpy(x: Any) -> Any:
+    """The inverse of :func:`dpd.state.plain` for a pack learner's state: tensors -> NumPy arrays, recursively."""
+    import torch as th
+
+    if isinstance(x, th.Tensor):
+        return x.numpy()
+    if isinstance(x, dict):
+        return {k: _as_numpy(v) for k, v in x.items()}
+    if isinstance(x, list):
+        return [_as_numpy(v) for v in x]
+    return x
 
 
 class _PackEvaluator:
@@ -464,6 +479,11 @@ class PackLearner:
 
     # ------------------------------------------------------------------ checkpoints and files
     def state(self) -> dict[str, Any]:
+        """This learner's part of a checkpoint: its slot of the pack (networks, optimisers, keys, statistics, env,
+        streams and, with ``checkpoint_replay_buffer``, its buffer rows), its distillation state and bookkeeping, as
+        plain data (:func:`dpd.state.plain`: what ``torch.load(weights_only=True)`` reads)."""
+        from dpd.state import plain
+
         group, i = self.group, self.slot
         st: dict[str, Any] = {
             "engine": "jax", "iteration": self.iteration,
@@ -480,7 +500,7 @@ class PackLearner:
                              "skipped_nonfinite": int(group.skipped_nonfinite[i]),
                              "skipped_zero_weight": int(group.skipped_zero_weight[i]),
                              "nonfinite_streak": int(group.nonfinite_streak[i])}
-        return st
+        return plain(st)  # type: ignore[no-any-return]
 
     def save(self, folder: Path | None = None) -> None:
         folder = folder or self.folder

@@ -1,0 +1,150 @@
+"""engine=jax end to end: run folders in today's layout, the SB3 export, a run alone equals the run inside a pack,
+sweeps pack a task's seeds, a killed pack resumes exactly, and what the engine does not implement is one line."""
+
+import csv
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch as th
+
+pytest.importorskip("jax")
+
+from stable_baselines3 import DDPG  # noqa: E402
+
+from dpd import TrainConfig, train  # noqa: E402
+from dpd.cli import main  # noqa: E402
+from dpd.errors import DPDUserError  # noqa: E402
+from dpd.loading import load_learner  # noqa: E402
+from dpd.names import CHECKPOINT_FILE  # noqa: E402
+
+TINY = {"buffer_size": 5000, "learning_starts": 100, "train_freq": 100, "gradient_steps": 20,
+        "policy_kwargs": {"net_arch": [32, 32]}}
+
+
+def config(**kw):
+    base = {"env_id": "Pendulum-v1", "algo": "ddpg", "preset": "paper", "engine": "jax", "total_steps": 3000,
+            "iteration_steps": 500, "eval_freq": 500, "eval_episodes": 2, "snapshots": [], "algo_kwargs": dict(TINY)}
+    return TrainConfig(**{**base, **kw})
+
+
+def rows(path: Path) -> list[dict]:
+    return list(csv.DictReader(path.read_text().splitlines()))
+
+
+def evals(run: Path, name: str) -> list[list[str]]:
+    return [r.split(",")[:5] for r in (run / name / "evaluations.csv").read_text().splitlines()]
+
+
+def test_a_jax_run_writes_todays_run_folder_and_its_models_open_in_sb3(tmp_path):
+    summary = train(config(), tmp_path / "run")
+    assert summary["engine"] == "jax" and summary["total_env_steps"] == 3000
+    for name in ("student0", "student1"):
+        folder = tmp_path / "run" / name
+        assert {"model.zip", "progress.csv", "evaluations.csv", "vecnormalize.json", "vecnormalize.pkl"} <= {
+            p.name for p in folder.iterdir()}
+        progress = rows(folder / "progress.csv")
+        assert [int(r["time/total_timesteps"]) for r in progress] == [0, 500, 1000, 1500]
+        # a distillation phase per iteration: one distillation step per RL gradient step (the paper's DDPG)
+        assert [int(r["distill/phase_steps"]) for r in progress[1:]] == [80, 100, 100]
+        assert all(float(r["pair/action_distance"]) >= 0 for r in progress[1:])
+        assert len(evals(tmp_path / "run", name)) == 1 + 4  # header, steps 0, 500, 1000, 1500
+    # the exported SB3 model acts as the pack's learner did: dpd evaluate reproduces a deterministic evaluation
+    model, env = load_learner(tmp_path / "run", "student0")
+    assert isinstance(model, DDPG) and model.num_timesteps == 1500
+    obs = env.reset()
+    action, _ = model.predict(obs, deterministic=True)
+    assert action.shape == (1, 1) and np.all(np.abs(action) <= 2.0)
+    assert main(["evaluate", str(tmp_path / "run"), "--episodes", "1"]) == 0
+
+
+def test_the_export_copies_every_network_and_the_normalisation(tmp_path):
+    from dpd.pack.learners import PackGroup, export_sb3
+
+    cfg = config().resolve()
+    group = PackGroup([cfg], [None])
+    group.pack.learn(300)
+    model, vn = export_sb3(cfg, group.pack, 1)
+    obs = np.random.default_rng(0).normal(size=(7, 3))
+    normalized = vn.normalize_obs(obs).astype(np.float32)
+    with th.no_grad():
+        sb3 = model.policy.actor(th.as_tensor(normalized)).numpy()
+        q = model.policy.critic(th.as_tensor(normalized), th.as_tensor(sb3))[0].numpy()[:, 0]
+    jax_actions = group.pack.act(np.repeat(obs[:1], 2, axis=0))[1]
+    assert np.allclose(sb3[0], jax_actions, atol=1e-5)
+    out, values = group._peer_fn(*[__import__("jax").tree.map(lambda x: x[1], p)
+                                   for p in (group.pack.learners.actor, group.pack.learners.critic)], normalized)
+    assert np.allclose(sb3, np.asarray(out), atol=1e-5) and np.allclose(q, np.asarray(values), atol=1e-4)
+    sd = model.policy.state_dict()
+    assert th.equal(sd["actor_target.mu.0.weight"], th.as_tensor(np.asarray(group.pack.learners.actor_target[0][0][1]).T))
+    for view in group.views:
+        view.close()
+
+
+def test_a_run_alone_equals_the_same_run_inside_a_pack(tmp_path):
+    """Pack invariance end to end: seeds 0, 1, 2 trained as one pack; seed 1 alone trains the same numbers."""
+    from dpd.training.together import train_together
+
+    runs = [(config(seed=s).resolve(), tmp_path / f"s{s}", False) for s in (0, 1, 2)]
+    outcomes = train_together(runs)
+    assert all(isinstance(o, dict) for o in outcomes)
+    train(config(seed=1), tmp_path / "alone")
+    for name in ("student0", "student1"):
+        assert evals(tmp_path / "alone", name) == evals(tmp_path / "s1", name)
+        assert evals(tmp_path / "s0", name) != evals(tmp_path / "s1", name)
+
+
+def test_a_jax_sweep_packs_a_tasks_seeds_and_reports(tmp_path):
+    out = tmp_path / "sweep"
+    assert main(["sweep", "--env", "Pendulum-v1", "--algo", "ddpg", "--method", "dpd", "--method", "vanilla",
+                 "--seeds", "2", "--total-steps", "2000", "--preset", "paper", "--engine", "jax", "--workers", "1",
+                 "--set", "eval_freq=500", "--set", "eval_episodes=1", "--set", "iteration_steps=500",
+                 "--set", "algo.buffer_size=3000", "--set", "snapshots=[]", "--out", str(out)]) == 0
+    assert len(list((out / "runs").glob("*/summary.json"))) == 4
+    assert main(["report", str(out)]) == 0
+
+
+@pytest.mark.parametrize(("kw", "words"), [
+    ({"algo": "ppo", "preset": "zoo", "algo_kwargs": {}}, "algo=ppo"),
+    ({"distill": {"schedule": "adaptive"}}, "adaptive"),
+    ({"distill": {"xi_estimator": "own_critic"}}, "own_critic"),
+    ({"algo_kwargs": {**TINY, "train_freq": [1, "episode"]}}, "episode"),
+])
+def test_what_the_engine_does_not_implement_is_one_line_before_any_folder(tmp_path, kw, words):
+    with pytest.raises(DPDUserError, match=words) as err:
+        train(config(**kw), tmp_path / "run")
+    assert "engine=sb3" in str(err.value) and "\n" not in str(err.value)
+    assert not (tmp_path / "run").exists()
+
+
+@pytest.mark.extended
+def test_a_killed_jax_run_resumes_exactly(tmp_path):
+    args = ["--env", "Pendulum-v1", "--algo", "ddpg", "--preset", "paper", "--engine", "jax", "--total-steps", "8000",
+            "--set", "iteration_steps=500", "--set", "eval_freq=1000", "--set", "eval_episodes=1",
+            "--set", "checkpoint_freq=2000", "--set", "checkpoint_replay_buffer=true", "--set", "algo.buffer_size=5000",
+            "--set", "algo.gradient_steps=20", "--set", "snapshots=[]", "--no-progress"]
+    a, b = tmp_path / "a", tmp_path / "b"
+    assert subprocess.run([sys.executable, "-m", "dpd.cli", "train", *args, "--out", str(a)],
+                          capture_output=True).returncode == 0
+    proc = subprocess.Popen([sys.executable, "-m", "dpd.cli", "train", *args, "--out", str(b)],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.time() + 180
+    while not (b / CHECKPOINT_FILE).exists() and time.time() < deadline:
+        time.sleep(0.02)
+    time.sleep(0.5)  # after the first checkpoint, mid-run
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    assert not (b / "summary.json").exists()
+    assert main(["train", "--resume", str(b), "--no-progress"]) == 0
+    for name in ("student0", "student1"):
+        pa = DDPG.load(a / name / "model.zip", device="cpu").policy.state_dict()
+        pb = DDPG.load(b / name / "model.zip", device="cpu").policy.state_dict()
+        assert all(th.equal(pa[k], pb[k]) for k in pa), f"{name}: parameters differ"
+        assert evals(a, name) == evals(b, name)
+        keys = ("time/total_timesteps", "train/critic_loss", "distill/loss", "pair/xi_mean", "rollout/ep_rew_mean")
+        ra, rb = rows(a / name / "progress.csv"), rows(b / name / "progress.csv")
+        assert [[r.get(k) for k in keys] for r in ra] == [[r.get(k) for k in keys] for r in rb]
