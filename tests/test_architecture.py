@@ -13,7 +13,7 @@ LAYERS = [
     ("objective", ["dpd.errors", "dpd.objective", "dpd.schedule", "dpd.xi"]),
     ("files and environments", ["dpd.run_files", "dpd.envs", "dpd.episodes", "dpd.figures", "dpd.internals"]),
     ("state", ["dpd.state"]),
-    ("config", ["dpd.config"]),
+    ("config", ["dpd.config", "dpd.engine"]),
     ("distillation", ["dpd.distillation"]),
     ("students", ["dpd.students"]),
     ("pack", ["dpd.pack"]),

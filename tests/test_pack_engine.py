@@ -14,13 +14,13 @@ import torch as th
 
 pytest.importorskip("jax")
 
-from stable_baselines3 import DDPG  # noqa: E402
+from stable_baselines3 import DDPG
 
-from dpd import TrainConfig, train  # noqa: E402
-from dpd.cli import main  # noqa: E402
-from dpd.errors import DPDUserError  # noqa: E402
-from dpd.loading import load_learner  # noqa: E402
-from dpd.names import CHECKPOINT_FILE  # noqa: E402
+from dpd import TrainConfig, train
+from dpd.cli import main
+from dpd.errors import DPDUserError
+from dpd.loading import load_learner
+from dpd.names import CHECKPOINT_FILE
 
 TINY = {"buffer_size": 5000, "learning_starts": 100, "train_freq": 100, "gradient_steps": 20,
         "policy_kwargs": {"net_arch": [32, 32]}}
@@ -63,7 +63,7 @@ def test_a_jax_run_writes_todays_run_folder_and_its_models_open_in_sb3(tmp_path)
 
 
 def test_the_export_copies_every_network_and_the_normalisation(tmp_path):
-    from dpd.pack.learners import PackGroup, export_sb3
+    from dpd.training.pack_learner import PackGroup, export_sb3
 
     cfg = config().resolve()
     group = PackGroup([cfg], [None])

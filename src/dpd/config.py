@@ -333,7 +333,7 @@ class _RunFields:
     #: each DPD student in its own process (see DPDTrainer); False: Algorithm 1 exactly, in one process.
     parallel: bool = False
     #: ``sb3`` (each learner an SB3 model: the reference) | ``jax`` (the learners as one JAX pack, DDPG today:
-    #: :mod:`dpd.pack.learners`; always in dpd's parallel order, ``parallel`` is not used).
+    #: :mod:`dpd.training.pack_learner`; always in dpd's parallel order, ``parallel`` is not used).
     engine: Engine = DEFAULT_ENGINE
     #: also write TensorBoard event files (progress.csv is always written); needs the extra ``dpd[tensorboard]``. Off
     #: by default: a plain install trains, and what a run writes does not depend on what else is installed.

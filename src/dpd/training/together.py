@@ -1,5 +1,5 @@
 """Several runs trained as one JAX pack (``engine="jax"``): ``dpd sweep --engine jax`` hands each task-and-arm's seeds
-here, and they train in one process, their learners stepped together (:class:`dpd.pack.learners.PackGroup`,
+here, and they train in one process, their learners stepped together (:class:`dpd.training.pack_learner.PackGroup`,
 :func:`dpd.training.trainer.learn_together`).
 
 Each run keeps its own folder, lock, checkpoints and summary, exactly as if trained alone (``dpd train --engine jax``
@@ -53,7 +53,7 @@ def train_together(runs: list[tuple[ResolvedConfig, Path, bool]], log: LogFn | N
 def _train_group(runs: list[tuple[ResolvedConfig, Path, bool]], group: list[int],
                  opened: dict[int, tuple[ResolvedConfig, dict[str, Any], RunLock]], log: LogFn | None
                  ) -> dict[int, Outcome]:
-    from dpd.pack.learners import PackGroup
+    from dpd.training.pack_learner import PackGroup
 
     locks: dict[int, RunLock] = {k: opened[k][2] for k in group if k in opened}
     trainers: list[DPDTrainer] = []

@@ -128,7 +128,7 @@ class DPDTrainer:
         #: view on a JAX pack)
         self.learners: list[LearnerInterface] = []
         if learners is None and config.engine == "jax":  # one run alone: a pack of its own learners
-            from dpd.pack.learners import PackGroup
+            from dpd.training.pack_learner import PackGroup
 
             learners = list[LearnerInterface](PackGroup([config], [self.run_dir], [resume_state], log=self.log).views)
         if learners is not None:  # built by the caller (the runs of one pack: learn_together)
@@ -392,7 +392,7 @@ class _Progress:
 
 
 def learn_together(trainers: list[DPDTrainer], log: LogFn | None = None) -> list[dict[str, Any] | Exception]:
-    """The runs whose learners share one JAX pack (:class:`dpd.pack.learners.PackGroup`), trained round by round in
+    """The runs whose learners share one JAX pack (:class:`dpd.training.pack_learner.PackGroup`), trained round by round in
     lock-step: round r of every run before round r + 1 of any (the pack steps all its learners at once). Each run
     keeps its own checkpoints, stop handling and summary, as :meth:`DPDTrainer.learn`. Returns, per run, its summary
     or the exception that ended it (:class:`TrainingInterrupted` after a stop: every run checkpointed first;
