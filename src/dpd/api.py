@@ -79,6 +79,7 @@ class DPD:
         self._trainer: Any = None
         self.summary: dict[str, Any] | None = None
         self._loaded: list[tuple[BaseAlgorithm, Any]] | None = None
+        self._exported: list[tuple[BaseAlgorithm, Any]] | None = None
 
     # ------------------------------------------------------------------ training
     def learn(self, total_timesteps: int, progress_bar: bool = False, callback: CallbackArg = None,
@@ -109,7 +110,17 @@ class DPD:
             return [m for m, _ in self._loaded]
         if self._trainer is None:
             raise DPDUserError("no model yet: call learn() first (or DPD.load a saved run)")
+        if self.config.engine == "jax":  # the pack's learners as SB3 models (weights copied out, once)
+            return [m for m, _ in self._jax_models()]
         return [s.model for s in self._trainer.students]
+
+    def _jax_models(self) -> list[tuple[BaseAlgorithm, Any]]:
+        """(SB3 model, VecNormalize or None) of each learner of an ``engine=jax`` run (:func:`export_sb3`)."""
+        if self._exported is None:
+            from dpd.training.pack_learner import export_sb3
+
+            self._exported = [export_sb3(self.config, view.group.pack, view.slot) for view in self._trainer.learners]
+        return self._exported
 
     def predict(self, observation: np.ndarray, deterministic: bool = True, learner: str | None = None
                 ) -> tuple[np.ndarray, None]:
@@ -131,6 +142,8 @@ class DPD:
             from stable_baselines3.common.vec_env import VecNormalize
 
             return env if isinstance(env, VecNormalize) else None
+        if self.config.engine == "jax":
+            return self._jax_models()[index][1]
         return self._trainer.students[index].vec_normalize
 
     # ------------------------------------------------------------------ files

@@ -154,22 +154,21 @@ def _sample(key: jax.Array, valid: jax.Array, batch: int) -> jax.Array:
     return jnp.where(k >= batch, order, with_replacement)
 
 
-def _phase_one(spec: DistillSpec, pcfg: PackConfig, tx: optax.GradientTransformation, actor: Params,
-               opt: optax.OptState, critic: Params, key: jax.Array, mean: jax.Array, var: jax.Array,
-               states: jax.Array, valid: jax.Array, peer_out: jax.Array, peer_values: jax.Array,
-               xi_divisor: jax.Array, steps: jax.Array) -> tuple[Params, optax.OptState, jax.Array, PhaseOut]:
-    """The phase of ONE learner (vmapped over the pack): states (W, D) the peer's raw window, peer_out (W, A),
-    peer_values (W,), mean / var (D,) the student's own statistics, steps a scalar int <= spec.max_steps."""
-    obs = _normalize(pcfg, states, mean, var)
-    own_values = q_fn(critic, obs, actor_fn(actor, obs))  # the critic is not distilled: fixed for the phase
-
+def phase_steps(spec: DistillSpec, tx: optax.GradientTransformation, out_fn: Callable[[Params, jax.Array], jax.Array],
+                actor: Params, opt: optax.OptState, key: jax.Array, obs: jax.Array, valid: jax.Array,
+                own_values: jax.Array, peer_out: jax.Array, peer_values: jax.Array, xi_divisor: jax.Array,
+                steps: jax.Array) -> tuple[Params, optax.OptState, jax.Array, PhaseOut]:
+    """The phase of ONE learner, whatever its algorithm (vmapped over the pack): obs (W, D) the peer's window in the
+    student's own normalisation, own_values / peer_values (W,) raw values (fixed for the phase), peer_out (W, A),
+    ``out_fn(actor, obs)`` the student's deterministic outputs (the parameters distillation moves), steps a scalar
+    int <= spec.max_steps."""
     def objective(out: jax.Array, rows: jax.Array | slice, mask: jax.Array | None = None
                   ) -> tuple[jax.Array, dict[str, jax.Array]]:
         return dpd_loss(out, peer_out[rows], own_values[rows], peer_values[rows], spec.alpha,
                         weighting=spec.weighting, xi_divisor=xi_divisor, max_log_weight=spec.max_log_weight,
                         normalize_weights=spec.normalize_weights, mask=mask)
 
-    _, pair = objective(actor_fn(actor, obs), slice(None), mask=valid)
+    _, pair = objective(out_fn(actor, obs), slice(None), mask=valid)
     window_weights, _ = dpd_weights((peer_values - own_values) / xi_divisor, spec.alpha, spec.weighting,
                                     spec.max_log_weight)
     zero = jnp.zeros((), jnp.float32)
@@ -180,7 +179,7 @@ def _phase_one(spec: DistillSpec, pcfg: PackConfig, tx: optax.GradientTransforma
         idx = _sample(k, valid, spec.batch_size)
 
         def loss_fn(a: Params) -> tuple[jax.Array, dict[str, jax.Array]]:
-            loss, stats = objective(actor_fn(a, obs[idx]), idx)
+            loss, stats = objective(out_fn(a, obs[idx]), idx)
             return loss * spec.loss_coef, stats
 
         (_, stats), grad = jax.value_and_grad(loss_fn, has_aux=True)(actor)
@@ -203,6 +202,18 @@ def _phase_one(spec: DistillSpec, pcfg: PackConfig, tx: optax.GradientTransforma
     stats = {name: sums[name] / collected for name in STAT_NAMES}  # NaN where no step counted (dpd: None)
     out = PhaseOut(pair, stats, taken, nonfinite, zero_weight, jnp.where(valid, window_weights, 0.0))
     return actor, opt, keys[0], out
+
+
+def _phase_one(spec: DistillSpec, pcfg: PackConfig, tx: optax.GradientTransformation, actor: Params,
+               opt: optax.OptState, critic: Params, key: jax.Array, mean: jax.Array, var: jax.Array,
+               states: jax.Array, valid: jax.Array, peer_out: jax.Array, peer_values: jax.Array,
+               xi_divisor: jax.Array, steps: jax.Array) -> tuple[Params, optax.OptState, jax.Array, PhaseOut]:
+    """The phase of ONE DDPG learner (vmapped over the pack): states (W, D) the peer's raw window, peer_out (W, A),
+    peer_values (W,), mean / var (D,) the student's own statistics, steps a scalar int <= spec.max_steps."""
+    obs = _normalize(pcfg, states, mean, var)
+    own_values = q_fn(critic, obs, actor_fn(actor, obs))  # the critic is not distilled: fixed for the phase
+    return phase_steps(spec, tx, actor_fn, actor, opt, key, obs, valid, own_values, peer_out, peer_values,
+                       xi_divisor, steps)
 
 
 def distill_phase(spec: DistillSpec, pcfg: PackConfig, pack_tx: optax.GradientTransformation, learners: Learners,

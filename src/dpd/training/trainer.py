@@ -127,6 +127,9 @@ class DPDTrainer:
         #: the learners, each called through the learner interface (a Learner here, a RemoteLearner's process, a
         #: view on a JAX pack)
         self.learners: list[LearnerInterface] = []
+        if config.engine == "jax" and callbacks is not None:
+            raise DPDUserError("engine=jax takes no SB3 callbacks (its learners are not SB3 models while they train);"
+                               " drop callback=, or use engine=sb3")
         if learners is None and config.engine == "jax":  # one run alone: a pack of its own learners
             from dpd.training.pack_learner import PackGroup
 

@@ -1,0 +1,131 @@
+"""The JAX engine against SB3, by the rule in studies/jax-engine/RULES.md: stage B's cells, TOST per cell.
+
+    python studies/jax-engine/compare.py --sb3 runs/why-A-ddpg runs/why-B-dpd runs/why-B-controls \
+        runs/why-B-controls-s7 runs/why-B-controls-tail --jax runs/jax-B --out docs/results/jax-engine/stageB
+
+(the SB3 folders from `python studies/why-and-ddpg/archive.py restore docs/results/why-and-ddpg/runs-stageB.tar.gz
+runs` and `... runs-stageA-ddpg.tar.gz runs`.) Per task and arm (vanilla, independent, dpd-a1): each run's mean over
+training and final evaluation return (the students averaged for a pair), JAX minus SB3 with Welch's 90% and 95%
+intervals, the TOST verdict at margins +-15% of SB3's mean, the exact permutation p and the minimum detectable effect
+(80% power, two-sided 5%, from the two groups' variances); one figure per task with both engines' learning curves
+(mean and 95% band, total env steps on the x-axis). Writes OUT/compare.md, OUT/compare.json, OUT/curves_<task>.png.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from dpd.experiments.report import Run, load_sweeps
+from dpd.experiments.stats import permutation_p, welch
+
+MARGIN = 0.15  # RULES.md: +-15% of the SB3 cell's mean
+ARMS = ("vanilla", "independent", "dpd-a1")
+SEEDS = range(16)  # RULES.md: 8, then up to 16 seeds on the JAX side
+
+
+def per_run(run: Run) -> tuple[float, float]:
+    """(mean over training, final) evaluation return of a run: each learner's, the learners averaged."""
+    means = [float(np.mean(ret)) for _, ret in run.curves.values() if len(ret)]
+    finals = [float(ret[-1]) for _, ret in run.curves.values() if len(ret)]
+    return float(np.mean(means)), float(np.mean(finals))
+
+
+def cells(runs: list[Run]) -> dict[tuple[str, str], dict[int, tuple[float, float]]]:
+    out: dict[tuple[str, str], dict[int, tuple[float, float]]] = {}
+    for run in runs:
+        if run.status == "finished" and run.variant in ARMS and run.seed in SEEDS and run.curves:
+            out.setdefault((run.env_id, run.variant), {})[run.seed] = per_run(run)
+    return out
+
+
+def mde(a: np.ndarray, b: np.ndarray) -> float:
+    """The smallest true difference detected with 80% power by a two-sided 5% test, normal approximation."""
+    se = math.sqrt(a.var(ddof=1) / len(a) + b.var(ddof=1) / len(b))
+    return (1.959964 + 0.841621) * se
+
+
+def tost(jax: np.ndarray, sb3: np.ndarray) -> dict[str, Any]:
+    margin = MARGIN * abs(float(sb3.mean()))
+    d, lo90, hi90, _, _ = welch(jax, sb3, level=0.90)
+    _, lo95, hi95, p, _ = welch(jax, sb3, level=0.95)
+    perm, exact = permutation_p(jax, sb3)
+    if -margin < lo90 and hi90 < margin:
+        word = "equivalent"
+    elif lo95 > 0 or hi95 < 0:
+        word = "different"
+    else:
+        word = "undecided"
+    return {"jax_mean": float(jax.mean()), "sb3_mean": float(sb3.mean()), "difference": d, "ci90": [lo90, hi90],
+            "ci95": [lo95, hi95], "welch_p": p, "permutation_p": perm, "exact": exact, "margin": margin,
+            "mde": mde(jax, sb3), "n_jax": len(jax), "n_sb3": len(sb3), "verdict": word}
+
+
+def curves_figure(task: str, groups: dict[str, list[Run]], path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(1, len(ARMS), figsize=(4 * len(ARMS), 3.2), sharey=True)
+    for ax, arm in zip(axes, ARMS, strict=True):
+        for engine, colour in (("sb3", "tab:blue"), ("jax", "tab:orange")):
+            runs = [r for r in groups[engine] if r.env_id == task and r.variant == arm and r.curves]
+            if not runs:
+                continue
+            x = next(iter(runs[0].curves.values()))[0]
+            ys = np.array([np.mean([ret[: len(x)] for _, ret in r.curves.values()], axis=0) for r in runs
+                           if all(len(ret) >= len(x) for _, ret in r.curves.values())])
+            mean = ys.mean(axis=0)
+            half = 1.96 * ys.std(axis=0, ddof=1) / math.sqrt(len(ys)) if len(ys) > 1 else np.zeros_like(mean)
+            ax.plot(x, mean, color=colour, label=f"{engine} (n={len(ys)})")
+            ax.fill_between(x, mean - half, mean + half, color=colour, alpha=0.2)
+        ax.set_title(f"{task} {arm}")
+        ax.set_xlabel("total env steps")
+        ax.legend(fontsize=8)
+    axes[0].set_ylabel("evaluation return")
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--sb3", nargs="+", type=Path, required=True)
+    parser.add_argument("--jax", nargs="+", type=Path, required=True)
+    parser.add_argument("--out", type=Path, required=True)
+    args = parser.parse_args(argv)
+    groups = {"sb3": load_sweeps(args.sb3)[0], "jax": load_sweeps(args.jax)[0]}
+    sb3, jax = cells(groups["sb3"]), cells(groups["jax"])
+    results: dict[str, Any] = {}
+    lines = ["# The JAX engine against SB3: stage B's cells (studies/jax-engine/RULES.md)", "",
+             "| task | arm | statistic | n jax / sb3 | jax mean | sb3 mean | jax - sb3 [90%] | margin | MDE | perm p |"
+             " verdict |", "|---|---|---|---|---|---|---|---|---|---|---|"]
+    for key in sorted(set(sb3) & set(jax)):
+        task, arm = key
+        for k, stat in enumerate(("mean over training", "final")):
+            a = np.array([v[k] for v in jax[key].values()])
+            b = np.array([v[k] for v in sb3[key].values()])
+            if len(a) < 2 or len(b) < 2:
+                continue
+            r = tost(a, b)
+            results[f"{task}|{arm}|{stat}"] = r
+            verdict = r["verdict"] if stat == "mean over training" else f"({r['verdict']}, not decided on)"
+            lines.append(f"| {task} | {arm} | {stat} | {r['n_jax']} / {r['n_sb3']} | {r['jax_mean']:.0f} | "
+                         f"{r['sb3_mean']:.0f} | {r['difference']:.0f} [{r['ci90'][0]:.0f}, {r['ci90'][1]:.0f}] | "
+                         f"±{r['margin']:.0f} | {r['mde']:.0f} | {r['permutation_p']:.3f} | {verdict} |")
+    args.out.mkdir(parents=True, exist_ok=True)
+    for task in sorted({t for t, _ in set(sb3) & set(jax)}):
+        curves_figure(task, groups, args.out / f"curves_{task.split('-')[0]}.png")
+    (args.out / "compare.md").write_text("\n".join(lines) + "\n")
+    (args.out / "compare.json").write_text(json.dumps(results, indent=1) + "\n")
+    print("\n".join(lines))
+
+
+if __name__ == "__main__":
+    main()
