@@ -93,3 +93,89 @@ def test_a_phase_equals_dpds_distiller_on_sb3_ddpg(optimizer, steps):
     after = leaves_np((new.actor, new.actor_opt, new_state.opt))
     for a, b in zip(after, before, strict=True):
         np.testing.assert_array_equal(a[1], b[1])  # steps 0: learner 1 bitwise unchanged
+
+
+# ---------------------------------------------------------------- PPO: parity with dpd's Distiller
+def ppo_pair():
+    """Two dpd PPO students (OnPolicyStudent, VecNormalize with reward normalisation, Distiller) with W recorded raw
+    states each, other observation and reward statistics each, return stds 2 and 0.5."""
+    from dpd.config import TrainConfig
+    from dpd.students.factory import build_student
+
+    cfg = TrainConfig.from_dict(dict(
+        env_id="Pendulum-v1", algo="ppo", preset="none", total_steps=10_000, normalize=True, normalize_reward=True,
+        distill_window=W, distill_batch_size=W, alpha=2.0, distill_lr=1e-3,
+        algo_kwargs={"n_steps": 64, "batch_size": 32, "policy_kwargs": {"net_arch": {"pi": [16, 16], "vf": [16]}}},
+    )).resolve()
+    students = [build_student(cfg, i, None) for i in range(2)]
+    rng = np.random.default_rng(11)
+    for i, s in enumerate(students):
+        s.setup(cfg.steps_per_learner)
+        s.iteration = 1
+        rec = s.recorder
+        rec._states[:W] = rng.normal(0, 2, (W, OBS_DIM))
+        rec._count, rec._next = W, 0
+        rms = s.vec_normalize.obs_rms
+        rms.mean, rms.var = rng.normal(0, 0.5, OBS_DIM), rng.uniform(0.5, 3, OBS_DIM)
+        s.vec_normalize.ret_rms.var = np.asarray([9.0, 0.5][i])
+        rec.ret_rms.var, rec.ret_rms.count = [4.0, 0.25][i], 10.0
+        with torch_no_grad():  # a non-zero mean head, so the two policies differ
+            for p in s.policy.action_net.parameters():
+                p.add_(torch_tensor(rng.normal(0, 0.3, tuple(p.shape))))
+    return cfg, students
+
+
+def torch_no_grad():
+    import torch
+
+    return torch.no_grad()
+
+
+def torch_tensor(x):
+    import torch
+
+    return torch.as_tensor(x, dtype=torch.float32)
+
+
+@pytest.mark.parametrize("steps", [1, 4])
+def test_a_ppo_phase_equals_dpds_distiller_on_sb3_ppo(steps):
+    """From the same weights on the same recorded states: the JAX PPO phase's policy-mean network after ``steps``
+    steps equals dpd's Distiller.phase on SB3 PPO students (values in raw units through each one's reward scale,
+    xi divided by each one's return std); the value net and log_std never move; learner 1 with 0 steps unchanged."""
+    from dpd.pack.distill import ppo_distill_phase_jit
+    from dpd.pack.ppo import Policy, PPOConfig
+
+    cfg, students = ppo_pair()
+    d = cfg.distill
+    assert d.batch_size == W and d.optimizer == "own" and d.target == "mean"
+    spec = DistillSpec.from_config(d, max_steps=4)
+    pi = stack(*(from_torch([*s.policy.mlp_extractor.policy_net, s.policy.action_net]) for s in students))
+    vf = stack(*(from_torch([*s.policy.mlp_extractor.value_net, s.policy.value_net]) for s in students))
+    log_std = jnp.stack([jnp.asarray(s.policy.log_std.detach().numpy()) for s in students])
+    policy = Policy(pi, vf, log_std)
+    state = init_state(spec, None, pi, [0, 1])  # type: ignore[arg-type]
+    windows = jnp.asarray(np.stack([s.recorder.recent_states() for s in students]), jnp.float32)
+    mean = jnp.asarray(np.stack([s.vec_normalize.obs_rms.mean for s in students]), jnp.float32)
+    var = jnp.asarray(np.stack([s.vec_normalize.obs_rms.var for s in students]), jnp.float32)
+    scale = jnp.asarray([s.reward_scale() for s in students], jnp.float32)
+    xi_div = jnp.asarray([s.distiller.xi_divisor(s) for s in students], jnp.float32)
+    pcfg = PPOConfig(normalize=True, norm_eps=1e-8, clip_obs=10.0)
+    before = leaves_np(policy)
+    new, _, out = ppo_distill_phase_jit(spec, pcfg, spec.tx(None), policy, state, windows, jnp.ones(W, bool), mean,
+                                        var, scale, jnp.asarray(pair_peers(2)), xi_div, jnp.asarray([steps, 0]))
+    batches = [s.peer_batch() for s in students]
+    result = students[0].distill(batches[1], steps=steps)
+    assert int(out.taken[0]) == steps == result.steps
+    theirs = from_torch([*students[0].policy.mlp_extractor.policy_net, students[0].policy.action_net])
+    for mine, t in zip(leaves_np(new.pi), leaves_np(theirs), strict=True):
+        np.testing.assert_allclose(mine[0], t[0], rtol=0, atol=2e-5)
+    for name, value in result.pair.as_dict().items():
+        np.testing.assert_allclose(float(out.pair[name][0]), value, rtol=1e-4, atol=1e-6, err_msg=name)
+    after = leaves_np(new)
+    n_pi = len(leaves_np(policy.pi))
+    moved = max(np.abs(a[0] - b[0]).max() for a, b in zip(after[:n_pi], before[:n_pi], strict=True))
+    assert moved > 1e-4
+    for a, b in zip(after[n_pi:], before[n_pi:], strict=True):
+        np.testing.assert_array_equal(a, b)  # the value net and log_std: untouched
+    for a, b in zip(after, before, strict=True):
+        np.testing.assert_array_equal(a[1], b[1])  # steps 0: learner 1 bitwise unchanged

@@ -109,7 +109,8 @@ def test_a_jax_sweep_packs_a_tasks_seeds_and_reports(tmp_path):
 
 
 @pytest.mark.parametrize(("kw", "words"), [
-    ({"algo": "ppo", "preset": "zoo", "algo_kwargs": {}}, "algo=ppo"),
+    ({"algo": "td3", "preset": "zoo", "algo_kwargs": {}}, "algo=td3"),
+    ({"algo": "ppo", "preset": "paper", "algo_kwargs": {"clip_range": "lin_0.2"}}, "clip_range"),
     ({"distill": {"schedule": "adaptive"}}, "adaptive"),
     ({"distill": {"xi_estimator": "own_critic"}}, "own_critic"),
     ({"algo_kwargs": {**TINY, "train_freq": [1, "episode"]}}, "episode"),
@@ -148,3 +149,108 @@ def test_a_killed_jax_run_resumes_exactly(tmp_path):
         keys = ("time/total_timesteps", "train/critic_loss", "distill/loss", "pair/xi_mean", "rollout/ep_rew_mean")
         ra, rb = rows(a / name / "progress.csv"), rows(b / name / "progress.csv")
         assert [[r.get(k) for k in keys] for r in ra] == [[r.get(k) for k in keys] for r in rb]
+
+
+# ---------------------------------------------------------------- PPO
+PPO_TINY = {"n_steps": 256, "batch_size": 64, "n_epochs": 2, "learning_rate": "lin_3e-4",
+            "policy_kwargs": {"activation_fn": "tanh", "net_arch": {"pi": [32, 32], "vf": [32, 32]}}}
+
+
+def ppo_config(**kw):
+    base = {"env_id": "Pendulum-v1", "algo": "ppo", "preset": "none", "engine": "jax", "total_steps": 2048,
+            "eval_freq": 512, "eval_episodes": 1, "snapshots": [], "normalize": True, "normalize_reward": True,
+            "algo_kwargs": dict(PPO_TINY)}
+    return TrainConfig(**{**base, **kw})
+
+
+def test_a_jax_ppo_pair_distils_writes_todays_folder_and_exports_to_sb3(tmp_path):
+    from stable_baselines3 import PPO
+
+    from dpd.training.pack_learner import PackGroup, export_sb3
+
+    summary = train(ppo_config(), tmp_path / "run")
+    assert summary["engine"] == "jax" and summary["total_env_steps"] == 2048
+    progress = rows(tmp_path / "run" / "student1" / "progress.csv")
+    assert [int(r["time/total_timesteps"]) for r in progress] == [0, 256, 512, 768, 1024]
+    assert [int(r["distill/phase_steps"]) for r in progress[1:]] == [10] * 4  # the dense on-policy schedule
+    assert all(r["train/value_loss"] for r in progress[1:])
+    model, _ = load_learner(tmp_path / "run", "student1")
+    assert isinstance(model, PPO) and model.num_timesteps == 1024
+    # the export: SB3's deterministic action and value equal the pack's (mean clipped to the bounds)
+    cfg = ppo_config().resolve()
+    group = PackGroup([cfg], [None])
+    group.pack.learn(256)
+    model, vn = export_sb3(cfg, group.pack, 1)
+    raw = np.random.default_rng(1).normal(size=(5, 3))
+    obs = vn.normalize_obs(raw).astype(np.float32)
+    with th.no_grad():
+        mean = model.policy.get_distribution(th.as_tensor(obs)).distribution.mean.numpy()
+        value = model.policy.predict_values(th.as_tensor(obs)).numpy()[:, 0]
+    import jax
+
+    from dpd.pack.ppo import tanh_mlp
+
+    pi, vf = (jax.tree.map(lambda x: x[1], p) for p in (group.pack.policy.pi, group.pack.policy.vf))
+    own = group.pack.normalize_one(1, raw)
+    np.testing.assert_allclose(obs, own, atol=1e-6)
+    np.testing.assert_allclose(mean, np.asarray(tanh_mlp(pi, own)), atol=1e-5)
+    np.testing.assert_allclose(value, np.asarray(tanh_mlp(vf, own))[:, 0], atol=1e-5)
+    batch = group.peer_batch(1)  # values in raw units: the reward scale of the learner's VecNormalize
+    scale = float(np.sqrt(vn.ret_rms.var + vn.epsilon))
+    np.testing.assert_allclose(batch.values, np.asarray(tanh_mlp(vf, group.pack.normalize_one(1, batch.states)))[:, 0]
+                               * scale, rtol=1e-5)
+    assert len(batch) == 257  # the window: the first reset and 256 steps
+    for view in group.views:
+        view.close()
+
+
+def test_a_ppo_run_alone_equals_the_same_run_inside_a_pack(tmp_path):
+    from dpd.training.together import train_together
+
+    outcomes = train_together([(ppo_config(seed=s).resolve(), tmp_path / f"s{s}", False) for s in (0, 1)])
+    assert all(isinstance(o, dict) for o in outcomes)
+    train(ppo_config(seed=1), tmp_path / "alone")
+    for name in ("student0", "student1"):
+        # to float32 rounding: XLA may batch a vmapped update of 2 learners differently from one of 4
+        alone, packed = (np.array(evals(run, name)[1:], float) for run in (tmp_path / "alone", tmp_path / "s1"))
+        np.testing.assert_allclose(alone[:, :5], packed[:, :5], rtol=1e-6)
+        assert not np.allclose(packed[1:, 2], np.array(evals(tmp_path / "s0", name)[2:], float)[:, 2])
+
+
+@pytest.mark.extended
+def test_a_jax_ppo_run_stopped_and_resumed_equals_an_uninterrupted_one(tmp_path):
+    from dpd.errors import TrainingInterrupted
+    from dpd.training import resume
+
+    train(ppo_config(checkpoint_freq=512), tmp_path / "a")
+
+    import dpd.training.pack_learner as pl
+
+    original = pl.PackGroup.iterate
+    count = {"n": 0}
+
+    def iterate(self, target):
+        original(self, target)
+        count["n"] += 1
+        if count["n"] == 2:
+            signal.raise_signal(signal.SIGTERM)
+
+    pl.PackGroup.iterate = iterate
+    try:
+        with pytest.raises(TrainingInterrupted):
+            train(ppo_config(checkpoint_freq=512), tmp_path / "b")
+    finally:
+        pl.PackGroup.iterate = original
+    assert (tmp_path / "b" / CHECKPOINT_FILE).exists()
+    resume(tmp_path / "b")
+    for name in ("student0", "student1"):
+        assert evals(tmp_path / "a", name) == evals(tmp_path / "b", name)
+        pa = PPO_load(tmp_path / "a" / name / "model.zip")
+        pb = PPO_load(tmp_path / "b" / name / "model.zip")
+        assert all(th.equal(pa[k], pb[k]) for k in pa)
+
+
+def PPO_load(path):
+    from stable_baselines3 import PPO
+
+    return PPO.load(path, device="cpu").policy.state_dict()

@@ -4,7 +4,8 @@ importing JAX (``import dpd`` never does; :mod:`dpd.pack` needs ``pip install 'd
 from __future__ import annotations
 
 import importlib.util
-from typing import TYPE_CHECKING
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
 
 from dpd.errors import DPDUserError
 
@@ -12,7 +13,7 @@ if TYPE_CHECKING:
     from dpd.config import ResolvedConfig
 
 #: what the JAX engine implements today; anything else is refused in one line naming ``engine=sb3``
-ENGINE_ALGOS = ("ddpg",)
+ENGINE_ALGOS = ("ddpg", "ppo")
 
 
 def check_supported(config: ResolvedConfig) -> None:
@@ -27,8 +28,8 @@ def check_supported(config: ResolvedConfig) -> None:
         raise refuse(f"algo={config.algo} (it trains {', '.join(ENGINE_ALGOS)})")
     if config.n_envs != 1:
         raise refuse("n_envs > 1")
-    if config.normalize_reward:
-        raise refuse("normalize_reward=true")
+    if config.normalize_reward and config.algo == "ddpg":
+        raise refuse("normalize_reward=true for DDPG")
     if config.device != "cpu":
         raise refuse(f"device={config.device}")
     if config.record_sim_states:
@@ -36,19 +37,11 @@ def check_supported(config: ResolvedConfig) -> None:
     if config.tensorboard:
         raise refuse("tensorboard (progress.csv is written)")
     kw = config.algo_kwargs
-    known = {"batch_size", "buffer_size", "gamma", "gradient_steps", "learning_rate", "learning_starts", "noise_std",
-             "policy_kwargs", "tau", "train_freq"}
-    extra = sorted(set(kw) - known)
-    if extra:
-        raise refuse(f"the DDPG argument(s) {', '.join(extra)}")
     pk = kw.get("policy_kwargs") or {}
-    if set(pk) - {"net_arch", "activation_fn"} or pk.get("activation_fn", "relu") not in ("relu", "ReLU"):
-        raise refuse(f"policy_kwargs {pk} (it takes net_arch and activation_fn=relu)")
-    if not isinstance(pk.get("net_arch", [400, 300]), list):
-        raise refuse("a net_arch other than one list of layer sizes")
-    if not isinstance(kw.get("train_freq", 1), int) or not isinstance(kw.get("gradient_steps", 1), int) or \
-            kw.get("gradient_steps", 1) < 0:
-        raise refuse("train_freq in episodes or gradient_steps=-1 (whole numbers of steps only)")
+    if config.algo == "ddpg":
+        _check_ddpg(kw, pk, refuse)
+    else:
+        _check_ppo(kw, pk, refuse)
     if config.method != "vanilla":
         d = config.distill
         if d.xi_estimator != "two_critics":
@@ -61,6 +54,43 @@ def check_supported(config: ResolvedConfig) -> None:
             raise refuse(f"the registered weighting {d.weighting!r}")
         if d.distance != "mse":
             raise refuse(f"distill_distance={d.distance}")
+        if config.algo == "ppo" and d.optimizer != "own":
+            raise refuse("distill_optimizer=shared for PPO")
+        if d.target != "mean":
+            raise refuse(f"distill_target={d.target}")
+
+
+def _check_ddpg(kw: dict[str, Any], pk: dict[str, Any], refuse: Callable[[str], DPDUserError]) -> None:
+    known = {"batch_size", "buffer_size", "gamma", "gradient_steps", "learning_rate", "learning_starts", "noise_std",
+             "policy_kwargs", "tau", "train_freq"}
+    extra = sorted(set(kw) - known)
+    if extra:
+        raise refuse(f"the DDPG argument(s) {', '.join(extra)}")
+    if set(pk) - {"net_arch", "activation_fn"} or pk.get("activation_fn", "relu") not in ("relu", "ReLU"):
+        raise refuse(f"policy_kwargs {pk} (it takes net_arch and activation_fn=relu)")
+    if not isinstance(pk.get("net_arch", [400, 300]), list):
+        raise refuse("a net_arch other than one list of layer sizes")
+    if not isinstance(kw.get("train_freq", 1), int) or not isinstance(kw.get("gradient_steps", 1), int) or \
+            kw.get("gradient_steps", 1) < 0:
+        raise refuse("train_freq in episodes or gradient_steps=-1 (whole numbers of steps only)")
+
+
+def _check_ppo(kw: dict[str, Any], pk: dict[str, Any], refuse: Callable[[str], DPDUserError]) -> None:
+    known = {"n_steps", "batch_size", "n_epochs", "learning_rate", "clip_range", "gamma", "gae_lambda", "ent_coef",
+             "vf_coef", "max_grad_norm", "policy_kwargs"}
+    extra = sorted(set(kw) - known)
+    if extra:
+        raise refuse(f"the PPO argument(s) {', '.join(extra)}")
+    if set(pk) - {"net_arch", "activation_fn", "log_std_init"} or pk.get("activation_fn", "tanh") not in ("tanh",
+                                                                                                         "Tanh"):
+        raise refuse(f"policy_kwargs {pk} (it takes net_arch, log_std_init and activation_fn=tanh)")
+    lr = kw.get("learning_rate", 3e-4)
+    if isinstance(lr, str) and not lr.startswith("lin_"):
+        raise refuse(f"learning_rate={lr} (a number or lin_<rate>)")
+    if isinstance(kw.get("clip_range", 0.2), str):
+        raise refuse("a clip_range schedule")
+    if int(kw.get("n_steps", 2048)) % int(kw.get("batch_size", 64)):
+        raise refuse("n_steps that batch_size does not divide (SB3's short last minibatch)")
 
 
 

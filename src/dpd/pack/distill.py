@@ -48,7 +48,7 @@ from __future__ import annotations
 import dataclasses
 from collections.abc import Callable
 from functools import partial
-from typing import NamedTuple
+from typing import Any, NamedTuple
 
 import jax
 import jax.numpy as jnp
@@ -260,3 +260,49 @@ def make_distill_phase(spec: DistillSpec, pcfg: PackConfig, pack_tx: optax.Gradi
     """:func:`distill_phase` jitted for these settings: ``f(learners, state, obs_buffer, pos, size, mean, var, peers,
     xi_divisor, steps)`` (the same pack_tx object: the same compiled function)."""
     return partial(distill_phase_jit, spec, pcfg, pack_tx)
+
+
+def ppo_distill_phase(spec: DistillSpec, pcfg: Any, tx: optax.GradientTransformation, policy: Any,
+                      state: DistillState, windows: jax.Array, valid: jax.Array, mean: jax.Array, var: jax.Array,
+                      scale: jax.Array, peers: jax.Array, xi_divisor: jax.Array, steps: jax.Array
+                      ) -> tuple[Any, DistillState, PhaseOut]:
+    """One distillation phase of every PPO learner toward its peer (:class:`dpd.pack.ppo.PPOPack`; the own Adam).
+
+    What dpd's Distiller does for an on-policy student (``OnPolicyStudent``): the peer's window of its last W raw
+    observations (``RecentStates``), its Gaussian means and its values in raw return units (``V x reward scale``),
+    each in the peer's own normalisation; the student's values on them the same way in its own; the phase moves the
+    policy-mean network only (``pi``: not ``log_std``, not the value net).
+
+    :param windows: (N, W, D) each learner's raw window, oldest first; valid (W,) its filled rows (lock-step: shared).
+    :param mean, var: (N, D) each learner's observation statistics; scale (N,) its reward scale (1 without reward
+        normalisation); peers (N,) int; xi_divisor (N,); steps (N,) int in [0, spec.max_steps].
+    """
+    from dpd.pack.ppo import tanh_mlp
+
+    def norm(o: jax.Array, m: jax.Array, v: jax.Array) -> jax.Array:
+        if not pcfg.normalize:
+            return o
+        return jnp.clip((o - m) / jnp.sqrt(v + pcfg.norm_eps), -pcfg.clip_obs, pcfg.clip_obs)
+
+    def values(pol: Any, obs: jax.Array, s: jax.Array) -> jax.Array:
+        return tanh_mlp(pol.vf, obs)[..., 0] * s
+
+    def as_peer(pol: Any, states: jax.Array, m: jax.Array, v: jax.Array, s: jax.Array) -> tuple[jax.Array, jax.Array]:
+        obs = norm(states, m, v)
+        return tanh_mlp(pol.pi, obs), values(pol, obs, s)
+
+    outputs, peer_values = jax.vmap(as_peer)(policy, windows, mean, var, scale)
+
+    def one(pol: Any, opt: Any, key: jax.Array, states: jax.Array, m: jax.Array, v: jax.Array, s: jax.Array,
+            peer_out: jax.Array, peer_val: jax.Array, divisor: jax.Array, n: jax.Array) -> tuple:
+        obs = norm(states, m, v)
+        own = values(pol, obs, s)  # the value net is not distilled: fixed for the phase
+        return phase_steps(spec, tx, tanh_mlp, pol.pi, opt, key, obs, valid, own, peer_out, peer_val, divisor, n)
+
+    pi, opt, key, out = jax.vmap(one)(policy, state.opt, state.key, windows[peers], mean, var, scale, outputs[peers],
+                                      peer_values[peers], xi_divisor, steps)
+    return policy._replace(pi=pi), DistillState(opt, key), out
+
+
+#: :func:`ppo_distill_phase` jitted, its settings (spec, pcfg, tx) static
+ppo_distill_phase_jit = jax.jit(ppo_distill_phase, static_argnums=(0, 1, 2))

@@ -62,7 +62,7 @@ import optax
 
 from dpd.errors import DPDUserError
 from dpd.pack.checks import check_config, check_seeds, check_steps, make_envs
-from dpd.pack.ddpg import Params
+from dpd.pack.ddpg import Params, set_slot
 from dpd.pack.running import normalized, running_update
 
 LOG_SQRT_2PI = math.log(math.sqrt(2 * math.pi))  # torch.distributions.Normal.log_prob's constant, as torch writes it
@@ -289,7 +289,9 @@ class PPOPack:
     statistics: ``obs_mean`` / ``obs_var`` (N, D), ``ret_var`` (N,) and the running discounted returns."""
 
     def __init__(self, env_id: str, seeds: list[int], cfg: PPOConfig | None = None,
-                 env_kwargs: dict[str, Any] | None = None) -> None:
+                 env_kwargs: dict[str, Any] | None = None, window: int = 1000) -> None:
+        """:param window: the most recent raw observations each learner keeps (``distill_window``: the states its peer
+            distils on, as dpd's ``RecentStates`` keeps them: reset observations included)."""
         self.cfg = cfg = cfg or PPOConfig()
         check_seeds(seeds)
         check_config(cfg)
@@ -325,7 +327,17 @@ class PPOPack:
         self.obs_mean, self.obs_var, self.obs_count = np.zeros((n, self.obs_dim)), np.ones((n, self.obs_dim)), 1e-4
         self.ret_mean, self.ret_var, self.ret_count = np.zeros(n), np.ones(n), 1e-4
         self.returns = np.zeros(n)  # VecNormalize.returns: the discounted return so far, per learner
+        # dpd's RecentStates per learner: the last ``window`` raw observations and the running std of the discounted
+        # raw return (what xi_scale=return_std divides by), whether or not rewards are normalised
+        self.window = int(window)
+        self.recent = np.zeros((n, self.window, self.obs_dim), np.float32)
+        self.recent_next = self.recent_count = 0
+        self.raw_ret_mean, self.raw_ret_var, self.raw_ret_count = np.zeros(n), np.ones(n), 1e-4
+        self.raw_returns = np.zeros(n)
+        self.episode_lengths: list[list[int]] = [[] for _ in seeds]
+        self._ep_length = np.zeros(n, dtype=np.int64)
         raw = np.stack([env.reset(seed=s)[0] for env, s in zip(self.envs, seeds, strict=True)]).reshape(n, -1)
+        self._record(raw)
         self._update_obs_rms(raw.astype(np.float64))  # VecNormalize.reset counts the first observations
         self.obs = self.normalize(raw)  # what the policy sees next (normalised with the statistics of that step)
         self.episode_starts = np.ones(n, np.float32)  # SB3's _last_episode_starts
@@ -339,6 +351,43 @@ class PPOPack:
         self._value = jax.jit(jax.vmap(value_fn))
         self._update = jax.jit(jax.vmap(partial(ppo_update, cfg, self.adam),
                                         in_axes=(0, 0, 0, 0, 0, None, None, 0)), donate_argnums=(0, 1))
+
+    def _record(self, raw: np.ndarray) -> None:
+        """RecentStates._record: every learner's new raw observation (N, D) into its window."""
+        self.recent[:, self.recent_next] = raw
+        self.recent_next = (self.recent_next + 1) % self.window
+        self.recent_count = min(self.recent_count + 1, self.window)
+
+    def recent_states(self, i: int) -> np.ndarray:
+        """Learner ``i``'s last ``min(count, window)`` raw observations, oldest first (RecentStates.recent_states)."""
+        ring = self.recent[i]
+        if self.recent_count < self.window:
+            return ring[: self.recent_count].copy()
+        return np.concatenate([ring[self.recent_next:], ring[: self.recent_next]])
+
+    def recent_windows(self) -> tuple[np.ndarray, np.ndarray]:
+        """Every learner's window, oldest first, (N, W, D) raw, and valid (W,) (False on rows not yet filled)."""
+        order = (self.recent_next + np.arange(self.window)) % self.window
+        valid = np.arange(self.window) >= self.window - self.recent_count
+        return self.recent[:, order], valid
+
+    def return_std(self) -> np.ndarray:
+        """(N,) RecentStates.return_std: the running std of each learner's discounted raw return (1.0 before data)."""
+        if self.raw_ret_count <= 1:
+            return np.ones(self.n)
+        return np.sqrt(self.raw_ret_var + 1e-8)
+
+    def reward_scale(self) -> np.ndarray:
+        """(N,) what a value is multiplied by to be in raw return units (dpd.envs.return_scale)."""
+        if not self.cfg.normalize_reward:
+            return np.ones(self.n)
+        return np.sqrt(self.ret_var + self.cfg.norm_eps)
+
+    def normalize_one(self, i: int, raw: np.ndarray) -> np.ndarray:
+        """Learner ``i``'s normalisation of raw observations (B, D) -> float32."""
+        if not self.cfg.normalize:
+            return raw.astype(np.float32)
+        return normalized(raw, self.obs_mean[i], self.obs_var[i], self.cfg.norm_eps, self.cfg.clip_obs)
 
     def _update_obs_rms(self, obs: np.ndarray) -> None:
         self.obs_mean, self.obs_var, self.obs_count = running_update(self.obs_mean, self.obs_var, self.obs_count, obs)
@@ -406,9 +455,16 @@ class PPOPack:
             prof["env"] += t2 - t1
             rewards = np.array([r[1] for r in results], np.float64)
             self._ep_return += rewards
+            self._ep_length += 1
+            self.raw_returns = self.raw_returns * cfg.gamma + rewards
+            self.raw_ret_mean, self.raw_ret_var, self.raw_ret_count = running_update(
+                self.raw_ret_mean, self.raw_ret_var, self.raw_ret_count, self.raw_returns)
+            self.raw_returns[dones] = 0.0
+            self._record(raw)
             for i in np.flatnonzero(dones):
                 self.episode_returns[i].append(float(self._ep_return[i]))
-                self._ep_return[i] = 0.0
+                self.episode_lengths[i].append(int(self._ep_length[i]))
+                self._ep_return[i], self._ep_length[i] = 0.0, 0
             if cfg.normalize:
                 self._update_obs_rms(raw)
             new_obs = self.normalize(raw)
@@ -431,13 +487,17 @@ class PPOPack:
         prof["act"] += time.perf_counter() - t0
         return rollout, last_values, dones.astype(np.float32)
 
-    def learn(self, steps: int) -> PPOPack:
-        """``steps`` more env steps for every learner (whole rollouts), with SB3's collect / train loop."""
+    def learn(self, steps: int, total: int | None = None) -> PPOPack:
+        """``steps`` more env steps for every learner (whole rollouts), with SB3's collect / train loop.
+
+        :param total: the env steps the learning-rate schedule runs to (SB3's ``_total_timesteps``; default: where
+            this call ends). dpd's learners pass their budget, as a Student's ``update_progress`` does."""
         steps = check_steps(steps)
         if self.compile_s is None:
             self.compile()
         cfg = self.cfg
-        self._total = end = self.num_timesteps + steps  # SB3's _total_timesteps: progress is measured to it
+        end = self.num_timesteps + steps
+        self._total = total if total is not None else end  # SB3's _total_timesteps: progress is measured to it
         while self.num_timesteps < end:
             rollout, last_values, dones = self.collect()
             progress = 1.0 - self.num_timesteps / self._total  # SB3: updated after the rollout, read by train()
@@ -450,6 +510,52 @@ class PPOPack:
             self.profile["update"] += time.perf_counter() - t0
         return self
 
+    # ------------------------------------------------------------------ one learner's state (checkpoints)
+    def learner_state(self, i: int, replay_buffer: bool = False) -> dict[str, Any]:
+        """Learner ``i``'s part of the pack as plain NumPy data (networks, Adam, keys, statistics, window, env and
+        episode counters; ``replay_buffer`` is for the DDPG pack's signature: PPO keeps no buffer between rollouts)."""
+        from dpd.state import gym_env_state
+
+        take = partial(jax.tree.map, lambda x: np.asarray(x[i]))
+        return {
+            "pack": {"num_timesteps": self.num_timesteps, "obs_count": self.obs_count, "ret_count": self.ret_count,
+                     "raw_ret_count": self.raw_ret_count, "recent_next": self.recent_next,
+                     "recent_count": self.recent_count},
+            "policy": take(self.policy._asdict()), "opt_state": take(self.opt_state),
+            "act_key": np.asarray(self.act_keys[i]), "update_key": np.asarray(self.update_keys[i]),
+            "obs_mean": self.obs_mean[i].copy(), "obs_var": self.obs_var[i].copy(), "ret_mean": float(self.ret_mean[i]),
+            "ret_var": float(self.ret_var[i]), "returns": float(self.returns[i]),
+            "raw_ret_mean": float(self.raw_ret_mean[i]), "raw_ret_var": float(self.raw_ret_var[i]),
+            "raw_returns": float(self.raw_returns[i]), "recent": self.recent[i].copy(), "obs": self.obs[i].copy(),
+            "episode_start": float(self.episode_starts[i]), "ep_return": float(self._ep_return[i]),
+            "ep_length": int(self._ep_length[i]), "episode_returns": list(self.episode_returns[i]),
+            "episode_lengths": list(self.episode_lengths[i]), "env": gym_env_state(self.envs[i]),
+        }
+
+    def load_learner_state(self, i: int, state: dict[str, Any]) -> None:
+        """Restore :meth:`learner_state` into slot ``i`` (every slot restored from states alike)."""
+        from dpd.state import set_gym_env_state
+
+        pack = state["pack"]
+        self.num_timesteps = int(pack["num_timesteps"])
+        self.obs_count, self.ret_count = float(pack["obs_count"]), float(pack["ret_count"])
+        self.raw_ret_count = float(pack["raw_ret_count"])
+        self.recent_next, self.recent_count = int(pack["recent_next"]), int(pack["recent_count"])
+        self.policy = Policy(**set_slot(self.policy._asdict(), state["policy"], i))
+        self.opt_state = set_slot(self.opt_state, state["opt_state"], i)
+        self.act_keys = self.act_keys.at[i].set(jnp.asarray(np.asarray(state["act_key"]).astype(np.uint32)))
+        self.update_keys = self.update_keys.at[i].set(jnp.asarray(np.asarray(state["update_key"]).astype(np.uint32)))
+        self.obs_mean[i], self.obs_var[i] = state["obs_mean"], state["obs_var"]
+        self.ret_mean[i], self.ret_var[i], self.returns[i] = state["ret_mean"], state["ret_var"], state["returns"]
+        self.raw_ret_mean[i], self.raw_ret_var[i] = state["raw_ret_mean"], state["raw_ret_var"]
+        self.raw_returns[i], self.recent[i], self.obs[i] = state["raw_returns"], state["recent"], state["obs"]
+        self.episode_starts[i], self._ep_return[i] = state["episode_start"], state["ep_return"]
+        self._ep_length[i] = state["ep_length"]
+        self.episode_returns[i] = [float(x) for x in state["episode_returns"]]
+        self.episode_lengths[i] = [int(x) for x in state["episode_lengths"]]
+        set_gym_env_state(self.envs[i], state["env"])
+
     def close(self) -> None:
         for env in self.envs:
             env.close()
+

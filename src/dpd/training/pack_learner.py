@@ -29,7 +29,8 @@ import json
 import math
 import pickle
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -43,7 +44,16 @@ from dpd.engine import check_supported
 from dpd.errors import DPDUserError
 from dpd.names import EVAL_FILE, MODEL_FILE, SNAPSHOT_DIR, VECNORMALIZE_JSON, VECNORMALIZE_PICKLE, Log
 from dpd.pack.ddpg import DDPGPack, PackConfig, actor_fn, q_fn
-from dpd.pack.distill import DistillSpec, DistillState, init_state, make_distill_phase, pair_peers, peer_windows
+from dpd.pack.distill import (
+    DistillSpec,
+    DistillState,
+    init_state,
+    make_distill_phase,
+    pair_peers,
+    peer_windows,
+    ppo_distill_phase_jit,
+)
+from dpd.pack.ppo import PPOConfig, PPOPack, tanh_mlp
 from dpd.run_files import EvalLog
 from dpd.schedule import StepCarry
 from dpd.training import logs
@@ -59,6 +69,27 @@ def pack_config(config: ResolvedConfig) -> PackConfig:
         learning_rate=float(kw.get("learning_rate", 1e-3)), learning_starts=int(kw.get("learning_starts", 100)),
         train_freq=int(kw.get("train_freq", 1)), gradient_steps=int(kw.get("gradient_steps", 1)),
         noise_std=float(kw.get("noise_std", 0.0)), normalize=bool(config.normalize),
+    )  # fmt: skip
+
+
+def ppo_config(config: ResolvedConfig) -> PPOConfig:
+    """The PPO pack's settings from a resolved config (SB3's PPO defaults where the config leaves an argument unset;
+    ``learning_rate`` a number or dpd's ``lin_<rate>``)."""
+    kw = config.algo_kwargs
+    pk = kw.get("policy_kwargs") or {}
+    arch = pk.get("net_arch", {"pi": [64, 64], "vf": [64, 64]})
+    pi, vf = (arch["pi"], arch["vf"]) if isinstance(arch, dict) else (arch, arch)
+    lr = kw.get("learning_rate", 3e-4)
+    linear = isinstance(lr, str) and lr.startswith("lin_")
+    return PPOConfig(
+        pi_arch=tuple(int(x) for x in pi), vf_arch=tuple(int(x) for x in vf), n_steps=int(kw.get("n_steps", 2048)),
+        batch_size=int(kw.get("batch_size", 64)), n_epochs=int(kw.get("n_epochs", 10)),
+        learning_rate=float(lr[4:]) if linear else float(lr), linear_lr=linear,
+        clip_range=float(kw.get("clip_range", 0.2)), gamma=float(kw.get("gamma", 0.99)),
+        gae_lambda=float(kw.get("gae_lambda", 0.95)), ent_coef=float(kw.get("ent_coef", 0.0)),
+        vf_coef=float(kw.get("vf_coef", 0.5)), max_grad_norm=float(kw.get("max_grad_norm", 0.5)),
+        log_std_init=float(pk.get("log_std_init", 0.0)), normalize=bool(config.normalize),
+        normalize_reward=bool(config.normalize and config.normalize_reward),
     )  # fmt: skip
 
 
@@ -92,7 +123,10 @@ class PackGroup:
         seeds = [c.learner_seed(i) for c in configs for i in range(self.per_run)]
         if len(set(seeds)) != len(seeds):
             raise DPDUserError(f"the runs' learner seeds collide ({seeds}); give seeds that differ by less than 10000")
-        self.pack = DDPGPack(cfg.env_id, seeds, pack_config(cfg), max_steps=cfg.steps_per_learner)
+        self.ppo = cfg.algo == "ppo"
+        pack: Any = (PPOPack(cfg.env_id, seeds, ppo_config(cfg), window=cfg.distill.window) if self.ppo else
+                     DDPGPack(cfg.env_id, seeds, pack_config(cfg), max_steps=cfg.steps_per_learner))
+        self.pack = pack
         self.n = self.pack.n
         self.iteration = 0  # RL iterations every learner has completed (lock-step)
         self.pair = cfg.method != "vanilla"
@@ -101,20 +135,27 @@ class PackGroup:
         self.distill_spec: DistillSpec | None = None
         if self.pair:
             pcfg = self.pack.cfg
-            ratio = cfg.distill.ratio
-            # the longest phase: ratio x the RL gradient steps of one iteration, plus the carried fraction
-            rl_steps = math.ceil(cfg.iteration_steps / pcfg.train_freq) * pcfg.gradient_steps
-            self.distill_spec = DistillSpec.from_config(cfg.distill, max_steps=max(1, math.ceil(ratio * rl_steps) + 1))
+            if self.ppo:  # on-policy: a phase is ``distill.steps`` steps
+                max_steps = cfg.distill.steps
+            else:  # the longest phase: ratio x the RL gradient steps of one iteration, plus the carried fraction
+                rl_steps = math.ceil(cfg.iteration_steps / pcfg.train_freq) * pcfg.gradient_steps
+                max_steps = max(1, math.ceil(cfg.distill.ratio * rl_steps) + 1)
+            self.distill_spec = DistillSpec.from_config(cfg.distill, max_steps=max_steps)
             self.peers = pair_peers(self.n)
-            self.distill_state: DistillState = init_state(self.distill_spec, self.pack.tx, self.pack.learners.actor,
+            actor, pack_tx = (self.pack.policy.pi, None) if self.ppo else (self.pack.learners.actor, self.pack.tx)
+            self.distill_state: DistillState = init_state(self.distill_spec, pack_tx, actor,  # type: ignore[arg-type]
                                                           [s + 7_919 for s in seeds])
-            self._distill = make_distill_phase(self.distill_spec, pcfg, self.pack.tx)
+            self._distill: Callable[..., Any]
+            if self.ppo:
+                self._distill = partial(ppo_distill_phase_jit, self.distill_spec, pcfg, self.distill_spec.tx(None))  # type: ignore[arg-type]
+            else:
+                self._distill = make_distill_phase(self.distill_spec, pcfg, self.pack.tx)
             self.carries = [StepCarry() for _ in seeds]
             self.skipped_nonfinite = np.zeros(self.n, np.int64)
             self.skipped_zero_weight = np.zeros(self.n, np.int64)
             self.nonfinite_streak = np.zeros(self.n, np.int64)
         self.evaluator = _PackEvaluator(cfg, [c for c in configs for _ in range(self.per_run)],
-                                        [i for _ in configs for i in range(self.per_run)], self.pack)
+                                        [i for _ in configs for i in range(self.per_run)], self.eval_actions)
         self._peer_fn = jax.jit(lambda a, c, o: (actor_fn(a, o), q_fn(c, o, actor_fn(a, o))))
         self.views: list[PackLearner] = []
         states = resume_states or [None] * len(configs)
@@ -167,9 +208,13 @@ class PackGroup:
             return
         if target != self.iteration + 1:
             raise RuntimeError(f"pack out of lock-step: iteration {target} asked, {self.iteration} done")
-        steps = min(self.config.iteration_steps, self.config.steps_per_learner - self.pack.num_timesteps)
-        if steps > 0:
-            self.pack.learn(steps)
+        budget = self.config.steps_per_learner
+        if self.ppo:  # one rollout and its update; the learning rate runs to the learner's budget
+            self.pack.learn(self.pack.cfg.n_steps, total=budget)
+        else:
+            steps = min(self.config.iteration_steps, budget - self.pack.num_timesteps)
+            if steps > 0:
+                self.pack.learn(steps)
         self.iteration = target
 
     def phase(self, iteration: int) -> dict[str, np.ndarray]:
@@ -180,15 +225,21 @@ class PackGroup:
         cfg = self.config
         pack = self.pack
         if cfg.method == "dpd":
-            scheduled = cfg.distill.ratio * pack.last_gradient_steps
+            scheduled = cfg.distill.steps if self.ppo else cfg.distill.ratio * pack.last_gradient_steps
             steps = np.array([carry.take(scheduled) for carry in self.carries], np.int32)
         else:
             steps = np.zeros(self.n, np.int32)
-        divisor = pack.return_std() if cfg.distill.xi_scale == "return_std" else np.ones(self.n)
-        mean, var = pack._stats()
-        pack.learners, self.distill_state, out = self._distill(
-            pack.learners, self.distill_state, pack.buffers.obs, np.int32(pack.pos), np.int32(pack.size), mean, var,
-            self.peers, divisor.astype(np.float32), steps)
+        divisor = (pack.return_std() if cfg.distill.xi_scale == "return_std" else np.ones(self.n)).astype(np.float32)
+        if self.ppo:
+            windows, valid = pack.recent_windows()
+            pack.policy, self.distill_state, out = self._distill(
+                pack.policy, self.distill_state, windows, valid, pack.obs_mean.astype(np.float32),
+                pack.obs_var.astype(np.float32), pack.reward_scale().astype(np.float32), self.peers, divisor, steps)
+        else:
+            mean, var = pack._stats()
+            pack.learners, self.distill_state, out = self._distill(
+                pack.learners, self.distill_state, pack.buffers.obs, np.int32(pack.pos), np.int32(pack.size), mean,
+                var, self.peers, divisor, steps)
         res: dict[str, np.ndarray] = {f"pair/{k}": np.asarray(v) for k, v in out.pair.items()}
         res.update({f"stats/{k}": np.asarray(v) for k, v in out.stats.items()})
         taken, nonfinite = np.asarray(out.taken), np.asarray(out.skipped_nonfinite)
@@ -206,6 +257,12 @@ class PackGroup:
     def peer_batch(self, slot: int) -> PeerBatch:
         """Learner ``slot``'s recent raw states with its actions and raw values (the interface's PeerBatch)."""
         pack, spec = self.pack, self.distill_spec
+        if self.ppo:
+            raw = pack.recent_states(slot)
+            pi, vf = (jax.tree.map(lambda x: x[slot], p) for p in (pack.policy.pi, pack.policy.vf))
+            obs = pack.normalize_one(slot, raw)
+            values = np.asarray(tanh_mlp(vf, obs))[:, 0] * float(pack.reward_scale()[slot])
+            return PeerBatch(raw, np.asarray(tanh_mlp(pi, obs)), values)
         window = spec.window if spec is not None else self.config.distill.window
         states, valid = peer_windows(pack.buffers.obs[slot : slot + 1], jax.numpy.int32(pack.pos),
                                      jax.numpy.int32(pack.size), window)
@@ -213,6 +270,14 @@ class PackGroup:
         params = jax.tree.map(lambda x: x[slot], (pack.learners.actor, pack.learners.critic))
         out, values = self._peer_fn(*params, pack.normalize_one(slot, raw))
         return PeerBatch(raw, np.asarray(out), np.asarray(values))
+
+    def eval_actions(self, raw: np.ndarray) -> np.ndarray:
+        """Every learner's deterministic action for its raw observation (N, D), in the env's units: PPO's Gaussian
+        mean clipped to the bounds (SB3's predict), DDPG's tanh output rescaled to them."""
+        pack = self.pack
+        if self.ppo:
+            return np.clip(pack.act(pack.normalize(raw)), pack.low, pack.high)
+        return pack.low + 0.5 * (np.clip(pack.act(raw), -1.0, 1.0) + 1.0) * (pack.high - pack.low)
 
     def evaluation(self, steps: int, episodes: int) -> list[dict[str, float]]:
         """Every learner's evaluation at ``steps`` (run once, for all learners together)."""
@@ -246,11 +311,12 @@ class _PackEvaluator:
     vmapped call; each learner's env seeded with dpd's evaluation seed (``eval_seed``) at its first reset and
     continuing from there, its observations normalised with the learner's statistics of that moment (frozen)."""
 
-    def __init__(self, config: ResolvedConfig, configs: list[ResolvedConfig], indices: list[int], pack: DDPGPack) -> None:
+    def __init__(self, config: ResolvedConfig, configs: list[ResolvedConfig], indices: list[int],
+                 act: Callable[[np.ndarray], np.ndarray]) -> None:
         from dpd.pack.checks import make_envs
         from dpd.students.factory import eval_seed
 
-        self.pack = pack
+        self.act = act
         self.seeds = [eval_seed(c, i) for c, i in zip(configs, indices, strict=True)]
         self.envs = make_envs(config.env_id, len(self.seeds), None)
         self.seeded = [False] * len(self.seeds)
@@ -267,10 +333,8 @@ class _PackEvaluator:
         obs = np.stack([self._reset(i) for i in range(n)])
         ep_ret, ep_len = np.zeros(n), np.zeros(n, np.int64)
         running = np.ones(n, bool)
-        pack = self.pack
         while running.any():
-            scaled = pack.act(obs)
-            actions = pack.low + 0.5 * (np.clip(scaled, -1.0, 1.0) + 1.0) * (pack.high - pack.low)
+            actions = self.act(obs)
             for i in map(int, np.flatnonzero(running)):
                 o, r, term, trunc, _ = self.envs[i].step(actions[i])
                 ep_ret[i] += float(r)
@@ -452,7 +516,17 @@ class PackLearner:
         if returns:
             lg.record("rollout/ep_rew_mean", float(np.mean(returns)))
             lg.record("rollout/ep_len_mean", float(np.mean(lengths)))
-        if pack.last_losses is not None and self.iteration > 0:
+        if self.group.ppo and pack.last_stats is not None and self.iteration > 0:
+            stats = pack.last_stats[i]  # (minibatches, 5): policy, value, entropy losses, clip fraction, approx KL
+            for k, key in enumerate(("policy_gradient_loss", "value_loss", "entropy_loss", "clip_fraction",
+                                     "approx_kl")):
+                lg.record(f"train/{key}", float(np.mean(stats[:, k])))
+            cfg = pack.cfg
+            progress = 1.0 - steps / self.config.steps_per_learner
+            lg.record("train/learning_rate", cfg.learning_rate * (progress if cfg.linear_lr else 1.0))
+            lg.record("train/n_updates", self.iteration * cfg.n_epochs)
+            lg.record("train/std", float(np.mean(np.exp(np.asarray(pack.policy.log_std[i])))))
+        elif not self.group.ppo and pack.last_losses is not None and self.iteration > 0:
             lg.record("train/critic_loss", float(np.mean(pack.last_losses[i, :, 0])))
             lg.record("train/actor_loss", float(np.mean(pack.last_losses[i, :, 1])))
             lg.record("train/learning_rate", pack.cfg.learning_rate)
@@ -554,7 +628,7 @@ def _write(folder: Path, files: dict[str, bytes]) -> None:
         atomic_write(folder / name, lambda fh, data=data: fh.write(data), binary=True)  # type: ignore[misc]
 
 
-def export_sb3(config: ResolvedConfig, pack: DDPGPack, slot: int) -> tuple[Any, Any]:
+def export_sb3(config: ResolvedConfig, pack: Any, slot: int) -> tuple[Any, Any]:
     """Learner ``slot`` of ``pack`` as an SB3 DDPG (actor, critic and both targets copied in; ``num_timesteps`` set)
     on a 1-env VecEnv of the task, with its VecNormalize (statistics copied in, frozen) or None. The optimisers'
     states and the replay buffer are not carried over (the model is for acting; a pack resumes from its checkpoint)."""
@@ -570,23 +644,46 @@ def export_sb3(config: ResolvedConfig, pack: DDPGPack, slot: int) -> tuple[Any, 
     if config.normalize:
         vn = VecNormalize(venv, gamma=algo_gamma(config), norm_reward=False, training=False)
         rms: Any = vn.obs_rms  # a Box's RunningMeanStd
-        rms.mean, rms.var, rms.count = pack.mean[slot].copy(), pack.var[slot].copy(), float(pack.count)
+        if isinstance(pack, PPOPack):
+            rms.mean, rms.var, rms.count = pack.obs_mean[slot].copy(), pack.obs_var[slot].copy(), float(pack.obs_count)
+            vn.norm_reward = bool(pack.cfg.normalize_reward)
+            vn.ret_rms.mean, vn.ret_rms.var = np.asarray(pack.ret_mean[slot]), np.asarray(pack.ret_var[slot])
+            vn.ret_rms.count = float(pack.ret_count)
+        else:
+            rms.mean, rms.var, rms.count = pack.mean[slot].copy(), pack.var[slot].copy(), float(pack.count)
         venv = vn
     kwargs = build_algo_kwargs(config, pack.act_dim)
-    buffer_size = kwargs.pop("buffer_size", 1_000_000)
     cls: Any = ALGOS[config.algo][0]
-    model: Any = cls("MlpPolicy", venv, seed=config.seed, device="cpu", buffer_size=1, **kwargs)
+    weights: dict[str, th.Tensor] = {}
+
+    def put(prefix: str, w: Any, b: Any) -> None:  # a Linear: torch keeps (out, in)
+        weights[f"{prefix}.weight"] = th.as_tensor(np.asarray(w).T.copy())
+        weights[f"{prefix}.bias"] = th.as_tensor(np.asarray(b).copy())
+
+    if isinstance(pack, PPOPack):
+        model: Any = cls("MlpPolicy", venv, seed=config.seed, device="cpu", **kwargs)
+        pol = jax.tree.map(lambda x: np.asarray(x[slot]), pack.policy)
+        for j, (w, b) in enumerate(pol.pi[:-1]):  # nn.Sequential: Linear, Tanh, ...: the k-th Linear at index 2k
+            put(f"mlp_extractor.policy_net.{2 * j}", w, b)
+        put("action_net", *pol.pi[-1])
+        for j, (w, b) in enumerate(pol.vf[:-1]):
+            put(f"mlp_extractor.value_net.{2 * j}", w, b)
+        put("value_net", *pol.vf[-1])
+        weights["log_std"] = th.as_tensor(np.asarray(pol.log_std).copy())
+        model.policy.load_state_dict(weights, strict=True)
+        model.num_timesteps = pack.num_timesteps
+        return model, vn
+    buffer_size = kwargs.pop("buffer_size", 1_000_000)
+    model = cls("MlpPolicy", venv, seed=config.seed, device="cpu", buffer_size=1, **kwargs)
     model.buffer_size = buffer_size
     model.num_timesteps = pack.num_timesteps
     ln = jax.tree.map(lambda x: np.asarray(x[slot]), pack.learners)
-    weights: dict[str, th.Tensor] = {}
     for prefix, layers in (("actor.mu", ln.actor), ("actor_target.mu", ln.actor_target),
                            ("critic.qf0", ln.critic), ("critic_target.qf0", ln.critic_target)):
         for j, (w, b) in enumerate(layers):  # nn.Sequential: Linear, ReLU, ... : the k-th Linear at index 2k
-            weights[f"{prefix}.{2 * j}.weight"] = th.as_tensor(np.asarray(w).T.copy())
-            weights[f"{prefix}.{2 * j}.bias"] = th.as_tensor(np.asarray(b).copy())
+            put(f"{prefix}.{2 * j}", w, b)
     model.policy.load_state_dict(weights, strict=True)
     return model, vn
 
 
-__all__ = ["PackGroup", "PackLearner", "export_sb3", "pack_config"]
+__all__ = ["PackGroup", "PackLearner", "export_sb3", "pack_config", "ppo_config"]
