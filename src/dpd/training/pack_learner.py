@@ -1,23 +1,26 @@
 """``engine="jax"``: the learners of one or more runs as views on one pack, behind the learner interface.
 
-A :class:`PackGroup` holds one :class:`dpd.pack.ddpg.DDPGPack` for the learners of K runs that differ only by their
-seed (``dpd train``: K = 1; ``dpd sweep --engine jax``: the seeds of one task and arm), and hands out one
+A :class:`PackGroup` holds one :class:`dpd.pack.ddpg.DDPGPack` or :class:`dpd.pack.ppo.PPOPack` for the learners of
+K runs that differ only by their seed (``dpd train``: K = 1; ``dpd sweep --engine jax``: the seeds of one task and
+arm), and hands out one
 :class:`PackLearner` per learner: the :class:`dpd.training.interface.LearnerInterface` the trainer already drives, so
 the trainer's loop (Algorithm 1 in dpd's parallel order), its checkpoints, stop handling and summary are the SB3
 engine's own. A call that needs the whole pack runs the pack's one vmapped program the first time any view asks for
 it in a round, and hands the other views the result:
 
-- ``iterate`` of round r: ``iteration_steps`` env steps and the DDPG updates of every learner (``DDPGPack.learn``);
+- ``iterate`` of round r: ``iteration_steps`` env steps and the DDPG updates of every learner (``DDPGPack.learn``),
+  or one PPO rollout of ``n_steps`` and its update (``PPOPack.learn``, the learning rate run to the budget);
 - ``distill`` / ``measure`` of round r: one distillation phase of every learner toward its peer
   (:mod:`dpd.pack.distill`; the independent pair: zero steps, the pair's statistics only);
 - an evaluation at step s: every learner's deterministic episodes, their envs stepped together.
 
 So the runs of a group advance in lock-step (:func:`dpd.training.trainer.learn_together` drives them round by round),
 and a learner's numbers never depend on which other runs share its pack (each learner has its own seeds, envs and
-random streams; tests/test_pack_engine.py checks a run alone against the same run inside a pack of three).
+random streams; tests/test_pack_engine.py checks a run alone against the same run inside a pack: DDPG bit for bit,
+PPO to float32 rounding).
 
-Each learner writes today's run-folder layout: ``progress.csv`` (SB3's logger, SB3's DDPG keys plus dpd's),
-``evaluations.csv``, and at the end ``model.zip`` (an SB3 DDPG with the pack's weights copied in, so ``dpd evaluate``
+Each learner writes today's run-folder layout: ``progress.csv`` (SB3's logger, SB3's DDPG or PPO keys plus dpd's),
+``evaluations.csv``, and at the end ``model.zip`` (an SB3 DDPG / PPO with the pack's weights copied in, so ``dpd evaluate``
 and ``load_learner`` open it as any SB3 run) with ``vecnormalize.json`` / ``.pkl``. What the engine does not write:
 ``train_episodes.monitor.csv`` and snapshots' ``window.npz`` (``dpd analyze`` / ``calibrate`` are SB3-only).
 """
