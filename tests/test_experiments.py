@@ -107,7 +107,7 @@ def _progress_steps(run: Path) -> list[int]:
 
 def _sigterm_sweep_when(args: list[str], ready) -> tuple[subprocess.Popen, str]:
     """Start ``dpd sweep ARGS`` in a subprocess, SIGTERM its main process once ``ready()`` (it forwards the stop
-    to its workers); check that it exits with 130 and return it with its stderr."""
+    to its workers); check that it exits with 143 (128 + SIGTERM) and return it with its stderr."""
     proc = subprocess.Popen([sys.executable, "-m", "dpd.cli", *args], stdout=subprocess.DEVNULL,
                             stderr=subprocess.PIPE, text=True)
     deadline = time.time() + 120
@@ -116,7 +116,7 @@ def _sigterm_sweep_when(args: list[str], ready) -> tuple[subprocess.Popen, str]:
     time.sleep(0.5)
     proc.send_signal(signal.SIGTERM)
     _, err = proc.communicate(timeout=120)
-    assert proc.returncode == 130, err
+    assert proc.returncode == 143, err
     return proc, err
 
 

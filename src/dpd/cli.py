@@ -11,6 +11,7 @@ from typing import Annotated, Any, NoReturn
 
 import typer
 
+from dpd._entry import Terminated, exit_code
 from dpd.errors import DPDUserError, TrainingDiverged, machine_error
 from dpd.names import (
     ALGO_NAMES,
@@ -107,7 +108,7 @@ def train(
             summary = resume_training(resume, env=env, progress_bar=show_bar, log=_echo, verbose=verbose)
         except TrainingInterrupted as exc:
             _echo(f"dpd: interrupted: {exc}")
-            _exit_interrupted()
+            _exit_interrupted(exc.signal_name)
         _print_table([(str(resume), summary)])
         return
     if env is None:
@@ -124,7 +125,7 @@ def train(
         summary = run_training(config, out, overwrite=overwrite, progress_bar=show_bar, log=_echo, verbose=verbose)
     except TrainingInterrupted as exc:
         _echo(f"dpd: interrupted: {exc}")
-        _exit_interrupted()
+        _exit_interrupted(exc.signal_name)
     _print_table([(str(out), summary)])
 
 
@@ -250,7 +251,7 @@ def sweep(
     if result.stopped_by is not None:
         _echo(f"dpd sweep: {result.stopped_by}: stopped; {len(result.interrupted)} running trial(s) checkpointed;"
               f" run the same command again to resume (dpd status {out} shows where it stands)")
-        _exit_interrupted()
+        _exit_interrupted(result.stopped_by)
     if result.failed:
         raise typer.Exit(1)
 
@@ -432,28 +433,29 @@ def _short(text: str, width: int = 40) -> str:
 _interrupt_reported = False
 
 
-def _exit_interrupted() -> NoReturn:
-    """Exit 130 after the command printed its own one-line account of the stop."""
+def _exit_interrupted(signal_name: str | None) -> NoReturn:
+    """Exit 130 (Ctrl-C) or 143 (SIGTERM) after the command printed its own one-line account of the stop."""
     global _interrupt_reported
     _interrupt_reported = True
-    raise typer.Exit(130)
+    raise typer.Exit(exit_code(signal_name))
 
 
 def main(argv: list[str] | None = None) -> int:
-    """Entry point: returns the exit status (0 ok, 2 user error, 130 interrupted)."""
+    """Entry point: returns the exit status (0 ok, 2 user error, 130 interrupted by Ctrl-C, 143 by SIGTERM)."""
     global _interrupt_reported
     _interrupt_reported = False
     try:
         result = app(args=argv, prog_name="dpd", standalone_mode=False)
         code = int(result) if isinstance(result, int) else 0
-        if code == 130 and not _interrupt_reported:  # typer turns a Ctrl-C it catches into a silent 130
+        if code in (130, 143) and not _interrupt_reported:  # typer turns a Ctrl-C it catches into a silent 130
             _echo("dpd: interrupted")
+            return exit_code()
         return code
     except typer.Exit as exc:
         return int(exc.exit_code)
-    except (KeyboardInterrupt, typer.Abort):
+    except (KeyboardInterrupt, typer.Abort) as exc:
         _echo("dpd: interrupted")
-        return 130
+        return exit_code("SIGTERM" if isinstance(exc, Terminated) else None)  # click's Abort: exit_code() reads it
     except typer.TyperException as exc:  # usage errors of the command line (typer's click)
         ctx = getattr(exc, "ctx", None)
         if type(exc).__name__ == "NoArgsIsHelpError":

@@ -62,6 +62,8 @@ class TrainingInterrupted(Exception):
         else:
             message = f"{signal_name} at {env_steps} env steps, checkpoint written{where}"
         super().__init__(message)
+        #: the signal that stopped the run (``SIGINT`` / ``SIGTERM``): the command line exits 130 / 143
+        self.signal_name = signal_name
         self.env_steps = env_steps
         #: the run finished (the signal came during its last phase, which ran to its end)
         self.finished = finished
