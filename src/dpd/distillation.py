@@ -331,4 +331,7 @@ class Distiller:
         if self.adaptive is not None and state.get("adaptive") is not None:
             self.adaptive.load(state["adaptive"])
         if self.optimizer is not None and self.config.optimizer == "own" and state.get("optimizer") is not None:
+            from dpd.state import check_optimizer_state
+
+            check_optimizer_state(state["optimizer"], "the distillation optimiser")
             self.optimizer.load_state_dict(state["optimizer"])

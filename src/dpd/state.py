@@ -223,7 +223,7 @@ _SIMPLE = (int, float, bool, str, type(None))
 def _simple_attrs(obj: Any) -> dict[str, Any]:
     out = {}
     for key, value in vars(obj).items():
-        if key in GENERATOR_ATTRS or key in ("spec", "metadata", "render_mode"):
+        if key in GENERATOR_ATTRS or key in ("spec", "metadata", "render_mode") or key in CONSTANT_ATTRS:
             continue
         if _is_plain(value):
             out[key] = plain(value)
@@ -258,9 +258,18 @@ def gym_env_state(env: gym.Env) -> dict[str, Any]:
     return state
 
 
+#: a wrapper's attributes fixed at construction (its spaces, metadata): not state; a checkpoint written before they
+#: were left out still holds them, and they are not restored (a damaged one would replace a space)
+CONSTANT_ATTRS = frozenset({"_observation_space", "_action_space", "_metadata", "_reward_range", "_cached_spec"})
+
+
 def _restore_attrs(obj: Any, attrs: dict[str, Any]) -> None:
     for key, value in attrs.items():
+        if key in CONSTANT_ATTRS:
+            continue
         current = getattr(obj, key, None)
+        if value is None and isinstance(current, int | float) and not isinstance(current, bool):
+            raise ValueError(f"{type(obj).__name__}.{key} is None where a number belongs")  # e.g. a monitor's t_start
         if isinstance(value, th.Tensor):
             value = arr(value, current.dtype if isinstance(current, np.ndarray) else None)
         elif isinstance(value, list) and isinstance(current, tuple):
@@ -338,6 +347,10 @@ def set_vec_env_state(venv: VecEnv, state: dict[str, Any]) -> None:
             layer.episode_count = s["count"]
         elif isinstance(layer, DummyVecEnv):
             s = state["dummy"]
+            for key in ("seeds", "options", "envs"):  # one per env copy: a shorter list would fail at a reset
+                if not isinstance(s[key], list) or len(s[key]) != layer.num_envs:
+                    raise ValueError(f"dummy.{key} holds {len(s[key]) if isinstance(s[key], list) else s[key]!r}"
+                                     f" entries for {layer.num_envs} env copies")
             set_dummy_vec_env_resets(layer, s["seeds"], s["options"])
             for env, env_state in zip(layer.envs, s["envs"], strict=True):
                 set_gym_env_state(env, env_state)
@@ -372,6 +385,8 @@ def load_algorithm_state(model: BaseAlgorithm, state: dict[str, Any]) -> None:
     from stable_baselines3.common.save_util import recursive_getattr
 
     for name, sd in state["torch"].items():
+        if isinstance(sd, dict) and "param_groups" in sd:  # an optimiser: its counters must be counts
+            check_optimizer_state(sd, name)
         recursive_getattr(model, name).load_state_dict(sd)
     for name, value in state["torch_variables"].items():
         with th.no_grad():
@@ -379,6 +394,20 @@ def load_algorithm_state(model: BaseAlgorithm, state: dict[str, Any]) -> None:
     for key, value in state["model"].items():
         if hasattr(model, key):
             setattr(model, key, arr(value) if isinstance(value, th.Tensor) else value)
+
+
+def check_optimizer_state(sd: dict[str, Any], name: str) -> None:
+    """Raise ValueError where a torch optimiser's saved state holds a step count that is not a whole number >= 0
+    (a damaged checkpoint: Adam's bias correction divides by 1 - beta^step, zero at step 0 and wrong below it, and the
+    error would surface at the first update, deep inside torch)."""
+    for key, per_param in (sd.get("state") or {}).items():
+        step = per_param.get("step") if isinstance(per_param, dict) else None
+        if step is None:
+            continue
+        value = float(step.item() if isinstance(step, th.Tensor) and step.numel() == 1 else step) \
+            if isinstance(step, int | float | th.Tensor) and not isinstance(step, bool) else float("nan")
+        if not (math.isfinite(value) and value >= 0 and value == int(value)):
+            raise ValueError(f"{name}: parameter {key}'s step count is {step!r}, not a whole number >= 0")
 
 
 def load_episode_buffers(model: BaseAlgorithm, state: dict[str, Any]) -> None:

@@ -37,7 +37,14 @@ class Evaluator:
         from dpd.state import set_vec_env_state
 
         if state.get("eval_env") is not None:
-            self.env = make_eval_env(self.env_id, self.seed, train_env, state["eval_env_copies"])
+            from dpd.state import check_like, vec_env_state
+
+            copies = state["eval_env_copies"]
+            if isinstance(copies, bool) or not isinstance(copies, int) or not 1 <= copies <= 5:
+                raise ValueError(f"eval_env_copies is {copies!r}, not 1 to 5")
+            self.env = make_eval_env(self.env_id, self.seed, train_env, copies)
+            self.env.reset()  # a fresh evaluation env's state, to hold the saved one against (a learner's own env is
+            check_like(vec_env_state(self.env), state["eval_env"], "eval_env")  # checked by the Learner the same way
             set_vec_env_state(self.env, state["eval_env"])
 
     def close(self) -> None:

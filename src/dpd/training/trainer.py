@@ -121,6 +121,9 @@ class DPDTrainer:
         self.parallel = bool(config.parallel) or config.engine == "jax"
         set_torch_threads(config.torch_threads)
         states = resume_state["students"] if resume_state is not None else [None] * len(config.learner_names)
+        if not isinstance(states, list) or len(states) != len(config.learner_names):
+            raise ValueError(f"the checkpoint holds {len(states) if isinstance(states, list) else 'no list of'}"
+                             f" learners' states for {len(config.learner_names)} learners")
         # Parallel: student0 in this process, every other student in a process of its own (one process less to
         # start and to hold in memory than one per student, and the parent would otherwise only wait).
         built: list[LearnerInterface | None] = [None] * len(states)
