@@ -550,6 +550,18 @@ def read_summary_file(path: str | os.PathLike[str]) -> dict[str, Any]:
     return data
 
 
+def check_evaluation_rows(rows: Any) -> list[dict[str, float]]:
+    """A checkpoint's evaluation rows as a list of dicts with every column of evaluations.csv holding a number;
+    ValueError naming the first row that is not (a damaged checkpoint: found when it is read, not at the summary)."""
+    if not isinstance(rows, list):
+        raise ValueError(f"evaluations is a {type(rows).__name__}, not a list of rows")
+    for i, row in enumerate(rows):
+        if not isinstance(row, dict) or any(isinstance(row.get(k), bool) or not isinstance(row.get(k), int | float)
+                                            for k in EVAL_COLUMNS):
+            raise ValueError(f"evaluation row {i} lacks a number in one of {', '.join(EVAL_COLUMNS)}")
+    return [{k: float(row[k]) for k in row} for row in rows]
+
+
 class EvalLog:
     """Appends one row per evaluation to ``<learner>/evaluations.csv`` (flushed at once)."""
 

@@ -82,11 +82,12 @@ def check_like(reference: Any, value: Any, where: str = "", shapes: bool = True)
     anywhere, and a value of the wrong kind would otherwise surface much later, deep inside SB3 or an env.
 
     Compared: mappings (every key of the reference present; extra keys allowed), sequences (item by item where the
-    lengths agree), arrays and tensors (kind, dtype, and shape where ``shapes``), booleans, numbers, strings. Not
-    compared: what a fresh learner does not have yet (a None, an empty list or mapping: the last observation, the
-    evaluations, an optimiser's per-parameter state, an empty array), except that the items of such a mapping must be alike one
-    another (every parameter's Adam moments: the same keys and kinds); a number may be a 0-d array or tensor, or
-    None (a seed consumed by its reset), but not NaN or infinite where the fresh one is finite."""
+    lengths agree; else each item against the reference's first), arrays and tensors (kind, dtype, and shape where
+    ``shapes``), booleans, numbers, strings. Not compared: what a fresh learner does not have yet (a None, an empty
+    list or mapping: the last observation, an optimiser's per-parameter state, an empty array), except that the items
+    of such a collection must be alike one another (every parameter's Adam moments: the same keys and kinds); a
+    number may be a 0-d array or tensor, or None (a seed consumed by its reset), but not NaN or infinite where the
+    fresh one is finite."""
     def fail(what: str) -> None:
         raise ValueError(f"{where or 'the state'}: {what}")
 
@@ -115,6 +116,9 @@ def check_like(reference: Any, value: Any, where: str = "", shapes: bool = True)
                 check_like(ref, item, f"{where}[{i}]", shapes)
         elif not reference:  # filled during training (the episode-info buffer): its items alike one another
             _alike(list(enumerate(value)), where)
+        else:  # grown during training (the evaluation rows): each item alike the fresh one's first
+            for i, item in enumerate(value):
+                check_like(reference[0], item, f"{where}[{i}]", shapes=False)
     elif isinstance(reference, th.Tensor | np.ndarray):
         if type(value) is not type(reference):
             fail(f"a {type(value).__name__} where a {type(reference).__name__} belongs")

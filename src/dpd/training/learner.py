@@ -20,7 +20,7 @@ from stable_baselines3.common.callbacks import BaseCallback
 from dpd.config import ResolvedConfig, require_resolved
 from dpd.distillation import PhaseResult
 from dpd.names import EVAL_FILE, MODEL_FILE, SNAPSHOT_DIR, VECNORMALIZE_JSON, VECNORMALIZE_PICKLE, WINDOW_FILE, Log
-from dpd.run_files import EvalLog
+from dpd.run_files import EvalLog, check_evaluation_rows
 from dpd.state import RandomStream, check_like
 from dpd.students.base import PeerBatch, Student
 from dpd.students.evaluator import Evaluator
@@ -120,7 +120,7 @@ class Learner:
         b = st["learner"]
         self.next_eval, self.skipped_empty = int(b["next_eval"]), int(b["skipped_empty"])
         self.snapshots_taken = int(b.get("snapshots_taken", 0))
-        self.evaluations = [dict(r) for r in b["evaluations"]]
+        self.evaluations = check_evaluation_rows(b["evaluations"])
         self.elapsed_before, self._t0 = float(b["elapsed_s"]), time.time()
         if "rng" in st:  # the learner's own stream as it was (kept by the stream when this method returns)
             from dpd.state import set_rng_state

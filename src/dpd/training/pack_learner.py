@@ -57,7 +57,7 @@ from dpd.pack.distill import (
     ppo_distill_phase_jit,
 )
 from dpd.pack.ppo import PPOConfig, PPOPack, tanh_mlp
-from dpd.run_files import EvalLog
+from dpd.run_files import EvalLog, check_evaluation_rows
 from dpd.schedule import StepCarry
 from dpd.training import logs
 
@@ -421,7 +421,7 @@ class PackLearner:
         self.iteration = int(st["iteration"])
         self.next_eval, self.skipped_empty = int(b["next_eval"]), int(b["skipped_empty"])
         self.snapshots_taken = int(b["snapshots_taken"])
-        self.evaluations = [dict(r) for r in b["evaluations"]]
+        self.evaluations = check_evaluation_rows(b["evaluations"])
         self.elapsed_before, self._t0 = float(b["elapsed_s"]), time.time()
         self._steps_at_t0 = self.num_timesteps
         self.resume = None
