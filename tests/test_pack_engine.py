@@ -254,3 +254,13 @@ def PPO_load(path):
     from stable_baselines3 import PPO
 
     return PPO.load(path, device="cpu").policy.state_dict()
+
+
+@pytest.mark.parametrize(("env_id", "algo", "words"), [("CartPole-v1", "ppo", "Discrete actions"),
+                                                        ("CartPole-v1", "ddpg", "continuous")])
+def test_an_env_a_pack_cannot_take_is_one_line_before_any_folder(tmp_path, env_id, algo, words):
+    """Found by a hostile attempt: the pack refused a Discrete env only after the run folder was made (a folder with
+    its config.yaml left behind, so the corrected command was refused as 'not empty')."""
+    with pytest.raises(DPDUserError, match=words):
+        train(TrainConfig(env_id=env_id, algo=algo, preset="none", engine="jax", total_steps=512), tmp_path / "run")
+    assert not (tmp_path / "run").exists()

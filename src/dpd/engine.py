@@ -94,4 +94,27 @@ def _check_ppo(kw: dict[str, Any], pk: dict[str, Any], refuse: Callable[[str], D
 
 
 
-__all__ = ["ENGINE_ALGOS", "check_supported"]
+def check_spaces(config: ResolvedConfig, observation_space: Any, action_space: Any) -> None:
+    """One line where the env cannot be a pack's (before the run folder is made: the pack itself would refuse only
+    after): Box observations; Box actions (DDPG: with finite bounds); an id Gymnasium itself makes (a pack makes its
+    envs with ``gymnasium.make``, not a factory's module)."""
+    import gymnasium as gym
+    import numpy as np
+
+    def refuse(what: str) -> DPDUserError:
+        return DPDUserError(f"engine=jax does not implement {what} yet; use engine=sb3 (the default) for this run")
+
+    if not isinstance(observation_space, gym.spaces.Box):
+        raise refuse(f"{type(observation_space).__name__} observations ({config.env_id}; a pack takes a Box)")
+    if not isinstance(action_space, gym.spaces.Box):
+        raise refuse(f"{type(action_space).__name__} actions ({config.env_id}; a pack takes continuous actions, a Box)")
+    if config.algo == "ddpg" and not (np.all(np.isfinite(action_space.low)) and np.all(np.isfinite(action_space.high))):
+        raise refuse(f"unbounded actions for DDPG ({config.env_id})")
+    try:
+        gym.make(config.env_id).close()
+    except Exception:
+        raise refuse(f"the env {config.env_id!r} (a pack makes its envs with gymnasium.make: a registered id, e.g."
+                     " HalfCheetah-v5)") from None
+
+
+__all__ = ["ENGINE_ALGOS", "check_spaces", "check_supported"]

@@ -33,6 +33,10 @@ def check_buildable(config: ResolvedConfig) -> None:
     """Raise a one-line :class:`DPDUserError` for anything that would fail once the run folder is made."""
     check_storable(config.to_dict())
     observation_space, action_space, sim_size = _stable_spaces(config.env_id)
+    if config.engine == "jax":
+        from dpd.engine import check_spaces
+
+        check_spaces(config, observation_space, action_space)
     check_memory(config, observation_space, action_space, sim_size)
     _build_in_memory(config)
 
