@@ -262,5 +262,5 @@ def test_an_env_a_pack_cannot_take_is_one_line_before_any_folder(tmp_path, env_i
     """Found by a hostile attempt: the pack refused a Discrete env only after the run folder was made (a folder with
     its config.yaml left behind, so the corrected command was refused as 'not empty')."""
     with pytest.raises(DPDUserError, match=words):
-        train(TrainConfig(env_id=env_id, algo=algo, preset="none", engine="jax", total_steps=512), tmp_path / "run")
+        train(TrainConfig(env_id=env_id, algo=algo, preset="none", engine="jax", total_steps=4096), tmp_path / "run")
     assert not (tmp_path / "run").exists()
