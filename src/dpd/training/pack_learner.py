@@ -184,7 +184,10 @@ class PackGroup:
         for v in self.views:
             assert v.resume is not None
             if v.resume["pack"]["pack"] != first["pack"]["pack"] or v.resume["iteration"] != first["iteration"]:
-                raise DPDUserError("the runs of one pack must resume from checkpoints at the same step")
+                # a sweep groups checkpoints by their step: learners that disagree here come from a damaged one (a
+                # ValueError: the checkpoint's one line, naming the file)
+                raise ValueError(f"{v.name}'s pack counters or iteration differ from its pack-mates' (a damaged"
+                                 " checkpoint, or runs stopped at different steps)")
             self.pack.load_learner_state(v.slot, v.resume["pack"])
         self.iteration = int(first["iteration"])
         if self.pair:
