@@ -9,23 +9,23 @@ random stream (:func:`_in_own_stream`, the one place a learner's stream is swapp
 from __future__ import annotations
 
 import functools
-import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any, Concatenate, ParamSpec, TypeVar
 
 import torch as th
 from stable_baselines3.common.callbacks import BaseCallback
+from stable_baselines3.common.logger import Logger
 
 from dpd.config import ResolvedConfig, require_resolved
 from dpd.distillation import PhaseResult
-from dpd.names import EVAL_FILE, MODEL_FILE, SNAPSHOT_DIR, VECNORMALIZE_JSON, VECNORMALIZE_PICKLE, WINDOW_FILE, Log
-from dpd.run_files import EvalLog, check_evaluation_rows
+from dpd.names import MODEL_FILE, SNAPSHOT_DIR, VECNORMALIZE_JSON, VECNORMALIZE_PICKLE, WINDOW_FILE, Log
 from dpd.state import RandomStream, check_like
 from dpd.students.base import PeerBatch, Student
 from dpd.students.evaluator import Evaluator
 from dpd.students.factory import build_student, eval_seed
 from dpd.training import logs
+from dpd.training.record import LearnerRecord, write_files
 
 CallbackFactory = Callable[[str], BaseCallback | list[BaseCallback] | None]
 LogFn = Callable[[str], None]
@@ -47,7 +47,7 @@ def _in_own_stream(method: Callable[Concatenate[Learner, _P], _R]) -> Callable[C
     return in_own_stream
 
 
-class Learner:
+class Learner(LearnerRecord):
     """Learner ``index`` of ``config`` (``names.STUDENTS[index]``, or ``names.VANILLA``): the learner interface
     (:class:`dpd.training.interface.LearnerInterface`) over one Student, each of its methods inside the learner's own
     random stream.
@@ -65,11 +65,8 @@ class Learner:
         callbacks: CallbackFactory | None = None,
         log: LogFn | None = None,
     ) -> None:
-        self.config = require_resolved(config, "Learner")
-        self.name = config.learner_names[index]
-        self.n_learners = len(config.learner_names)
-        self.log: LogFn = log or (lambda _msg: None)
-        folder = run_dir / self.name if run_dir is not None else None
+        super().__init__(require_resolved(config, "Learner"), index, run_dir, log)
+        folder = self.folder
         kept = logs.keep_rows(run_dir / self.name, resume_state["log_rows"]) if (
             resume_state is not None and run_dir is not None) else None
         #: this learner's own stream of the global generators: it starts where SB3's constructor seeds them
@@ -78,23 +75,18 @@ class Learner:
             self.student: Student = build_student(config, index, str(folder) if folder else None, verbose)
         if kept is not None and resume_state is not None:
             logs.restore_rows(self.student, kept, int(resume_state["model"]["num_timesteps"]), folder)
-        self.folder = folder
         self.evaluator = Evaluator(config.env_id, eval_seed(config, index))
         self._callbacks = callbacks
         self._resume = resume_state
-        self.eval_log = EvalLog(folder / EVAL_FILE) if folder is not None else None
-        self.evaluations: list[dict[str, float]] = []
-        self.skipped_empty = 0
-        self.next_eval = 0
-        self.snapshots_taken = 0
-        #: snapshots of a run without a folder: steps -> files (written by save)
-        self.kept_snapshots: dict[int, dict[str, bytes]] = {}
-        self._t0 = time.time()
-        self.elapsed_before = 0.0
+        self.open_eval_log()
 
     @property
     def num_timesteps(self) -> int:
         return self.student.num_timesteps
+
+    @property
+    def logger(self) -> Logger:
+        return self.student.model.logger
 
     # ------------------------------------------------------------------ lifecycle
     @_in_own_stream
@@ -117,11 +109,7 @@ class Learner:
         self.evaluator.load_state(st, s.train_env)
         if st.get("replay_buffer") is not None:
             s.load_replay_buffer_state(st["replay_buffer"])
-        b = st["learner"]
-        self.next_eval, self.skipped_empty = int(b["next_eval"]), int(b["skipped_empty"])
-        self.snapshots_taken = int(b.get("snapshots_taken", 0))
-        self.evaluations = check_evaluation_rows(b["evaluations"])
-        self.elapsed_before, self._t0 = float(b["elapsed_s"]), time.time()
+        self.load_record(st["learner"])
         if "rng" in st:  # the learner's own stream as it was (kept by the stream when this method returns)
             from dpd.state import set_rng_state
 
@@ -169,12 +157,9 @@ class Learner:
         return 0
 
     def _log_pair(self, result: PhaseResult) -> None:
-        """The pair on the whole peer window before the phase: comparable between dpd and independent runs."""
-        logger = self.student.model.logger
-        logger.record(Log.PAIR_DISTANCE, result.pair.action_distance)
-        logger.record(Log.PAIR_XI_MEAN, result.pair.xi_mean)
-        logger.record(Log.PAIR_PEER_BETTER, result.pair.peer_better_frac)
-        logger.record(Log.PHASE_STEPS, result.steps)
+        """The pair on the whole peer window before the phase, and what sized the phase."""
+        logger = self.logger
+        self.log_pair(result.pair.action_distance, result.pair.xi_mean, result.pair.peer_better_frac, result.steps)
         if result.strength is not None:
             logger.record(Log.STRENGTH, result.strength)
         if result.gate is not None:
@@ -214,60 +199,19 @@ class Learner:
         return self.summary_entry()
 
     # ------------------------------------------------------------------ evaluation & logs
-    def maybe_evaluate(self, final: bool = False) -> None:
-        cfg, student = self.config, self.student
-        if cfg.eval_freq == 0:
-            return
-        steps = student.num_timesteps
-        if final:
-            if self.evaluations and self.evaluations[-1]["student_steps"] == steps:
-                return
-        elif steps < self.next_eval:
-            return
-        while self.next_eval <= steps:
-            self.next_eval += cfg.eval_freq
-        result = self.evaluator.evaluate(student.model, student.train_env, cfg.eval_episodes)
-        row = {
-            "student_steps": float(steps),
-            # The paper's x-axis for DPD: both students' steps (each student's steps x number of learners).
-            "total_env_steps": float(steps * self.n_learners),
-            "mean_return": result.mean_return,
-            "std_return": result.std_return,
-            "mean_length": result.mean_length,
-            "time_s": self.elapsed(),
-        }
-        self.evaluations.append(row)
-        if self.eval_log is not None:
-            self.eval_log.append(row)
-        logger = student.model.logger
-        logger.record(Log.EVAL_MEAN, result.mean_return)
-        logger.record(Log.EVAL_STD, result.std_return)
-        logger.record(Log.EVAL_LENGTH, result.mean_length)
-        self.log(f"{self.name} {steps:>9d} steps  eval return {result.mean_return:10.2f} ± {result.std_return:.2f}")
-        if final:
-            self.dump()
+    def run_evaluation(self, steps: int) -> tuple[float, float, float]:
+        result = self.evaluator.evaluate(self.student.model, self.student.train_env, self.config.eval_episodes)
+        return result.mean_return, result.std_return, result.mean_length
 
     def dump(self) -> None:
         self.student.model.logger.record(Log.TOTAL_STEPS, self.num_timesteps * self.n_learners)
         self.student.dump_logs()
 
-    def elapsed(self) -> float:
-        return self.elapsed_before + time.time() - self._t0
-
-    def summary_entry(self) -> dict[str, Any]:
-        evals = self.evaluations
+    def counts(self) -> tuple[int, int, int]:
         distiller = self.student.distiller
-        return {
-            "env_steps": self.num_timesteps,
-            "iterations": self.student.iteration,
-            "final_eval_return": evals[-1]["mean_return"] if evals else None,
-            "final_eval_std": evals[-1]["std_return"] if evals else None,
-            "best_eval_return": max(e["mean_return"] for e in evals) if evals else None,
-            "evaluations": len(evals),
-            "distill_skipped_empty": self.skipped_empty,
-            "distill_skipped_nonfinite": distiller.skipped_nonfinite if distiller is not None else 0,
-            "distill_skipped_zero_weight": distiller.skipped_zero_weight if distiller is not None else 0,
-        }
+        if distiller is None:
+            return self.student.iteration, 0, 0
+        return self.student.iteration, distiller.skipped_nonfinite, distiller.skipped_zero_weight
 
     # ------------------------------------------------------------------ checkpoints and saving
     @_in_own_stream
@@ -282,9 +226,7 @@ class Learner:
         st = {**s.state_dict(), **self.evaluator.state()}
         if replay_buffer:
             st["replay_buffer"] = s.replay_buffer_state()
-        st["learner"] = {"next_eval": self.next_eval, "skipped_empty": self.skipped_empty,
-                         "evaluations": self.evaluations, "elapsed_s": self.elapsed(),
-                         "snapshots_taken": self.snapshots_taken}
+        st["learner"] = self.record_state()
         st["log_rows"] = logs.count_rows(self.folder) if self.folder else {}
         st["rng"] = rng_state()  # the learner's own stream (swapped in: this is a method of the interface)
         return st
@@ -296,9 +238,9 @@ class Learner:
         folder = folder or self.folder
         if folder is None:
             return
-        self._write(folder, self._files(window=False))
+        write_files(folder, self._files(window=False))
         for steps, files in self.kept_snapshots.items():
-            self._write(folder / SNAPSHOT_DIR / str(steps), files)
+            write_files(folder / SNAPSHOT_DIR / str(steps), files)
 
     def _files(self, window: bool) -> dict[str, bytes]:
         """The learner's files as bytes: model.zip, the VecNormalize pickle (for SB3 users) and its JSON (what dpd
@@ -327,34 +269,10 @@ class Learner:
             files[WINDOW_FILE] = buffer.getvalue()
         return files
 
-    @staticmethod
-    def _write(folder: Path, files: dict[str, bytes]) -> None:
-        from dpd.run_files import atomic_write
-
-        folder.mkdir(parents=True, exist_ok=True)
-        for name, data in files.items():
-            # each to a temporary name, then renamed: a full disk or a kill never leaves a cut-off file
-            atomic_write(folder / name, lambda fh, data=data: fh.write(data), binary=True)  # type: ignore[misc]
-
-    def maybe_snapshot(self, final: bool = False) -> None:
-        """Keep a copy of the learner (model, normalisation, recent-state window) in ``snapshots/<steps>/`` when its
-        steps reach the next fraction of its budget (``config.snapshots``); ``final``: also every fraction not
-        reached (a run stopped early). A run without a folder keeps them in memory until :meth:`save`."""
-        fractions = sorted(self.config.snapshots)
-        if self.snapshots_taken >= len(fractions):
-            return
-        steps, budget = self.num_timesteps, self.config.steps_per_learner
-        due = sum(1 for fraction in fractions[self.snapshots_taken:] if steps >= fraction * budget or final)
-        if due:
-            files = self._files(window=True)
-            if self.folder is not None:
-                self._write(self.folder / SNAPSHOT_DIR / str(steps), files)
-            else:
-                self.kept_snapshots[steps] = files
-            self.snapshots_taken += due
+    def snapshot_files(self) -> dict[str, bytes]:
+        return self._files(window=True)
 
     def close(self) -> None:
-        if self.eval_log is not None:
-            self.eval_log.close()
+        self.close_record()
         self.evaluator.close()
         self.student.close()

@@ -45,7 +45,7 @@ from dpd.config import ResolvedConfig
 from dpd.distillation import PeerBatch
 from dpd.engine import check_supported
 from dpd.errors import DPDUserError
-from dpd.names import EVAL_FILE, MODEL_FILE, SNAPSHOT_DIR, VECNORMALIZE_JSON, VECNORMALIZE_PICKLE, Log
+from dpd.names import MODEL_FILE, SNAPSHOT_DIR, VECNORMALIZE_JSON, VECNORMALIZE_PICKLE, Log
 from dpd.pack.ddpg import DDPGPack, PackConfig, actor_fn, q_fn
 from dpd.pack.distill import (
     DistillSpec,
@@ -57,9 +57,9 @@ from dpd.pack.distill import (
     ppo_distill_phase_jit,
 )
 from dpd.pack.ppo import PPOConfig, PPOPack, tanh_mlp
-from dpd.run_files import EvalLog, check_evaluation_rows
 from dpd.schedule import StepCarry
 from dpd.training import logs
+from dpd.training.record import LearnerRecord, write_files
 
 
 def pack_config(config: ResolvedConfig) -> PackConfig:
@@ -374,42 +374,36 @@ class _PackEvaluator:
             env.close()
 
 
-class PackLearner:
+class PackLearner(LearnerRecord):
     """One learner of a :class:`PackGroup`: the learner interface (:class:`dpd.training.interface.LearnerInterface`)
     over slot ``slot`` of the group's pack, with the run-time bookkeeping of :class:`dpd.training.learner.Learner`
     (evaluation schedule and log, log rows, snapshots, summary entry)."""
 
     def __init__(self, group: PackGroup, slot: int, config: ResolvedConfig, index: int, run_dir: Path | None,
                  resume_state: dict[str, Any] | None, log: Any) -> None:
-        self.group, self.slot, self.config = group, slot, config
-        self.name = config.learner_names[index]
-        self.n_learners = len(config.learner_names)
-        self.log = log or (lambda _msg: None)
-        self.folder = run_dir / self.name if run_dir is not None else None
+        super().__init__(config, index, run_dir, log)
+        self.group, self.slot = group, slot
         self.resume = resume_state
         kept = logs.keep_rows(self.folder, resume_state["log_rows"]) if (
             resume_state is not None and self.folder is not None) else None
         if self.folder is not None:
             self.folder.mkdir(parents=True, exist_ok=True)
-            self.logger: Logger = configure(str(self.folder), ["csv"])
+            self._logger: Logger = configure(str(self.folder), ["csv"])
             if kept is not None:
-                logs.restore_logger_rows(self.logger, kept, self.folder)
+                logs.restore_logger_rows(self._logger, kept, self.folder)
         else:
-            self.logger = Logger(folder=None, output_formats=[])
-        self.eval_log = EvalLog(self.folder / EVAL_FILE) if self.folder is not None else None
-        self.evaluations: list[dict[str, float]] = []
+            self._logger = Logger(folder=None, output_formats=[])
+        self.open_eval_log()
         self.iteration = 0
-        self.next_eval = 0
-        self.snapshots_taken = 0
-        self.skipped_empty = 0
-        self.kept_snapshots: dict[int, dict[str, bytes]] = {}
-        self._t0 = time.time()
-        self.elapsed_before = 0.0
         self._steps_at_t0 = 0
 
     @property
     def num_timesteps(self) -> int:
         return self.group.pack.num_timesteps
+
+    @property
+    def logger(self) -> Logger:
+        return self._logger
 
     # ------------------------------------------------------------------ the learner interface
     def setup(self) -> int:
@@ -420,12 +414,8 @@ class PackLearner:
             self.maybe_evaluate()
             self.dump()
             return self.num_timesteps
-        b = st["learner"]
         self.iteration = int(st["iteration"])
-        self.next_eval, self.skipped_empty = int(b["next_eval"]), int(b["skipped_empty"])
-        self.snapshots_taken = int(b["snapshots_taken"])
-        self.evaluations = check_evaluation_rows(b["evaluations"])
-        self.elapsed_before, self._t0 = float(b["elapsed_s"]), time.time()
+        self.load_record(st["learner"])
         self._steps_at_t0 = self.num_timesteps
         self.resume = None
         return self.num_timesteps
@@ -466,10 +456,8 @@ class PackLearner:
 
     def _log_pair(self, res: dict[str, np.ndarray]) -> None:
         i = self.slot
-        self.logger.record(Log.PAIR_DISTANCE, float(res["pair/action_distance"][i]))
-        self.logger.record(Log.PAIR_XI_MEAN, float(res["pair/xi_mean"][i]))
-        self.logger.record(Log.PAIR_PEER_BETTER, float(res["pair/peer_better_frac"][i]))
-        self.logger.record(Log.PHASE_STEPS, int(res["steps"][i]))
+        self.log_pair(float(res["pair/action_distance"][i]), float(res["pair/xi_mean"][i]),
+                      float(res["pair/peer_better_frac"][i]), int(res["steps"][i]))
 
     def after_iteration(self) -> int:
         self.maybe_evaluate()
@@ -483,31 +471,9 @@ class PackLearner:
         return self.summary_entry()
 
     # ------------------------------------------------------------------ evaluation & logs
-    def maybe_evaluate(self, final: bool = False) -> None:
-        cfg = self.config
-        if cfg.eval_freq == 0:
-            return
-        steps = self.num_timesteps
-        if final:
-            if self.evaluations and self.evaluations[-1]["student_steps"] == steps:
-                return
-        elif steps < self.next_eval:
-            return
-        while self.next_eval <= steps:
-            self.next_eval += cfg.eval_freq
-        result = self.group.evaluation(steps, cfg.eval_episodes)[self.slot]
-        row = {"student_steps": float(steps), "total_env_steps": float(steps * self.n_learners),
-               "mean_return": result["mean_return"], "std_return": result["std_return"],
-               "mean_length": result["mean_length"], "time_s": self.elapsed()}
-        self.evaluations.append(row)
-        if self.eval_log is not None:
-            self.eval_log.append(row)
-        self.logger.record(Log.EVAL_MEAN, result["mean_return"])
-        self.logger.record(Log.EVAL_STD, result["std_return"])
-        self.logger.record(Log.EVAL_LENGTH, result["mean_length"])
-        self.log(f"{self.name} {steps:>9d} steps  eval return {result['mean_return']:10.2f} ± {result['std_return']:.2f}")
-        if final:
-            self.dump()
+    def run_evaluation(self, steps: int) -> tuple[float, float, float]:
+        result = self.group.evaluation(steps, self.config.eval_episodes)[self.slot]
+        return result["mean_return"], result["std_return"], result["mean_length"]
 
     def dump(self) -> None:
         """The iteration's row: SB3 DDPG's own keys (what its logger would show) and dpd's."""
@@ -540,22 +506,11 @@ class PackLearner:
         lg.record(Log.TOTAL_STEPS, steps * self.n_learners)
         lg.dump(step=steps)
 
-    def elapsed(self) -> float:
-        return self.elapsed_before + time.time() - self._t0
-
-    def summary_entry(self) -> dict[str, Any]:
-        evals, group = self.evaluations, self.group
-        return {
-            "env_steps": self.num_timesteps,
-            "iterations": self.iteration,
-            "final_eval_return": evals[-1]["mean_return"] if evals else None,
-            "final_eval_std": evals[-1]["std_return"] if evals else None,
-            "best_eval_return": max(e["mean_return"] for e in evals) if evals else None,
-            "evaluations": len(evals),
-            "distill_skipped_empty": self.skipped_empty,
-            "distill_skipped_nonfinite": int(group.skipped_nonfinite[self.slot]) if group.pair else 0,
-            "distill_skipped_zero_weight": int(group.skipped_zero_weight[self.slot]) if group.pair else 0,
-        }
+    def counts(self) -> tuple[int, int, int]:
+        group = self.group
+        if not group.pair:
+            return self.iteration, 0, 0
+        return self.iteration, int(group.skipped_nonfinite[self.slot]), int(group.skipped_zero_weight[self.slot])
 
     # ------------------------------------------------------------------ checkpoints and files
     def state(self) -> dict[str, Any]:
@@ -569,9 +524,7 @@ class PackLearner:
             "engine": "jax", "iteration": self.iteration,
             "pack": group.pack.learner_state(i, replay_buffer=self.config.checkpoint_replay_buffer),
             "eval_env": group.evaluator.state(i),
-            "learner": {"next_eval": self.next_eval, "skipped_empty": self.skipped_empty,
-                        "evaluations": self.evaluations, "elapsed_s": self.elapsed(),
-                        "snapshots_taken": self.snapshots_taken},
+            "learner": self.record_state(),
             "log_rows": logs.count_rows(self.folder) if self.folder else {},
         }
         if group.pair:
@@ -586,12 +539,13 @@ class PackLearner:
         folder = folder or self.folder
         if folder is None:
             return
-        _write(folder, self._files())
+        write_files(folder, self.snapshot_files())
         for steps, files in self.kept_snapshots.items():
-            _write(folder / SNAPSHOT_DIR / str(steps), files)
+            write_files(folder / SNAPSHOT_DIR / str(steps), files)
 
-    def _files(self) -> dict[str, bytes]:
-        """model.zip (an SB3 DDPG holding this learner's weights) and its normalisation (pickle and JSON)."""
+    def snapshot_files(self) -> dict[str, bytes]:
+        """model.zip (an SB3 DDPG / PPO holding this learner's weights) and its normalisation (pickle and JSON); no
+        window.npz (dpd analyze / calibrate are SB3-only)."""
         model, vn = export_sb3(self.config, self.group.pack, self.slot)
         buffer = io.BytesIO()
         model.save(buffer)
@@ -604,34 +558,10 @@ class PackLearner:
         model.env.close()  # type: ignore[union-attr]
         return files
 
-    def maybe_snapshot(self, final: bool = False) -> None:
-        """Snapshots as the SB3 engine keeps them (model and normalisation; no window.npz: analyze is SB3-only)."""
-        fractions = sorted(self.config.snapshots)
-        if self.snapshots_taken >= len(fractions):
-            return
-        steps, budget = self.num_timesteps, self.config.steps_per_learner
-        due = sum(1 for fraction in fractions[self.snapshots_taken:] if steps >= fraction * budget or final)
-        if due:
-            files = self._files()
-            if self.folder is not None:
-                _write(self.folder / SNAPSHOT_DIR / str(steps), files)
-            else:
-                self.kept_snapshots[steps] = files
-            self.snapshots_taken += due
-
     def close(self) -> None:
-        if self.eval_log is not None:
-            self.eval_log.close()
-        self.logger.close()
+        self.close_record()
+        self._logger.close()
         self.group.release()
-
-
-def _write(folder: Path, files: dict[str, bytes]) -> None:
-    from dpd.run_files import atomic_write
-
-    folder.mkdir(parents=True, exist_ok=True)
-    for name, data in files.items():
-        atomic_write(folder / name, lambda fh, data=data: fh.write(data), binary=True)  # type: ignore[misc]
 
 
 def export_sb3(config: ResolvedConfig, pack: Any, slot: int) -> tuple[Any, Any]:
