@@ -50,12 +50,13 @@ def mde(a: np.ndarray, b: np.ndarray) -> float:
     return (1.959964 + 0.841621) * se
 
 
-def tost(jax: np.ndarray, sb3: np.ndarray) -> dict[str, Any]:
-    margin = MARGIN * abs(float(sb3.mean()))
+def tost(jax: np.ndarray, sb3: np.ndarray, margin: float | None = None) -> dict[str, Any]:
+    """The rule's test of mean(jax) - mean(sb3) at ``margin`` (default: ±15% of SB3's mean)."""
+    margin = MARGIN * abs(float(sb3.mean())) if margin is None else margin
     d, lo90, hi90, _, _ = welch(jax, sb3, level=0.90)
     _, lo95, hi95, p, _ = welch(jax, sb3, level=0.95)
     perm, exact = permutation_p(jax, sb3)
-    if -margin < lo90 and hi90 < margin:
+    if lo90 > -margin and hi90 < margin:
         word = "equivalent"
     elif lo95 > 0 or hi95 < 0:
         word = "different"
@@ -126,14 +127,9 @@ def main(argv: list[str] | None = None) -> None:
         level = {key: float(np.mean([v[0] for v in sb3[key].values()])) for key in common}
         a = np.concatenate([[v[0] / abs(level[key]) for v in jax[key].values()] for key in common])
         b = np.concatenate([[v[0] / abs(level[key]) for v in sb3[key].values()] for key in common])
-        d, lo90, hi90, _, _ = welch(a, b, level=0.90)
-        _, lo95, hi95, p, _ = welch(a, b, level=0.95)
-        perm, exact = permutation_p(a, b)
-        word = ("equivalent" if -MARGIN < lo90 and hi90 < MARGIN else
-                "different" if lo95 > 0 or hi95 < 0 else "undecided")
-        pooled = {"cells": [f"{t}|{arm}" for t, arm in common], "difference": d, "ci90": [lo90, hi90],
-                  "ci95": [lo95, hi95], "welch_p": p, "permutation_p": perm, "exact": exact, "margin": MARGIN,
-                  "mde": mde(a, b), "n_jax": len(a), "n_sb3": len(b), "verdict": word}
+        pooled = {"cells": [f"{t}|{arm}" for t, arm in common], **tost(a, b, margin=MARGIN)}
+        d, (lo90, hi90), (lo95, hi95) = pooled["difference"], pooled["ci90"], pooled["ci95"]
+        perm, word = pooled["permutation_p"], pooled["verdict"]
         results["pooled"] = pooled
         lines += ["", f"**Pooled** over {len(common)} cells (each run / its cell's SB3 mean over training): JAX - SB3 ="
                   f" {d:+.3f} [90% {lo90:+.3f}, {hi90:+.3f}; 95% {lo95:+.3f}, {hi95:+.3f}], margin ±{MARGIN}, MDE"
