@@ -98,6 +98,7 @@ def test_a_run_alone_equals_the_same_run_inside_a_pack(tmp_path):
         assert evals(tmp_path / "s0", name) != evals(tmp_path / "s1", name)
 
 
+@pytest.mark.extended
 def test_a_jax_sweep_packs_a_tasks_seeds_and_reports(tmp_path):
     out = tmp_path / "sweep"
     assert main(["sweep", "--env", "Pendulum-v1", "--algo", "ddpg", "--method", "dpd", "--method", "vanilla",
@@ -204,6 +205,7 @@ def test_a_jax_ppo_pair_distils_writes_todays_folder_and_exports_to_sb3(tmp_path
         view.close()
 
 
+@pytest.mark.extended
 def test_a_ppo_run_alone_equals_the_same_run_inside_a_pack(tmp_path):
     from dpd.training.together import train_together
 
