@@ -16,13 +16,25 @@ if TYPE_CHECKING:
 ENGINE_ALGOS = ("ddpg", "ppo")
 
 
+def pack_key(config: ResolvedConfig) -> str:
+    """What the runs of one pack share: the config without its seed, as sorted JSON (runs with the same key can
+    train as one pack: a sweep groups them by it, and a pack refuses runs whose keys differ)."""
+    import json
+
+    fields = config.to_dict()
+    fields.pop("seed")
+    return json.dumps(fields, sort_keys=True, default=str)
+
+
+def _refuse(what: str) -> DPDUserError:
+    return DPDUserError(f"engine=jax does not implement {what} yet; use engine=sb3 (the default) for this run")
+
+
 def check_supported(config: ResolvedConfig) -> None:
     """One line where ``config`` asks the JAX engine for something it does not implement (before anything is built)."""
     if importlib.util.find_spec("jax") is None or importlib.util.find_spec("optax") is None:
         raise DPDUserError("engine=jax needs JAX: pip install 'dpd[jax]'")
-
-    def refuse(what: str) -> DPDUserError:
-        return DPDUserError(f"engine=jax does not implement {what} yet; use engine=sb3 (the default) for this run")
+    refuse = _refuse
 
     if config.algo not in ENGINE_ALGOS:
         raise refuse(f"algo={config.algo} (it trains {', '.join(ENGINE_ALGOS)})")
@@ -101,8 +113,7 @@ def check_spaces(config: ResolvedConfig, observation_space: Any, action_space: A
     import gymnasium as gym
     import numpy as np
 
-    def refuse(what: str) -> DPDUserError:
-        return DPDUserError(f"engine=jax does not implement {what} yet; use engine=sb3 (the default) for this run")
+    refuse = _refuse
 
     if not isinstance(observation_space, gym.spaces.Box):
         raise refuse(f"{type(observation_space).__name__} observations ({config.env_id}; a pack takes a Box)")
@@ -117,4 +128,4 @@ def check_spaces(config: ResolvedConfig, observation_space: Any, action_space: A
                      " HalfCheetah-v5)") from None
 
 
-__all__ = ["ENGINE_ALGOS", "check_spaces", "check_supported"]
+__all__ = ["ENGINE_ALGOS", "check_spaces", "check_supported", "pack_key"]

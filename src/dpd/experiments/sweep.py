@@ -33,6 +33,7 @@ from pathlib import Path
 from typing import Any
 
 from dpd.config import ResolvedConfig, TrainConfig, apply_overrides, check_known_keys
+from dpd.engine import pack_key
 from dpd.errors import DPDUserError, machine_error, one_line
 from dpd.internals import pool_processes
 from dpd.names import (
@@ -236,10 +237,26 @@ def run_trial(config_dict: dict[str, Any], run_dir: str) -> dict[str, Any]:
     the sweep resumes it from there (``resume``) instead of starting it again. Runs in a worker process (pool)
     or a Ray worker: one torch thread (``config.torch_threads``).
     """
-    from dpd.errors import TrainingInterrupted
     from dpd.training import resume, train
 
     path = Path(run_dir)
+    before = _before_trial(path)
+    if before is not None:
+        return before
+    try:
+        config = TrainConfig.from_dict(config_dict)  # a trial's resolved config, or any config: train resolves it
+        if (path / CHECKPOINT_FILE).is_file() and _same_trial(path, config):
+            summary = resume(path, env=config.env_id)  # the sweep file named the env: trusted
+        else:  # an unfinished earlier attempt without a checkpoint starts again from scratch
+            summary = train(config, path, overwrite=True)
+        return _outcome(path, summary)
+    except Exception as exc:  # a failed trial is reported, never fatal for the sweep; a stop: its checkpoint
+        return _outcome(path, exc)
+
+
+def _before_trial(path: Path) -> dict[str, Any] | None:
+    """A trial's outcome without training it (the sweep is stopping; it finished meanwhile), or None: it trains
+    (an earlier failure forgotten)."""
     if (path.parent / STOP_FILE).is_file():  # the sweep is stopping: do not start (the next sweep runs it)
         return {"status": "not_started", "error": "not started: the sweep was stopping"}
     if (path / SUMMARY_FILE).is_file():  # finished meanwhile (never train a finished trial again)
@@ -248,41 +265,37 @@ def run_trial(config_dict: dict[str, Any], run_dir: str) -> dict[str, Any]:
         except (OSError, ValueError):
             pass
     (path / ERROR_FILE).unlink(missing_ok=True)  # a retry: forget the earlier failure
-    try:
-        config = TrainConfig.from_dict(config_dict)  # a trial's resolved config, or any config: train resolves it
-        if (path / CHECKPOINT_FILE).is_file() and _same_trial(path, config):
-            summary = resume(path, env=config.env_id)  # the sweep file named the env: trusted
-        else:  # an unfinished earlier attempt without a checkpoint starts again from scratch
-            summary = train(config, path, overwrite=True)
-        return {"status": "finished", "summary": summary}
-    except TrainingInterrupted as exc:  # checkpoint written: "unfinished", resumed next time
-        if exc.finished:  # the stop came in the last phase, which ran to its end
+    return None
+
+
+def _outcome(path: Path, result: dict[str, Any] | Exception) -> dict[str, Any]:
+    """A trained trial's outcome from its summary or the exception that ended it."""
+    from dpd.errors import TrainingInterrupted
+
+    if isinstance(result, dict):
+        return {"status": "finished", "summary": result}
+    if isinstance(result, TrainingInterrupted):  # checkpoint written: "unfinished", resumed next time
+        if result.finished:  # the stop came in the last phase, which ran to its end
             return {"status": "finished", "summary": json.loads((path / SUMMARY_FILE).read_text())}
-        if not exc.resumable:  # stopped while setting up, before its first step: the next sweep starts it afresh
-            return {"status": "not_started", "error": str(exc)}
-        return {"status": "interrupted", "error": str(exc)}
-    except Exception as exc:  # a failed trial is reported, never fatal for the sweep
-        return _failed(path, exc)
+        if not result.resumable:  # stopped while setting up, before its first step: the next sweep starts it afresh
+            return {"status": "not_started", "error": str(result)}
+        return {"status": "interrupted", "error": str(result)}
+    return _failed(path, result)
 
 
 def run_pack_trials(config_dicts: list[dict[str, Any]], run_dirs: list[str]) -> list[dict[str, Any]]:
     """:func:`run_trial` for trials that train as one JAX pack (``engine=jax``; configs equal but for the seed): the
     same outcomes, one per trial, the trials trained together (:func:`dpd.training.together.train_together`)."""
-    from dpd.errors import TrainingInterrupted
     from dpd.training.together import train_together
 
     outcomes: dict[int, dict[str, Any]] = {}
     runs = []
     for k, (config_dict, run_dir) in enumerate(zip(config_dicts, run_dirs, strict=True)):
         path = Path(run_dir)
-        if (path.parent / STOP_FILE).is_file():
-            outcomes[k] = {"status": "not_started", "error": "not started: the sweep was stopping"}
+        before = _before_trial(path)
+        if before is not None:
+            outcomes[k] = before
             continue
-        if (path / SUMMARY_FILE).is_file():
-            with contextlib.suppress(OSError, ValueError):
-                outcomes[k] = {"status": "finished", "summary": json.loads((path / SUMMARY_FILE).read_text())}
-                continue
-        (path / ERROR_FILE).unlink(missing_ok=True)
         try:
             config = TrainConfig.from_dict(config_dict).resolve(check_env=False)
         except Exception as exc:
@@ -292,17 +305,7 @@ def run_pack_trials(config_dicts: list[dict[str, Any]], run_dirs: list[str]) -> 
     if runs:
         results = train_together([(config, path, resume) for _, config, path, resume in runs])
         for (k, _, path, _), result in zip(runs, results, strict=True):
-            if isinstance(result, dict):
-                outcomes[k] = {"status": "finished", "summary": result}
-            elif isinstance(result, TrainingInterrupted):
-                if result.finished:
-                    outcomes[k] = {"status": "finished", "summary": json.loads((path / SUMMARY_FILE).read_text())}
-                elif not result.resumable:
-                    outcomes[k] = {"status": "not_started", "error": str(result)}
-                else:
-                    outcomes[k] = {"status": "interrupted", "error": str(result)}
-            else:
-                outcomes[k] = _failed(path, result)
+            outcomes[k] = _outcome(path, result)
     return [outcomes[k] for k in range(len(config_dicts))]
 
 
@@ -314,9 +317,7 @@ def pack_groups(trials: list[Trial]) -> list[list[Trial]]:
         if t.config.engine != "jax":
             groups[t.name] = [t]
             continue
-        key = t.config.to_dict()
-        key.pop("seed")
-        groups.setdefault("jax:" + json.dumps(key, sort_keys=True, default=str), []).append(t)
+        groups.setdefault("jax:" + pack_key(t.config), []).append(t)
     return list(groups.values())
 
 

@@ -45,7 +45,7 @@ import optax
 
 from dpd.errors import DPDUserError
 from dpd.pack.checks import check_config, check_seeds, check_steps, make_envs
-from dpd.pack.running import normalized, running_update
+from dpd.pack.running import normalized, running_std, running_update
 
 #: an MLP: one (weight (in, out), bias (out,)) per layer; in a pack every leaf has a leading learner axis N
 Params = list[tuple[jax.Array, jax.Array]]
@@ -406,9 +406,7 @@ class DDPGPack:
     def return_std(self) -> np.ndarray:
         """(N,) each learner's running std of its discounted raw return (1.0 before any data), as
         ``RecentStates.return_std``."""
-        if self.ret_count <= 1:
-            return np.ones(self.n)
-        return np.sqrt(self.ret_var + 1e-8)
+        return running_std(self.ret_var, self.ret_count)
 
     # ------------------------------------------------------------------ one learner's state (checkpoints)
     def learner_state(self, i: int, replay_buffer: bool) -> dict[str, Any]:

@@ -63,7 +63,7 @@ import optax
 from dpd.errors import DPDUserError
 from dpd.pack.checks import check_config, check_seeds, check_steps, make_envs
 from dpd.pack.ddpg import Params, set_slot
-from dpd.pack.running import normalized, running_update
+from dpd.pack.running import normalized, running_std, running_update
 
 LOG_SQRT_2PI = math.log(math.sqrt(2 * math.pi))  # torch.distributions.Normal.log_prob's constant, as torch writes it
 
@@ -373,9 +373,7 @@ class PPOPack:
 
     def return_std(self) -> np.ndarray:
         """(N,) RecentStates.return_std: the running std of each learner's discounted raw return (1.0 before data)."""
-        if self.raw_ret_count <= 1:
-            return np.ones(self.n)
-        return np.sqrt(self.raw_ret_var + 1e-8)
+        return running_std(self.raw_ret_var, self.raw_ret_count)
 
     def reward_scale(self) -> np.ndarray:
         """(N,) what a value is multiplied by to be in raw return units (dpd.envs.return_scale)."""

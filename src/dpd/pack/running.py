@@ -18,3 +18,8 @@ def normalized(x: np.ndarray, mean: np.ndarray, var: np.ndarray, eps: float, cli
     """``VecNormalize.normalize_obs`` per learner, in float64: ``clip((x - mean) / sqrt(var + eps), -clip, clip)``,
     float32 as SB3's policy takes it; x, mean, var (N, ...)."""
     return np.clip((x - mean) / np.sqrt(var + eps), -clip, clip).astype(np.float32)
+
+
+def running_std(var: np.ndarray, count: float) -> np.ndarray:
+    """``RecentStates.return_std`` per learner: sqrt(var + 1e-8), or 1.0 before any data (count <= 1)."""
+    return np.sqrt(var + 1e-8) if count > 1 else np.ones_like(var)

@@ -19,13 +19,13 @@ from stable_baselines3.common.logger import Logger
 
 from dpd.config import ResolvedConfig, require_resolved
 from dpd.distillation import PhaseResult
-from dpd.names import MODEL_FILE, SNAPSHOT_DIR, VECNORMALIZE_JSON, VECNORMALIZE_PICKLE, WINDOW_FILE, Log
+from dpd.names import WINDOW_FILE, Log
 from dpd.state import RandomStream, check_like
 from dpd.students.base import PeerBatch, Student
 from dpd.students.evaluator import Evaluator
 from dpd.students.factory import build_student, eval_seed
 from dpd.training import logs
-from dpd.training.record import LearnerRecord, write_files
+from dpd.training.record import LearnerRecord, model_files
 
 CallbackFactory = Callable[[str], BaseCallback | list[BaseCallback] | None]
 LogFn = Callable[[str], None]
@@ -235,31 +235,16 @@ class Learner(LearnerRecord):
     def save(self, folder: Path | None = None) -> None:
         """The learner as an SB3 zip (``PPO.load`` opens it) plus its VecNormalize statistics, into ``folder``
         (default: the learner's folder); snapshots kept in memory (a run without a folder) go with it."""
-        folder = folder or self.folder
-        if folder is None:
-            return
-        write_files(folder, self._files(window=False))
-        for steps, files in self.kept_snapshots.items():
-            write_files(folder / SNAPSHOT_DIR / str(steps), files)
+        self.save_files(folder, self._files(window=False))
 
     def _files(self, window: bool) -> dict[str, bytes]:
         """The learner's files as bytes: model.zip, the VecNormalize pickle (for SB3 users) and its JSON (what dpd
         reads), and with ``window`` its recent-state window (window.npz: what the calibration of xi restores)."""
         import io
-        import json
-        import pickle
 
         import numpy as np
 
-        from dpd.envs import normalization_state
-
-        buffer = io.BytesIO()
-        self.student.model.save(buffer)
-        files = {MODEL_FILE: buffer.getvalue()}
-        vn = self.student.vec_normalize
-        if vn is not None:
-            files[VECNORMALIZE_PICKLE] = pickle.dumps(vn)
-            files[VECNORMALIZE_JSON] = (json.dumps(normalization_state(vn), indent=2) + "\n").encode()
+        files = model_files(self.student.model, self.student.vec_normalize)
         if window:
             recorder = self.student.recorder
             arrays: dict[str, np.ndarray] = {**recorder.recent_window(), "return_std": np.asarray(recorder.return_std),

@@ -27,10 +27,7 @@ and ``load_learner`` open it as any SB3 run) with ``vecnormalize.json`` / ``.pkl
 
 from __future__ import annotations
 
-import io
-import json
 import math
-import pickle
 import time
 from collections.abc import Callable, Sequence
 from functools import partial
@@ -43,9 +40,9 @@ from stable_baselines3.common.logger import Logger, configure
 
 from dpd.config import ResolvedConfig
 from dpd.distillation import PeerBatch
-from dpd.engine import check_supported
+from dpd.engine import check_supported, pack_key
 from dpd.errors import DPDUserError
-from dpd.names import MODEL_FILE, SNAPSHOT_DIR, VECNORMALIZE_JSON, VECNORMALIZE_PICKLE, Log
+from dpd.names import Log
 from dpd.pack.ddpg import DDPGPack, PackConfig, actor_fn, q_fn
 from dpd.pack.distill import (
     DistillSpec,
@@ -59,7 +56,7 @@ from dpd.pack.distill import (
 from dpd.pack.ppo import PPOConfig, PPOPack, tanh_mlp
 from dpd.schedule import StepCarry
 from dpd.training import logs
-from dpd.training.record import LearnerRecord, write_files
+from dpd.training.record import LearnerRecord, model_files
 
 
 def pack_config(config: ResolvedConfig) -> PackConfig:
@@ -96,12 +93,6 @@ def ppo_config(config: ResolvedConfig) -> PPOConfig:
     )  # fmt: skip
 
 
-def _without_seed(config: ResolvedConfig) -> dict[str, Any]:
-    d = config.to_dict()
-    d.pop("seed")
-    return d
-
-
 class PackGroup:
     """The pack behind the learners of ``configs`` (runs equal but for their seeds), and its per-round results.
 
@@ -116,7 +107,7 @@ class PackGroup:
         cfg = configs[0]
         for c in configs:
             check_supported(c)
-            if _without_seed(c) != _without_seed(cfg):
+            if pack_key(c) != pack_key(cfg):
                 raise DPDUserError("the runs of one pack must differ only by their seed")
         if len({c.seed for c in configs}) != len(configs):
             raise DPDUserError("the runs of one pack need distinct seeds")
@@ -480,10 +471,9 @@ class PackLearner(LearnerRecord):
         pack, i, lg = self.group.pack, self.slot, self.logger
         steps = pack.num_timesteps
         returns, lengths = pack.episode_returns[i][-100:], pack.episode_lengths[i][-100:]
-        elapsed = max(self.elapsed(), 1e-9)
         lg.record("time/episodes", len(pack.episode_returns[i]))
         lg.record("time/fps", int((steps - self._steps_at_t0) / max(time.time() - self._t0, 1e-9)))
-        lg.record("time/time_elapsed", int(elapsed))
+        lg.record("time/time_elapsed", int(self.elapsed()))
         lg.record("time/total_timesteps", steps)
         if returns:
             lg.record("rollout/ep_rew_mean", float(np.mean(returns)))
@@ -536,26 +526,14 @@ class PackLearner(LearnerRecord):
         return plain(st)  # type: ignore[no-any-return]
 
     def save(self, folder: Path | None = None) -> None:
-        folder = folder or self.folder
-        if folder is None:
-            return
-        write_files(folder, self.snapshot_files())
-        for steps, files in self.kept_snapshots.items():
-            write_files(folder / SNAPSHOT_DIR / str(steps), files)
+        self.save_files(folder, self.snapshot_files())
 
     def snapshot_files(self) -> dict[str, bytes]:
         """model.zip (an SB3 DDPG / PPO holding this learner's weights) and its normalisation (pickle and JSON); no
         window.npz (dpd analyze / calibrate are SB3-only)."""
         model, vn = export_sb3(self.config, self.group.pack, self.slot)
-        buffer = io.BytesIO()
-        model.save(buffer)
-        files = {MODEL_FILE: buffer.getvalue()}
-        if vn is not None:
-            from dpd.envs import normalization_state
-
-            files[VECNORMALIZE_PICKLE] = pickle.dumps(vn)
-            files[VECNORMALIZE_JSON] = (json.dumps(normalization_state(vn), indent=2) + "\n").encode()
-        model.env.close()  # type: ignore[union-attr]
+        files = model_files(model, vn)
+        model.env.close()
         return files
 
     def close(self) -> None:

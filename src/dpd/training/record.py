@@ -13,7 +13,7 @@ from typing import Any
 from stable_baselines3.common.logger import Logger
 
 from dpd.config import ResolvedConfig
-from dpd.names import EVAL_FILE, SNAPSHOT_DIR, Log
+from dpd.names import EVAL_FILE, MODEL_FILE, SNAPSHOT_DIR, VECNORMALIZE_JSON, VECNORMALIZE_PICKLE, Log
 from dpd.run_files import EvalLog, check_evaluation_rows
 
 
@@ -159,9 +159,37 @@ class LearnerRecord(ABC):
         self.evaluations = check_evaluation_rows(b["evaluations"])
         self.elapsed_before, self._t0 = float(b["elapsed_s"]), time.time()
 
+    def save_files(self, folder: Path | None, files: dict[str, bytes]) -> None:
+        """The learner's final files into ``folder`` (default: its own), and the snapshots a run without a folder
+        kept in memory."""
+        folder = folder or self.folder
+        if folder is None:
+            return
+        write_files(folder, files)
+        for steps, kept in self.kept_snapshots.items():
+            write_files(folder / SNAPSHOT_DIR / str(steps), kept)
+
     def close_record(self) -> None:
         if self.eval_log is not None:
             self.eval_log.close()
+
+
+def model_files(model: Any, vn: Any) -> dict[str, bytes]:
+    """An SB3 model and its VecNormalize (or None) as a learner's files: model.zip, the VecNormalize pickle (for SB3
+    users) and its statistics as JSON (what dpd reads)."""
+    import io
+    import json
+    import pickle
+
+    from dpd.envs import normalization_state
+
+    buffer = io.BytesIO()
+    model.save(buffer)
+    files = {MODEL_FILE: buffer.getvalue()}
+    if vn is not None:
+        files[VECNORMALIZE_PICKLE] = pickle.dumps(vn)
+        files[VECNORMALIZE_JSON] = (json.dumps(normalization_state(vn), indent=2) + "\n").encode()
+    return files
 
 
 def write_files(folder: Path, files: dict[str, bytes]) -> None:
@@ -173,4 +201,4 @@ def write_files(folder: Path, files: dict[str, bytes]) -> None:
         atomic_write(folder / name, lambda fh, data=data: fh.write(data), binary=True)  # type: ignore[misc]
 
 
-__all__ = ["LearnerRecord", "write_files"]
+__all__ = ["LearnerRecord", "model_files", "write_files"]

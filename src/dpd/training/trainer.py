@@ -171,9 +171,7 @@ class DPDTrainer:
         """Errors while the learners take their state from a checkpoint are the checkpoint's (one line)."""
         if self._resume is None or self.run_dir is None:
             return contextlib.nullcontext()
-        from dpd.training.checkpoint import restoring
-
-        return restoring(self.run_dir / CHECKPOINT_FILE)
+        return _checkpoint_errors(self.run_dir)
 
     @property
     def dpd(self) -> bool:
