@@ -134,6 +134,17 @@ def _import_env_module(module: str, env_id: str) -> None:
         raise DPDUserError(f"cannot import {module!r} for environment {env_id!r}: {type(exc).__name__}: {exc}") from None
 
 
+def _registered_by(module: str, name: str) -> bool:
+    """Whether Gymnasium's registry holds ``name`` with an entry point in ``module`` (or a module under it): the id
+    that module registered, not any registered id behind an unrelated prefix (``PIL:Swimmer-v4``)."""
+    spec = gym.registry.get(name)
+    if spec is None:
+        return False
+    entry = spec.entry_point
+    owner = entry.partition(":")[0] if isinstance(entry, str) else getattr(entry, "__module__", None)
+    return isinstance(owner, str) and (owner == module or owner.startswith(module + "."))
+
+
 def make_env(env_id: str, trust: bool = True) -> gym.Env:
     """A new instance of ``env_id``: a registered Gymnasium id, ``module:EnvId-v0`` (the module registers it),
     ``module:make_env`` (a callable in the module), or a factory registered in this process. One-line DPDUserError
@@ -154,7 +165,7 @@ def make_env(env_id: str, trust: bool = True) -> gym.Env:
         module, sep, name = env_id.rpartition(":")
         by_variable = not trust and module in trusted_modules()
         if sep and not (trust or by_variable):
-            if module not in sys.modules or name not in gym.registry:  # else: the user's own code registered it
+            if module not in sys.modules or not _registered_by(module, name):  # else: the user's code registered it
                 raise untrusted_refusal(env_id, "the run's config.yaml", module)
         elif sep:
             _import_env_module(module, env_id)
