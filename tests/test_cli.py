@@ -59,8 +59,12 @@ def test_non_empty_out_without_overwrite_is_refused_and_untouched(capsys, tmp_pa
     out.mkdir()
     (out / "config.yaml").write_text("precious: true\n")
     code, _, stderr = run_cli(capsys, "train", "--env", "CartPole-v1", "--total-steps", "1000", "--out", str(out))
-    assert code == 2 and "not empty; pass --overwrite" in stderr and len(stderr.strip().splitlines()) == 1
+    assert code == 2 and "is not a dpd run folder" in stderr and len(stderr.strip().splitlines()) == 1
     assert (out / "config.yaml").read_text() == "precious: true\n" and len(list(out.iterdir())) == 1
+    # a run of dpd's there: the fix is --overwrite
+    assert run_cli(capsys, "train", "--env", "CartPole-v1", "--total-steps", "1000", "--out", str(tmp_path / "r"))[0] == 0
+    code, _, stderr = run_cli(capsys, "train", "--env", "CartPole-v1", "--total-steps", "1000", "--out", str(tmp_path / "r"))
+    assert code == 2 and "is not empty (an earlier run); pass --overwrite to replace it" in stderr
 
 
 def test_overwrite_refuses_a_folder_that_is_not_a_run(capsys, tmp_path):

@@ -832,16 +832,15 @@ def read_only_folder(tmp_path):
         folder.chmod(0o755)
 
 
-@pytest.mark.parametrize("kind", ["analyze", "calibrate", "report", "run"])
+@pytest.mark.parametrize("kind", ["analyze", "calibrate", "report", "run", "sweep"])
 def test_every_out_under_a_read_only_folder_is_refused_before_any_work(read_only_folder, kind):
-    from dpd.run_files import check_output_dir, check_run_dir
+    from output_helpers import all_outputs
+
+    from dpd.run_files import check_output
 
     out = read_only_folder / "results"
     with pytest.raises(DPDUserError, match=r"cannot write to --out .*results: .*ro is not writable; choose another"):
-        if kind == "run":
-            check_run_dir(out, overwrite=False)
-        else:
-            check_output_dir(out, kind, ("analysis.json",))
+        check_output(out, all_outputs()[kind], overwrite=True)
     assert not out.exists()
 
 

@@ -207,7 +207,7 @@ def test_generated_module_ids_from_a_folder_are_refused_before_any_lookup(monkey
 
     opened_from_a_folder()
     import PIL  # noqa: F401  (found by CI's draw: an imported module before an id some other module registered)
-    with pytest.raises(DPDUserError, match="config.yaml"):
+    with pytest.raises(DPDUserError, match=r"config\.yaml"):
         make_env("PIL:Swimmer-v4", trust=False)
     assert make_env("dpd_test_envs:DpdNaN-v0", trust=False) is not None  # the id that module registered opens
     assert looked_up == []

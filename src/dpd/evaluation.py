@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import glob
 import os
 from dataclasses import asdict
 from pathlib import Path
@@ -12,7 +13,7 @@ from dpd.episodes import run_episodes
 from dpd.errors import DPDUserError
 from dpd.loading import load_learner, read_run_config
 from dpd.names import REEVALUATION_FILE, SUMMARY_FILE
-from dpd.run_files import read_json, read_summary_file, write_json
+from dpd.run_files import check_output, read_json, read_summary_file, result_output, write_json
 
 
 def read_summary(run: str | Path) -> dict[str, Any]:
@@ -45,11 +46,11 @@ def evaluate_run(run: str | Path, episodes: int, seed: int = 0, env: EnvSource |
     config = read_run_config(run)
     target = Path(out) if out is not None else Path(run) / REEVALUATION_FILE
     folder = target.parent
+    if out is not None:  # the one overwrite rule (dpd.run_files.check_output): a user's own file is never replaced
+        check_output(folder, result_output("evaluate", (glob.escape(target.name),), ours=_is_reevaluation))
     if target.is_dir() or not folder.is_dir() or not writable(folder):
         raise DPDUserError(f"cannot write {target} ({folder} is not a writable folder); pass --out FILE to write the"
                            " results elsewhere")
-    if out is not None and target.exists() and not _is_reevaluation(target):  # a user's own file is never replaced
-        raise DPDUserError(f"--out {target} exists and is not a dpd evaluate result; choose another --out")
     results: dict[str, Any] = {"episodes": episodes, "seed": seed, "learners": {}}
     for name in config.learner_names:
         model, venv = load_learner(run, name, seed=seed, env=env)

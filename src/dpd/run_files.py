@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 import errno
+import fnmatch
 import io
 import json
 import math
@@ -98,17 +99,9 @@ def check_path_length(out: str | os.PathLike[str], words: OutWords = CLI_WORDS) 
 
 
 def check_run_dir(out: str | os.PathLike[str], overwrite: bool, words: OutWords = CLI_WORDS) -> Path:
-    """Check that ``out`` may be used as a run folder, WITHOUT writing anything. Raises DPDUserError."""
-    path = _check_target(out, words)
-    if path.is_dir() and any(path.iterdir()):
-        if not overwrite:
-            raise DPDUserError(f"{words.out} {path} is not empty; {words.overwrite} to replace it, or choose another"
-                               f" {words.out}")
-        foreign = _foreign_entries(path)
-        if foreign is not None:
-            raise DPDUserError(f"{words.out} {path} is not a dpd run folder ({foreign}); refusing to overwrite it:"
-                               f" choose another {words.out}")
-    return path
+    """Check that ``out`` may be used as a run folder, WITHOUT writing anything (:func:`check_output` with
+    :data:`RUN_OUTPUT`). Raises DPDUserError."""
+    return check_output(out, RUN_OUTPUT, overwrite, words)
 
 
 def _check_target(out: str | os.PathLike[str], words: OutWords) -> Path:
@@ -133,27 +126,79 @@ def output_marker(kind: str) -> str:
     return f".dpd-{kind}"
 
 
-def check_output_dir(folder: Path, kind: str, files: tuple[str, ...], words: OutWords = CLI_WORDS) -> None:
-    """The one overwrite rule of a command that writes result files into a folder it is given: ``folder`` is a
-    folder or does not exist yet, under a folder this process may write, and none of ``files`` is there unless
-    ``dpd <kind>`` wrote them (its marker is there), so a user's own file of that name is never replaced. Writes
-    nothing (call it before the work)."""
-    _check_target(folder, words)
-    if (folder / output_marker(kind)).is_file():
-        return
-    mine = [name for name in files if os.path.lexists(folder / name)]
-    if mine:
-        raise DPDUserError(f"{words.out} {folder} holds {mine[0]}, which dpd {kind} did not write; choose another"
-                           f" {words.out}")
+class Output(NamedTuple):
+    """What one dpd command writes into a folder it is given, for the one overwrite rule (:func:`check_output`).
+
+    ``earlier`` says what the command does with its own earlier output there (the folder holds ``marker``):
+    ``"replace"`` (a run: the whole folder, only with overwrite, and only if every entry at every depth is one dpd
+    writes), ``"resume"`` (a sweep: continued) or ``"files"`` (report, analyze, calibrate, evaluate: its files are
+    replaced, everything else in the folder is kept). A ``"replace"``/``"resume"`` output has its folder alone; a
+    ``"files"`` output may sit beside a user's files, but a user's file under one of ``names`` (glob patterns) is
+    never replaced: without the marker, such a file is replaced only where ``ours`` recognises it as this command's
+    (an ``evaluate --out FILE`` result, whose folder gets no marker)."""
+
+    kind: str
+    marker: str
+    names: tuple[str, ...]
+    earlier: str
+    ours: Callable[[Path], bool] | None = None
 
 
-def claim_output_dir(folder: Path, kind: str, files: tuple[str, ...], words: OutWords = CLI_WORDS) -> Path:
-    """:func:`check_output_dir` again (the folder may have changed during the work), then make the folder and mark
-    it as ``dpd <kind>``'s; returns it."""
-    check_output_dir(folder, kind, files, words)
-    folder.mkdir(parents=True, exist_ok=True)
-    (folder / output_marker(kind)).touch()
-    return folder
+#: a run folder (train, demo, ``DPD.learn(run_dir=...)``, ``DPD.save``)
+RUN_OUTPUT = Output("run", MARKER_FILE, (), "replace")
+
+
+def result_output(kind: str, names: tuple[str, ...], ours: Callable[[Path], bool] | None = None) -> Output:
+    """The output of ``dpd <kind>`` that writes result files (``names``, glob patterns) into its ``--out``."""
+    return Output(kind, output_marker(kind) if ours is None else "", names, "files", ours)
+
+
+def check_output(folder: str | os.PathLike[str], output: Output, overwrite: bool = False,
+                 words: OutWords = CLI_WORDS) -> Path:
+    """The one overwrite rule of every folder a dpd command writes into. ``folder`` must be a path the system takes,
+    a folder or nothing yet, under a folder this process may write; then dpd writes there only if the folder is new
+    or empty, or holds ``output``'s own earlier output (its marker; see :class:`Output` for what is done with it),
+    or (a ``"files"`` output) holds none of its names but a user's other files. Anything else is a one-line
+    DPDUserError naming the fix. Writes nothing: call it before the work (and :func:`claim_output` after it)."""
+    path = _check_target(folder, words)
+    entries = [e for e in path.iterdir() if e.name != LOCK_FILE] if path.is_dir() else []
+    if not entries:
+        return path
+    marker = path / output.marker if output.marker else None
+    marked = marker is not None and marker.is_file() and not marker.is_symlink()
+    if output.earlier == "files":
+        if not marked:
+            taken = [e.name for e in entries
+                     if any(fnmatch.fnmatchcase(e.name, pattern) for pattern in output.names)
+                     and not (output.ours is not None and e.is_file() and not e.is_symlink() and output.ours(e))]
+            if taken:
+                raise DPDUserError(f"{words.out} {path} holds {sorted(taken)[0]}, which dpd {output.kind} did not"
+                                   f" write; choose another {words.out}")
+        return path
+    what = f"dpd {output.kind} folder"
+    if not marked:
+        raise DPDUserError(f"{words.out} {path} is not a {what} (it has no {output.marker}); refusing to write into it:"
+                           f" choose another {words.out}")
+    if output.earlier == "replace":
+        if not overwrite:
+            raise DPDUserError(f"{words.out} {path} is not empty (an earlier {output.kind}); {words.overwrite} to"
+                               f" replace it, or choose another {words.out}")
+        foreign = _foreign_entries(path)
+        if foreign is not None:
+            raise DPDUserError(f"{words.out} {path} is not a {what} ({foreign}); refusing to overwrite it: choose"
+                               f" another {words.out}")
+    return path
+
+
+def claim_output(folder: str | os.PathLike[str], output: Output, words: OutWords = CLI_WORDS) -> Path:
+    """For a ``"files"`` output after its work: :func:`check_output` again (the folder may have changed meanwhile),
+    then make the folder and mark it as the command's; returns it. (A run folder is made by
+    :func:`create_run_dir`, a sweep folder by the sweep.)"""
+    path = check_output(folder, output, words=words)
+    path.mkdir(parents=True, exist_ok=True)
+    if output.marker:
+        (path / output.marker).touch()
+    return path
 
 
 def _foreign_entries(path: Path) -> str | None:

@@ -44,14 +44,17 @@ from dpd.names import (
 from dpd.run_files import (
     atomic_write,
     atomic_write_text,
-    check_output_dir,
-    claim_output_dir,
+    check_output,
+    claim_output,
     read_summary_file,
+    result_output,
 )
 from dpd.students.outputs import value_estimates
 
 #: what dpd analyze writes into its folder
 OUTPUT_FILES = (ANALYSIS_FILE, ANALYSIS_FIGURE)
+#: what dpd analyze writes into its --out (the one overwrite rule: dpd.run_files.check_output)
+OUTPUT = result_output("analyze", OUTPUT_FILES)
 
 
 @dataclass
@@ -167,7 +170,7 @@ def analyze(
     """
     run = Path(run)
     if out is not None:  # a folder the user named: never replace a file of theirs there
-        check_output_dir(Path(out), "analyze", OUTPUT_FILES)
+        check_output(out, OUTPUT)
     if seed < 0:
         raise DPDUserError(f"--seed must be >= 0, got {seed}")
     if n_states < 2 or not 1 <= n_value_states <= n_states:
@@ -235,7 +238,7 @@ def analyze(
         "env_action_distance_units": "1 if the actions differ" if discrete else "Euclidean, env action units",
         "stages": stages,
     }
-    folder = claim_output_dir(Path(out), "analyze", OUTPUT_FILES) if out is not None else run / ANALYSIS_DIR
+    folder = claim_output(out, OUTPUT) if out is not None else run / ANALYSIS_DIR
     folder.mkdir(parents=True, exist_ok=True)
     plot_figure3(result, folder / ANALYSIS_FIGURE)
     atomic_write_text(folder / ANALYSIS_FILE, json.dumps(result, indent=1))

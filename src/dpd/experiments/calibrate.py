@@ -58,12 +58,14 @@ from dpd.names import (
     WINDOW_FILE,
 )
 from dpd.objective import dpd_weights
-from dpd.run_files import atomic_write, atomic_write_text, check_output_dir, claim_output_dir, read_window
+from dpd.run_files import atomic_write, atomic_write_text, check_output, claim_output, read_window, result_output
 from dpd.students.outputs import deterministic_outputs, q_estimates
 from dpd.xi import critic_offset, gate_strength, horizon, window_returns
 
 #: what dpd calibrate writes into its folder
 OUTPUT_FILES = (CALIBRATION_FILE, CALIBRATION_STATES, CALIBRATION_TABLE, CALIBRATION_FIGURE)
+#: what dpd calibrate writes into its --out (the one overwrite rule: dpd.run_files.check_output)
+OUTPUT = result_output("calibrate", OUTPUT_FILES)
 
 #: rollouts stepped side by side (one batched forward pass per policy and step)
 ROLLOUT_BATCH = 512
@@ -375,7 +377,7 @@ def calibrate(run: str | Path, out: str | Path | None = None, n_states: int = 20
         raise DPDUserError(f"--seed must be >= 0, got {seed}")
     folder = Path(out) if out is not None else run / CALIBRATION_DIR
     if out is not None:  # a folder the user named: never replace a file of theirs there
-        check_output_dir(folder, "calibrate", OUTPUT_FILES)
+        check_output(folder, OUTPUT)
     elif folder.exists() and not folder.is_dir():
         raise DPDUserError(f"{folder} exists and is not a folder; remove it or choose --out")
     config = _check_run(run, "dpd", "dpd calibrate")
@@ -427,7 +429,7 @@ def calibrate(run: str | Path, out: str | Path | None = None, n_states: int = 20
                            "stochastic_rollouts": stochastic},
               "windows": rows, "pooled": pooled(rows)}
     if out is not None:
-        claim_output_dir(folder, "calibrate", OUTPUT_FILES)
+        claim_output(folder, OUTPUT)
     folder.mkdir(parents=True, exist_ok=True)
     atomic_write(folder / CALIBRATION_STATES, lambda fh: np.savez(fh, **arrays), binary=True)  # type: ignore[arg-type]
     plot_calibration(result, arrays, folder / CALIBRATION_FIGURE)

@@ -52,7 +52,7 @@ from dpd.names import (
     SWEEP_FILE,
     SWEEP_VARIANTS,
 )
-from dpd.run_files import RunLock, check_path_length, read_yaml, run_steps, write_yaml
+from dpd.run_files import Output, RunLock, check_output, check_path_length, read_yaml, run_steps, write_yaml
 from dpd.training.signals import ParentWatch, StopSignals
 
 _EXAMPLES = {"envs": "HalfCheetah-v5", "algos": "ppo", "variants": "dpd, vanilla", "schedules": "dense",
@@ -359,8 +359,14 @@ def trial_status(run_dir: Path) -> str:
 
 
 # ---------------------------------------------------------------------- the sweep folder
+#: a sweep folder: sweep.yaml marks it; an earlier sweep there is resumed (the one overwrite rule,
+#: dpd.run_files.check_output)
+SWEEP_OUTPUT = Output("sweep", SWEEP_FILE, (), "resume")
+
+
 def prepare_sweep_dir(out: Path, spec: SweepSpec) -> None:
     """Create the sweep folder, or check that an existing one holds the same sweep (then it is resumed)."""
+    check_output(out, SWEEP_OUTPUT)
     sweep_file = out / SWEEP_FILE
     if sweep_file.is_file():
         try:
@@ -372,8 +378,6 @@ def prepare_sweep_dir(out: Path, spec: SweepSpec) -> None:
                 f"{out} holds a different sweep ({sweep_file}); run the same command to resume it, or choose another --out"
             )
         return
-    if out.exists() and any(p.name != LOCK_FILE for p in out.iterdir()):
-        raise DPDUserError(f"--out {out} is not empty and holds no sweep; choose another --out")
     try:
         (out / RUNS_DIR).mkdir(parents=True, exist_ok=True)
     except OSError as exc:

@@ -14,7 +14,11 @@ from dpd.experiments.report.figures import plot_arms, plot_curves
 from dpd.experiments.report.runs import HALF, PAIR_STATS, Run, arm_order, file_safe, load_sweeps
 from dpd.experiments.report.statistics import BOOTSTRAP_REPS, SMALL_SAMPLE, aggregates, gains
 from dpd.names import REPORT_FILE, STUDENTS, VANILLA
-from dpd.run_files import atomic_write_text, claim_output_dir
+from dpd.run_files import atomic_write_text, claim_output, result_output
+
+#: what dpd report writes into its --out: report.md, each task's figures and each algorithm's aggregates (the one
+#: overwrite rule, dpd.run_files.check_output: a user's file of these names in --out is never replaced)
+OUTPUT = result_output("report", (REPORT_FILE, "curves_*.png", "arms_*.png", "aggregates_*.json"))
 
 REPORT_DIR = "report"
 
@@ -84,7 +88,7 @@ def write_report(sweep_dirs: str | Path | Sequence[str | Path], out: str | Path 
         raise DPDUserError("several sweep folders make one report: say where it goes with --out DIR")
     runs, spec = load_sweeps(dirs)
     folder = Path(out) if out is not None else dirs[0] / REPORT_DIR
-    claim_output_dir(folder, "report", (REPORT_FILE,))
+    claim_output(folder, OUTPUT)
     lines = _header(runs, spec, dirs)
     for algo in sorted({r.algo for r in runs}):
         for env_id in sorted({r.env_id for r in runs if r.algo == algo}):
