@@ -1,4 +1,4 @@
-"""The JAX engine against SB3, by the rule in studies/jax-engine/RULES.md: stage B's cells, TOST per cell.
+"""The JAX engine against SB3, by the rules in studies/jax-engine/ (RULES.md, RULES-ppo.md): TOST per cell, pooled.
 
     python studies/jax-engine/compare.py --sb3 runs/why-A-ddpg runs/why-B-dpd runs/why-B-controls \
         runs/why-B-controls-s7 runs/why-B-controls-tail --jax runs/jax-B --out docs/results/jax-engine/stageB
@@ -8,7 +8,12 @@ runs` and `... runs-stageA-ddpg.tar.gz runs`.) Per task and arm (vanilla, indepe
 training and final evaluation return (the students averaged for a pair), JAX minus SB3 with Welch's 90% and 95%
 intervals, the TOST verdict at margins +-15% of SB3's mean, the exact permutation p and the minimum detectable effect
 (80% power, two-sided 5%, from the two groups' variances); one figure per task with both engines' learning curves
-(mean and 95% band, total env steps on the x-axis). Writes OUT/compare.md, OUT/compare.json, OUT/curves_<task>.png.
+(mean and 95% band, total env steps on the x-axis). Writes OUT/compare.md, OUT/compare.json, OUT/curves_<task>.png
+(DDPG; OUT/curves_<task>_<algo>.png for another algorithm). A cell is (task, algorithm, arm); the pooled test over
+DDPG's cells decides stage B (RULES.md, Deviations); with another algorithm's cells present, a pooled test over all
+cells is shown beside it (RULES-ppo.md). The PPO cell:
+
+    python studies/jax-engine/compare.py --sb3 runs/jax-ppo-sb3 --jax runs/jax-ppo --out docs/results/jax-engine/ppo
 """
 
 from __future__ import annotations
@@ -36,12 +41,32 @@ def per_run(run: Run) -> tuple[float, float]:
     return float(np.mean(means)), float(np.mean(finals))
 
 
-def cells(runs: list[Run]) -> dict[tuple[str, str], dict[int, tuple[float, float]]]:
-    out: dict[tuple[str, str], dict[int, tuple[float, float]]] = {}
+Cell = tuple[str, str, str]  # (task, algorithm, arm)
+
+
+def cells(runs: list[Run]) -> dict[Cell, dict[int, tuple[float, float]]]:
+    out: dict[Cell, dict[int, tuple[float, float]]] = {}
     for run in runs:
         if run.status == "finished" and run.variant in ARMS and run.seed in SEEDS and run.curves:
-            out.setdefault((run.env_id, run.variant), {})[run.seed] = per_run(run)
+            out.setdefault((run.env_id, run.algo, run.variant), {})[run.seed] = per_run(run)
     return out
+
+
+def pooled_test(sb3: dict[Cell, dict[int, tuple[float, float]]], jax: dict[Cell, dict[int, tuple[float, float]]],
+                common: list[Cell]) -> dict[str, Any]:
+    """RULES.md, Deviations: each run's mean over training in units of its cell's SB3 mean, JAX against SB3."""
+    level = {key: float(np.mean([v[0] for v in sb3[key].values()])) for key in common}
+    a = np.concatenate([[v[0] / abs(level[key]) for v in jax[key].values()] for key in common])
+    b = np.concatenate([[v[0] / abs(level[key]) for v in sb3[key].values()] for key in common])
+    return {"cells": ["|".join(key) for key in common], **tost(a, b, margin=MARGIN)}
+
+
+def pooled_line(name: str, pooled: dict[str, Any]) -> str:
+    d, (lo90, hi90), (lo95, hi95) = pooled["difference"], pooled["ci90"], pooled["ci95"]
+    return (f"**{name}** over {len(pooled['cells'])} cells (each run / its cell's SB3 mean over training): JAX - SB3 ="
+            f" {d:+.3f} [90% {lo90:+.3f}, {hi90:+.3f}; 95% {lo95:+.3f}, {hi95:+.3f}], margin ±{MARGIN}, MDE"
+            f" {pooled['mde']:.3f}, permutation p {pooled['permutation_p']:.3f}, n {pooled['n_jax']} /"
+            f" {pooled['n_sb3']}: **{pooled['verdict']}**")
 
 
 def mde(a: np.ndarray, b: np.ndarray) -> float:
@@ -67,16 +92,16 @@ def tost(jax: np.ndarray, sb3: np.ndarray, margin: float | None = None) -> dict[
             "mde": mde(jax, sb3), "n_jax": len(jax), "n_sb3": len(sb3), "verdict": word}
 
 
-def curves_figure(task: str, groups: dict[str, list[Run]], path: Path) -> None:
+def curves_figure(task: str, algo: str, arms: list[str], groups: dict[str, list[Run]], path: Path) -> None:
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    fig, axes = plt.subplots(1, len(ARMS), figsize=(4 * len(ARMS), 3.2), sharey=True)
-    for ax, arm in zip(axes, ARMS, strict=True):
+    fig, axes = plt.subplots(1, len(arms), figsize=(4 * len(arms), 3.2), sharey=True, squeeze=False)
+    for ax, arm in zip(axes[0], arms, strict=True):
         for engine, colour in (("sb3", "tab:blue"), ("jax", "tab:orange")):
-            runs = [r for r in groups[engine] if r.env_id == task and r.variant == arm and r.curves]
+            runs = [r for r in groups[engine] if r.env_id == task and r.algo == algo and r.variant == arm and r.curves]
             if not runs:
                 continue
             x = next(iter(runs[0].curves.values()))[0]
@@ -86,10 +111,10 @@ def curves_figure(task: str, groups: dict[str, list[Run]], path: Path) -> None:
             half = 1.96 * ys.std(axis=0, ddof=1) / math.sqrt(len(ys)) if len(ys) > 1 else np.zeros_like(mean)
             ax.plot(x, mean, color=colour, label=f"{engine} (n={len(ys)})")
             ax.fill_between(x, mean - half, mean + half, color=colour, alpha=0.2)
-        ax.set_title(f"{task} {arm}")
+        ax.set_title(f"{task} {arm}" if algo == "ddpg" else f"{task} {algo} {arm}")
         ax.set_xlabel("total env steps")
         ax.legend(fontsize=8)
-    axes[0].set_ylabel("evaluation return")
+    axes[0][0].set_ylabel("evaluation return")
     fig.tight_layout()
     fig.savefig(path, dpi=110)
     plt.close(fig)
@@ -105,38 +130,37 @@ def main(argv: list[str] | None = None) -> None:
     sb3, jax = cells(groups["sb3"]), cells(groups["jax"])
     results: dict[str, Any] = {}
     lines = ["# The JAX engine against SB3: stage B's cells (studies/jax-engine/RULES.md)", "",
-             "| task | arm | statistic | n jax / sb3 | jax mean | sb3 mean | jax - sb3 [90%] | margin | MDE | perm p |"
-             " verdict |", "|---|---|---|---|---|---|---|---|---|---|---|"]
-    for key in sorted(set(sb3) & set(jax)):
-        task, arm = key
+             "| task | algorithm | arm | statistic | n jax / sb3 | jax mean | sb3 mean | jax - sb3 [90%] | margin | MDE |"
+             " perm p | verdict |", "|---|---|---|---|---|---|---|---|---|---|---|---|"]
+    common = sorted(set(sb3) & set(jax))
+    for key in common:
+        task, algo, arm = key
         for k, stat in enumerate(("mean over training", "final")):
             a = np.array([v[k] for v in jax[key].values()])
             b = np.array([v[k] for v in sb3[key].values()])
             if len(a) < 2 or len(b) < 2:
                 continue
             r = tost(a, b)
-            results[f"{task}|{arm}|{stat}"] = r
+            results[f"{task}|{algo}|{arm}|{stat}"] = r
             verdict = r["verdict"] if stat == "mean over training" else f"({r['verdict']}, not decided on)"
-            lines.append(f"| {task} | {arm} | {stat} | {r['n_jax']} / {r['n_sb3']} | {r['jax_mean']:.0f} | "
+            lines.append(f"| {task} | {algo} | {arm} | {stat} | {r['n_jax']} / {r['n_sb3']} | {r['jax_mean']:.0f} | "
                          f"{r['sb3_mean']:.0f} | {r['difference']:.0f} [{r['ci90'][0]:.0f}, {r['ci90'][1]:.0f}] | "
                          f"±{r['margin']:.0f} | {r['mde']:.0f} | {r['permutation_p']:.3f} | {verdict} |")
-    # RULES.md, Deviations (2026-12-03): the pooled test over the cells both engines have, in units of each cell's SB3
-    # mean over training, decides; the per-cell tests above cannot reach "equivalent" at 8 SB3 seeds
-    common = sorted(set(sb3) & set(jax))
-    if common:
-        level = {key: float(np.mean([v[0] for v in sb3[key].values()])) for key in common}
-        a = np.concatenate([[v[0] / abs(level[key]) for v in jax[key].values()] for key in common])
-        b = np.concatenate([[v[0] / abs(level[key]) for v in sb3[key].values()] for key in common])
-        pooled = {"cells": [f"{t}|{arm}" for t, arm in common], **tost(a, b, margin=MARGIN)}
-        d, (lo90, hi90), (lo95, hi95) = pooled["difference"], pooled["ci90"], pooled["ci95"]
-        perm, word = pooled["permutation_p"], pooled["verdict"]
-        results["pooled"] = pooled
-        lines += ["", f"**Pooled** over {len(common)} cells (each run / its cell's SB3 mean over training): JAX - SB3 ="
-                  f" {d:+.3f} [90% {lo90:+.3f}, {hi90:+.3f}; 95% {lo95:+.3f}, {hi95:+.3f}], margin ±{MARGIN}, MDE"
-                  f" {mde(a, b):.3f}, permutation p {perm:.3f}, n {len(a)} / {len(b)}: **{word}**"]
+    # RULES.md, Deviations (2026-12-03): the pooled test over DDPG's cells both engines have, in units of each cell's
+    # SB3 mean over training, decides stage B; the per-cell tests above cannot reach "equivalent" at 8 SB3 seeds.
+    # RULES-ppo.md: with another algorithm's cells, the pool over every cell is shown beside it.
+    ddpg = [key for key in common if key[1] == "ddpg"]
+    if ddpg:
+        results["pooled"] = pooled_test(sb3, jax, ddpg)
+        lines += ["", pooled_line("Pooled, DDPG (stage B)", results["pooled"])]
+    if len(common) > len(ddpg):
+        results["pooled_all"] = pooled_test(sb3, jax, common)
+        lines += ["", pooled_line("Pooled, every cell (DDPG and PPO)", results["pooled_all"])]
     args.out.mkdir(parents=True, exist_ok=True)
-    for task in sorted({t for t, _ in set(sb3) & set(jax)}):
-        curves_figure(task, groups, args.out / f"curves_{task.split('-')[0]}.png")
+    for task, algo in sorted({(t, a) for t, a, _ in common}):
+        arms = [arm for arm in ARMS if (task, algo, arm) in common]
+        name = task.split("-")[0] if algo == "ddpg" else f"{task.split('-')[0]}_{algo}"
+        curves_figure(task, algo, arms, groups, args.out / f"curves_{name}.png")
     (args.out / "compare.md").write_text("\n".join(lines) + "\n")
     (args.out / "compare.json").write_text(json.dumps(results, indent=1) + "\n")
     print("\n".join(lines))
