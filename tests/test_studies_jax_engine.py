@@ -1,0 +1,113 @@
+"""studies/jax-engine: the engine's replication of stage B (RULES.md) and of vanilla PPO (RULES-ppo.md): its sweep
+files are the SB3 side's trials on engine=jax, compare.py's verdicts follow the rules, and the committed numbers
+recompute from the committed runs."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import yaml
+
+from dpd.experiments.sweep import SweepSpec, expand
+
+pytestmark = pytest.mark.studies  # make test-studies (CI runs it after make test and make test-extended)
+
+ROOT = Path(__file__).resolve().parents[1]
+STUDY = ROOT / "studies" / "jax-engine"
+WHY = ROOT / "studies" / "why-and-ddpg"
+
+
+def _compare():
+    spec = importlib.util.spec_from_file_location("jax_engine_compare", STUDY / "compare.py")
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module
+    spec.loader.exec_module(module)
+    return module
+
+
+def _trials(*files: Path) -> dict[str, dict]:
+    found = {}
+    for path in files:
+        for trial in expand(SweepSpec.from_dict(yaml.safe_load(path.read_text()))):
+            found[trial.name] = trial.config.to_dict()
+    return found
+
+
+def test_stage_bs_jax_sweep_is_stage_bs_sb3_trials_on_the_engine():
+    """Every trial of stageB-jax.yaml is the SB3 trial of the same name (stage A's DPD seeds 0-2, stage B's DPD
+    seeds 3-7 and its controls), differing only in the engine (and stage A's simulator-state recording, which does
+    not change training)."""
+    jax = _trials(STUDY / "stageB-jax.yaml")
+    sb3 = _trials(WHY / "stageA-ddpg.yaml", WHY / "stageB-dpd.yaml", WHY / "stageB-controls.yaml")
+    assert len(jax) == 48 and set(jax) <= set(sb3)
+    for name, config in jax.items():
+        assert config.pop("engine") == "jax"
+        other = dict(sb3[name])
+        assert other.pop("engine") == "sb3"
+        other["record_sim_states"] = config["record_sim_states"]
+        assert config == other, name
+
+
+def test_ppos_two_sweeps_differ_only_in_the_engine():
+    jax, sb3 = _trials(STUDY / "ppo-jax.yaml"), _trials(STUDY / "ppo-sb3.yaml")
+    assert sorted(jax) == sorted(sb3) and len(jax) == 16
+    for name in jax:
+        assert {k: v for k, v in jax[name].items() if k != "engine"} == \
+               {k: v for k, v in sb3[name].items() if k != "engine"}
+        assert (jax[name]["engine"], sb3[name]["engine"], jax[name]["algo"]) == ("jax", "sb3", "ppo")
+
+
+def test_the_tost_says_equivalent_different_or_undecided_by_the_rule():
+    compare = _compare()
+    rng = np.random.default_rng(0)
+    sb3 = 1000 + rng.normal(0, 10, 16)
+    assert compare.tost(sb3 + 5, sb3)["verdict"] == "equivalent"  # margin ±150, the 90% interval within ±20
+    assert compare.tost(sb3 + 400, sb3)["verdict"] == "different"
+    noisy = 1000 + rng.normal(0, 500, 8)
+    result = compare.tost(noisy, sb3)
+    assert result["verdict"] == "undecided" and result["margin"] == pytest.approx(0.15 * abs(sb3.mean()))
+    assert result["ci90"][0] > result["ci95"][0] and result["mde"] > 0
+
+
+def test_compare_keys_cells_by_task_algorithm_and_arm_and_pools_ddpg_apart(tmp_path):
+    """A DDPG cell and a PPO cell of the same task and arm stay apart; the DDPG pool decides stage B, the pool over
+    every cell is shown beside it only when another algorithm is there."""
+    from dpd.experiments.report import Run
+
+    compare = _compare()
+    x = np.array([0.0, 1000.0, 2000.0])
+
+    def runs(algo: str, level: float, shift: float) -> list:
+        return [Run(f"{algo}{s}", "finished", "T-v0", algo, "vanilla", s,
+                    curves={"vanilla": (x, np.array([0.0, level, level]) + shift + s)}) for s in range(4)]
+
+    sb3, jax = compare.cells(runs("ddpg", 300, 0) + runs("ppo", 900, 0)), compare.cells(runs("ddpg", 300, 3))
+    assert set(sb3) == {("T-v0", "ddpg", "vanilla"), ("T-v0", "ppo", "vanilla")}
+    # mean over training: (0 + 2 * level) / 3 + shift + seed
+    assert sb3[("T-v0", "ppo", "vanilla")][2] == (pytest.approx(600 + 2), pytest.approx(902))
+    pooled = compare.pooled_test(sb3, jax, [("T-v0", "ddpg", "vanilla")])
+    assert pooled["difference"] == pytest.approx(3 / 201.5) and pooled["cells"] == ["T-v0|ddpg|vanilla"]
+
+
+def test_stage_bs_committed_comparison_recomputes_from_the_committed_runs(tmp_path):
+    """compare.json in docs/results/jax-engine/stageB: every number again from the runs' archives."""
+    archives = [ROOT / "docs/results/why-and-ddpg/runs-stageB.tar.gz",
+                ROOT / "docs/results/why-and-ddpg/runs-stageA-ddpg.tar.gz",
+                ROOT / "docs/results/jax-engine/runs-stageB-jax.tar.gz"]
+    for archive in archives:
+        subprocess.run([sys.executable, str(WHY / "archive.py"), "restore", str(archive), str(tmp_path / "runs")],
+                       check=True, capture_output=True)
+    sb3 = [str(tmp_path / "runs" / name) for name in
+           ("why-A-ddpg", "why-B-dpd", "why-B-controls", "why-B-controls-s7", "why-B-controls-tail")]
+    _compare().main(["--sb3", *sb3, "--jax", str(tmp_path / "runs" / "jax-B"), "--out", str(tmp_path / "out")])
+    committed = json.loads((ROOT / "docs/results/jax-engine/stageB/compare.json").read_text())
+    assert json.loads((tmp_path / "out" / "compare.json").read_text()) == committed
+    assert (tmp_path / "out" / "compare.md").read_text() == \
+           (ROOT / "docs/results/jax-engine/stageB/compare.md").read_text()
