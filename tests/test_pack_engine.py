@@ -266,3 +266,31 @@ def test_an_env_a_pack_cannot_take_is_one_line_before_any_folder(tmp_path, env_i
     with pytest.raises(DPDUserError, match=words):
         train(TrainConfig(env_id=env_id, algo=algo, preset="none", engine="jax", total_steps=4096), tmp_path / "run")
     assert not (tmp_path / "run").exists()
+
+
+def test_what_a_config_leaves_unset_the_engine_takes_from_sb3_itself():
+    """preset none, nothing set: the packs' settings are what SB3's own DDPG and PPO train with (their built models'
+    attributes), so a changed SB3 default cannot leave the engine on an old copy."""
+    import inspect
+
+    import gymnasium as gym
+    from stable_baselines3 import PPO
+
+    from dpd.training.pack_learner import pack_config, ppo_config
+
+    env = gym.make("Pendulum-v1")
+    ddpg = DDPG("MlpPolicy", env, buffer_size=1000)  # the buffer's size alone set (memory); checked from the signature
+    pc = pack_config(TrainConfig(env_id="Pendulum-v1", algo="ddpg", preset="none", total_steps=4096).resolve())
+    assert (pc.batch_size, pc.gamma, pc.tau, pc.learning_rate, pc.learning_starts, pc.train_freq, pc.gradient_steps) == (
+        ddpg.batch_size, ddpg.gamma, ddpg.tau, ddpg.learning_rate, ddpg.learning_starts, ddpg.train_freq.frequency,
+        ddpg.gradient_steps)
+    assert list(pc.net_arch) == ddpg.policy.net_arch
+    assert pc.buffer_size == inspect.signature(DDPG).parameters["buffer_size"].default
+    ppo = PPO("MlpPolicy", env)
+    qc = ppo_config(TrainConfig(env_id="Pendulum-v1", algo="ppo", preset="none", total_steps=4096).resolve())
+    assert (qc.n_steps, qc.batch_size, qc.n_epochs, qc.learning_rate, qc.gamma, qc.gae_lambda, qc.ent_coef, qc.vf_coef,
+            qc.max_grad_norm, qc.clip_range) == (ppo.n_steps, ppo.batch_size, ppo.n_epochs, ppo.learning_rate, ppo.gamma,
+                                                 ppo.gae_lambda, ppo.ent_coef, ppo.vf_coef, ppo.max_grad_norm,
+                                                 ppo.clip_range(1.0))
+    assert {"pi": list(qc.pi_arch), "vf": list(qc.vf_arch)} == ppo.policy.net_arch
+    assert qc.log_std_init == float(ppo.policy.log_std.detach()[0])

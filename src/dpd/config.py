@@ -489,6 +489,13 @@ class ResolvedConfig(_RunFields):
             raise DPDUserError("distill of a ResolvedConfig must be resolved: make it with TrainConfig.resolve()")
         super().__post_init__()
 
+    def algo_arg(self, name: str) -> Any:
+        """The value the SB3 algorithm trains with for its constructor argument ``name``: the config's, else SB3's
+        own default, read from its signature (never a copy of it: the JAX engine and the preflight read the same)."""
+        if name in self.algo_kwargs:
+            return self.algo_kwargs[name]
+        return inspect.signature(ALGOS[self.algo][0].__init__).parameters[name].default  # type: ignore[misc]
+
     @classmethod
     def from_dict(cls, data: dict[str, Any], what: str = "the config") -> ResolvedConfig:
         """A stored resolved config (config.yaml, a checkpoint, a worker's copy), read as it was written (flat

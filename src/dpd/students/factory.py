@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import inspect
 import os
 import sys
 
@@ -21,8 +20,7 @@ STUDENT_CLASSES: dict[str, type[Student]] = {"on_policy": OnPolicyStudent, "off_
 
 
 def algo_gamma(config: ResolvedConfig) -> float:
-    cls = ALGOS[config.algo][0]
-    return float(config.algo_kwargs.get("gamma", inspect.signature(cls.__init__).parameters["gamma"].default))
+    return float(config.algo_arg("gamma"))
 
 
 def build_student(config: ResolvedConfig, index: int, log_dir: str | None, verbose: int = 0) -> Student:

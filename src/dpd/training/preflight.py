@@ -15,7 +15,6 @@ The build leaves the process's random state as it found it, so the run that foll
 
 from __future__ import annotations
 
-import inspect
 from typing import Any
 
 import gymnasium as gym
@@ -95,8 +94,7 @@ def check_memory(config: ResolvedConfig, observation_space: gym.Space, action_sp
     window_bytes = window * (4 * obs + 8 + 8 + 2 + 8 * (sim_size if config.record_sim_states else 0))
     buffer_bytes = 0
     if ALGOS[config.algo][1] == "off_policy":
-        sb3_default = inspect.signature(ALGOS[config.algo][0].__init__).parameters["buffer_size"].default
-        size = int(config.algo_kwargs.get("buffer_size", sb3_default))  # SB3's own default, not a copy of it
+        size = int(config.algo_arg("buffer_size"))  # SB3's own default, not a copy of it
         # SB3's ReplayBuffer: float32 observations and next observations, actions, rewards, dones, timeouts
         buffer_bytes = size * (4 * (2 * obs + act) + 4 + 4 + 4)
     learners = len(config.learner_names)
