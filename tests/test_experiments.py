@@ -503,11 +503,14 @@ def test_both_backends_file_an_interrupted_trial_as_interrupted():
 
     from dpd.experiments.sweep import SweepResult, ray_outcomes, record_outcome
 
-    def res(status, error=None):
-        return SimpleNamespace(config={"cell": {"run_dir": f"/s/runs/t-{status}"}}, error=error,
-                               metrics={"status": status, "error": "x"} if status else {})
+    def res(*statuses, error=None):
+        names = [f"/s/runs/t-{status}" for status in statuses]
+        return SimpleNamespace(config={"cell": {"run_dirs": names}}, error=error,
+                               metrics={"statuses": list(statuses), "errors": ["x"] * len(statuses)} if error is None
+                               else {})
 
-    grid = [res("finished"), res("interrupted"), res("failed"), res(None, error=RuntimeError("actor died"))]
+    # a grid trial is a group: one trial, or a JAX pack's trials (here one pack of two)
+    grid = [res("finished"), res("interrupted", "failed"), res("None", error=RuntimeError("actor died"))]
     result = SweepResult(finished=[], failed={}, skipped=[])
     for name, outcome in ray_outcomes(grid):
         record_outcome(result, name, outcome)

@@ -109,6 +109,24 @@ def test_a_jax_sweep_packs_a_tasks_seeds_and_reports(tmp_path):
     assert main(["report", str(out)]) == 0
 
 
+@pytest.mark.extended
+def test_a_jax_sweep_through_ray_packs_a_tasks_seeds_too(tmp_path):
+    """--backend ray: a grid trial is a pack (the two arms' two seeds: 2 Ray trials, not 4), each run finished."""
+    ray = pytest.importorskip("ray")
+    ray.init(num_cpus=1, include_dashboard=False, log_to_driver=False, configure_logging=False)
+    out = tmp_path / "sweep"
+    try:
+        assert main(["sweep", "--env", "Pendulum-v1", "--algo", "ddpg", "--method", "independent", "--method",
+                     "vanilla", "--seeds", "2", "--total-steps", "1000", "--preset", "paper", "--engine", "jax",
+                     "--backend", "ray", "--set", "eval_freq=500", "--set", "eval_episodes=1", "--set",
+                     "iteration_steps=500", "--set", "algo.buffer_size=3000", "--set", "snapshots=[]", "--out",
+                     str(out)]) == 0
+    finally:
+        ray.shutdown()
+    assert len(list((out / "runs").glob("*/summary.json"))) == 4
+    assert len([p for p in (out / "ray" / "sweep").iterdir() if p.is_dir() and "_ray_trainable" in p.name]) == 2
+
+
 @pytest.mark.parametrize(("kw", "words"), [
     ({"algo": "td3", "preset": "zoo", "algo_kwargs": {}}, "algo=td3"),
     ({"algo": "ppo", "preset": "paper", "algo_kwargs": {"clip_range": "lin_0.2"}}, "clip_range"),

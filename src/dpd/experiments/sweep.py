@@ -309,6 +309,14 @@ def run_pack_trials(config_dicts: list[dict[str, Any]], run_dirs: list[str]) -> 
     return [outcomes[k] for k in range(len(config_dicts))]
 
 
+def run_group(config_dicts: list[dict[str, Any]], run_dirs: list[str]) -> list[dict[str, Any]]:
+    """One group of :func:`pack_groups` (either backend): :func:`run_trial` for a trial alone, :func:`run_pack_trials`
+    for a JAX pack's; one outcome per trial."""
+    if len(run_dirs) == 1 and config_dicts[0].get("engine", "sb3") != "jax":
+        return [run_trial(config_dicts[0], run_dirs[0])]
+    return run_pack_trials(config_dicts, run_dirs)
+
+
 def pack_groups(trials: list[Trial]) -> list[list[Trial]]:
     """The trials as the pool runs them: each ``engine=sb3`` trial alone; ``engine=jax`` trials that differ only by
     their seed together (one pack: a task's seeds of one arm), in the order of their first trial."""
@@ -519,9 +527,7 @@ def _pool_trial(config_dicts: list[dict[str, Any]], run_dirs: list[str]) -> list
             return [{"status": "not_started", "error": "not started: the sweep process is gone"}] * len(run_dirs)
         _WATCH.busy = True
     try:
-        if len(run_dirs) == 1 and config_dicts[0].get("engine", "sb3") != "jax":
-            return [run_trial(config_dicts[0], run_dirs[0])]
-        return run_pack_trials(config_dicts, run_dirs)
+        return run_group(config_dicts, run_dirs)
     finally:
         if _WATCH is not None:
             _WATCH.busy = False
@@ -617,27 +623,32 @@ def check_ray(address: str | None, timeout: float = 5.0) -> None:
 
 
 def _ray_trainable(config: dict[str, Any]) -> None:
+    """One Ray Tune trial: a group of :func:`pack_groups` (a trial alone, or a JAX pack's trials together on one
+    worker), its outcomes reported as one metrics dict."""
     from ray import tune
 
     cell = config["cell"]
-    outcome = run_trial(cell["trial"], cell["run_dir"])
-    summary = outcome.get("summary") or {}
-    tune.report({"status": outcome["status"], "env_steps": summary.get("total_env_steps", 0),
-                 "error": outcome.get("error", "")})
+    outcomes = run_group(cell["trials"], cell["run_dirs"])
+    tune.report({"statuses": [o["status"] for o in outcomes], "errors": [o.get("error", "") for o in outcomes],
+                 "env_steps": sum((o.get("summary") or {}).get("total_env_steps", 0) for o in outcomes)})
 
 
 def ray_outcomes(grid: Any) -> list[tuple[str, dict[str, Any]]]:
-    """(trial name, outcome as run_trial returned it) of every trial of a Ray Tune result grid. A trial that
-    reported nothing failed inside Ray itself."""
+    """(trial name, outcome as run_trial returned it) of every trial of a Ray Tune result grid (a grid trial is a
+    group of trials: one, or a JAX pack's). A group that reported nothing failed inside Ray itself: each of its
+    trials is failed with Ray's error."""
     out = []
     for i in range(len(grid)):
         res = grid[i]
-        name = Path((res.config or {})["cell"]["run_dir"]).name
+        names = [Path(run_dir).name for run_dir in (res.config or {})["cell"]["run_dirs"]]
         metrics = res.metrics or {}
-        if res.error is None and metrics.get("status"):
-            out.append((name, {"status": metrics["status"], "error": metrics.get("error", "")}))
+        statuses, errors = metrics.get("statuses") or [], metrics.get("errors") or []
+        if res.error is None and len(statuses) == len(names):
+            out += [(name, {"status": status, "error": error})
+                    for name, status, error in zip(names, statuses, errors, strict=True)]
         else:
-            out.append((name, {"status": "failed", "error": str(metrics.get("error") or res.error)}))
+            out += [(name, {"status": "failed", "error": str(res.error or "the trial reported nothing")})
+                    for name in names]
     return out
 
 
@@ -654,9 +665,10 @@ def _run_ray(todo: list[Trial], runs: Path, address: str | None, result: SweepRe
         raise DPDUserError("the ray backend needs Ray Tune: pip install 'dpd[ray]'") from None
     if not ray.is_initialized():
         ray.init(address=address, include_dashboard=False, log_to_driver=False, configure_logging=False)
-    # one grid cell per pending trial: its full config and its run folder (absolute: workers may run elsewhere,
-    # so on a cluster the sweep folder must be on shared storage)
-    cells = [{"trial": t.config.to_dict(), "run_dir": str((runs / t.name).resolve())} for t in todo]
+    # one grid cell per group of pending trials (a trial alone, a JAX pack's trials together): their full configs
+    # and run folders (absolute: workers may run elsewhere, so on a cluster the sweep folder must be on shared storage)
+    cells = [{"trials": [t.config.to_dict() for t in group], "run_dirs": [str((runs / t.name).resolve()) for t in group]}
+             for group in pack_groups(todo)]
     tuner = tune.Tuner(
         tune.with_resources(_ray_trainable, {"cpu": 1}),
         param_space={"cell": tune.grid_search(cells)},
