@@ -312,3 +312,40 @@ def test_what_a_config_leaves_unset_the_engine_takes_from_sb3_itself():
                                                  ppo.clip_range(1.0))
     assert {"pi": list(qc.pi_arch), "vf": list(qc.vf_arch)} == ppo.policy.net_arch
     assert qc.log_std_init == float(ppo.policy.log_std.detach()[0])
+
+
+def _memory(monkeypatch, gib: float) -> None:
+    import dpd.run_files
+    import dpd.training.preflight
+
+    for module in (dpd.run_files, dpd.training.preflight):
+        monkeypatch.setattr(module, "physical_memory", lambda: int(gib * (1 << 30)))
+
+
+def test_a_sweeps_packs_are_cut_to_fit_memory_and_refused_before_any_folder_where_none_fits(tmp_path, monkeypatch):
+    """A pack whose learners' buffers would not fit with --workers packs at once is cut into near-equal packs
+    (every trial once, in order); where not even one run per pack fits, one line and no folder (a sweep of 8
+    packed runs past memory used to make 8 run folders, each failed with the pack's refusal in error.txt)."""
+    from dpd.engine import pack_key
+    from dpd.experiments.sweep import SweepSpec, expand, pack_groups, pack_limits
+    from dpd.training.preflight import run_bytes
+
+    spec = SweepSpec(envs=["Pendulum-v1"], algos=["ddpg"], total_steps=200_000, preset="paper", seeds=list(range(10)),
+                     variants=["vanilla", "independent"], overrides=["engine=jax", "algo.buffer_size=100000"])
+    trials = expand(spec)
+    vanilla, pair = (next(t.config for t in trials if t.config.method == m) for m in ("vanilla", "independent"))
+    per_run = {pack_key(c): run_bytes(c) for c in (vanilla, pair)}
+    assert per_run[pack_key(pair)] > per_run[pack_key(vanilla)]  # two learners' buffers
+    _memory(monkeypatch, 7.5 * per_run[pack_key(vanilla)] / (1 << 30))
+    limits = pack_limits(trials, concurrent=2)  # vanilla: 3 runs per pack; the pair: fewer
+    assert limits[pack_key(vanilla)] == 3
+    groups = pack_groups(trials, limits)
+    assert [t.name for g in groups for t in g] == [t.name for g in pack_groups(trials) for t in g]
+    assert [len(g) for g in groups if g[0].config.method == "vanilla"] == [3, 3, 2, 2]
+    assert all(len(g) <= limits[pack_key(g[0].config)] for g in groups)
+    _memory(monkeypatch, 1.5 * per_run[pack_key(vanilla)] / (1 << 30))
+    out = tmp_path / "sw"
+    assert main(["sweep", "--env", "Pendulum-v1", "--algo", "ddpg", "--preset", "paper", "--engine", "jax", "--seeds",
+                 "4", "--method", "vanilla", "--total-steps", "200000", "--set", "algo.buffer_size=100000",
+                 "--workers", "2", "--out", str(out)]) == 2
+    assert not out.exists()

@@ -317,16 +317,51 @@ def run_group(config_dicts: list[dict[str, Any]], run_dirs: list[str]) -> list[d
     return run_pack_trials(config_dicts, run_dirs)
 
 
-def pack_groups(trials: list[Trial]) -> list[list[Trial]]:
+def pack_groups(trials: list[Trial], limits: dict[str, int] | None = None) -> list[list[Trial]]:
     """The trials as the pool runs them: each ``engine=sb3`` trial alone; ``engine=jax`` trials that differ only by
-    their seed together (one pack: a task's seeds of one arm), in the order of their first trial."""
+    their seed together (one pack: a task's seeds of one arm), in the order of their first trial. ``limits`` (pack key
+    -> most runs in one pack, :func:`pack_limits`): a larger group is cut into near-equal packs (a run's numbers do
+    not depend on its pack-mates)."""
     groups: dict[str, list[Trial]] = {}
     for t in trials:
         if t.config.engine != "jax":
             groups[t.name] = [t]
             continue
         groups.setdefault("jax:" + pack_key(t.config), []).append(t)
-    return list(groups.values())
+    out = []
+    for key, group in groups.items():
+        limit = (limits or {}).get(key.removeprefix("jax:"), len(group))
+        parts = -(-len(group) // limit)
+        size, extra = divmod(len(group), parts)  # near-equal: the first ``extra`` packs take one run more
+        starts = [k * size + min(k, extra) for k in range(parts + 1)]
+        out += [group[starts[k]:starts[k + 1]] for k in range(parts)]
+    return out
+
+
+def pack_limits(trials: list[Trial], concurrent: int) -> dict[str, int]:
+    """Pack key -> the most runs one JAX pack of ``trials`` may hold so that ``concurrent`` packs at once keep their
+    arrays (every learner's replay buffer and state window, :func:`dpd.training.preflight.run_bytes`) within this
+    machine's memory; only groups that must be cut are named. Before anything is written: a one-line DPDUserError
+    where not even one run per pack fits."""
+    from dpd.run_files import physical_memory
+    from dpd.training.preflight import run_bytes
+
+    limits: dict[str, int] = {}
+    memory = physical_memory()
+    for group in pack_groups(trials):
+        config = group[0].config
+        if config.engine != "jax" or len(group) == 1:
+            continue
+        per_run = run_bytes(config)
+        fit = memory // (concurrent * max(per_run, 1))
+        if fit < 1:
+            gib = 1 << 30
+            raise DPDUserError(f"{concurrent} packs at once of even one {config.env_id} run each need"
+                               f" {concurrent * per_run / gib:.1f} GiB of buffers and windows, more than this machine's"
+                               f" {memory / gib:.1f} GiB; use fewer --workers or a smaller algo.buffer_size")
+        if fit < len(group):
+            limits[pack_key(config)] = fit
+    return limits
 
 
 def _failed(path: Path, exc: Exception) -> dict[str, Any]:
@@ -432,8 +467,12 @@ def run_sweep(
         check_ray(address)  # before anything is written
     out = Path(out)
     check_path_length(out)
+    workers = workers or os.cpu_count() or 1
+    # JAX packs cut to fit this machine's memory, before anything is written (on Ray: one pack at a time per machine
+    # like this one)
+    limits = pack_limits(trials, workers if backend == "local" else 1)
     with sweep_lock(out):
-        return _run_locked(spec, trials, out, backend, workers, address, on_update)
+        return _run_locked(spec, trials, out, backend, workers, address, on_update, limits)
 
 
 @contextlib.contextmanager
@@ -466,8 +505,8 @@ def _clear_stop_file(path: Path) -> None:
     path.unlink(missing_ok=True)
 
 
-def _run_locked(spec: SweepSpec, trials: list[Trial], out: Path, backend: str, workers: int | None,
-                address: str | None, on_update: Reporter | None) -> SweepResult:
+def _run_locked(spec: SweepSpec, trials: list[Trial], out: Path, backend: str, workers: int, address: str | None,
+                on_update: Reporter | None, limits: dict[str, int]) -> SweepResult:
     prepare_sweep_dir(out, spec)
     runs = out / RUNS_DIR
     _clear_stop_file(runs / STOP_FILE)  # left by a stopped earlier run of this sweep
@@ -476,10 +515,11 @@ def _run_locked(spec: SweepSpec, trials: list[Trial], out: Path, backend: str, w
     result = SweepResult(finished=[], failed={}, skipped=skipped)
     if not todo:
         return result
+    groups = pack_groups(todo, limits)  # a trial alone, or a JAX pack's trials together
     if backend == "local":
-        _run_local(todo, runs, workers or os.cpu_count() or 1, result, on_update, len(trials))
+        _run_local(groups, runs, workers, result, on_update, len(trials))
     else:
-        _run_ray(todo, runs, address, result, on_update, len(trials))
+        _run_ray(groups, runs, address, result, on_update, len(trials))
     return result
 
 
@@ -555,10 +595,9 @@ class _StopSweep:
                 os.kill(proc.pid, signal.SIGTERM)
 
 
-def _run_local(todo: list[Trial], runs: Path, workers: int, result: SweepResult, on_update: Reporter | None,
+def _run_local(groups: list[list[Trial]], runs: Path, workers: int, result: SweepResult, on_update: Reporter | None,
                total: int) -> None:
-    budget = todo[0].config.total_steps
-    groups = pack_groups(todo)  # a trial alone, or a JAX pack's trials together
+    budget = groups[0][0].config.total_steps
     n_workers = min(workers, len(groups))
     with ProcessPoolExecutor(max_workers=n_workers, mp_context=mp.get_context("spawn"),
                              initializer=_worker_init, initargs=(os.getpid(),)) as pool:
@@ -652,7 +691,7 @@ def ray_outcomes(grid: Any) -> list[tuple[str, dict[str, Any]]]:
     return out
 
 
-def _run_ray(todo: list[Trial], runs: Path, address: str | None, result: SweepResult, on_update: Reporter | None,
+def _run_ray(groups: list[list[Trial]], runs: Path, address: str | None, result: SweepResult, on_update: Reporter | None,
              total: int) -> None:
     # dpd's status line is the output: no Ray status box, no TensorBoard hint (Tune's own loggers are off; every
     # run writes its own logs into its run folder)
@@ -668,7 +707,7 @@ def _run_ray(todo: list[Trial], runs: Path, address: str | None, result: SweepRe
     # one grid cell per group of pending trials (a trial alone, a JAX pack's trials together): their full configs
     # and run folders (absolute: workers may run elsewhere, so on a cluster the sweep folder must be on shared storage)
     cells = [{"trials": [t.config.to_dict() for t in group], "run_dirs": [str((runs / t.name).resolve()) for t in group]}
-             for group in pack_groups(todo)]
+             for group in groups]
     tuner = tune.Tuner(
         tune.with_resources(_ray_trainable, {"cpu": 1}),
         param_space={"cell": tune.grid_search(cells)},
@@ -679,4 +718,4 @@ def _run_ray(todo: list[Trial], runs: Path, address: str | None, result: SweepRe
     for name, outcome in ray_outcomes(grid):
         record_outcome(result, name, outcome)
     if on_update is not None:
-        on_update(_snapshot(runs, [], result, total, todo[0].config.total_steps))
+        on_update(_snapshot(runs, [], result, total, groups[0][0].config.total_steps))

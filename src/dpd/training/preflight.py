@@ -40,6 +40,18 @@ def check_buildable(config: ResolvedConfig) -> None:
     _build_in_memory(config)
 
 
+def run_bytes(config: ResolvedConfig) -> int:
+    """The bytes one run's large arrays take (:func:`check_memory`, from one instance of its env): what a sweep sizes
+    its JAX packs by; a one-line DPDUserError where one run alone exceeds the machine's memory."""
+    env = make_env(config.env_id)
+    try:
+        observation_space, action_space = env.observation_space, env.action_space
+        state = mujoco_state(env)
+    finally:
+        close_checked(env, config.env_id)
+    return check_memory(config, observation_space, action_space, 0 if state is None else len(state))
+
+
 def check_storable(value: Any, key: str = "") -> None:
     """``value`` (a config as a dict) holds only what YAML stores as plain data: numbers, strings, booleans, None,
     lists and string-keyed dicts of them."""
