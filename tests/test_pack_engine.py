@@ -343,6 +343,9 @@ def test_a_sweeps_packs_are_cut_to_fit_memory_and_refused_before_any_folder_wher
     assert [t.name for g in groups for t in g] == [t.name for g in pack_groups(trials) for t in g]
     assert [len(g) for g in groups if g[0].config.method == "vanilla"] == [3, 3, 2, 2]
     assert all(len(g) <= limits[pack_key(g[0].config)] for g in groups)
+    _memory(monkeypatch, 1000.0)  # --pack-size alone: packs of at most 4, near-equal
+    assert [len(g) for g in pack_groups(trials, pack_limits(trials, 2, pack_size=4))] == [4, 3, 3, 4, 3, 3]
+    assert pack_limits(trials, 2, pack_size=10) == {}  # no cut needed
     _memory(monkeypatch, 1.5 * per_run[pack_key(vanilla)] / (1 << 30))
     out = tmp_path / "sw"
     assert main(["sweep", "--env", "Pendulum-v1", "--algo", "ddpg", "--preset", "paper", "--engine", "jax", "--seeds",

@@ -207,6 +207,8 @@ def sweep(
     engine: Annotated[str | None, typer.Option(help=f"{choices(ENGINES)}: every run's engine (jax: a task's seeds of"
                                                     " one arm train as one pack in one worker; the local backend)")
                       ] = None,
+    pack_size: Annotated[int | None, typer.Option(help="engine jax: at most N runs per pack (default: a task's seeds"
+                                                       " of one arm, as memory allows); results do not change")] = None,
 ) -> None:
     """Run a grid of runs (env x algo x method x alpha x seed) at the same total env steps; resumable."""
     from dpd.envs import check_file_env_id
@@ -215,6 +217,8 @@ def sweep(
 
     if workers is not None and workers < 1:
         raise DPDUserError(f"--workers must be at least 1, got {workers}")
+    if pack_size is not None and pack_size < 1:
+        raise DPDUserError(f"--pack-size must be at least 1, got {pack_size}")
     cores = os.cpu_count() or 1
     if backend == "local" and workers is not None and workers > cores:  # allowed, but no faster: say so once
         _echo(f"dpd sweep: note: --workers {workers} on {cores} cores: runs share the cores, each slower, the sweep no"
@@ -243,7 +247,8 @@ def sweep(
                          overrides=set_ or [], **{k: v for k, v in given.items() if v})
     if engine is not None:  # as an override of every run: the sweep file's record says which engine trained it
         spec.overrides = [*spec.overrides, f"engine={engine}"]
-    result = run_sweep(spec, out, backend=backend, workers=workers, address=address, on_update=_SweepView())
+    result = run_sweep(spec, out, backend=backend, workers=workers, address=address, on_update=_SweepView(),
+                       pack_size=pack_size)
     for name, error in result.failed.items():
         _echo(f"dpd sweep: {name} failed: {error}")
     _echo(f"dpd sweep: {len(result.finished)} finished, {len(result.skipped)} already done, {len(result.failed)} failed"

@@ -338,11 +338,11 @@ def pack_groups(trials: list[Trial], limits: dict[str, int] | None = None) -> li
     return out
 
 
-def pack_limits(trials: list[Trial], concurrent: int) -> dict[str, int]:
-    """Pack key -> the most runs one JAX pack of ``trials`` may hold so that ``concurrent`` packs at once keep their
-    arrays (every learner's replay buffer and state window, :func:`dpd.training.preflight.run_bytes`) within this
-    machine's memory; only groups that must be cut are named. Before anything is written: a one-line DPDUserError
-    where not even one run per pack fits."""
+def pack_limits(trials: list[Trial], concurrent: int, pack_size: int | None = None) -> dict[str, int]:
+    """Pack key -> the most runs one JAX pack of ``trials`` may hold: ``pack_size`` if given, and so that
+    ``concurrent`` packs at once keep their arrays (every learner's replay buffer and state window,
+    :func:`dpd.training.preflight.run_bytes`) within this machine's memory; only groups that must be cut are named.
+    Before anything is written: a one-line DPDUserError where not even one run per pack fits."""
     from dpd.run_files import physical_memory
     from dpd.training.preflight import run_bytes
 
@@ -359,6 +359,7 @@ def pack_limits(trials: list[Trial], concurrent: int) -> dict[str, int]:
             raise DPDUserError(f"{concurrent} packs at once of even one {config.env_id} run each need"
                                f" {concurrent * per_run / gib:.1f} GiB of buffers and windows, more than this machine's"
                                f" {memory / gib:.1f} GiB; use fewer --workers or a smaller algo.buffer_size")
+        fit = min(fit, pack_size or fit)
         if fit < len(group):
             limits[pack_key(config)] = fit
     return limits
@@ -453,12 +454,15 @@ def run_sweep(
     workers: int | None = None,
     address: str | None = None,
     on_update: Reporter | None = None,
+    pack_size: int | None = None,
 ) -> SweepResult:
     """Run (or resume) a sweep. Finished trials are skipped; failed and unfinished ones run again.
 
     :param backend: ``local`` (process pool, ``workers`` processes, default: all cores) or ``ray``.
     :param address: Ray cluster address (``auto``, ``ray://host:10001``); None starts a local Ray instance.
     :param on_update: called with a status snapshot (counts, running trials' steps) every second or so.
+    :param pack_size: ``engine=jax``: at most this many runs per pack (default: a task's seeds of one arm, as memory
+        allows): smaller packs finish sooner (e.g. within a machine's session), a run's numbers do not change.
     """
     if backend not in BACKENDS:
         raise DPDUserError(f"unknown backend {backend!r}; choose one of: {', '.join(BACKENDS)}")
@@ -470,7 +474,7 @@ def run_sweep(
     workers = workers or os.cpu_count() or 1
     # JAX packs cut to fit this machine's memory, before anything is written (on Ray: one pack at a time per machine
     # like this one)
-    limits = pack_limits(trials, workers if backend == "local" else 1)
+    limits = pack_limits(trials, workers if backend == "local" else 1, pack_size)
     with sweep_lock(out):
         return _run_locked(spec, trials, out, backend, workers, address, on_update, limits)
 
