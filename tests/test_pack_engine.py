@@ -85,6 +85,7 @@ def test_the_export_copies_every_network_and_the_normalisation(tmp_path):
         view.close()
 
 
+@pytest.mark.extended  # four runs, ~15 s of CPU: make test-extended keeps make test within its budget
 def test_a_run_alone_equals_the_same_run_inside_a_pack(tmp_path):
     """Pack invariance end to end: seeds 0, 1, 2 trained as one pack; seed 1 alone trains the same numbers."""
     from dpd.training.together import train_together
