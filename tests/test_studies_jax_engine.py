@@ -111,3 +111,15 @@ def test_stage_bs_committed_comparison_recomputes_from_the_committed_runs(tmp_pa
     assert json.loads((tmp_path / "out" / "compare.json").read_text()) == committed
     assert (tmp_path / "out" / "compare.md").read_text() == \
            (ROOT / "docs/results/jax-engine/stageB/compare.md").read_text()
+
+
+def test_stage_bs_verdicts_on_the_engine_recompute_from_the_committed_runs(tmp_path):
+    """docs/results/jax-engine/stageB-verdicts: studies/why-and-ddpg/stageB.py on the engine's runs, again."""
+    subprocess.run([sys.executable, str(WHY / "archive.py"), "restore",
+                    str(ROOT / "docs/results/jax-engine/runs-stageB-jax.tar.gz"), str(tmp_path / "runs")],
+                   check=True, capture_output=True)
+    subprocess.run([sys.executable, str(WHY / "stageB.py"), str(tmp_path / "runs" / "jax-B"), "--out",
+                    str(tmp_path / "out")], check=True, capture_output=True)
+    committed = ROOT / "docs/results/jax-engine/stageB-verdicts"
+    assert json.loads((tmp_path / "out" / "stageB.json").read_text()) == json.loads((committed / "stageB.json").read_text())
+    assert (tmp_path / "out" / "stageB.md").read_text() == (committed / "stageB.md").read_text()
