@@ -123,3 +123,9 @@ def test_stage_bs_verdicts_on_the_engine_recompute_from_the_committed_runs(tmp_p
     committed = ROOT / "docs/results/jax-engine/stageB-verdicts"
     assert json.loads((tmp_path / "out" / "stageB.json").read_text()) == json.loads((committed / "stageB.json").read_text())
     assert (tmp_path / "out" / "stageB.md").read_text() == (committed / "stageB.md").read_text()
+
+
+def test_ppos_sb3_side_cut_in_two_is_the_same_trials():
+    whole = _trials(STUDY / "ppo-sb3.yaml")
+    parts = _trials(STUDY / "ppo-sb3-a.yaml"), _trials(STUDY / "ppo-sb3-b.yaml")
+    assert not set(parts[0]) & set(parts[1]) and {**parts[0], **parts[1]} == whole
