@@ -13,7 +13,8 @@ intervals, the TOST verdict at margins +-15% of SB3's mean, the exact permutatio
 DDPG's cells decides stage B (RULES.md, Deviations); with another algorithm's cells present, a pooled test over all
 cells is shown beside it (RULES-ppo.md). The PPO cell:
 
-    python studies/jax-engine/compare.py --sb3 runs/jax-ppo-sb3 --jax runs/jax-ppo --out docs/results/jax-engine/ppo
+    python studies/jax-engine/compare.py --sb3 runs/jax-ppo-sb3-a runs/jax-ppo-sb3-b --jax runs/jax-ppo \
+        --out docs/results/jax-engine/ppo
 """
 
 from __future__ import annotations
