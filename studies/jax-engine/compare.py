@@ -156,7 +156,7 @@ def main(argv: list[str] | None = None) -> None:
         lines += ["", pooled_line("Pooled, DDPG (stage B)", results["pooled"])]
     if len(common) > len(ddpg):
         results["pooled_all"] = pooled_test(sb3, jax, common)
-        lines += ["", pooled_line("Pooled, every cell (DDPG and PPO)", results["pooled_all"])]
+        lines += ["", pooled_line("Pooled over every cell given (RULES-ppo.md)", results["pooled_all"])]
     args.out.mkdir(parents=True, exist_ok=True)
     for task, algo in sorted({(t, a) for t, a, _ in common}):
         arms = [arm for arm in ARMS if (task, algo, arm) in common]
