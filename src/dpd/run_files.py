@@ -14,7 +14,7 @@ import stat
 import tempfile
 from collections.abc import Callable
 from pathlib import Path
-from typing import IO, Any, NamedTuple
+from typing import IO, Any, Literal, NamedTuple
 
 import yaml
 
@@ -140,7 +140,7 @@ class Output(NamedTuple):
     kind: str
     marker: str
     names: tuple[str, ...]
-    earlier: str
+    earlier: Literal["replace", "resume", "files"]
     ours: Callable[[Path], bool] | None = None
 
 
