@@ -347,6 +347,8 @@ def test_a_sweeps_packs_are_cut_to_fit_memory_and_refused_before_any_folder_wher
     _memory(monkeypatch, 1000.0)  # --pack-size alone: packs of at most 4, near-equal
     assert [len(g) for g in pack_groups(trials, pack_limits(trials, 2, pack_size=4))] == [4, 3, 3, 4, 3, 3]
     assert pack_limits(trials, 2, pack_size=10) == {}  # no cut needed
+    assert main(["sweep", "--env", "Pendulum-v1", "--seeds", "2", "--pack-size", "2", "--out", str(tmp_path / "sb3")]) == 2
+    assert not (tmp_path / "sb3").exists()  # --pack-size without the engine means nothing: one line
     _memory(monkeypatch, 1.5 * per_run[pack_key(vanilla)] / (1 << 30))
     out = tmp_path / "sw"
     assert main(["sweep", "--env", "Pendulum-v1", "--algo", "ddpg", "--preset", "paper", "--engine", "jax", "--seeds",

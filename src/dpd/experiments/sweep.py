@@ -471,6 +471,8 @@ def run_sweep(
         check_ray(address)  # before anything is written
     out = Path(out)
     check_path_length(out)
+    if pack_size is not None and not any(t.config.engine == "jax" for t in trials):
+        raise DPDUserError("--pack-size sizes the JAX engine's packs; add --engine jax, or drop --pack-size")
     workers = workers or os.cpu_count() or 1
     # JAX packs cut to fit this machine's memory, before anything is written (on Ray: one pack at a time per machine
     # like this one)
