@@ -43,13 +43,22 @@ def check_buildable(config: ResolvedConfig) -> None:
 def run_bytes(config: ResolvedConfig) -> int:
     """The bytes one run's large arrays take (:func:`check_memory`, from one instance of its env): what a sweep sizes
     its JAX packs by; a one-line DPDUserError where one run alone exceeds the machine's memory."""
-    env = make_env(config.env_id)
+    observation_space, action_space, sim_size = _one_instance(config.env_id)
+    return check_memory(config, observation_space, action_space, sim_size)
+
+
+def _one_instance(env_id: str, reset: bool = False) -> tuple[gym.Space, gym.Space, int]:
+    """(observation space, action space, MuJoCo state size or 0) of one new instance of ``env_id``, reset once under
+    :class:`EnvGuard` if ``reset``, then closed (a close() that raises is one line)."""
+    env = make_env(env_id)
     try:
-        observation_space, action_space = env.observation_space, env.action_space
+        spaces = env.observation_space, env.action_space  # as made, before any reset
         state = mujoco_state(env)
+        if reset:
+            EnvGuard(env, env_id).reset(seed=0)
+        return *spaces, 0 if state is None else len(state)
     finally:
-        close_checked(env, config.env_id)
-    return check_memory(config, observation_space, action_space, 0 if state is None else len(state))
+        close_checked(env, env_id)
 
 
 def check_storable(value: Any, key: str = "") -> None:
@@ -76,18 +85,9 @@ def _stable_spaces(env_id: str) -> tuple[gym.Space, gym.Space, int]:
     learner makes several copies; one of another shape fails deep inside a matrix product); the second instance is
     reset once under :class:`EnvGuard` (a reset that fails or returns what a policy cannot take is one line here,
     not a traceback inside the run) and every instance's close() must not raise."""
-    spaces = []
-    sim_size = 0
-    for call in range(2):
-        env = make_env(env_id)
-        try:
-            spaces.append((env.observation_space, env.action_space))
-            state = mujoco_state(env)
-            sim_size = 0 if state is None else len(state)
-            if call == 1:
-                EnvGuard(env, env_id).reset(seed=0)
-        finally:
-            close_checked(env, env_id)
+    first, second = _one_instance(env_id), _one_instance(env_id, reset=True)
+    spaces = [first[:2], second[:2]]
+    sim_size = second[2]
     if spaces[0] != spaces[1]:
         raise DPDUserError(f"environment {env_id!r} returns envs with different spaces on different calls"
                            f" (observations {spaces[0][0]} then {spaces[1][0]}, actions {spaces[0][1]} then"
