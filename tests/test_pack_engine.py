@@ -171,6 +171,44 @@ def test_a_killed_jax_run_resumes_exactly(tmp_path):
         assert [[r.get(k) for k in keys] for r in ra] == [[r.get(k) for k in keys] for r in rb]
 
 
+@pytest.mark.extended
+def test_a_pack_of_runs_stopped_mid_round_checkpoints_every_run_at_one_step_and_resumes_exactly(tmp_path):
+    """Found by stage B's Walker2d packs: a SIGTERM that landed while the first run's round stepped the whole pack let
+    the other runs checkpoint a round behind it (iterations 47 and 46), and the pack then refused to resume."""
+    import dpd.training.pack_learner as pl
+    from dpd.training.together import train_together
+
+    def runs(folder, resume=False):
+        return [(config(seed=s, checkpoint_freq=1000, checkpoint_replay_buffer=True).resolve(), folder / f"s{s}", resume)
+                for s in (0, 1, 2)]
+
+    assert all(isinstance(o, dict) for o in train_together(runs(tmp_path / "a")))
+    original = pl.PackGroup.iterate
+    calls = {"n": 0}
+
+    def iterate(self, target):
+        original(self, target)
+        calls["n"] += 1
+        if calls["n"] == 3:  # inside the first run's third round, before the other runs' turn
+            signal.raise_signal(signal.SIGTERM)
+
+    pl.PackGroup.iterate = iterate
+    try:
+        stopped = train_together(runs(tmp_path / "b"))
+    finally:
+        pl.PackGroup.iterate = original
+    assert all(type(o).__name__ == "TrainingInterrupted" for o in stopped)
+    states = [th.load(tmp_path / "b" / f"s{s}" / CHECKPOINT_FILE, weights_only=False) for s in (0, 1, 2)]
+    assert len({state["students"][0]["iteration"] for state in states}) == 1
+    assert all(isinstance(o, dict) for o in train_together(runs(tmp_path / "b", resume=True)))
+    for s in (0, 1, 2):
+        for name in ("student0", "student1"):
+            assert evals(tmp_path / "a" / f"s{s}", name) == evals(tmp_path / "b" / f"s{s}", name)
+            pa = DDPG.load(tmp_path / "a" / f"s{s}" / name / "model.zip", device="cpu").policy.state_dict()
+            pb = DDPG.load(tmp_path / "b" / f"s{s}" / name / "model.zip", device="cpu").policy.state_dict()
+            assert all(th.equal(pa[k], pb[k]) for k in pa), f"s{s} {name}: parameters differ"
+
+
 # ---------------------------------------------------------------- PPO
 PPO_TINY = {"n_steps": 256, "batch_size": 64, "n_epochs": 2, "learning_rate": "lin_3e-4",
             "policy_kwargs": {"activation_fn": "tanh", "net_arch": {"pi": [32, 32], "vf": [32, 32]}}}

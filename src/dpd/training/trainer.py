@@ -403,17 +403,28 @@ def learn_together(trainers: list[DPDTrainer], log: LogFn | None = None) -> list
     :class:`TrainingDiverged`); an error of the pack itself (an env fault) ends them all and is raised."""
     say: LogFn = log or (lambda _msg: None)
     outcomes: list[dict[str, Any] | Exception | None] = [None] * len(trainers)
+    pending: list[str] = []
 
     def stop(name: str) -> None:
-        for trainer in trainers:
-            trainer._stop_signal = name
+        # Not into the trainers at once: a signal that lands while the first run's round steps the whole pack would
+        # let the later runs checkpoint at the round before it, beside a pack already a round on (their checkpoints
+        # at different steps, and their pack state ahead of their counters). Every run sees it at the same boundary.
+        pending.append(name)
         say(f"dpd: {name}: stopping the pack's runs after this round (Ctrl-C again to abort now)")
 
     with StopSignals(stop):
         for trainer in trainers:
             trainer._setup()
-        active = list(range(len(trainers)))
+        # a stop during setup ends every run before its first round, as for one run (nothing new saved)
+        active = [] if pending else list(range(len(trainers)))
+        for k, trainer in enumerate(trainers):
+            if pending:
+                outcomes[k] = TrainingInterrupted(pending[0], trainer.total_env_steps(), trainer.run_dir,
+                                                  during_setup=True)
         while active:
+            if pending:
+                for trainer in trainers:
+                    trainer._stop_signal = pending[0]
             for k in list(active):
                 trainer = trainers[k]
                 if not trainer._running():
