@@ -44,3 +44,62 @@ def test_the_dpd_arm_is_stage_bs_apart_from_the_scale():
     old["seed"] = new["seed"]
     assert {k for k in new if new[k] != old.get(k)} <= SCALE_KEYS
     assert new["distill"] == old["distill"]  # alpha 1, two critics, normalised weights, the dense schedule
+
+
+def _report():
+    import importlib.util
+    import sys
+
+    spec = importlib.util.spec_from_file_location("paper_scale_report", STUDY / "report.py")
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_holms_step_down_and_the_verdict_it_gives():
+    report = _report()
+    # sorted p against 0.05/3, 0.05/2, 0.05/1; the first that fails stops the rest
+    assert report.holm({"a": 0.01, "b": 0.04, "c": 0.03}) == {"a": True, "c": False, "b": False}
+    assert report.holm({"a": 0.01, "b": 0.04}) == {"a": True, "b": True}
+    assert report.holm({"a": 0.02, "b": 0.045}) == {"a": True, "b": True}  # Bonferroni would stop at b
+    assert report.holm({"a": 0.03, "b": 0.001, "c": 0.2}) == {"b": True, "a": False, "c": False}
+    assert report.task_verdict("helps", False).startswith("no measurable effect (helps before Holm")
+    assert report.task_verdict("hurts", True) == "hurts"
+    assert report.task_verdict("no measurable effect", False) == "no measurable effect"
+    assert report.task_verdict("none yet (8 of 10 required seeds)", None).startswith("none yet")
+
+
+def test_the_report_on_stage_bs_sb3_runs_gives_stage_bs_gain_and_a_verdict_only_on_complete_grids(tmp_path):
+    """The script's primary on stage B's committed SB3 runs (1M, seeds 0-7) is stage B's gain; with the rule's 10
+    seeds required there is no verdict, and with 8 both tasks form Holm's family."""
+    import subprocess
+    import sys
+
+    import numpy as np
+
+    from dpd.experiments.report import load_sweeps
+
+    for name in ("runs-stageB.tar.gz", "runs-stageA-ddpg.tar.gz"):
+        subprocess.run([sys.executable, str(ROOT / "studies/why-and-ddpg/archive.py"), "restore",
+                        str(ROOT / "docs/results/why-and-ddpg" / name), str(tmp_path)], check=True, capture_output=True)
+    folders = [tmp_path / f for f in ("why-A-ddpg", "why-B-dpd", "why-B-controls", "why-B-controls-s7",
+                                      "why-B-controls-tail")]
+    report = _report()
+    runs, _ = load_sweeps(folders)
+    result = report.analyse(runs)
+    hc = result["HalfCheetah-v5"]
+    assert hc["primary"]["verdict"] == "none yet (8 of 10 required seeds)" and hc["primary"]["holm_family"] == []
+    gain = hc["arms"]["dpd-a1"]["distillation_gain"]
+    assert round(gain["diff"]) == 234 and round(gain["welch_low"]) == -1167  # docs/reproduction.md, stage B
+    paired = hc["primary"]["paired"]
+    assert paired[0] == pytest.approx(gain["diff"]) and paired[1] < paired[0] < paired[2]
+    report.REQUIRED_SEEDS = frozenset(range(8))
+    result = report.analyse(runs)
+    assert result["Walker2d-v5"]["primary"]["holm_family"] == ["HalfCheetah-v5", "Walker2d-v5"]
+    assert {t["primary"]["verdict"] for t in result.values()} == {"no measurable effect"}
+    assert all(np.isfinite(t["primary"]["mde"]) for t in result.values())
+    report.main([str(f) for f in folders] + ["--out", str(tmp_path / "out")])
+    assert {p.name for p in (tmp_path / "out").iterdir()} == {"report.md", "report.json", "curves_HalfCheetah.png",
+                                                            "curves_Walker2d.png"}
