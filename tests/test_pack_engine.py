@@ -221,6 +221,7 @@ def ppo_config(**kw):
     return TrainConfig(**{**base, **kw})
 
 
+@pytest.mark.extended  # the slowest test of make test (PPO's jit compiles, ~30 s of a core): make test keeps its budget
 def test_a_jax_ppo_pair_distils_writes_todays_folder_and_exports_to_sb3(tmp_path):
     from stable_baselines3 import PPO
 
