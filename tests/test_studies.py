@@ -8,6 +8,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import yaml
+from study_helpers import load_script
 
 from dpd.config import TrainConfig
 from dpd.errors import DPDUserError
@@ -201,7 +202,6 @@ def test_the_whole_study_runs_in_one_resumable_command(tmp_path):
     """run_study.sh on a tiny study (CartPole, 2048 steps): stage 1, the choice, stage 2, one report of both; run
     again, it trains nothing more."""
     import subprocess
-    import sys
 
     study = tmp_path / "study"
     study.mkdir()
@@ -250,7 +250,6 @@ def test_a_device_slice_round_trip_adds_up(tmp_path):
     there; afterwards `dpd sweep` here finds nothing left to do."""
     import shutil
     import subprocess
-    import sys
 
     root = STUDY.parents[1]
     bin_dir = Path(sys.executable).parent
@@ -312,12 +311,7 @@ WHY = STUDY.parent / "why-and-ddpg"
 
 
 def _load_why(name: str):
-    spec = importlib.util.spec_from_file_location(f"why_{name}", WHY / f"{name}.py")
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module  # a dataclass in the script looks its module up there
-    spec.loader.exec_module(module)
-    return module
+    return load_script(WHY / f"{name}.py", f"why_{name}")
 
 
 @pytest.mark.parametrize("agreement, expected", [

@@ -4,7 +4,6 @@ recompute from the committed runs."""
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import subprocess
 import sys
@@ -13,6 +12,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import yaml
+from study_helpers import load_script
 
 from dpd.experiments.sweep import SweepSpec, expand
 
@@ -24,12 +24,7 @@ WHY = ROOT / "studies" / "why-and-ddpg"
 
 
 def _compare():
-    spec = importlib.util.spec_from_file_location("jax_engine_compare", STUDY / "compare.py")
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module
-    spec.loader.exec_module(module)
-    return module
+    return load_script(STUDY / "compare.py", "jax_engine_compare")
 
 
 def _trials(*files: Path) -> dict[str, dict]:

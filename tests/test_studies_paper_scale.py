@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pytest
 import yaml
+from study_helpers import load_script
 
 from dpd.experiments.sweep import SweepSpec, expand
 
@@ -47,15 +48,7 @@ def test_the_dpd_arm_is_stage_bs_apart_from_the_scale():
 
 
 def _report():
-    import importlib.util
-    import sys
-
-    spec = importlib.util.spec_from_file_location("paper_scale_report", STUDY / "report.py")
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module
-    spec.loader.exec_module(module)
-    return module
+    return load_script(STUDY / "report.py", "paper_scale_report")
 
 
 def test_holms_step_down_and_the_verdict_it_gives():
