@@ -189,7 +189,9 @@ def test_a_pack_of_runs_stopped_mid_round_checkpoints_every_run_at_one_step_and_
     def iterate(self, target):
         original(self, target)
         calls["n"] += 1
-        if calls["n"] == 3:  # inside the first run's third round, before the other runs' turn
+        # every view calls it, the pack steps on the first call of a round: the third call is the second run's
+        # first round, after the first run's round stepped the pack and before the third run's boundary
+        if calls["n"] == 3:
             signal.raise_signal(signal.SIGTERM)
 
     pl.PackGroup.iterate = iterate
@@ -207,6 +209,27 @@ def test_a_pack_of_runs_stopped_mid_round_checkpoints_every_run_at_one_step_and_
             pa = DDPG.load(tmp_path / "a" / f"s{s}" / name / "model.zip", device="cpu").policy.state_dict()
             pb = DDPG.load(tmp_path / "b" / f"s{s}" / name / "model.zip", device="cpu").policy.state_dict()
             assert all(th.equal(pa[k], pb[k]) for k in pa), f"s{s} {name}: parameters differ"
+
+
+@pytest.mark.extended
+def test_a_stop_while_a_pack_sets_up_ends_every_run_before_its_first_round(tmp_path, monkeypatch):
+    """As for one run: a stop during setup saves nothing new, and every run of the pack says so (before: the next
+    run's own setup raised out of the pack)."""
+    from dpd.errors import TrainingInterrupted
+    from dpd.training.together import train_together
+    from dpd.training.trainer import DPDTrainer
+
+    original = DPDTrainer._setup
+
+    def setup(self):
+        original(self)
+        signal.raise_signal(signal.SIGTERM)
+
+    monkeypatch.setattr(DPDTrainer, "_setup", setup)
+    outcomes = train_together([(config(seed=s).resolve(), tmp_path / f"s{s}", False) for s in (0, 1)])
+    assert all(isinstance(o, TrainingInterrupted) and "before the first env step" in str(o) for o in outcomes)
+    assert outcomes[0] is not outcomes[1]  # each run's own outcome, not the pack's failure handed to every run
+    assert not any((tmp_path / f"s{s}" / CHECKPOINT_FILE).exists() for s in (0, 1))
 
 
 # ---------------------------------------------------------------- PPO

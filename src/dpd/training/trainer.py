@@ -415,12 +415,11 @@ def learn_together(trainers: list[DPDTrainer], log: LogFn | None = None) -> list
     with StopSignals(stop):
         for trainer in trainers:
             trainer._setup()
-        # a stop during setup ends every run before its first round, as for one run (nothing new saved)
-        active = [] if pending else list(range(len(trainers)))
-        for k, trainer in enumerate(trainers):
-            if pending:
-                outcomes[k] = TrainingInterrupted(pending[0], trainer.total_env_steps(), trainer.run_dir,
-                                                  during_setup=True)
+        active = list(range(len(trainers)))
+        if pending:  # a stop during setup ends every run before its first round, as for one run (nothing new saved)
+            outcomes = [TrainingInterrupted(pending[0], t.total_env_steps(), t.run_dir, during_setup=True)
+                        for t in trainers]
+            active = []
         while active:
             if pending:
                 for trainer in trainers:
