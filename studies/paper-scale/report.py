@@ -36,13 +36,14 @@ from dpd.experiments.report import Run, load_sweeps
 STUDIES = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(STUDIES / "why-and-ddpg"))  # stageB: the statistics' definitions, shared with stage B
 sys.path.insert(0, str(STUDIES))  # study_figures, imported by stageB
+sys.path.insert(0, str(STUDIES / "jax-engine"))  # compare: the minimum detectable effect, the engine study's
 
 import stageB  # noqa: E402
+from compare import mde  # noqa: E402
 
 REQUIRED_SEEDS = frozenset(range(10))  # RULES.md: seeds 0-9 per arm
 FAMILY_ALPHA = 0.05  # RULES.md: Holm's step-down over the complete tasks
 ARMS = ("vanilla", "independent", "dpd-a1")
-Z_POWER = 1.959964 + 0.841621  # two-sided 5%, 80% power
 
 
 def holm(pvalues: dict[str, float], alpha: float = FAMILY_ALPHA) -> dict[str, bool]:
@@ -68,14 +69,6 @@ def paired_interval(a: np.ndarray, b: np.ndarray) -> tuple[float, float, float]:
     return float(d.mean()), float(ci.low), float(ci.high)
 
 
-def mde(a: np.ndarray, b: np.ndarray) -> float:
-    """The smallest true difference of means a two-sided 5% test detects with 80% power (normal approximation, the
-    two groups' own variances)."""
-    if len(a) < 2 or len(b) < 2:
-        return math.nan
-    return Z_POWER * math.sqrt(np.var(a, ddof=1) / len(a) + np.var(b, ddof=1) / len(b))
-
-
 def task_verdict(unadjusted: str, survives_holm: bool | None) -> str:
     """The rule's verdict from the Welch interval's (``helps`` / ``hurts`` / ``no measurable effect``, or ``none yet``
     where a seed is missing) and Holm's step-down (None: the task is not in the family)."""
@@ -94,7 +87,7 @@ def primary(runs: list[Run]) -> dict[str, dict[str, Any]]:
         a = np.array([stageB.students_mean(by["dpd-a1"][s], "final", set()) for s in seeds])
         b = np.array([stageB.students_mean(by["independent"][s], "final", set()) for s in seeds])
         out[task] = {"seeds": seeds, "complete": all(set(by[arm]) >= REQUIRED_SEEDS for arm in ARMS),
-                     "paired": paired_interval(a, b), "mde": mde(a, b),
+                     "paired": paired_interval(a, b), "mde": mde(a, b) if len(seeds) >= 2 else math.nan,
                      "independent_final": float(b.mean()) if len(b) else math.nan}
     return out
 
@@ -145,10 +138,6 @@ def curves_figure(runs: list[Run], task: str, path: Path) -> None:
     plt.close(fig)
 
 
-def _ci(v: tuple[float, float, float]) -> str:
-    return stageB.interval(v)
-
-
 def markdown(result: dict[str, Any]) -> str:
     lines = ["# The paper at its own scale: Figure 2 (verdicts by studies/paper-scale/RULES.md)", "",
              "| task | seeds (DPD / independent, paired) | distillation gain, final [Welch 95%], permutation p | paired by "
@@ -158,7 +147,7 @@ def markdown(result: dict[str, Any]) -> str:
         if p is None or arm is None:
             continue
         gain = stageB.fmt(stageB._D(arm["distillation_gain"]))
-        lines.append(f"| {task} | {len(p['seeds'])} | {gain} | {_ci(p['paired'])} | {stageB.num(p['mde'])} | "
+        lines.append(f"| {task} | {len(p['seeds'])} | {gain} | {stageB.interval(p['paired'])} | {stageB.num(p['mde'])} | "
                      f"{stageB.num(p['independent_final'])} | **{p['verdict']}** |")
     family = next((t["primary"]["holm_family"] for t in result.values() if "primary" in t), [])
     lines += ["", f"Holm's family (tasks with seeds {min(REQUIRED_SEEDS)}-{max(REQUIRED_SEEDS)} in every arm): "
