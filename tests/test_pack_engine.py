@@ -15,6 +15,7 @@ import torch as th
 pytest.importorskip("jax")
 
 from stable_baselines3 import DDPG
+from stop_helpers import SigtermOnPackIterate
 
 from dpd import TrainConfig, train
 from dpd.cli import main
@@ -175,7 +176,6 @@ def test_a_killed_jax_run_resumes_exactly(tmp_path):
 def test_a_pack_of_runs_stopped_mid_round_checkpoints_every_run_at_one_step_and_resumes_exactly(tmp_path):
     """Found by stage B's Walker2d packs: a SIGTERM that landed while the first run's round stepped the whole pack let
     the other runs checkpoint a round behind it (iterations 47 and 46), and the pack then refused to resume."""
-    import dpd.training.pack_learner as pl
     from dpd.training.together import train_together
 
     def runs(folder, resume=False):
@@ -183,22 +183,10 @@ def test_a_pack_of_runs_stopped_mid_round_checkpoints_every_run_at_one_step_and_
                 for s in (0, 1, 2)]
 
     assert all(isinstance(o, dict) for o in train_together(runs(tmp_path / "a")))
-    original = pl.PackGroup.iterate
-    calls = {"n": 0}
-
-    def iterate(self, target):
-        original(self, target)
-        calls["n"] += 1
-        # every view calls it, the pack steps on the first call of a round: the third call is the second run's
-        # first round, after the first run's round stepped the pack and before the third run's boundary
-        if calls["n"] == 3:
-            signal.raise_signal(signal.SIGTERM)
-
-    pl.PackGroup.iterate = iterate
-    try:
+    # the third call is the second run's first round: after the first run's round stepped the pack, before the third
+    # run's boundary
+    with SigtermOnPackIterate(3):
         stopped = train_together(runs(tmp_path / "b"))
-    finally:
-        pl.PackGroup.iterate = original
     assert all(type(o).__name__ == "TrainingInterrupted" for o in stopped)
     states = [th.load(tmp_path / "b" / f"s{s}" / CHECKPOINT_FILE, weights_only=False) for s in (0, 1, 2)]
     assert len({state["students"][0]["iteration"] for state in states}) == 1
@@ -306,24 +294,8 @@ def test_a_jax_ppo_run_stopped_and_resumed_equals_an_uninterrupted_one(tmp_path)
     from dpd.training import resume
 
     train(ppo_config(checkpoint_freq=512), tmp_path / "a")
-
-    import dpd.training.pack_learner as pl
-
-    original = pl.PackGroup.iterate
-    count = {"n": 0}
-
-    def iterate(self, target):
-        original(self, target)
-        count["n"] += 1
-        if count["n"] == 2:
-            signal.raise_signal(signal.SIGTERM)
-
-    pl.PackGroup.iterate = iterate
-    try:
-        with pytest.raises(TrainingInterrupted):
-            train(ppo_config(checkpoint_freq=512), tmp_path / "b")
-    finally:
-        pl.PackGroup.iterate = original
+    with SigtermOnPackIterate(2), pytest.raises(TrainingInterrupted):
+        train(ppo_config(checkpoint_freq=512), tmp_path / "b")
     assert (tmp_path / "b" / CHECKPOINT_FILE).exists()
     resume(tmp_path / "b")
     for name in ("student0", "student1"):
