@@ -91,21 +91,36 @@ def test_compare_keys_cells_by_task_algorithm_and_arm_and_pools_ddpg_apart(tmp_p
     assert pooled["difference"] == pytest.approx(3 / 201.5) and pooled["cells"] == ["T-v0|ddpg|vanilla"]
 
 
+STAGE_B_SB3 = ("why-A-ddpg", "why-B-dpd", "why-B-controls", "why-B-controls-s7", "why-B-controls-tail")
+STAGE_B_ARCHIVES = ("docs/results/why-and-ddpg/runs-stageB.tar.gz", "docs/results/why-and-ddpg/runs-stageA-ddpg.tar.gz",
+                    "docs/results/jax-engine/runs-stageB-jax.tar.gz")
+
+
+def _recompute(tmp_path: Path, archives: tuple[str, ...], sb3: tuple[str, ...], jax: tuple[str, ...],
+               committed: Path) -> None:
+    """Restores the archives, runs compare.py on them and asserts its compare.json and compare.md equal the
+    committed ones."""
+    for archive in archives:
+        subprocess.run([sys.executable, str(WHY / "archive.py"), "restore", str(ROOT / archive), str(tmp_path / "runs")],
+                       check=True, capture_output=True)
+    _compare().main(["--sb3", *(str(tmp_path / "runs" / name) for name in sb3),
+                     "--jax", *(str(tmp_path / "runs" / name) for name in jax), "--out", str(tmp_path / "out")])
+    assert json.loads((tmp_path / "out" / "compare.json").read_text()) == \
+           json.loads((committed / "compare.json").read_text())
+    assert (tmp_path / "out" / "compare.md").read_text() == (committed / "compare.md").read_text()
+
+
 def test_stage_bs_committed_comparison_recomputes_from_the_committed_runs(tmp_path):
     """compare.json in docs/results/jax-engine/stageB: every number again from the runs' archives."""
-    archives = [ROOT / "docs/results/why-and-ddpg/runs-stageB.tar.gz",
-                ROOT / "docs/results/why-and-ddpg/runs-stageA-ddpg.tar.gz",
-                ROOT / "docs/results/jax-engine/runs-stageB-jax.tar.gz"]
-    for archive in archives:
-        subprocess.run([sys.executable, str(WHY / "archive.py"), "restore", str(archive), str(tmp_path / "runs")],
-                       check=True, capture_output=True)
-    sb3 = [str(tmp_path / "runs" / name) for name in
-           ("why-A-ddpg", "why-B-dpd", "why-B-controls", "why-B-controls-s7", "why-B-controls-tail")]
-    _compare().main(["--sb3", *sb3, "--jax", str(tmp_path / "runs" / "jax-B"), "--out", str(tmp_path / "out")])
-    committed = json.loads((ROOT / "docs/results/jax-engine/stageB/compare.json").read_text())
-    assert json.loads((tmp_path / "out" / "compare.json").read_text()) == committed
-    assert (tmp_path / "out" / "compare.md").read_text() == \
-           (ROOT / "docs/results/jax-engine/stageB/compare.md").read_text()
+    _recompute(tmp_path, STAGE_B_ARCHIVES, STAGE_B_SB3, ("jax-B",), ROOT / "docs/results/jax-engine/stageB")
+
+
+def test_every_cells_committed_comparison_recomputes_from_the_committed_runs(tmp_path):
+    """docs/results/jax-engine/all-cells (RULES-ppo.md: PPO's cell and the pooled test over all seven cells): every
+    number again from the runs' archives."""
+    _recompute(tmp_path, (*STAGE_B_ARCHIVES, "docs/results/jax-engine/runs-ppo.tar.gz"),
+               (*STAGE_B_SB3, "jax-ppo-sb3-a", "jax-ppo-sb3-b"), ("jax-B", "jax-ppo"),
+               ROOT / "docs/results/jax-engine/all-cells")
 
 
 def test_stage_bs_verdicts_on_the_engine_recompute_from_the_committed_runs(tmp_path):

@@ -11,10 +11,12 @@ intervals, the TOST verdict at margins +-15% of SB3's mean, the exact permutatio
 (mean and 95% band, total env steps on the x-axis). Writes OUT/compare.md, OUT/compare.json, OUT/curves_<task>.png
 (DDPG; OUT/curves_<task>_<algo>.png for another algorithm). A cell is (task, algorithm, arm); the pooled test over
 DDPG's cells decides stage B (RULES.md, Deviations); with another algorithm's cells present, a pooled test over all
-cells is shown beside it (RULES-ppo.md). The PPO cell:
+cells is shown beside it (RULES-ppo.md). Every cell, PPO's among them (folders of different sweeps may be mixed: each
+set of folders with one budget, preset and overrides is one sweep, split or not):
 
-    python studies/jax-engine/compare.py --sb3 runs/jax-ppo-sb3-a runs/jax-ppo-sb3-b --jax runs/jax-ppo \
-        --out docs/results/jax-engine/ppo
+    python studies/jax-engine/compare.py --sb3 runs/why-A-ddpg runs/why-B-dpd runs/why-B-controls \
+        runs/why-B-controls-s7 runs/why-B-controls-tail runs/jax-ppo-sb3-a runs/jax-ppo-sb3-b \
+        --jax runs/jax-B runs/jax-ppo --out docs/results/jax-engine/all-cells
 """
 
 from __future__ import annotations
@@ -27,7 +29,9 @@ from typing import Any
 
 import numpy as np
 
+from dpd.errors import DPDUserError
 from dpd.experiments.report import Run, load_sweeps
+from dpd.experiments.report.runs import COMPARABLE, comparable, read_spec
 from dpd.experiments.stats import permutation_p, welch
 
 MARGIN = 0.15  # RULES.md: +-15% of the SB3 cell's mean
@@ -93,6 +97,21 @@ def tost(jax: np.ndarray, sb3: np.ndarray, margin: float | None = None) -> dict[
             "mde": mde(jax, sb3), "n_jax": len(jax), "n_sb3": len(sb3), "verdict": word}
 
 
+def load_engine(sweep_dirs: list[Path]) -> list[Run]:
+    """The runs of one engine's folders: folders that agree on the sweep's budget, preset and overrides are read as
+    one sweep (load_sweeps: a trial twice is refused), the groups (e.g. stage B's DDPG and PPO's) side by side."""
+    groups: dict[str, list[Path]] = {}
+    for d in sweep_dirs:
+        spec = read_spec(d)
+        groups.setdefault(repr([comparable(spec, key) for key in COMPARABLE]), []).append(d)
+    runs = [run for dirs in groups.values() for run in load_sweeps(dirs)[0]]
+    names = [run.name for run in runs]
+    if len(set(names)) != len(names):
+        twice = sorted(n for n in set(names) if names.count(n) > 1)
+        raise DPDUserError(f"{twice} are in two sweeps of different settings; a run may enter a comparison once")
+    return runs
+
+
 def curves_figure(task: str, algo: str, arms: list[str], groups: dict[str, list[Run]], path: Path) -> None:
     import matplotlib
 
@@ -127,13 +146,19 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--jax", nargs="+", type=Path, required=True)
     parser.add_argument("--out", type=Path, required=True)
     args = parser.parse_args(argv)
-    groups = {"sb3": load_sweeps(args.sb3)[0], "jax": load_sweeps(args.jax)[0]}
+    try:
+        groups = {"sb3": load_engine(args.sb3), "jax": load_engine(args.jax)}
+    except DPDUserError as exc:  # a folder that is not a sweep, a trial twice: one line, no traceback
+        raise SystemExit(f"compare.py: {exc}") from None
     sb3, jax = cells(groups["sb3"]), cells(groups["jax"])
+    common = sorted(set(sb3) & set(jax))
     results: dict[str, Any] = {}
-    lines = ["# The JAX engine against SB3: stage B's cells (studies/jax-engine/RULES.md)", "",
+    title = "# The JAX engine against SB3: stage B's cells (studies/jax-engine/RULES.md)"
+    if any(algo != "ddpg" for _, algo, _ in common):
+        title += " and PPO's (RULES-ppo.md)"
+    lines = [title, "",
              "| task | algorithm | arm | statistic | n jax / sb3 | jax mean | sb3 mean | jax - sb3 [90%] | margin | MDE |"
              " perm p | verdict |", "|---|---|---|---|---|---|---|---|---|---|---|---|"]
-    common = sorted(set(sb3) & set(jax))
     for key in common:
         task, algo, arm = key
         for k, stat in enumerate(("mean over training", "final")):
