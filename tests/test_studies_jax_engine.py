@@ -139,3 +139,18 @@ def test_ppos_sb3_side_cut_in_two_is_the_same_trials():
     whole = _trials(STUDY / "ppo-sb3.yaml")
     parts = _trials(STUDY / "ppo-sb3-a.yaml"), _trials(STUDY / "ppo-sb3-b.yaml")
     assert not set(parts[0]) & set(parts[1]) and {**parts[0], **parts[1]} == whole
+
+
+def test_compare_refuses_a_trial_in_two_sweeps_of_different_settings_in_one_line(tmp_path):
+    """Folders of different sweeps are read side by side, but the same trial from two of them would be one cell's
+    seed twice: refused before anything is written, one line naming the trial."""
+    spec = {"envs": ["T-v0"], "algos": ["ddpg"], "total_steps": 1000, "seeds": [0], "variants": ["vanilla"]}
+    for name, overrides in (("a", ["eval_freq=100"]), ("b", ["eval_freq=200"])):
+        (tmp_path / name).mkdir()
+        (tmp_path / name / "sweep.yaml").write_text(yaml.safe_dump({**spec, "overrides": overrides}))
+    with pytest.raises(SystemExit) as exc:
+        _compare().main(["--sb3", str(tmp_path / "a"), str(tmp_path / "b"), "--jax", str(tmp_path / "a"),
+                         "--out", str(tmp_path / "out")])
+    message = str(exc.value)
+    assert message.startswith("compare.py: ") and "T-v0__ddpg__vanilla__s0" in message and "\n" not in message
+    assert not (tmp_path / "out").exists()
