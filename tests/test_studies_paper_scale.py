@@ -96,3 +96,23 @@ def test_the_report_on_stage_bs_sb3_runs_gives_stage_bs_gain_and_a_verdict_only_
     report.main([str(f) for f in folders] + ["--out", str(tmp_path / "out")])
     assert {p.name for p in (tmp_path / "out").iterdir()} == {"report.md", "report.json", "curves_HalfCheetah.png",
                                                             "curves_Walker2d.png"}
+
+
+def test_a_new_studys_first_archive_creates_its_results_folder(tmp_path):
+    """archive.py save into docs/results/<new study>/ (the folder not there yet, as for this study's first task):
+    the folder is made and the archive restores the same finished runs (it was a FileNotFoundError traceback)."""
+    import subprocess
+    import sys
+
+    archive_py = ROOT / "studies" / "why-and-ddpg" / "archive.py"
+    subprocess.run([sys.executable, str(archive_py), "restore",
+                    str(ROOT / "docs/results/jax-engine/runs-ppo.tar.gz"), str(tmp_path / "runs")], check=True,
+                   capture_output=True)
+    new = tmp_path / "results" / "new-study" / "runs.tar.gz"
+    subprocess.run([sys.executable, str(archive_py), "save", str(tmp_path / "runs"), str(new), "jax-ppo"], check=True,
+                   capture_output=True)
+    subprocess.run([sys.executable, str(archive_py), "restore", str(new), str(tmp_path / "again")], check=True,
+                   capture_output=True)
+    runs = sorted(p.relative_to(tmp_path / "runs") for p in (tmp_path / "runs" / "jax-ppo").rglob("evaluations.csv"))
+    assert len(runs) == 16
+    assert sorted(p.relative_to(tmp_path / "again") for p in (tmp_path / "again").rglob("evaluations.csv")) == runs

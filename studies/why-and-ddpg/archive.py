@@ -42,6 +42,7 @@ def save(runs_dir: Path, archive: Path, sweeps: list[str]) -> None:
         tar.addfile(info, io.BytesIO(data))
 
     count = 0
+    archive.parent.mkdir(parents=True, exist_ok=True)  # a new study's first archive: its results folder is new too
     with tarfile.open(archive, "w:gz") as tar:
         for sweep in sweeps:
             folder = runs_dir / sweep
