@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import importlib.util
+import subprocess
 import sys
 from pathlib import Path
 from types import ModuleType
@@ -16,3 +17,13 @@ def load_script(path: Path, name: str) -> ModuleType:
     sys.modules[spec.name] = module
     spec.loader.exec_module(module)
     return module
+
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def archive(command: str, *args: str | Path) -> None:
+    """``studies/why-and-ddpg/archive.py COMMAND ARGS...`` (save / restore), run as a user runs it; fails the test
+    on a non-zero exit."""
+    subprocess.run([sys.executable, str(ROOT / "studies" / "why-and-ddpg" / "archive.py"), command, *map(str, args)],
+                   check=True, capture_output=True)

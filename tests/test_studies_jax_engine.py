@@ -12,7 +12,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import yaml
-from study_helpers import load_script
+from study_helpers import archive, load_script
 
 from dpd.experiments.sweep import SweepSpec, expand
 
@@ -100,9 +100,8 @@ def _recompute(tmp_path: Path, archives: tuple[str, ...], sb3: tuple[str, ...], 
                committed: Path) -> None:
     """Restores the archives, runs compare.py on them and asserts its compare.json and compare.md equal the
     committed ones."""
-    for archive in archives:
-        subprocess.run([sys.executable, str(WHY / "archive.py"), "restore", str(ROOT / archive), str(tmp_path / "runs")],
-                       check=True, capture_output=True)
+    for name in archives:
+        archive("restore", ROOT / name, tmp_path / "runs")
     _compare().main(["--sb3", *(str(tmp_path / "runs" / name) for name in sb3),
                      "--jax", *(str(tmp_path / "runs" / name) for name in jax), "--out", str(tmp_path / "out")])
     assert json.loads((tmp_path / "out" / "compare.json").read_text()) == \
@@ -125,9 +124,7 @@ def test_every_cells_committed_comparison_recomputes_from_the_committed_runs(tmp
 
 def test_stage_bs_verdicts_on_the_engine_recompute_from_the_committed_runs(tmp_path):
     """docs/results/jax-engine/stageB-verdicts: studies/why-and-ddpg/stageB.py on the engine's runs, again."""
-    subprocess.run([sys.executable, str(WHY / "archive.py"), "restore",
-                    str(ROOT / "docs/results/jax-engine/runs-stageB-jax.tar.gz"), str(tmp_path / "runs")],
-                   check=True, capture_output=True)
+    archive("restore", ROOT / "docs/results/jax-engine/runs-stageB-jax.tar.gz", tmp_path / "runs")
     subprocess.run([sys.executable, str(WHY / "stageB.py"), str(tmp_path / "runs" / "jax-B"), "--out",
                     str(tmp_path / "out")], check=True, capture_output=True)
     committed = ROOT / "docs/results/jax-engine/stageB-verdicts"

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 import yaml
-from study_helpers import load_script
+from study_helpers import archive, load_script
 
 from dpd.experiments.sweep import SweepSpec, expand
 
@@ -67,16 +67,12 @@ def test_holms_step_down_and_the_verdict_it_gives():
 def test_the_report_on_stage_bs_sb3_runs_gives_stage_bs_gain_and_a_verdict_only_on_complete_grids(tmp_path):
     """The script's primary on stage B's committed SB3 runs (1M, seeds 0-7) is stage B's gain; with the rule's 10
     seeds required there is no verdict, and with 8 both tasks form Holm's family."""
-    import subprocess
-    import sys
-
     import numpy as np
 
     from dpd.experiments.report import load_sweeps
 
     for name in ("runs-stageB.tar.gz", "runs-stageA-ddpg.tar.gz"):
-        subprocess.run([sys.executable, str(ROOT / "studies/why-and-ddpg/archive.py"), "restore",
-                        str(ROOT / "docs/results/why-and-ddpg" / name), str(tmp_path)], check=True, capture_output=True)
+        archive("restore", ROOT / "docs/results/why-and-ddpg" / name, tmp_path)
     folders = [tmp_path / f for f in ("why-A-ddpg", "why-B-dpd", "why-B-controls", "why-B-controls-s7",
                                       "why-B-controls-tail")]
     report = _report()
@@ -101,18 +97,10 @@ def test_the_report_on_stage_bs_sb3_runs_gives_stage_bs_gain_and_a_verdict_only_
 def test_a_new_studys_first_archive_creates_its_results_folder(tmp_path):
     """archive.py save into docs/results/<new study>/ (the folder not there yet, as for this study's first task):
     the folder is made and the archive restores the same finished runs (it was a FileNotFoundError traceback)."""
-    import subprocess
-    import sys
-
-    archive_py = ROOT / "studies" / "why-and-ddpg" / "archive.py"
-    subprocess.run([sys.executable, str(archive_py), "restore",
-                    str(ROOT / "docs/results/jax-engine/runs-ppo.tar.gz"), str(tmp_path / "runs")], check=True,
-                   capture_output=True)
+    archive("restore", ROOT / "docs/results/jax-engine/runs-ppo.tar.gz", tmp_path / "runs")
     new = tmp_path / "results" / "new-study" / "runs.tar.gz"
-    subprocess.run([sys.executable, str(archive_py), "save", str(tmp_path / "runs"), str(new), "jax-ppo"], check=True,
-                   capture_output=True)
-    subprocess.run([sys.executable, str(archive_py), "restore", str(new), str(tmp_path / "again")], check=True,
-                   capture_output=True)
+    archive("save", tmp_path / "runs", new, "jax-ppo")
+    archive("restore", new, tmp_path / "again")
     runs = sorted(p.relative_to(tmp_path / "runs") for p in (tmp_path / "runs" / "jax-ppo").rglob("evaluations.csv"))
     assert len(runs) == 16
     assert sorted(p.relative_to(tmp_path / "again") for p in (tmp_path / "again").rglob("evaluations.csv")) == runs
