@@ -24,6 +24,7 @@ from __future__ import annotations
 import argparse
 import json
 import math
+from collections import Counter
 from pathlib import Path
 from typing import Any
 
@@ -105,9 +106,8 @@ def load_engine(sweep_dirs: list[Path]) -> list[Run]:
         spec = read_spec(d)
         groups.setdefault(repr([comparable(spec, key) for key in COMPARABLE]), []).append(d)
     runs = [run for dirs in groups.values() for run in load_sweeps(dirs)[0]]
-    names = [run.name for run in runs]
-    if len(set(names)) != len(names):
-        twice = sorted(n for n in set(names) if names.count(n) > 1)
+    twice = sorted(name for name, count in Counter(run.name for run in runs).items() if count > 1)
+    if twice:
         raise DPDUserError(f"{twice} are in two sweeps of different settings; a run may enter a comparison once")
     return runs
 
