@@ -207,3 +207,26 @@ def test_a_pack_refuses_a_bad_env_config_or_budget_in_one_line(make, words):
     with pytest.raises(DPDUserError, match=words) as caught:
         make(pack)
     assert "\n" not in str(caught.value)
+
+
+def test_per_learner_maps_like_vmap_with_shared_arguments_and_refuses_other_axes():
+    """dpd.pack.batching.per_learner: vmap's results for in_axes of 0 and None (pytrees included), one line for what
+    it does not map."""
+    import jax.numpy as jnp
+
+    from dpd.pack.batching import per_learner
+
+    def f(params, shared, x):
+        return {"y": params["w"] * shared + x, "s": jnp.sum(x)}
+
+    params = {"w": jnp.arange(6.0).reshape(3, 2)}
+    x = jnp.ones((3, 2)) * jnp.arange(3.0)[:, None]
+    mapped = jax.jit(per_learner(f, in_axes=(0, None, 0)))(params, jnp.float32(2.0), x)
+    vmapped = jax.vmap(f, in_axes=(0, None, 0))(params, jnp.float32(2.0), x)
+    for a, b in zip(leaves(mapped), leaves(vmapped), strict=True):
+        assert a.shape == b.shape and np.array_equal(a, b)
+    assert leaves(mapped)[0].tolist() == [0.0, 2.0, 4.0]  # the sums: x's rows are 0, 1, 2 twice
+    for axes, words in (((1, None, 0), "axis 0 or nothing"), ((None, None, None), "at least one"),
+                        ((0, 0), "2 entries for 3")):
+        with pytest.raises(ValueError, match=words):
+            per_learner(f, in_axes=axes)(params, jnp.float32(2.0), x)

@@ -44,6 +44,7 @@ import numpy as np
 import optax
 
 from dpd.errors import DPDUserError
+from dpd.pack.batching import per_learner
 from dpd.pack.checks import check_config, check_seeds, check_steps, make_envs
 from dpd.pack.running import normalized, running_std, running_update
 
@@ -283,11 +284,12 @@ class DDPGPack:
         self.profile: dict[str, float] = defaultdict(float)
         self.compile_s: float | None = None
         self.last_losses: np.ndarray | None = None  # (N, gradient_steps, 2) critic / actor losses of the last round
-        self._act = jax.jit(jax.vmap(actor_fn))
+        self._act = jax.jit(per_learner(actor_fn))
         # act()'s host copy of the actors, with the array it was taken from (JAX arrays are immutable: new parameters
         # are new arrays, whoever set them: an update, a distillation phase, a checkpoint's restore)
         self._host_actor: tuple[jax.Array, list[tuple[np.ndarray, np.ndarray]]] | None = None
-        self._update = jax.jit(jax.vmap(partial(_update_one, cfg, self.tx), in_axes=(0, 0, None, 0, 0)),
+        # per_learner, not vmap: a learner's update runs the same arithmetic whatever its pack's size (batching.py)
+        self._update = jax.jit(per_learner(partial(_update_one, cfg, self.tx), in_axes=(0, 0, None, 0, 0)),
                                donate_argnums=(0,))
         self._write = jax.jit(_write, donate_argnums=(0,))
         self._stage = self._new_stage()

@@ -56,6 +56,7 @@ import numpy as np
 import optax
 
 from dpd.config import ResolvedDistill
+from dpd.pack.batching import per_learner
 from dpd.pack.ddpg import Learners, PackConfig, Params, actor_fn, q_fn
 from dpd.pack.objective import STAT_NAMES, dpd_loss, dpd_weights
 
@@ -240,10 +241,10 @@ def distill_phase(spec: DistillSpec, pcfg: PackConfig, pack_tx: optax.GradientTr
         out = actor_fn(actor, obs)
         return out, q_fn(critic, obs, out)
 
-    outputs, values = jax.vmap(as_peer)(learners.actor, learners.critic, states, mean, var)
+    outputs, values = per_learner(as_peer)(learners.actor, learners.critic, states, mean, var)
     opt = state.opt if spec.optimizer == "own" else learners.actor_opt
-    phase = jax.vmap(lambda *a: _phase_one(spec, pcfg, tx, *a),
-                     in_axes=(0, 0, 0, 0, 0, 0, 0, None, 0, 0, 0, 0))
+    phase = per_learner(lambda *a: _phase_one(spec, pcfg, tx, *a),
+                        in_axes=(0, 0, 0, 0, 0, 0, 0, None, 0, 0, 0, 0))
     actor, opt, key, out = phase(learners.actor, opt, learners.critic, state.key, mean, var, states[peers], valid,
                                  outputs[peers], values[peers], xi_divisor, steps)
     if spec.optimizer == "own":
@@ -291,7 +292,7 @@ def ppo_distill_phase(spec: DistillSpec, pcfg: Any, tx: optax.GradientTransforma
         obs = norm(states, m, v)
         return tanh_mlp(pol.pi, obs), values(pol, obs, s)
 
-    outputs, peer_values = jax.vmap(as_peer)(policy, windows, mean, var, scale)
+    outputs, peer_values = per_learner(as_peer)(policy, windows, mean, var, scale)
 
     def one(pol: Any, opt: Any, key: jax.Array, states: jax.Array, m: jax.Array, v: jax.Array, s: jax.Array,
             peer_out: jax.Array, peer_val: jax.Array, divisor: jax.Array, n: jax.Array) -> tuple:
@@ -299,7 +300,7 @@ def ppo_distill_phase(spec: DistillSpec, pcfg: Any, tx: optax.GradientTransforma
         own = values(pol, obs, s)  # the value net is not distilled: fixed for the phase
         return phase_steps(spec, tx, tanh_mlp, pol.pi, opt, key, obs, valid, own, peer_out, peer_val, divisor, n)
 
-    pi, opt, key, out = jax.vmap(one)(policy, state.opt, state.key, windows[peers], mean, var, scale, outputs[peers],
+    pi, opt, key, out = per_learner(one)(policy, state.opt, state.key, windows[peers], mean, var, scale, outputs[peers],
                                       peer_values[peers], xi_divisor, steps)
     return policy._replace(pi=pi), DistillState(opt, key), out
 

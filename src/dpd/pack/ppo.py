@@ -25,9 +25,10 @@ The learning rate follows SB3's schedule: ``progress_remaining = 1 - num_timeste
 (``total`` = the env steps the current ``learn`` call ends at), ``lr = learning_rate * progress_remaining`` when
 ``linear_lr`` (dpd's ``lin_3e-4``), else constant.
 
-The update (:func:`ppo_update`, :func:`ppo_epochs`) is a pure function of one learner, jitted and ``vmap``-ped over
-the pack; a rollout is collected on the host (the envs are Gymnasium's own, on the CPU, stepped together) with one
-jitted call per step acting for all N learners, and goes to the device once per rollout.
+The update (:func:`ppo_update`, :func:`ppo_epochs`) is a pure function of one learner, jitted and mapped over the
+pack (:func:`dpd.pack.batching.per_learner`); a rollout is collected on the host (the envs are Gymnasium's own, on
+the CPU, stepped together) with one jitted call per step acting for all N learners, and goes to the device once per
+rollout.
 
 Known differences from SB3 (each also noted where it happens):
   - random numbers: actions are sampled and minibatch permutations drawn with ``jax.random`` (a key per learner),
@@ -61,6 +62,7 @@ import numpy as np
 import optax
 
 from dpd.errors import DPDUserError
+from dpd.pack.batching import per_learner
 from dpd.pack.checks import check_config, check_seeds, check_steps, make_envs
 from dpd.pack.ddpg import Params, set_slot
 from dpd.pack.running import normalized, running_std, running_update
@@ -347,10 +349,12 @@ class PPOPack:
         self.compile_s: float | None = None
         self.last_stats: np.ndarray | None = None  # (N, n_epochs * minibatches, 5) of the last update
         self._total = 0
-        self._act = jax.jit(jax.vmap(act_fn))
-        self._value = jax.jit(jax.vmap(value_fn))
-        self._update = jax.jit(jax.vmap(partial(ppo_update, cfg, self.adam),
-                                        in_axes=(0, 0, 0, 0, 0, None, None, 0)), donate_argnums=(0, 1))
+        # per_learner, not vmap: a learner's numbers do not depend on its pack's size (batching.py)
+        self._act = jax.jit(per_learner(act_fn))
+        self._value = jax.jit(per_learner(value_fn))
+        self._mean = jax.jit(per_learner(tanh_mlp))  # the deterministic actions (act)
+        self._update = jax.jit(per_learner(partial(ppo_update, cfg, self.adam),
+                                           in_axes=(0, 0, 0, 0, 0, None, None, 0)), donate_argnums=(0, 1))
 
     def _record(self, raw: np.ndarray) -> None:
         """RecentStates._record: every learner's new raw observation (N, D) into its window."""
@@ -425,7 +429,7 @@ class PPOPack:
 
     def act(self, obs: np.ndarray) -> np.ndarray:
         """Deterministic (mean) actions of all learners, unclipped: (N, D) normalised observations -> (N, A)."""
-        return np.asarray(jax.vmap(tanh_mlp)(self.policy.pi, jnp.asarray(obs)))
+        return np.asarray(self._mean(self.policy.pi, jnp.asarray(obs)))
 
     def collect(self) -> tuple[Rollout, np.ndarray, np.ndarray]:
         """One rollout of ``n_steps`` per learner (SB3's ``collect_rollouts``). Returns the rollout (on the device,

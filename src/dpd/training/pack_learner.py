@@ -15,9 +15,9 @@ it in a round, and hands the other views the result:
 - an evaluation at step s: every learner's deterministic episodes, their envs stepped together.
 
 So the runs of a group advance in lock-step (:func:`dpd.training.trainer.learn_together` drives them round by round),
-and a learner's numbers never depend on which other runs share its pack (each learner has its own seeds, envs and
-random streams; tests/test_pack_engine.py checks a run alone against the same run inside a pack: DDPG bit for bit,
-PPO to float32 rounding).
+and a learner's numbers never depend on which other runs share its pack, nor how many (each learner has its own
+seeds, envs and random streams, and the pack maps one learner's program over its learners, :mod:`dpd.pack.batching`;
+tests/test_pack_engine.py checks a run alone against the same run inside a pack, DDPG and PPO, bit for bit).
 
 Each learner writes today's run-folder layout: ``progress.csv`` (SB3's logger, SB3's DDPG or PPO keys plus dpd's),
 ``evaluations.csv``, and at the end ``model.zip`` (an SB3 DDPG / PPO with the pack's weights copied in, so ``dpd evaluate``

@@ -3,7 +3,8 @@ here, and they train in one process, their learners stepped together (:class:`dp
 :func:`dpd.training.trainer.learn_together`).
 
 Each run keeps its own folder, lock, checkpoints and summary, exactly as if trained alone (``dpd train --engine jax``
-of the same config writes the same numbers: a learner's results do not depend on its pack-mates). Runs that resume go
+of the same config writes the same numbers, bit for bit: a learner's results depend neither on its pack-mates nor on
+the pack's size, :mod:`dpd.pack.batching`). Runs that resume go
 together where their checkpoints are at the same step (the usual case: a sweep stopped at one moment), and a fresh
 run never joins a resumed one (a pack steps all its learners in lock-step from one step count).
 """

@@ -1,0 +1,46 @@
+"""One learner's function run over every learner of a pack, so that a learner's numbers do not depend on its pack.
+
+Why not ``jax.vmap``: XLA lowers a vmapped batch of small matrix products differently by the batch's size. Measured
+on XLA's CPU backend (jax 0.10, HalfCheetah-v5's DDPG paper networks, 3,000 env steps): packs of 2-10 learners
+trained a learner bit for bit alike, but a pack of 1 and packs of 11 or more each rounded differently, and a float32
+difference in one update grows, as in any chaotic training run, into a different trajectory. So a vanilla run
+trained alone, or resumed alone from a sweep's pack, and the same seed in a pack of 16 trained three different runs.
+
+:func:`per_learner` maps ``jax.lax.map`` instead: XLA compiles ONE learner's program and loops it over the pack's
+leading axis, so every pack size runs the same arithmetic for a learner (tests/test_pack_invariance.py: packs of 1,
+2 and 12 learners, DDPG and PPO, bit for bit). Inside one jitted call the loop costs no dispatch; its speed against
+``vmap``: docs/performance.md, "The JAX engine's differences from SB3".
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from typing import Any
+
+
+def per_learner(fn: Callable[..., Any], in_axes: int | Sequence[int | None] | None = 0) -> Callable[..., Any]:
+    """``fn`` of ONE learner over the leading (learner) axis of its arguments, as ``jax.vmap(fn, in_axes)`` with
+    ``in_axes`` entries 0 (the argument is stacked per learner: a pytree whose leaves all have the pack's leading
+    axis) or None (shared by all learners). Outputs are stacked on a new leading axis, as vmap's. Call it inside
+    ``jax.jit`` (it is traced, not run eagerly, like vmap)."""
+    import jax
+
+    def mapped(*args: Any) -> Any:
+        axes = tuple(in_axes) if isinstance(in_axes, Sequence) else (in_axes,) * len(args)
+        if len(axes) != len(args):
+            raise ValueError(f"in_axes has {len(axes)} entries for {len(args)} arguments")
+        if any(a not in (0, None) for a in axes):
+            raise ValueError(f"per_learner maps axis 0 or nothing, not {axes}")
+        stacked = tuple(i for i, a in enumerate(axes) if a == 0)
+        if not stacked:
+            raise ValueError("per_learner needs at least one argument stacked per learner")
+
+        def one(xs: tuple[Any, ...]) -> Any:
+            full = list(args)
+            for i, x in zip(stacked, xs, strict=True):
+                full[i] = x
+            return fn(*full)
+
+        return jax.lax.map(one, tuple(args[i] for i in stacked))
+
+    return mapped
