@@ -7,9 +7,10 @@ difference in one update grows, as in any chaotic training run, into a different
 trained alone, or resumed alone from a sweep's pack, and the same seed in a pack of 16 trained three different runs.
 
 :func:`per_learner` maps ``jax.lax.map`` instead: XLA compiles ONE learner's program and loops it over the pack's
-leading axis, so every pack size runs the same arithmetic for a learner (tests/test_pack_invariance.py: packs of 1,
-2 and 12 learners, DDPG and PPO, bit for bit). Inside one jitted call the loop costs no dispatch; its speed against
-``vmap``: docs/performance.md, "The JAX engine's differences from SB3".
+leading axis, so every pack size runs the same arithmetic for a learner (bit for bit: tests/test_pack_invariance.py,
+DDPG learners alone against a pack of 12; tests/test_pack_engine.py, runs alone against packs, DDPG and PPO).
+Inside one jitted call the loop costs no dispatch; its speed against ``vmap``: docs/performance.md, "The JAX
+engine's differences from SB3".
 """
 
 from __future__ import annotations

@@ -300,8 +300,8 @@ def ppo_distill_phase(spec: DistillSpec, pcfg: Any, tx: optax.GradientTransforma
         own = values(pol, obs, s)  # the value net is not distilled: fixed for the phase
         return phase_steps(spec, tx, tanh_mlp, pol.pi, opt, key, obs, valid, own, peer_out, peer_val, divisor, n)
 
-    pi, opt, key, out = per_learner(one)(policy, state.opt, state.key, windows[peers], mean, var, scale, outputs[peers],
-                                      peer_values[peers], xi_divisor, steps)
+    pi, opt, key, out = per_learner(one)(policy, state.opt, state.key, windows[peers], mean, var, scale,
+                                         outputs[peers], peer_values[peers], xi_divisor, steps)
     return policy._replace(pi=pi), DistillState(opt, key), out
 
 
