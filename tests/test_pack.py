@@ -230,3 +230,20 @@ def test_per_learner_maps_like_vmap_with_shared_arguments_and_refuses_other_axes
                         ((0, 0), "2 entries for 3")):
         with pytest.raises(ValueError, match=words):
             per_learner(f, in_axes=axes)(params, jnp.float32(2.0), x)
+
+
+def test_per_learner_loops_on_the_cpu_and_batches_on_an_accelerator(monkeypatch):
+    """The CPU: one learner's program in a loop (lax.map: a scan in the jaxpr), the same arithmetic whatever the
+    pack's size; any other backend: vmap (batched, no loop), for the accelerator's parallelism."""
+    import jax.numpy as jnp
+
+    from dpd.pack.batching import per_learner
+
+    def f(w, x):
+        return jnp.tanh(x @ w)
+
+    w, x = jnp.ones((4, 3, 2)), jnp.ones((4, 5, 3))
+    assert "scan[" in str(jax.make_jaxpr(per_learner(f))(w, x))
+    monkeypatch.setattr(jax, "default_backend", lambda: "gpu")
+    batched = jax.make_jaxpr(per_learner(f))(w, x)
+    assert "scan[" not in str(batched) and str(batched) == str(jax.make_jaxpr(jax.vmap(f))(w, x))

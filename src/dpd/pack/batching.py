@@ -11,6 +11,10 @@ leading axis, so every pack size runs the same arithmetic for a learner (bit for
 DDPG learners alone against a pack of 12; tests/test_pack_engine.py, runs alone against packs, DDPG and PPO).
 Inside one jitted call the loop costs no dispatch; its speed against ``vmap``: docs/performance.md, "The JAX
 engine's differences from SB3".
+
+On an accelerator (any backend but the CPU) it is ``jax.vmap`` again: a GPU runs the learners in parallel only if
+they are batched, a loop would serialise them, and its kernels promise no bit-for-bit invariance across batch sizes
+anyway. So the invariance above is the CPU's (where the test suite and this project's studies run).
 """
 
 from __future__ import annotations
@@ -35,6 +39,8 @@ def per_learner(fn: Callable[..., Any], in_axes: int | Sequence[int | None] | No
         stacked = tuple(i for i, a in enumerate(axes) if a == 0)
         if not stacked:
             raise ValueError("per_learner needs at least one argument stacked per learner")
+        if jax.default_backend() != "cpu":  # batched for the accelerator's parallelism (module docstring)
+            return jax.vmap(fn, in_axes=axes)(*args)
 
         def one(xs: tuple[Any, ...]) -> Any:
             full = list(args)
