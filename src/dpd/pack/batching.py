@@ -22,13 +22,14 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from typing import Any
 
+import jax
+
 
 def per_learner(fn: Callable[..., Any], in_axes: int | Sequence[int | None] | None = 0) -> Callable[..., Any]:
     """``fn`` of ONE learner over the leading (learner) axis of its arguments, as ``jax.vmap(fn, in_axes)`` with
     ``in_axes`` entries 0 (the argument is stacked per learner: a pytree whose leaves all have the pack's leading
     axis) or None (shared by all learners). Outputs are stacked on a new leading axis, as vmap's. Call it inside
     ``jax.jit`` (it is traced, not run eagerly, like vmap)."""
-    import jax
 
     def mapped(*args: Any) -> Any:
         axes = tuple(in_axes) if isinstance(in_axes, Sequence) else (in_axes,) * len(args)
