@@ -284,7 +284,6 @@ class DDPGPack:
         self.profile: dict[str, float] = defaultdict(float)
         self.compile_s: float | None = None
         self.last_losses: np.ndarray | None = None  # (N, gradient_steps, 2) critic / actor losses of the last round
-        self._act = jax.jit(per_learner(actor_fn))
         # act()'s host copy of the actors, with the array it was taken from (JAX arrays are immutable: new parameters
         # are new arrays, whoever set them: an update, a distillation phase, a checkpoint's restore)
         self._host_actor: tuple[jax.Array, list[tuple[np.ndarray, np.ndarray]]] | None = None
@@ -319,10 +318,10 @@ class DDPGPack:
         return jnp.asarray(self.mean, jnp.float32), jnp.asarray(self.var, jnp.float32)
 
     def compile(self) -> float:
-        """Compiles (and runs once) acting, the buffer write (of nothing: n=0, on the buffers themselves, no copy
-        of them) and the update (on a copy of the learners, whose result is dropped); returns the seconds."""
+        """Compiles (and runs once) the buffer write (of nothing: n=0, on the buffers themselves, no copy of them)
+        and the update (on a copy of the learners, whose result is dropped); returns the seconds. Acting is NumPy on
+        a host copy of the actors (:meth:`act`): nothing to compile."""
         start = time.perf_counter()
-        jax.block_until_ready(self._act(self.learners.actor, jnp.zeros((self.n, self.obs_dim))))
         stage = Buffers(**{k: jnp.asarray(v) for k, v in self._stage.items()})
         self.buffers = self._write(self.buffers, stage, jnp.int32(self.pos), jnp.int32(0))
         out = self._update(jax.tree.map(jnp.copy, self.learners), self.buffers, jnp.int32(max(self.size, 1)),
