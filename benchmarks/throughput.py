@@ -165,7 +165,7 @@ def run_jax_variant(variant: str, env: str, steps: int, learning_starts: int, fu
 
 def _timed_pack(variant: str, k: int, pack: Any, steps: int, setup_s: float) -> dict:
     """Compile (apart), learn ``steps`` env steps per learner timed, close: the row both engines' packs share."""
-    compile_s = pack.compile()  # the first act / write / update calls, excluded from the rate
+    compile_s = pack.compile()  # the first jitted calls (update, write; PPO also act), excluded from the rate
     start = time.perf_counter()
     pack.learn(steps)
     wall = time.perf_counter() - start
