@@ -200,6 +200,44 @@ def test_a_pack_of_runs_stopped_mid_round_checkpoints_every_run_at_one_step_and_
 
 
 @pytest.mark.extended
+def test_a_pack_whose_runs_checkpointed_at_different_steps_resumes_each_step_as_its_own_pack_exactly(tmp_path):
+    """Found on the paper-scale study's HalfCheetah pack: a session's end killed the sweep while its SIGTERM
+    checkpoints were being written, so the pack's first run checkpointed at the stop and the others kept their
+    periodic checkpoint, a round earlier (their logs ran ahead of it). The resumed pack trains each step's runs as
+    a pack of their own; every run must still equal its uninterrupted self."""
+    import shutil
+
+    from dpd.training.together import train_together
+
+    def runs(folder, resume=False):
+        return [(config(seed=s, checkpoint_freq=1000, checkpoint_replay_buffer=True).resolve(), folder / f"s{s}", resume)
+                for s in (0, 1, 2)]
+
+    def iteration(run):
+        return th.load(run / CHECKPOINT_FILE, weights_only=False)["students"][0]["iteration"]
+
+    assert all(isinstance(o, dict) for o in train_together(runs(tmp_path / "a")))
+    b = tmp_path / "b"
+    with SigtermOnPackIterate(1):  # every run stops after iteration 1 of its 3 (1,500 env steps per learner)
+        train_together(runs(b))
+    for s in (1, 2):
+        shutil.copy(b / f"s{s}" / CHECKPOINT_FILE, tmp_path / f"early{s}.pt")
+    with SigtermOnPackIterate(1):  # a round later: iteration 2 of 3
+        train_together(runs(b, resume=True))
+    for s in (1, 2):  # their stop's checkpoints were never written: the earlier ones stand, their logs ahead of them
+        shutil.copy(tmp_path / f"early{s}.pt", b / f"s{s}" / CHECKPOINT_FILE)
+    early, late = iteration(b / "s1"), iteration(b / "s0")
+    assert iteration(b / "s2") == early < late < 3, (early, late)
+    assert all(isinstance(o, dict) for o in train_together(runs(b, resume=True)))
+    for s in (0, 1, 2):
+        for name in ("student0", "student1"):
+            assert evals(tmp_path / "a" / f"s{s}", name) == evals(b / f"s{s}", name), f"s{s} {name}"
+            pa = DDPG.load(tmp_path / "a" / f"s{s}" / name / "model.zip", device="cpu").policy.state_dict()
+            pb = DDPG.load(b / f"s{s}" / name / "model.zip", device="cpu").policy.state_dict()
+            assert all(th.equal(pa[k], pb[k]) for k in pa), f"s{s} {name}: parameters differ"
+
+
+@pytest.mark.extended
 def test_a_stop_while_a_pack_sets_up_ends_every_run_before_its_first_round(tmp_path, monkeypatch):
     """As for one run: a stop during setup saves nothing new, and every run of the pack says so (before: the next
     run's own setup raised out of the pack)."""
