@@ -104,3 +104,29 @@ def test_a_new_studys_first_archive_creates_its_results_folder(tmp_path):
     runs = sorted(p.relative_to(tmp_path / "runs") for p in (tmp_path / "runs" / "jax-ppo").rglob("evaluations.csv"))
     assert len(runs) == 16
     assert sorted(p.relative_to(tmp_path / "again") for p in (tmp_path / "again").rglob("evaluations.csv")) == runs
+
+
+def test_the_check_that_student0_is_vanilla_compares_at_a_learners_own_steps_and_names_the_first_unequal():
+    """student0 of the independent pair logs total env steps (its own x2); the check matches them to vanilla's own
+    steps, counts exact equality only, and names the first unequal evaluation (None when all are equal)."""
+    import numpy as np
+
+    from dpd.experiments.report.runs import Run
+
+    report = _report()
+    own = np.arange(0, 5) * 50_000.0
+    vanilla_y = np.array([1.0, 2.0, 3.0, 4.0, 5.0])
+
+    def runs(student0_y):
+        # vanilla's own steps are its total, and it runs twice a student's steps
+        v = Run("v", "finished", "T-v5", "ddpg", "vanilla", 3,
+                curves={"vanilla": (np.arange(0, 8) * 50_000.0, np.r_[vanilla_y, 6.0, 7.0, 8.0])})
+        pair = Run("p", "finished", "T-v5", "ddpg", "independent", 3,
+                   curves={"student0": (own * 2, student0_y), "student1": (own * 2, student0_y + 1)})
+        return [v, pair]
+
+    assert report.student0_is_vanilla(runs(vanilla_y.copy())) == {
+        "T-v5": {3: {"equal": 5, "compared": 5, "first_unequal": None}}}
+    drifted = vanilla_y.copy()
+    drifted[3] += 1e-9  # one rounding's difference is unequal: the check is exact
+    assert report.student0_is_vanilla(runs(drifted)) == {"T-v5": {3: {"equal": 4, "compared": 5, "first_unequal": 150_000.0}}}

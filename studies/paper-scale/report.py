@@ -14,6 +14,9 @@ verdict, and stays out of the multiplicity family):
 - secondary, not deciding, and the paper's own statistics (Figure 2's maximum return on the grid of total env steps
   every arm evaluated at, its ">15%" and ">10%" sentences, how much the maximum inflates each arm): stage B's
   definitions, computed by `studies/why-and-ddpg/stageB.py`'s ``analyse`` with this study's seeds;
+- the engine's determinism on the study's own runs: the independent pair's student0 has vanilla's seed and trains
+  vanilla's algorithm undistilled, so where the pack a run trains in cannot change its rounding it *is* vanilla's run
+  over its own steps (per seed: how many evaluations are equal, the first that is not);
 - learning curves of the three arms per task (mean and 95% t band over seeds; a pair: its students' mean), total env
   steps on the x-axis (a DPD student's own steps stretched x2, as the paper's Figure 2).
 
@@ -32,6 +35,7 @@ from typing import Any
 import numpy as np
 
 from dpd.experiments.report import Run, load_sweeps
+from dpd.names import STUDENTS, VANILLA
 
 STUDIES = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(STUDIES / "why-and-ddpg"))  # stageB: the statistics' definitions, shared with stage B
@@ -92,6 +96,29 @@ def primary(runs: list[Run]) -> dict[str, dict[str, Any]]:
     return out
 
 
+def student0_is_vanilla(runs: list[Run]) -> dict[str, dict[int, dict[str, Any]]]:
+    """Per task and seed: does the independent pair's student0 return exactly vanilla's evaluations?
+
+    Compared at a learner's own env steps (a pair's total env steps / 2), over the evaluations both have:
+    ``{"equal": n equal, "compared": n compared, "first_unequal": own env steps of the first unequal one or None}``.
+    """
+    done = [r for r in runs if r.status == "finished"]
+    out: dict[str, dict[int, dict[str, Any]]] = {}
+    for v in (r for r in done if r.variant == "vanilla" and VANILLA in r.curves):
+        pair = next((r for r in done if (r.env_id, r.seed, r.variant) == (v.env_id, v.seed, "independent")
+                     and STUDENTS[0] in r.curves), None)
+        if pair is None:
+            continue
+        vx, vy = v.curves[VANILLA]
+        px, py = pair.curves[STUDENTS[0]]
+        vanilla_at = dict(zip(vx.tolist(), vy.tolist(), strict=True))
+        both = [(x / 2, vanilla_at[x / 2], y) for x, y in zip(px.tolist(), py.tolist(), strict=True) if x / 2 in vanilla_at]
+        unequal = [own for own, a, b in both if a != b]
+        out.setdefault(v.env_id, {})[v.seed] = {"equal": len(both) - len(unequal), "compared": len(both),
+                                                "first_unequal": unequal[0] if unequal else None}
+    return out
+
+
 def analyse(runs: list[Run]) -> dict[str, Any]:
     tasks = stageB.analyse([r for r in runs if r.seed in REQUIRED_SEEDS], required=REQUIRED_SEEDS)
     prim = primary(runs)
@@ -105,6 +132,9 @@ def analyse(runs: list[Run]) -> dict[str, Any]:
         p["verdict"] = task_verdict(arm["verdict"], survives.get(task))
         p["holm_family"] = sorted(family)
         tasks[task]["primary"] = p
+    for task, seeds in student0_is_vanilla(runs).items():
+        if task in tasks:
+            tasks[task]["student0_is_vanilla"] = seeds
     return tasks
 
 
@@ -152,7 +182,15 @@ def markdown(result: dict[str, Any]) -> str:
     family = next((t["primary"]["holm_family"] for t in result.values() if "primary" in t), [])
     lines += ["", f"Holm's family (tasks with seeds {min(REQUIRED_SEEDS)}-{max(REQUIRED_SEEDS)} in every arm): "
               f"{', '.join(family) or 'none yet'}; family alpha {FAMILY_ALPHA}.", ""]
-    body = stageB.markdown({k: {kk: vv for kk, vv in v.items() if kk != "primary"} for k, v in result.items()})
+    for task, t in result.items():
+        if t.get("student0_is_vanilla"):
+            cells = ", ".join(f"s{seed} {c['equal']}/{c['compared']}"
+                              + ("" if c["first_unequal"] is None else f" (unequal from {c['first_unequal']:,.0f})")
+                              for seed, c in sorted(t["student0_is_vanilla"].items()))
+            lines += [f"{task}: the independent pair's student0 returns vanilla's evaluations exactly (equal / "
+                      f"compared, at a learner's own env steps): {cells}.", ""]
+    body = stageB.markdown({k: {kk: vv for kk, vv in v.items() if kk not in ("primary", "student0_is_vanilla")}
+                            for k, v in result.items()})
     body = body.replace("# Stage B: DPD-DDPG at 1M total env steps (verdicts by RULES.md)",
                         "## Every statistic, per task (stage B's definitions; the verdict column there is before Holm)")
     return "\n".join(lines) + "\n" + body
