@@ -204,9 +204,12 @@ def test_a_pack_whose_runs_checkpointed_at_different_steps_resumes_each_step_as_
     """Found on the paper-scale study's HalfCheetah pack: a session's end killed the sweep while its SIGTERM
     checkpoints were being written, so the pack's first run checkpointed at the stop and the others kept their
     periodic checkpoint, a round earlier (their logs ran ahead of it). The resumed pack trains each step's runs as
-    a pack of their own; every run must still equal its uninterrupted self."""
+    a pack of their own; every run must still equal its uninterrupted self. And a stop while the first of those
+    packs trains starts no other (it did: the next pack set up, loaded its buffers and trained on, and the sweep's
+    stop waited for it, or a kill caught it mid-way)."""
     import shutil
 
+    from dpd.errors import TrainingInterrupted
     from dpd.training.together import train_together
 
     def runs(folder, resume=False):
@@ -228,7 +231,14 @@ def test_a_pack_whose_runs_checkpointed_at_different_steps_resumes_each_step_as_
         shutil.copy(tmp_path / f"early{s}.pt", b / f"s{s}" / CHECKPOINT_FILE)
     early, late = iteration(b / "s1"), iteration(b / "s0")
     assert iteration(b / "s2") == early < late < 3, (early, late)
-    assert all(isinstance(o, dict) for o in train_together(runs(b, resume=True)))
+    with SigtermOnPackIterate(1):  # in s0's pack, the first to train: s1 and s2's must not start
+        stopped = train_together(runs(b, resume=True))
+    assert isinstance(stopped[0], dict)  # the signal came in s0's last round, which ends the run (as for one run)
+    for s in (1, 2):
+        assert isinstance(stopped[s], TrainingInterrupted) and "is unchanged" in str(stopped[s]), stopped[s]
+        assert (b / f"s{s}" / CHECKPOINT_FILE).read_bytes() == (tmp_path / f"early{s}.pt").read_bytes()
+    rest = [r for r in runs(b, resume=True) if r[1].name != "s0"]
+    assert all(isinstance(o, dict) for o in train_together(rest))
     for s in (0, 1, 2):
         for name in ("student0", "student1"):
             assert evals(tmp_path / "a" / f"s{s}", name) == evals(b / f"s{s}", name), f"s{s} {name}"

@@ -6,7 +6,9 @@ Each run keeps its own folder, lock, checkpoints and summary, exactly as if trai
 of the same config writes the same numbers, bit for bit: a learner's results depend neither on its pack-mates nor on
 the pack's size, :mod:`dpd.pack.batching`). Runs that resume go
 together where their checkpoints are at the same step (the usual case: a sweep stopped at one moment), and a fresh
-run never joins a resumed one (a pack steps all its learners in lock-step from one step count).
+run never joins a resumed one (a pack steps all its learners in lock-step from one step count); those packs train
+one after the other, and a stop (Ctrl-C / SIGTERM) ends the call: the pack it reached checkpoints as one run would,
+and no later pack starts (their runs keep the checkpoints they had).
 """
 
 from __future__ import annotations
@@ -17,10 +19,11 @@ from pathlib import Path
 from typing import Any
 
 from dpd.config import ResolvedConfig
-from dpd.errors import DPDUserError
+from dpd.errors import DPDUserError, TrainingInterrupted
 from dpd.names import ERROR_FILE
 from dpd.run_files import RunLock, atomic_write_text
-from dpd.training.trainer import DPDTrainer, learn_together, new_run_folder, open_checkpoint
+from dpd.training.signals import StopSignals
+from dpd.training.trainer import DPDTrainer, learn_together, new_run_folder, open_checkpoint, pack_stop_announcer
 
 LogFn = Callable[[str], None]
 #: what happened to one run: its summary, or the exception that ended it
@@ -42,18 +45,34 @@ def train_together(runs: list[tuple[ResolvedConfig, Path, bool]], log: LogFn | N
                 outcomes[k] = exc
     by_step: dict[Any, list[int]] = defaultdict(list)
     for k, (_, state, _) in opened.items():
-        first = state["students"][0]
-        step = first.get("pack", {}).get("pack", {}).get("num_timesteps") if isinstance(first, dict) else None
-        by_step[step].append(k)
+        by_step[_learner_steps(state)].append(k)
     groups = ([fresh] if fresh else []) + list(by_step.values())
-    for group in groups:
-        outcomes.update(_train_group(runs, group, opened, log))
+    # One stop handler for the whole call: a signal while a pack trains, or between two packs, must also keep the
+    # later packs from starting (each would set up, load its replay buffers and compile before it heard the stop).
+    with StopSignals(pack_stop_announcer(log or (lambda _msg: None))) as signals:
+        for group in groups:
+            stopped = signals.name or next((o.signal_name for o in outcomes.values()
+                                            if isinstance(o, TrainingInterrupted)), None)
+            if stopped is not None:  # only resumed runs come after the first pack: their checkpoints stand
+                for k in group:
+                    _, state, lock = opened[k]
+                    lock.release()
+                    steps = (_learner_steps(state) or 0) * len(state["students"])
+                    outcomes[k] = TrainingInterrupted(stopped, steps, runs[k][1], during_setup=True)
+                continue
+            outcomes.update(_train_group(runs, group, opened, log, signals))
     return [outcomes[k] for k in range(len(runs))]
 
 
+def _learner_steps(state: dict[str, Any]) -> int | None:
+    """The env steps each learner of a run's checkpoint has taken (its pack's step count); None if it does not say."""
+    first = state["students"][0]
+    return first.get("pack", {}).get("pack", {}).get("num_timesteps") if isinstance(first, dict) else None
+
+
 def _train_group(runs: list[tuple[ResolvedConfig, Path, bool]], group: list[int],
-                 opened: dict[int, tuple[ResolvedConfig, dict[str, Any], RunLock]], log: LogFn | None
-                 ) -> dict[int, Outcome]:
+                 opened: dict[int, tuple[ResolvedConfig, dict[str, Any], RunLock]], log: LogFn | None,
+                 signals: StopSignals) -> dict[int, Outcome]:
     from dpd.training.pack_learner import PackGroup
 
     locks: dict[int, RunLock] = {k: opened[k][2] for k in group if k in opened}
@@ -88,7 +107,7 @@ def _train_group(runs: list[tuple[ResolvedConfig, Path, bool]], group: list[int]
         for j, (cfg, folder, resume_state) in enumerate(zip(configs, dirs, states, strict=True)):
             trainers.append(DPDTrainer(cfg, folder, log=log, resume_state=resume_state,
                                        learners=list(pack.views[j * per_run:(j + 1) * per_run])))
-        results = learn_together(trainers, log)
+        results = learn_together(trainers, log, signals)
         return dict(zip(group, results, strict=True))
     except Exception as exc:
         if isinstance(exc, DPDUserError) and built:  # an env fault mid-run: each folder says so (a sweep retries it next time)

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import contextlib
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -395,47 +396,49 @@ class _Progress:
             self._progress.stop()
 
 
-def learn_together(trainers: list[DPDTrainer], log: LogFn | None = None) -> list[dict[str, Any] | Exception]:
+def learn_together(trainers: list[DPDTrainer], log: LogFn | None = None, signals: StopSignals | None = None
+                   ) -> list[dict[str, Any] | Exception]:
     """The runs whose learners share one JAX pack (:class:`dpd.training.pack_learner.PackGroup`), trained round by round in
     lock-step: round r of every run before round r + 1 of any (the pack steps all its learners at once). Each run
     keeps its own checkpoints, stop handling and summary, as :meth:`DPDTrainer.learn`. Returns, per run, its summary
     or the exception that ended it (:class:`TrainingInterrupted` after a stop: every run checkpointed first;
-    :class:`TrainingDiverged`); an error of the pack itself (an env fault) ends them all and is raised."""
+    :class:`TrainingDiverged`); an error of the pack itself (an env fault) ends them all and is raised.
+
+    ``signals``: a caller's own stop handler, already entered (:func:`dpd.training.together.train_together`, which
+    must know of a stop to start no further pack); one that came before this call stops every run before its first
+    round. Without it, this call handles Ctrl-C / SIGTERM itself."""
     say: LogFn = log or (lambda _msg: None)
+    if signals is None:
+        with StopSignals(pack_stop_announcer(say)) as own:
+            return learn_together(trainers, log, own)
     outcomes: list[dict[str, Any] | Exception | None] = [None] * len(trainers)
-    pending: list[str] = []
-
-    def stop(name: str) -> None:
-        # Not into the trainers at once: a signal that lands while the first run's round steps the whole pack would
-        # let the later runs checkpoint at the round before it, beside a pack already a round on (their checkpoints
-        # at different steps, and their pack state ahead of their counters). Every run sees it at the same boundary.
-        pending.append(name)
-        say(f"dpd: {name}: stopping the pack's runs after this round (Ctrl-C again to abort now)")
-
-    with StopSignals(stop):
-        for trainer in trainers:
-            trainer._setup()
-        active = list(range(len(trainers)))
-        if pending:  # a stop during setup ends every run before its first round, as for one run (nothing new saved)
-            outcomes = [TrainingInterrupted(pending[0], t.total_env_steps(), t.run_dir, during_setup=True)
-                        for t in trainers]
-            active = []
-        while active:
-            if pending:
-                for trainer in trainers:
-                    trainer._stop_signal = pending[0]
-            for k in list(active):
-                trainer = trainers[k]
-                if not trainer._running():
-                    active.remove(k)
-                    continue
-                try:
-                    trainer._round_boundary()
-                except (TrainingInterrupted, TrainingDiverged) as exc:
-                    outcomes[k] = exc
-                    active.remove(k)
-                    continue
-                trainer.stopped = trainer._parallel_round()
+    # A stop is read from `signals` at round boundaries, never handed to the trainers at once: a signal that lands
+    # while the first run's round steps the whole pack would let the later runs checkpoint at the round before it,
+    # beside a pack already a round on (their checkpoints at different steps, and their pack state ahead of their
+    # counters). Every run sees it at the same boundary.
+    for trainer in trainers:
+        trainer._setup()
+    active = list(range(len(trainers)))
+    if signals.name is not None:  # a stop during setup ends every run before its first round, as for one run
+        outcomes = [TrainingInterrupted(signals.name, t.total_env_steps(), t.run_dir, during_setup=True)
+                    for t in trainers]
+        active = []
+    while active:
+        if signals.name is not None:
+            for trainer in trainers:
+                trainer._stop_signal = signals.name
+        for k in list(active):
+            trainer = trainers[k]
+            if not trainer._running():
+                active.remove(k)
+                continue
+            try:
+                trainer._round_boundary()
+            except (TrainingInterrupted, TrainingDiverged) as exc:
+                outcomes[k] = exc
+                active.remove(k)
+                continue
+            trainer.stopped = trainer._parallel_round()
     with StopSignals(lambda name: say(f"dpd: {name}: finishing the pack's runs first (Ctrl-C again to abort now)")
                      ) as finishing:
         for k, trainer in enumerate(trainers):
@@ -449,6 +452,11 @@ def learn_together(trainers: list[DPDTrainer], log: LogFn | None = None) -> list
                                           finished=True)
         results.append(outcome)
     return results
+
+
+def pack_stop_announcer(say: LogFn) -> Callable[[str], None]:
+    """What a pack's runs say on the first Ctrl-C / SIGTERM (they stop together at the end of the round)."""
+    return lambda name: say(f"dpd: {name}: stopping the pack's runs after this round (Ctrl-C again to abort now)")
 
 
 def new_run_folder(config: ResolvedConfig, out: str | Path, overwrite: bool, words: OutWords = CLI_WORDS
