@@ -60,3 +60,14 @@ def test_sim_states_benchmark_prints_both_ways_of_each_variant():
     for kind, steps in (("env", 200), ("ddpg", 64)):
         assert f"| {kind} | {steps} | CPU |" in out and f"| {kind} | {steps} | wall |" in out
     assert "record=True" in out and "record=False" in out
+
+
+def test_pair_cost_benchmark_rates_every_arm(tmp_path):
+    import json
+
+    pytest.importorskip("jax")
+    out = run(str(BENCHMARKS / "pair_cost.py"), "--env", "Pendulum-v1", "--steps", "200", "--repeats", "1",
+              "--json", str(tmp_path / "r.json"))
+    assert all(f"{arm}: median " in out for arm in ("vanilla", "independent", "dpd")), out
+    rates = json.loads((tmp_path / "r.json").read_text())["rates"]
+    assert set(rates) == {"vanilla", "independent", "dpd"} and all(len(r) == 1 for r in rates.values())

@@ -63,6 +63,23 @@ def test_a_jax_run_writes_todays_run_folder_and_its_models_open_in_sb3(tmp_path)
     assert main(["evaluate", str(tmp_path / "run"), "--episodes", "1"]) == 0
 
 
+def test_the_independent_pair_measures_without_distilling_and_its_student0_is_vanilla(tmp_path):
+    """The independent pair's phase only measures the pair: its scan of distillation steps is empty (it ran the dpd
+    arm's whole scan and discarded every step, which made the pair cost as much as DPD and about twice vanilla per
+    learner on HalfCheetah); it still measures, and its student0, vanilla's seed undistilled, is vanilla's run."""
+    from dpd.training.pack_learner import PackGroup
+
+    assert PackGroup([config(seed=3, method="independent").resolve()], [None]).distill_spec.max_steps == 0
+    assert PackGroup([config(seed=3).resolve()], [None]).distill_spec.max_steps == 101  # dpd: 100 per phase, +1
+    train(config(seed=3, method="independent", total_steps=3200), tmp_path / "pair")
+    train(config(seed=3, method="vanilla", total_steps=1600), tmp_path / "vanilla")
+    own = [[r[0], *r[2:5]] for r in evals(tmp_path / "pair", "student0")]  # [1] is total env steps: the pair's x2
+    assert own == [[r[0], *r[2:5]] for r in evals(tmp_path / "vanilla", "vanilla")] and len(own) >= 5
+    phases = [r for r in rows(tmp_path / "pair" / "student0" / "progress.csv") if r["distill/phase_steps"]]
+    assert len(phases) == 4 and all(int(r["distill/phase_steps"]) == 0 for r in phases)  # after each iteration
+    assert all(float(r["pair/action_distance"]) > 0 for r in phases)  # measured all the same
+
+
 def test_the_export_copies_every_network_and_the_normalisation(tmp_path):
     from dpd.training.pack_learner import PackGroup, export_sb3
 

@@ -139,7 +139,9 @@ class PackGroup:
         self.distill_spec: DistillSpec | None = None
         if self.pair:
             pcfg = self.pack.cfg
-            if self.ppo:  # on-policy: a phase is ``distill.steps`` steps
+            if cfg.method != "dpd":  # the independent pair only measures: an empty scan (every learner runs the
+                max_steps = 0        # full scan and discards the steps past its own, so this one cost as much as dpd's)
+            elif self.ppo:  # on-policy: a phase is ``distill.steps`` steps
                 max_steps = cfg.distill.steps
             else:  # the longest phase: ratio x the RL gradient steps of one iteration, plus the carried fraction
                 rl_steps = math.ceil(cfg.iteration_steps / pcfg.train_freq) * pcfg.gradient_steps
