@@ -10,27 +10,20 @@ Pin it to one core, as every comparison on this machine: ``taskset -c 0``; JAX o
 
 from __future__ import annotations
 
-import os
-
-os.environ.setdefault("XLA_FLAGS", "--xla_cpu_multi_thread_eigen=false intra_op_parallelism_threads=1")
-
 import argparse
 import json
+import os
 import platform
 import subprocess
 import tempfile
 import time
 from pathlib import Path
 
+from throughput import JAX_XLA_FLAGS, _config  # this folder's: one thread for XLA, a benchmark's config
+
+os.environ.setdefault("XLA_FLAGS", JAX_XLA_FLAGS)  # before jax is imported (dpd imports it lazily)
+
 ARMS = ("vanilla", "independent", "dpd")
-
-
-def _config(env: str, method: str, seed: int, per_learner: int):
-    from dpd import TrainConfig
-
-    total = per_learner * (1 if method == "vanilla" else 2)
-    return TrainConfig.from_dict({"env_id": env, "algo": "ddpg", "method": method, "seed": seed, "total_steps": total,
-                                  "preset": "paper", "engine": "jax", "eval_freq": 0, "torch_threads": 1}).resolve()
 
 
 def wall_s(env: str, arm: str, per_learner: int, scratch: Path) -> float:
@@ -39,7 +32,8 @@ def wall_s(env: str, arm: str, per_learner: int, scratch: Path) -> float:
 
     folder = Path(tempfile.mkdtemp(dir=scratch))
     seeds = (0, 1) if arm == "vanilla" else (0,)
-    runs = [(_config(env, arm, s, per_learner), folder / f"s{s}", False) for s in seeds]
+    total = per_learner * (1 if arm == "vanilla" else 2)
+    runs = [(_config("ddpg", env, arm, total, None, engine="jax", seed=s), folder / f"s{s}", False) for s in seeds]
     start = time.perf_counter()
     outcomes = train_together(runs)
     wall = time.perf_counter() - start

@@ -50,7 +50,9 @@ VARIANTS = ("vanilla_sb3", "pair_sb3", "dpd_seq", "dpd_par")
 
 
 def _config(algo: str, env: str, method: str, total: int, learning_starts: int | None, parallel: bool = False,
-            preset: str | None = None, extra: dict[str, Any] | None = None) -> Any:
+            preset: str | None = None, extra: dict[str, Any] | None = None, **fields: Any) -> Any:
+    """A benchmark's resolved config: evaluation off, the paper preset for DDPG (else zoo); ``extra`` are the
+    algorithm's arguments, ``fields`` any other TrainConfig field (``seed``, ``engine``: benchmarks/pair_cost.py)."""
     from dpd import TrainConfig
 
     kwargs: dict[str, Any] = dict(extra or {})
@@ -58,7 +60,7 @@ def _config(algo: str, env: str, method: str, total: int, learning_starts: int |
         kwargs["learning_starts"] = learning_starts
     preset = preset or ("paper" if algo == "ddpg" else "zoo")
     return TrainConfig(env_id=env, algo=algo, method=method, total_steps=total, eval_freq=0, preset=preset,
-                       algo_kwargs=kwargs, parallel=parallel).resolve()
+                       algo_kwargs=kwargs, parallel=parallel, **fields).resolve()
 
 
 def _fill(model: Any) -> None:
