@@ -71,3 +71,17 @@ def test_pair_cost_benchmark_rates_every_arm(tmp_path):
     assert all(f"{arm}: median " in out for arm in ("vanilla", "independent", "dpd")), out
     rates = json.loads((tmp_path / "r.json").read_text())["rates"]
     assert set(rates) == {"vanilla", "independent", "dpd"} and all(len(r) == 1 for r in rates.values())
+
+
+def test_xla_threads_benchmark_runs_both_settings_side_by_side(tmp_path):
+    import json
+
+    pytest.importorskip("jax")
+    out = run(str(BENCHMARKS / "xla_threads.py"), "--env", "Pendulum-v1", "--learners", "1", "--steps", "300",
+              "--learning-starts", "100", "--repeats", "1", "--json", str(tmp_path / "r.json"))
+    assert "| 0 |" in out and "xla_one / xla_default" in out, out
+    data = json.loads((tmp_path / "r.json").read_text())
+    # two packs per setting, each of one learner that took its 300 steps
+    assert all(len(data["results"][s][0]) == 2 for s in ("xla_default", "xla_one"))
+    assert all(row["env_steps"] == 300 for s in data["results"].values() for row in s[0])
+    assert len(data["ratio_per_repeat"]) == 1 and data["ratio_per_repeat"][0] > 0
