@@ -247,3 +247,19 @@ def test_per_learner_loops_on_the_cpu_and_batches_on_an_accelerator(monkeypatch)
     monkeypatch.setattr(jax, "default_backend", lambda: "gpu")
     batched = jax.make_jaxpr(per_learner(f))(w, x)
     assert "scan[" not in str(batched) and str(batched) == str(jax.make_jaxpr(jax.vmap(f))(w, x))
+
+
+def test_an_update_needs_no_scratch_memory_that_grows_with_the_buffers():
+    """The update reads each learner's minibatch from the pack's buffers in place: its scratch memory (XLA's temp
+    allocation of the compiled update) is the same at 20,000 and 80,000 transitions per learner. Sliced per learner,
+    it held a copy of a learner's whole buffer on every call (the pack's updates ran ~4x slower with 1e6-transition
+    buffers: docs/performance.md)."""
+    temp, per_learner = {}, {}
+    for capacity in (20_000, 80_000):
+        pack = DDPGPack("Pendulum-v1", [0, 1, 2], PackConfig(buffer_size=capacity), max_steps=None)
+        compiled = pack._update.lower(pack.learners, pack.buffers, jax.numpy.int32(10), *pack._stats()).compile()
+        temp[capacity] = compiled.memory_analysis().temp_size_in_bytes
+        per_learner[capacity] = sum(x.nbytes for x in jax.tree.leaves(pack.buffers)) // 3
+        pack.close()
+    growth = temp[80_000] - temp[20_000]
+    assert growth < (per_learner[80_000] - per_learner[20_000]) / 10, (temp, per_learner)
