@@ -33,8 +33,9 @@ KINDS = ("env", "ppo", "ddpg")
 def _config(algo: str, env: str, record: bool) -> Any:
     from dpd import TrainConfig
 
-    return TrainConfig(env_id=env, algo=algo, method="vanilla", total_steps=1_000_000, eval_freq=0, preset="paper",
-                       record_sim_states=record).resolve()
+    named: dict[str, Any] = {"algo": algo}  # a name from the command line, validated by TrainConfig
+    return TrainConfig(env_id=env, method="vanilla", total_steps=1_000_000, eval_freq=0, preset="paper",
+                       record_sim_states=record, **named).resolve()
 
 
 def run_probe(env_id: str, calls: int) -> dict[str, Any]:

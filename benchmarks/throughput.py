@@ -59,8 +59,10 @@ def _config(algo: str, env: str, method: str, total: int, learning_starts: int |
     if learning_starts is not None and algo in ("ddpg", "td3", "sac"):
         kwargs["learning_starts"] = learning_starts
     preset = preset or ("paper" if algo == "ddpg" else "zoo")
-    return TrainConfig(env_id=env, algo=algo, method=method, total_steps=total, eval_freq=0, preset=preset,
-                       algo_kwargs=kwargs, parallel=parallel, **fields).resolve()
+    # validated by TrainConfig (a bad name is its one-line error); passed as data, as from the command line
+    named: dict[str, Any] = {"algo": algo, "method": method, "preset": preset}
+    return TrainConfig(env_id=env, total_steps=total, eval_freq=0, algo_kwargs=kwargs, parallel=parallel, **named,
+                       **fields).resolve()
 
 
 def _fill(model: Any) -> None:
