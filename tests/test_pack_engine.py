@@ -2,6 +2,7 @@
 sweeps pack a task's seeds, a killed pack resumes exactly, and what the engine does not implement is one line."""
 
 import csv
+import os
 import signal
 import subprocess
 import sys
@@ -44,6 +45,11 @@ def evals(run: Path, name: str) -> list[list[str]]:
 def test_a_jax_run_writes_todays_run_folder_and_its_models_open_in_sb3(tmp_path):
     summary = train(config(), tmp_path / "run")
     assert summary["engine"] == "jax" and summary["total_env_steps"] == 3000
+    import jax
+
+    # where it ran: XLA compiles a JAX run's arithmetic, so its libraries and flags are recorded beside torch's
+    assert summary["platform"]["jax"] == jax.__version__ and summary["platform"]["jaxlib"] is not None
+    assert summary["platform"]["xla_flags"] == os.environ.get("XLA_FLAGS", "")
     for name in ("student0", "student1"):
         folder = tmp_path / "run" / name
         assert {"model.zip", "progress.csv", "evaluations.csv", "vecnormalize.json", "vecnormalize.pkl"} <= {

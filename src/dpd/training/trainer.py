@@ -14,6 +14,7 @@ TOTAL number of env steps (each DPD student gets half of it).
 from __future__ import annotations
 
 import contextlib
+import os
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -52,18 +53,20 @@ def _version() -> str:
         return "unknown"
 
 
-def platform_info() -> dict[str, Any]:
+def platform_info(engine: str = "sb3") -> dict[str, Any]:
     """What a run's numbers depend on beyond its config: library versions and the CPU's vector unit. Two runs of the
     same config and code are byte-identical on one machine, but over 1M steps they can drift apart across CPUs
     (torch picks its kernels by the CPU's capability, e.g. AVX2 or AVX512; rounding differs in the last bits and a
-    long run amplifies it), so a summary records where it ran."""
+    long run amplifies it), so a summary records where it ran. ``engine="jax"``: JAX's libraries too (XLA compiles
+    the run's arithmetic), and the XLA_FLAGS it ran under."""
     import platform
     from importlib.metadata import PackageNotFoundError, version
 
     import torch as th
 
     libs: dict[str, str | None] = {}
-    for name in ("torch", "numpy", "gymnasium", "mujoco", "stable_baselines3"):
+    names = ("torch", "numpy", "gymnasium", "mujoco", "stable_baselines3")
+    for name in names + (("jax", "jaxlib", "optax") if engine == "jax" else ()):
         try:
             libs[name] = version(name.replace("_", "-"))
         except PackageNotFoundError:
@@ -74,8 +77,11 @@ def platform_info() -> dict[str, Any]:
             cpu = next((line.split(":", 1)[1].strip() for line in fh if line.startswith("model name")), cpu)
     except OSError:
         pass
-    return {"python": platform.python_version(), **libs, "cpu": cpu,
+    info = {"python": platform.python_version(), **libs, "cpu": cpu,
             "torch_cpu_capability": th.backends.cpu.get_cpu_capability(), "torch_threads": th.get_num_threads()}
+    if engine == "jax":
+        info["xla_flags"] = os.environ.get("XLA_FLAGS", "")
+    return info
 
 
 class DPDTrainer:
@@ -360,7 +366,7 @@ class DPDTrainer:
             "env_steps_per_s": round(total / max(wall, 1e-9), 1),
             "best_learner": max(finals, key=lambda k: finals[k]) if finals else None,
             "learners": learners,
-            "platform": platform_info(),
+            "platform": platform_info(cfg.engine),
         }
 
     def close(self) -> None:
