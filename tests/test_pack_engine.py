@@ -50,6 +50,8 @@ def test_a_jax_run_writes_todays_run_folder_and_its_models_open_in_sb3(tmp_path)
     # where it ran: XLA compiles a JAX run's arithmetic, so its libraries and flags are recorded beside torch's
     assert summary["platform"]["jax"] == jax.__version__ and summary["platform"]["jaxlib"] is not None
     assert summary["platform"]["xla_flags"] == os.environ.get("XLA_FLAGS", "")
+    assert summary["platform"]["jax_backend"] == jax.default_backend()
+    assert summary["platform"]["jax_device"] == jax.devices()[0].device_kind
     for name in ("student0", "student1"):
         folder = tmp_path / "run" / name
         assert {"model.zip", "progress.csv", "evaluations.csv", "vecnormalize.json", "vecnormalize.pkl"} <= {

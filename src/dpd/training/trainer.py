@@ -58,7 +58,8 @@ def platform_info(engine: str = "sb3") -> dict[str, Any]:
     same config and code are byte-identical on one machine, but over 1M steps they can drift apart across CPUs
     (torch picks its kernels by the CPU's capability, e.g. AVX2 or AVX512; rounding differs in the last bits and a
     long run amplifies it), so a summary records where it ran. ``engine="jax"``: JAX's libraries too (XLA compiles
-    the run's arithmetic), and the XLA_FLAGS it ran under."""
+    the run's arithmetic), the backend and device it compiled for (``cpu``, ``gpu``: a GPU's kernels round
+    differently from the CPU's, docs/performance.md) and the XLA_FLAGS it ran under."""
     import platform
     from importlib.metadata import PackageNotFoundError, version
 
@@ -80,6 +81,10 @@ def platform_info(engine: str = "sb3") -> dict[str, Any]:
     info = {"python": platform.python_version(), **libs, "cpu": cpu,
             "torch_cpu_capability": th.backends.cpu.get_cpu_capability(), "torch_threads": th.get_num_threads()}
     if engine == "jax":
+        import jax
+
+        info["jax_backend"] = jax.default_backend()
+        info["jax_device"] = jax.devices()[0].device_kind
         info["xla_flags"] = os.environ.get("XLA_FLAGS", "")
     return info
 
