@@ -6,7 +6,7 @@
 #   there:  bash benchmarks/jax_gpu.sh                   # carry .whl; writes $OUT (default ./jax-gpu-out)
 #
 # Uses the machine's own jax / jaxlib with their CUDA plugin, torch and numpy (their versions go to versions.txt);
-# dpd from ./src. Stages, each under its own time limit so a slow one cannot starve the rest, in order of value:
+# dpd from ./src. Takes ~7 min (each child process spends 20-30 s initialising CUDA and compiling). Stages, each under its own time limit so a slow one cannot starve the rest, in order of value:
 #   1. throughput: Walker2d-v5 DDPG (paper preset), packs of 1, 16 and 64 learners on the GPU, then packs of 1 and
 #      16 on one CPU core of the same machine (JAX_PLATFORMS=cpu); stock SB3 and the raw env beside, as
 #      benchmarks/throughput.py always reports them (-> walker2d_gpu.json, walker2d_cpu.json)
@@ -60,16 +60,18 @@ timeout -s INT 90 python3 -m pytest tests/test_pack.py tests/test_pack_distill.p
   -m "extended or not extended" --timeout 80 --junitxml="$OUT/pytest_gpu.xml" | tail -n 40
 
 stamp "4. Humanoid, full-size replay buffers: GPU packs of 1 and 16"
-timeout 80 python3 benchmarks/throughput.py --engine jax --algo ddpg --env Humanoid-v5 --steps 1000 --repeats 1 \
+timeout 150 python3 benchmarks/throughput.py --engine jax --algo ddpg --env Humanoid-v5 --steps 1000 --repeats 1 \
   --pack-sizes 1,16 --full-buffers --json "$OUT/humanoid_gpu.json"
 stamp "5. eight packs of 16 Walker2d learners side by side, one core each, one GPU"
 start=$(date +%s.%N)
+pids=()
 for i in 0 1 2 3 4 5 6 7; do
   XLA_FLAGS="--xla_cpu_multi_thread_eigen=false intra_op_parallelism_threads=1" OMP_NUM_THREADS=1 timeout 60 \
     taskset -c "$i" python3 benchmarks/throughput.py --engine jax --algo ddpg --child pack16 --env Walker2d-v5 \
     --steps 2000 --learning-starts 100 > "$site/side_$i.json" &
+  pids+=("$!")
 done
-wait
+wait "${pids[@]}"  # these alone: a bare `wait` also waits for the log's tee (a process substitution), for ever
 end=$(date +%s.%N)
 python3 - "$site" "$start" "$end" <<'EOF'
 import glob, json, sys

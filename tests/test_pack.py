@@ -243,10 +243,29 @@ def test_per_learner_loops_on_the_cpu_and_batches_on_an_accelerator(monkeypatch)
         return jnp.tanh(x @ w)
 
     w, x = jnp.ones((4, 3, 2)), jnp.ones((4, 5, 3))
+    monkeypatch.setattr(jax, "default_backend", lambda: "cpu")  # wherever the suite runs (a GPU machine too)
     assert "scan[" in str(jax.make_jaxpr(per_learner(f))(w, x))
     monkeypatch.setattr(jax, "default_backend", lambda: "gpu")
     batched = jax.make_jaxpr(per_learner(f))(w, x)
     assert "scan[" not in str(batched) and str(batched) == str(jax.make_jaxpr(jax.vmap(f))(w, x))
+
+
+@pytest.mark.parametrize("net", ["ddpg", "ppo"])
+def test_every_matrix_product_of_a_packs_networks_is_full_float32_forward_and_backward(net):
+    """A GPU's default float32 product is TF32 (10-bit mantissa), SB3's (torch's) is float32: measured on an H200,
+    the pack then left the parity tests' tolerance (dpd.pack.batching.dense). So every product of the networks, and
+    of their gradients, asks for HIGHEST precision; on the CPU that changes no number."""
+    import jax.numpy as jnp
+
+    from dpd.pack.ddpg import mlp
+    from dpd.pack.ppo import tanh_mlp
+
+    fn = mlp if net == "ddpg" else tanh_mlp
+    params = [(jnp.ones((3, 4)), jnp.zeros(4)), (jnp.ones((4, 2)), jnp.zeros(2))]
+    jaxpr = str(jax.make_jaxpr(jax.grad(lambda p, x: fn(p, x).sum()))(params, jnp.ones((5, 3))))
+    dots = jaxpr.count("dot_general[")
+    assert dots == 2 + 3  # two layers forward; backward each layer's weight gradient and the hidden layer's input's
+    assert jaxpr.count("precision=(Precision.HIGHEST, Precision.HIGHEST)") == dots
 
 
 def test_an_update_needs_no_scratch_memory_that_grows_with_the_buffers():

@@ -23,6 +23,7 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 import jax
+import jax.numpy as jnp
 
 
 def per_learner(fn: Callable[..., Any], in_axes: int | Sequence[int | None] | None = 0) -> Callable[..., Any]:
@@ -52,3 +53,14 @@ def per_learner(fn: Callable[..., Any], in_axes: int | Sequence[int | None] | No
         return jax.lax.map(one, tuple(args[i] for i in stacked))
 
     return mapped
+
+
+def dense(x: jax.Array, w: jax.Array, b: jax.Array) -> jax.Array:
+    """``x @ w + b`` in full float32 on every backend; x (..., in), w (in, out), b (out,) -> (..., out).
+
+    Why the precision is named: on a GPU, XLA's default precision for a float32 matrix product is TF32 (a 10-bit
+    mantissa), where torch's default, and so SB3's, is full float32. Measured on an H200 (jax 0.11.2,
+    benchmarks/jax_gpu.sh, docs/performance.md): the pack's distillation step then differed from SB3's by 2e-4 to
+    8e-4 relative, past the parity tests' 1e-4. ``HIGHEST`` is float32 there, and it changes nothing on the CPU,
+    whose float32 product is the same with or without it (the engine's numbers bit for bit the same)."""
+    return jnp.matmul(x, w, precision=jax.lax.Precision.HIGHEST) + b

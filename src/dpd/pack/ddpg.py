@@ -44,7 +44,7 @@ import numpy as np
 import optax
 
 from dpd.errors import DPDUserError
-from dpd.pack.batching import per_learner
+from dpd.pack.batching import dense, per_learner
 from dpd.pack.checks import check_config, check_seeds, check_steps, make_envs
 from dpd.pack.running import normalized, running_std, running_update
 
@@ -109,9 +109,9 @@ def init_mlp(rng: np.random.Generator, sizes: list[int]) -> list[tuple[np.ndarra
 def mlp(params: Params, x: jax.Array) -> jax.Array:
     """ReLU between layers, linear output; x (..., in) -> (..., out)."""
     for w, b in params[:-1]:
-        x = jax.nn.relu(x @ w + b)
+        x = jax.nn.relu(dense(x, w, b))
     w, b = params[-1]
-    return x @ w + b
+    return dense(x, w, b)
 
 
 def actor_fn(actor: Params, obs: jax.Array) -> jax.Array:

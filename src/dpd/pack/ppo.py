@@ -62,7 +62,7 @@ import numpy as np
 import optax
 
 from dpd.errors import DPDUserError
-from dpd.pack.batching import per_learner
+from dpd.pack.batching import dense, per_learner
 from dpd.pack.checks import check_config, check_seeds, check_steps, make_envs
 from dpd.pack.ddpg import Params, set_slot
 from dpd.pack.running import normalized, running_std, running_update
@@ -143,9 +143,9 @@ def init_orthogonal(rng: np.random.Generator, sizes: list[int], gain_hidden: flo
 def tanh_mlp(params: Params, x: jax.Array) -> jax.Array:
     """tanh between layers, linear output; x (..., in) -> (..., out)."""
     for w, b in params[:-1]:
-        x = jnp.tanh(x @ w + b)
+        x = jnp.tanh(dense(x, w, b))
     w, b = params[-1]
-    return x @ w + b
+    return dense(x, w, b)
 
 
 def value_fn(policy: Policy, obs: jax.Array) -> jax.Array:
