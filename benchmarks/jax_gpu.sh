@@ -6,14 +6,15 @@
 #   there:  bash benchmarks/jax_gpu.sh                   # carry .whl; writes $OUT (default ./jax-gpu-out)
 #
 # Uses the machine's own jax / jaxlib with their CUDA plugin, torch and numpy (their versions go to versions.txt);
-# dpd from ./src. Takes ~7 min (each child process spends 20-30 s initialising CUDA and compiling). Stages, each under its own time limit so a slow one cannot starve the rest, in order of value:
+# dpd from ./src. Takes ~7 min (each child process spends 20-30 s initialising CUDA and compiling). Stages, each
+# under its own time limit so a slow one cannot starve the rest, in order of value:
 #   1. throughput: Walker2d-v5 DDPG (paper preset), packs of 1, 16 and 64 learners on the GPU, then packs of 1 and
 #      16 on one CPU core of the same machine (JAX_PLATFORMS=cpu); stock SB3 and the raw env beside, as
 #      benchmarks/throughput.py always reports them (-> walker2d_gpu.json, walker2d_cpu.json)
 #   2. end to end: `dpd train --engine jax` of a DPD-DDPG pair on Walker2d-v5, 2 x 10k env steps with evaluation,
 #      on the GPU (-> train_summary.json: its platform block says the backend and device)
-#   3. the pack and pack-distillation tests on the GPU (-> pytest_gpu.xml): the CPU-only bit-for-bit invariances are expected to fail
-#      there (src/dpd/pack/batching.py: an accelerator batches with vmap); the parity tests against SB3 show
+#   3. the pack and pack-distillation tests on the GPU (-> pytest_gpu.xml): the CPU-only bit-for-bit invariances
+#      are expected to fail there (src/dpd/pack/batching.py: an accelerator batches with vmap); the parity tests against SB3 show
 #      whether the tolerances hold on another backend
 #   4. Humanoid-v5 (348-dim observations): packs of 1 and 16 with full-size (1e6) replay buffers on the GPU
 #      (-> humanoid_gpu.json): the memory and rate a Humanoid grid would need there
@@ -66,9 +67,9 @@ stamp "5. eight packs of 16 Walker2d learners side by side, one core each, one G
 start=$(date +%s.%N)
 pids=()
 for i in 0 1 2 3 4 5 6 7; do
-  XLA_FLAGS="--xla_cpu_multi_thread_eigen=false intra_op_parallelism_threads=1" OMP_NUM_THREADS=1 timeout 60 \
-    taskset -c "$i" python3 benchmarks/throughput.py --engine jax --algo ddpg --child pack16 --env Walker2d-v5 \
-    --steps 2000 --learning-starts 100 > "$site/side_$i.json" &
+  # (the child sets its own XLA_FLAGS, one XLA thread, before it imports jax)
+  OMP_NUM_THREADS=1 timeout 60 taskset -c "$i" python3 benchmarks/throughput.py --engine jax --algo ddpg \
+    --child pack16 --env Walker2d-v5 --steps 2000 --learning-starts 100 > "$site/side_$i.json" &
   pids+=("$!")
 done
 wait "${pids[@]}"  # these alone: a bare `wait` also waits for the log's tee (a process substitution), for ever

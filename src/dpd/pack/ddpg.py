@@ -34,6 +34,7 @@ import dataclasses
 import itertools
 import time
 from collections import defaultdict
+from collections.abc import Callable
 from functools import partial
 from typing import Any, NamedTuple
 
@@ -106,10 +107,11 @@ def init_mlp(rng: np.random.Generator, sizes: list[int]) -> list[tuple[np.ndarra
     return params
 
 
-def mlp(params: Params, x: jax.Array) -> jax.Array:
-    """ReLU between layers, linear output; x (..., in) -> (..., out)."""
+def mlp(params: Params, x: jax.Array, activation: Callable[[jax.Array], jax.Array] = jax.nn.relu) -> jax.Array:
+    """``activation`` between layers (ReLU, DDPG's; PPO's tanh: ``pack.ppo.tanh_mlp``), linear output;
+    x (..., in) -> (..., out)."""
     for w, b in params[:-1]:
-        x = jax.nn.relu(dense(x, w, b))
+        x = activation(dense(x, w, b))
     w, b = params[-1]
     return dense(x, w, b)
 

@@ -62,9 +62,9 @@ import numpy as np
 import optax
 
 from dpd.errors import DPDUserError
-from dpd.pack.batching import dense, per_learner
+from dpd.pack.batching import per_learner
 from dpd.pack.checks import check_config, check_seeds, check_steps, make_envs
-from dpd.pack.ddpg import Params, set_slot
+from dpd.pack.ddpg import Params, mlp, set_slot
 from dpd.pack.running import normalized, running_std, running_update
 
 LOG_SQRT_2PI = math.log(math.sqrt(2 * math.pi))  # torch.distributions.Normal.log_prob's constant, as torch writes it
@@ -142,10 +142,7 @@ def init_orthogonal(rng: np.random.Generator, sizes: list[int], gain_hidden: flo
 
 def tanh_mlp(params: Params, x: jax.Array) -> jax.Array:
     """tanh between layers, linear output; x (..., in) -> (..., out)."""
-    for w, b in params[:-1]:
-        x = jnp.tanh(dense(x, w, b))
-    w, b = params[-1]
-    return dense(x, w, b)
+    return mlp(params, x, jnp.tanh)
 
 
 def value_fn(policy: Policy, obs: jax.Array) -> jax.Array:
