@@ -14,8 +14,8 @@
 #   2. end to end: `dpd train --engine jax` of a DPD-DDPG pair on Walker2d-v5, 2 x 10k env steps with evaluation,
 #      on the GPU (-> train_summary.json: its platform block says the backend and device)
 #   3. the pack and pack-distillation tests on the GPU (-> pytest_gpu.xml): the CPU-only bit-for-bit invariances
-#      are expected to fail there (src/dpd/pack/batching.py: an accelerator batches with vmap); the parity tests against SB3 show
-#      whether the tolerances hold on another backend
+#      are expected to fail there (src/dpd/pack/batching.py: an accelerator batches with vmap); the parity tests
+#      against SB3 show whether the tolerances hold on another backend
 #   4. Humanoid-v5 (348-dim observations): packs of 1 and 16 with full-size (1e6) replay buffers on the GPU
 #      (-> humanoid_gpu.json): the memory and rate a Humanoid grid would need there
 #   5. eight processes side by side, each a pack of 16 Walker2d learners on its own core, one GPU (-> log.txt)
