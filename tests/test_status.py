@@ -82,3 +82,61 @@ def test_status_of_a_run_folder_says_finished_or_resume_and_bad_folders_are_one_
                                          " folder or a run folder")
     code, _, err = status(capsys, str(tmp_path))
     assert code == 2 and "is neither a sweep folder (sweep.yaml) nor a run folder (config.yaml)" in err
+
+
+def _progress(path: Path, rows: list[tuple[int, int]], pad: int = 0) -> None:
+    """A learner's progress.csv holding (env steps, seconds) rows; ``pad`` characters of filler per row make the
+    file longer than the 64 KiB its readers look at."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    lines = ["time/fps,time/total_timesteps,time/time_elapsed,train/note"]
+    lines += [f"0,{steps},{clock},{'x' * pad}" for steps, clock in rows]
+    path.write_text("\n".join(lines) + "\n")
+
+
+def test_progress_speed_reads_the_last_minutes_since_the_last_resume(tmp_path):
+    from dpd.run_files import SPEED_WINDOW_S, last_progress_steps, progress_speed
+
+    path = tmp_path / "student0" / "progress.csv"
+    # 1,000 steps per 2 s for an hour: 500 env steps/s; the file is ~1 MB, so only its end is read
+    _progress(path, [(1000 * k, 2 * k) for k in range(1800)], pad=500)
+    assert path.stat().st_size > 10 * 64 * 1024
+    assert progress_speed(path) == pytest.approx(500) and last_progress_steps(path) == 1_799_000
+    # a stop and a resume from an earlier checkpoint: the clock and steps go back; only the rows after it count,
+    # at their own pace (250 env steps/s), not the rows before the stop (which ran further)
+    rows = [(1000 * k, 2 * k) for k in range(400)] + [(300_000 + 1000 * k, 600 + 4 * k) for k in range(60)]
+    _progress(path, rows)
+    assert progress_speed(path) == pytest.approx(250)
+    # the speed covers the last SPEED_WINDOW_S seconds only: a slow start far back does not count
+    rows = [(10 * k, k) for k in range(1000)] + [(10_000 + 2000 * k, 1000 + k) for k in range(1, SPEED_WINDOW_S + 2)]
+    _progress(path, rows)
+    assert progress_speed(path) == pytest.approx(2000)
+    # under SPEED_MIN_S seconds since the (re)start, no rows, or a row still being written: no number, or the one
+    # before the unfinished row
+    _progress(path, [(0, 0), (1000, 5), (2000, 10)])
+    assert progress_speed(path) is None
+    _progress(path, [])
+    assert progress_speed(path) is None and last_progress_steps(path) is None
+    _progress(path, [(1000 * k, 2 * k) for k in range(100)])
+    with open(path, "a") as fh:
+        fh.write("0,100")  # SB3 mid-write: no clock yet
+    assert progress_speed(path) == pytest.approx(500)
+    assert progress_speed(tmp_path / "missing.csv") is None
+
+
+def test_a_running_run_shows_its_speed_and_time_left(finished_sweep, tmp_path, capsys):
+    run = tmp_path / "run"
+    shutil.copytree(finished_sweep / "runs" / "CartPole-v1__ppo__vanilla__s0", run)
+    (run / "summary.json").unlink()
+    for learner, pace in (("student0", 300), ("student1", 200)):  # a pair: the run's speed is the two together
+        _progress(run / learner / "progress.csv", [(pace * 10 * k, 10 * k) for k in range(100)])
+    shutil.rmtree(run / "vanilla", ignore_errors=True)
+    config = (run / "config.yaml").read_text()
+    (run / "config.yaml").write_text(config.replace("total_steps: 2048", "total_steps: 5000000"))
+    lock = RunLock(run).acquire()
+    try:
+        _, out, _ = status(capsys, str(run))
+    finally:
+        lock.release()
+    # 495,000 of 5,000,000 env steps at 500 env steps/s: 9,010 s left, said in hours past 90 minutes
+    assert out.strip() == (f"running     run  495,000 / 5,000,000 env steps (10%), 500 env steps/s, ~2.5 h left,"
+                           f" pid {os.getpid()}")

@@ -111,6 +111,9 @@ REPORT_FILE = "report.md"
 
 #: SB3's own log key of a learner's env steps (its progress.csv; ``dpd sweep``'s status reads it)
 SB3_TOTAL_TIMESTEPS = "time/total_timesteps"
+#: SB3's log key of the seconds a learner has trained (continued across a resume by the pack engine; ``dpd status``
+#: measures a running run's speed with it)
+SB3_TIME_ELAPSED = "time/time_elapsed"
 
 
 class Log:

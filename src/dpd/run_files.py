@@ -39,6 +39,7 @@ from dpd.names import (
     MONITOR_FILE,
     PROGRESS_FILE,
     REEVALUATION_FILE,
+    SB3_TIME_ELAPSED,
     SB3_TOTAL_TIMESTEPS,
     SNAPSHOT_DIR,
     STUDENTS,
@@ -652,33 +653,81 @@ def read_evaluations(path: str | os.PathLike[str], limit: int = MAX_EVAL_LOG_BYT
 _PROGRESS_TAIL = 64 * 1024
 
 
+#: how far back on a run's own clock (``time/time_elapsed``, seconds) :func:`progress_speed` measures its speed, and
+#: the shortest stretch it measures over (the clock counts whole seconds)
+SPEED_WINDOW_S = 300
+SPEED_MIN_S = 20
+
+
+def _progress_tail(path: Path) -> list[dict[str, str]]:
+    """The whole rows in the last 64 KiB of a learner's progress.csv (its first line the header), oldest first,
+    reading nothing else; [] where the file is missing, not a plain file, being rewritten or not text. The last row
+    may be one SB3 is still writing (its values are checked where they are used)."""
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK)
+    except OSError:
+        return []
+    with os.fdopen(fd, "rb") as fh:
+        info = os.fstat(fd)
+        if not stat.S_ISREG(info.st_mode):
+            return []
+        head = fh.readline(_PROGRESS_TAIL)
+        start = max(0, info.st_size - _PROGRESS_TAIL)
+        fh.seek(start)
+        tail = fh.read(_PROGRESS_TAIL)
+    try:
+        header = next(csv.reader([head.decode("utf-8")]))
+        lines = [line for line in tail.decode("utf-8", errors="strict" if start == 0 else "ignore").splitlines()
+                 if line.strip()]
+        if start > 0:
+            lines = lines[1:]  # the read began inside a line
+        elif lines:
+            lines = lines[1:]  # the header itself
+        return [dict(zip(header, row, strict=False)) for row in csv.reader(lines)]
+    except (UnicodeDecodeError, ValueError, csv.Error, StopIteration):
+        return []  # being rewritten right now (or damaged): no rows
+
+
+def _whole(value: str | None) -> int | None:
+    """A progress.csv cell as a finite, non-negative whole number below 2**63, else None."""
+    try:
+        number = float(value or "nan")
+    except ValueError:
+        return None
+    if not (math.isfinite(number) and 0 <= number < 2**63 and number == int(number)):
+        return None
+    return int(number)
+
+
 def last_progress_steps(path: Path) -> int | None:
     """The env steps (``time/total_timesteps``) of the last row of a learner's progress.csv, reading only its first
     line and its last 64 KiB; None where the file is missing, being rewritten, or holds no such number (a value
     that is not a finite, non-negative whole number below 2**63 counts as none)."""
-    try:
-        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK)
-    except OSError:
+    rows = _progress_tail(path)
+    return _whole(rows[-1].get(SB3_TOTAL_TIMESTEPS)) if rows else None
+
+
+def progress_speed(path: Path) -> float | None:
+    """A learner's env steps per second of its run's own clock over the last :data:`SPEED_WINDOW_S` seconds its
+    progress.csv covers (``time/total_timesteps`` against ``time/time_elapsed``), from the same 64 KiB as
+    :func:`last_progress_steps`. Only the rows since the last resume count (where steps or clock go back, a stopped
+    run restarted from its checkpoint). None where that stretch is shorter than :data:`SPEED_MIN_S` seconds or the
+    file holds no such numbers."""
+    points: list[tuple[int, int]] = []
+    for row in reversed(_progress_tail(path)):
+        steps, clock = _whole(row.get(SB3_TOTAL_TIMESTEPS)), _whole(row.get(SB3_TIME_ELAPSED))
+        if steps is None or clock is None:
+            if points:
+                break
+            continue  # the row SB3 is still writing
+        if points and (steps > points[-1][0] or clock > points[-1][1]):
+            break  # before a resume
+        points.append((steps, clock))
+        if points[0][1] - clock >= SPEED_WINDOW_S:
+            break
+    if len(points) < 2 or points[0][1] - points[-1][1] < SPEED_MIN_S:
         return None
-    with os.fdopen(fd, "rb") as fh:
-        info = os.fstat(fd)
-        if not stat.S_ISREG(info.st_mode):
-            return None
-        head = fh.readline(_PROGRESS_TAIL)
-        fh.seek(max(0, info.st_size - _PROGRESS_TAIL))
-        tail = fh.read(_PROGRESS_TAIL)
-    try:
-        lines = [line for line in tail.decode("utf-8").splitlines() if line.strip()]
-        header = next(csv.reader([head.decode("utf-8")]))
-        if not lines or lines[-1] == head.decode("utf-8").strip():
-            return None
-        row = dict(zip(header, next(csv.reader([lines[-1]])), strict=False))
-        value = float(row.get(SB3_TOTAL_TIMESTEPS) or "nan")
-    except (UnicodeDecodeError, ValueError, csv.Error, StopIteration):
-        return None  # being rewritten right now (or damaged): no number
-    if not (math.isfinite(value) and 0 <= value < 2**63 and value == int(value)):
-        return None
-    return int(value)
+    return (points[0][0] - points[-1][0]) / (points[0][1] - points[-1][1])
 
 
 def run_steps(run_dir: Path) -> int:

@@ -12,8 +12,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from dpd.errors import DPDUserError, one_line
-from dpd.names import CHECKPOINT_FILE, CONFIG_FILE, ERROR_FILE, RUNS_DIR, SUMMARY_FILE, SWEEP_FILE
-from dpd.run_files import lock_holder, read_yaml, run_steps
+from dpd.names import CHECKPOINT_FILE, CONFIG_FILE, ERROR_FILE, PROGRESS_FILE, RUNS_DIR, SUMMARY_FILE, SWEEP_FILE
+from dpd.run_files import lock_holder, progress_speed, read_yaml, run_steps
 
 #: the order states are listed and counted in
 STATES = ("running", "unfinished", "failed", "finished", "pending")
@@ -35,6 +35,8 @@ class TrialState:
     pid: str | None = None
     #: the last line of error.txt (``failed``: a traceback's last line names the error)
     error: str = ""
+    #: env steps per second over the last minutes, its learners together (``running``; None until measurable)
+    speed: float | None = None
 
 
 @dataclass
@@ -59,13 +61,27 @@ def run_state(run_dir: Path, name: str | None = None, budget: int | None = None)
         return TrialState(name, "finished", max(steps, budget), budget)
     pid = lock_holder(run_dir)
     if pid is not None:
-        return TrialState(name, "running", steps, budget, checkpoint, pid)
+        return TrialState(name, "running", steps, budget, checkpoint, pid, speed=_speed(run_dir))
     if (run_dir / ERROR_FILE).is_file():
         lines = _tail(run_dir / ERROR_FILE).strip().splitlines()
         return TrialState(name, "failed", steps, budget, checkpoint, error=one_line(lines[-1][-500:]) if lines else "")
     if not (run_dir / CONFIG_FILE).is_file():
         return TrialState(name, "pending", 0, budget)
     return TrialState(name, "unfinished", steps, budget, checkpoint)
+
+
+def _speed(run_dir: Path) -> float | None:
+    """A running run's env steps per second, its learners' speeds summed (they train side by side); None where one
+    of them has none yet."""
+    speeds = [progress_speed(p) for p in sorted(run_dir.glob(f"*/{PROGRESS_FILE}"))]
+    if not speeds or any(v is None for v in speeds):
+        return None
+    return sum(v for v in speeds if v is not None)
+
+
+def _left(seconds: float) -> str:
+    """A duration to come, rounded as a person would say it: ``~40 min``, ``~3.4 h``."""
+    return f"~{seconds / 60:.0f} min" if seconds < 5400 else f"~{seconds / 3600:.1f} h"
 
 
 def _tail(path: Path, size: int = 64 * 1024) -> str:
@@ -107,7 +123,12 @@ def describe(t: TrialState) -> str:
     share = f" ({t.steps / t.budget:.0%})" if t.budget else ""
     where = f"{t.steps:,} / {t.budget:,} env steps{share}"
     if t.state == "running":
-        return f"running     {t.name}  {where}, pid {t.pid}"
+        pace = ""
+        if t.speed:  # None or 0: not measurable yet (its first minutes, or a clock that has not moved)
+            pace = f", {t.speed:,.0f} env steps/s"
+            if t.budget > t.steps:
+                pace += f", {_left((t.budget - t.steps) / t.speed)} left"
+        return f"running     {t.name}  {where}{pace}, pid {t.pid}"
     if t.state == "failed":
         return f"failed      {t.name}  {t.error}"
     if t.state == "unfinished":
