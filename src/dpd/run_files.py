@@ -679,10 +679,7 @@ def _progress_tail(path: Path) -> list[dict[str, str]]:
         header = next(csv.reader([head.decode("utf-8")]))
         lines = [line for line in tail.decode("utf-8", errors="strict" if start == 0 else "ignore").splitlines()
                  if line.strip()]
-        if start > 0:
-            lines = lines[1:]  # the read began inside a line
-        elif lines:
-            lines = lines[1:]  # the header itself
+        lines = lines[1:]  # a read from the start: the header itself; from further on: begun inside a line
         return [dict(zip(header, row, strict=False)) for row in csv.reader(lines)]
     except (UnicodeDecodeError, ValueError, csv.Error, StopIteration):
         return []  # being rewritten right now (or damaged): no rows
