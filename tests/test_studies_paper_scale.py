@@ -4,6 +4,7 @@ evaluations, so the 1M and 5M answers compare."""
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import pytest
@@ -130,3 +131,17 @@ def test_the_check_that_student0_is_vanilla_compares_at_a_learners_own_steps_and
     drifted = vanilla_y.copy()
     drifted[3] += 1e-9  # one rounding's difference is unequal: the check is exact
     assert report.student0_is_vanilla(runs(drifted)) == {"T-v5": {3: {"equal": 4, "compared": 5, "first_unequal": 150_000.0}}}
+
+
+def test_the_committed_report_recomputes_from_the_committed_archives(tmp_path):
+    """docs/results/paper-scale/report.{md,json}, the verdicts docs/reproduction.md quotes: every number again from
+    the archives of the finished tasks' runs (HalfCheetah's and Walker2d's), by the script a reader runs."""
+    committed = ROOT / "docs" / "results" / "paper-scale"
+    tasks = ("HalfCheetah", "Walker2d")
+    for task in tasks:
+        archive("restore", committed / f"runs-{task}.tar.gz", tmp_path / "runs")
+    _report().main([str(tmp_path / "runs" / f"paper-{task}") for task in tasks] + ["--out", str(tmp_path / "out")])
+    assert json.loads((tmp_path / "out" / "report.json").read_text()) == \
+           json.loads((committed / "report.json").read_text())
+    assert (tmp_path / "out" / "report.md").read_text() == (committed / "report.md").read_text()
+    assert {"HalfCheetah-v5", "Walker2d-v5"} <= set(json.loads((committed / "report.json").read_text()))
