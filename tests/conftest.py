@@ -5,6 +5,8 @@ import numpy as np
 import pytest
 import torch as th
 
+# the studies' shared assertions (study_helpers.assert_same_report) keep pytest's detailed failure diffs
+pytest.register_assert_rewrite("study_helpers")
 # Tests run in one process next to each other's learners; keep torch on one thread like the trainer does.
 th.set_num_threads(1)
 os.environ.setdefault("MUJOCO_GL", "disable")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import importlib.util
+import json
 import subprocess
 import sys
 from pathlib import Path
@@ -27,3 +28,10 @@ def archive(command: str, *args: str | Path) -> None:
     on a non-zero exit."""
     subprocess.run([sys.executable, str(ROOT / "studies" / "why-and-ddpg" / "archive.py"), command, *map(str, args)],
                    check=True, capture_output=True)
+
+
+def assert_same_report(out: Path, committed: Path, stem: str) -> None:
+    """A study script's STEM.json and STEM.md, written again into ``out``, equal the committed ones in
+    ``committed``: the JSON as data, the Markdown to the character."""
+    assert json.loads((out / f"{stem}.json").read_text()) == json.loads((committed / f"{stem}.json").read_text())
+    assert (out / f"{stem}.md").read_text() == (committed / f"{stem}.md").read_text()

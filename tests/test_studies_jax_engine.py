@@ -4,7 +4,6 @@ recompute from the committed runs."""
 
 from __future__ import annotations
 
-import json
 import subprocess
 import sys
 from pathlib import Path
@@ -12,7 +11,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import yaml
-from study_helpers import archive, load_script
+from study_helpers import archive, assert_same_report, load_script
 
 from dpd.experiments.sweep import SweepSpec, expand
 
@@ -104,9 +103,7 @@ def _recompute(tmp_path: Path, archives: tuple[str, ...], sb3: tuple[str, ...], 
         archive("restore", ROOT / name, tmp_path / "runs")
     _compare().main(["--sb3", *(str(tmp_path / "runs" / name) for name in sb3),
                      "--jax", *(str(tmp_path / "runs" / name) for name in jax), "--out", str(tmp_path / "out")])
-    assert json.loads((tmp_path / "out" / "compare.json").read_text()) == \
-           json.loads((committed / "compare.json").read_text())
-    assert (tmp_path / "out" / "compare.md").read_text() == (committed / "compare.md").read_text()
+    assert_same_report(tmp_path / "out", committed, "compare")
 
 
 def test_stage_bs_committed_comparison_recomputes_from_the_committed_runs(tmp_path):
@@ -128,8 +125,7 @@ def test_stage_bs_verdicts_on_the_engine_recompute_from_the_committed_runs(tmp_p
     subprocess.run([sys.executable, str(WHY / "stageB.py"), str(tmp_path / "runs" / "jax-B"), "--out",
                     str(tmp_path / "out")], check=True, capture_output=True)
     committed = ROOT / "docs/results/jax-engine/stageB-verdicts"
-    assert json.loads((tmp_path / "out" / "stageB.json").read_text()) == json.loads((committed / "stageB.json").read_text())
-    assert (tmp_path / "out" / "stageB.md").read_text() == (committed / "stageB.md").read_text()
+    assert_same_report(tmp_path / "out", committed, "stageB")
 
 
 def test_ppos_sb3_side_cut_in_two_is_the_same_trials():

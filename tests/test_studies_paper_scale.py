@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 import yaml
-from study_helpers import archive, load_script
+from study_helpers import archive, assert_same_report, load_script
 
 from dpd.experiments.sweep import SweepSpec, expand
 
@@ -141,7 +141,5 @@ def test_the_committed_report_recomputes_from_the_committed_archives(tmp_path):
     for task in tasks:
         archive("restore", committed / f"runs-{task}.tar.gz", tmp_path / "runs")
     _report().main([str(tmp_path / "runs" / f"paper-{task}") for task in tasks] + ["--out", str(tmp_path / "out")])
-    assert json.loads((tmp_path / "out" / "report.json").read_text()) == \
-           json.loads((committed / "report.json").read_text())
-    assert (tmp_path / "out" / "report.md").read_text() == (committed / "report.md").read_text()
+    assert_same_report(tmp_path / "out", committed, "report")
     assert {"HalfCheetah-v5", "Walker2d-v5"} <= set(json.loads((committed / "report.json").read_text()))
