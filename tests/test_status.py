@@ -94,7 +94,7 @@ def _progress(path: Path, rows: list[tuple[int, int]], pad: int = 0) -> None:
 
 
 def test_progress_speed_reads_the_last_minutes_since_the_last_resume(tmp_path):
-    from dpd.run_files import SPEED_WINDOW_S, last_progress_steps, progress_speed
+    from dpd.run_files import SPEED_WINDOW_S, last_progress_steps, progress_reading, progress_speed
 
     path = tmp_path / "student0" / "progress.csv"
     # 1,000 steps per 2 s for an hour: 500 env steps/s; the file is ~1 MB, so only its end is read
@@ -106,6 +106,7 @@ def test_progress_speed_reads_the_last_minutes_since_the_last_resume(tmp_path):
     rows = [(1000 * k, 2 * k) for k in range(400)] + [(300_000 + 1000 * k, 600 + 4 * k) for k in range(60)]
     _progress(path, rows)
     assert progress_speed(path) == pytest.approx(250)
+    assert progress_reading(path) == (359_000, pytest.approx(250))  # both from one read (dpd status's line)
     # the speed covers the last SPEED_WINDOW_S seconds only: a slow start far back does not count
     rows = [(10 * k, k) for k in range(1000)] + [(10_000 + 2000 * k, 1000 + k) for k in range(1, SPEED_WINDOW_S + 2)]
     _progress(path, rows)

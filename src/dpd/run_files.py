@@ -700,7 +700,10 @@ def last_progress_steps(path: Path) -> int | None:
     """The env steps (``time/total_timesteps``) of the last row of a learner's progress.csv, reading only its first
     line and its last 64 KiB; None where the file is missing, being rewritten, or holds no such number (a value
     that is not a finite, non-negative whole number below 2**63 counts as none)."""
-    rows = _progress_tail(path)
+    return _last_steps(_progress_tail(path))
+
+
+def _last_steps(rows: list[dict[str, str]]) -> int | None:
     return _whole(rows[-1].get(SB3_TOTAL_TIMESTEPS)) if rows else None
 
 
@@ -710,8 +713,20 @@ def progress_speed(path: Path) -> float | None:
     :func:`last_progress_steps`. Only the rows since the last resume count (where steps or clock go back, a stopped
     run restarted from its checkpoint). None where that stretch is shorter than :data:`SPEED_MIN_S` seconds or the
     file holds no such numbers."""
+    return _speed(_progress_tail(path))
+
+
+def progress_reading(path: Path) -> tuple[int | None, float | None]:
+    """:func:`last_progress_steps` and :func:`progress_speed` of one learner from a single read of its file (a
+    status line of a running run needs both)."""
+    rows = _progress_tail(path)
+    return _last_steps(rows), _speed(rows)
+
+
+def _speed(rows: list[dict[str, str]]) -> float | None:
+    """:func:`progress_speed` of rows already read."""
     points: list[tuple[int, int]] = []
-    for row in reversed(_progress_tail(path)):
+    for row in reversed(rows):
         steps, clock = _whole(row.get(SB3_TOTAL_TIMESTEPS)), _whole(row.get(SB3_TIME_ELAPSED))
         if steps is None or clock is None:
             if points:

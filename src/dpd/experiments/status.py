@@ -13,7 +13,7 @@ from pathlib import Path
 
 from dpd.errors import DPDUserError, one_line
 from dpd.names import CHECKPOINT_FILE, CONFIG_FILE, ERROR_FILE, PROGRESS_FILE, RUNS_DIR, SUMMARY_FILE, SWEEP_FILE
-from dpd.run_files import lock_holder, progress_speed, read_yaml, run_steps
+from dpd.run_files import lock_holder, progress_reading, read_yaml
 
 #: the order states are listed and counted in
 STATES = ("running", "unfinished", "failed", "finished", "pending")
@@ -55,13 +55,14 @@ def run_state(run_dir: Path, name: str | None = None, budget: int | None = None)
         budget = _stored_budget(run_dir)
     if not run_dir.is_dir():
         return TrialState(name, "pending", 0, budget)
-    steps = run_steps(run_dir)
+    readings = [progress_reading(p) for p in sorted(run_dir.glob(f"*/{PROGRESS_FILE}"))]  # one read a learner
+    steps = sum(s or 0 for s, _ in readings)
     checkpoint = (run_dir / CHECKPOINT_FILE).is_file()
     if (run_dir / SUMMARY_FILE).is_file():
         return TrialState(name, "finished", max(steps, budget), budget)
     pid = lock_holder(run_dir)
     if pid is not None:
-        return TrialState(name, "running", steps, budget, checkpoint, pid, speed=_speed(run_dir))
+        return TrialState(name, "running", steps, budget, checkpoint, pid, speed=_speed(readings))
     if (run_dir / ERROR_FILE).is_file():
         lines = _tail(run_dir / ERROR_FILE).strip().splitlines()
         return TrialState(name, "failed", steps, budget, checkpoint, error=one_line(lines[-1][-500:]) if lines else "")
@@ -70,10 +71,10 @@ def run_state(run_dir: Path, name: str | None = None, budget: int | None = None)
     return TrialState(name, "unfinished", steps, budget, checkpoint)
 
 
-def _speed(run_dir: Path) -> float | None:
+def _speed(readings: list[tuple[int | None, float | None]]) -> float | None:
     """A running run's env steps per second, its learners' speeds summed (they train side by side); None where one
-    of them has none yet."""
-    speeds = [progress_speed(p) for p in sorted(run_dir.glob(f"*/{PROGRESS_FILE}"))]
+    of them has none yet. ``readings``: each learner's :func:`~dpd.run_files.progress_reading`."""
+    speeds = [speed for _, speed in readings]
     if not speeds or any(v is None for v in speeds):
         return None
     return sum(v for v in speeds if v is not None)
