@@ -742,9 +742,14 @@ def _speed(rows: list[dict[str, str]]) -> float | None:
     return (points[0][0] - points[-1][0]) / (points[0][1] - points[-1][1])
 
 
+def learner_progress_files(run_dir: Path) -> list[Path]:
+    """A run's learners' progress.csv files (one per learner folder), in name order."""
+    return sorted(run_dir.glob(f"*/{PROGRESS_FILE}"))
+
+
 def run_steps(run_dir: Path) -> int:
     """Env steps done so far by a (running) trial, read from its learners' progress.csv files."""
-    return sum(last_progress_steps(progress) or 0 for progress in run_dir.glob("*/progress.csv"))
+    return sum(last_progress_steps(progress) or 0 for progress in learner_progress_files(run_dir))
 
 
 #: window.npz: array -> (dtype kinds it may have, its shape after the row count: None = the observation shape,

@@ -12,8 +12,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from dpd.errors import DPDUserError, one_line
-from dpd.names import CHECKPOINT_FILE, CONFIG_FILE, ERROR_FILE, PROGRESS_FILE, RUNS_DIR, SUMMARY_FILE, SWEEP_FILE
-from dpd.run_files import lock_holder, progress_reading, read_yaml
+from dpd.names import CHECKPOINT_FILE, CONFIG_FILE, ERROR_FILE, RUNS_DIR, SUMMARY_FILE, SWEEP_FILE
+from dpd.run_files import learner_progress_files, lock_holder, progress_reading, read_yaml
 
 #: the order states are listed and counted in
 STATES = ("running", "unfinished", "failed", "finished", "pending")
@@ -55,7 +55,7 @@ def run_state(run_dir: Path, name: str | None = None, budget: int | None = None)
         budget = _stored_budget(run_dir)
     if not run_dir.is_dir():
         return TrialState(name, "pending", 0, budget)
-    readings = [progress_reading(p) for p in sorted(run_dir.glob(f"*/{PROGRESS_FILE}"))]  # one read a learner
+    readings = [progress_reading(p) for p in learner_progress_files(run_dir)]  # one read a learner
     steps = sum(s or 0 for s, _ in readings)
     checkpoint = (run_dir / CHECKPOINT_FILE).is_file()
     if (run_dir / SUMMARY_FILE).is_file():
