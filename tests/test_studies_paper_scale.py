@@ -135,11 +135,11 @@ def test_the_check_that_student0_is_vanilla_compares_at_a_learners_own_steps_and
 
 def test_the_committed_report_recomputes_from_the_committed_archives(tmp_path):
     """docs/results/paper-scale/report.{md,json}, the verdicts docs/reproduction.md quotes: every number again from
-    the archives of the finished tasks' runs (HalfCheetah's and Walker2d's), by the script a reader runs."""
+    the archives of the finished tasks' runs (HalfCheetah's, Walker2d's and Swimmer's), by the script a reader runs."""
     committed = ROOT / "docs" / "results" / "paper-scale"
-    tasks = ("HalfCheetah", "Walker2d")
+    tasks = ("HalfCheetah", "Walker2d", "Swimmer")
     for task in tasks:
         archive("restore", committed / f"runs-{task}.tar.gz", tmp_path / "runs")
     _report().main([str(tmp_path / "runs" / f"paper-{task}") for task in tasks] + ["--out", str(tmp_path / "out")])
     assert_same_report(tmp_path / "out", committed, "report")
-    assert {"HalfCheetah-v5", "Walker2d-v5"} <= set(json.loads((committed / "report.json").read_text()))
+    assert {"HalfCheetah-v5", "Walker2d-v5", "Swimmer-v5"} <= set(json.loads((committed / "report.json").read_text()))
