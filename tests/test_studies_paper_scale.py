@@ -143,3 +143,24 @@ def test_the_committed_report_recomputes_from_the_committed_archives(tmp_path):
     _report().main([str(tmp_path / "runs" / f"paper-{task}") for task in tasks] + ["--out", str(tmp_path / "out")])
     assert_same_report(tmp_path / "out", committed, "report")
     assert {"HalfCheetah-v5", "Walker2d-v5", "Swimmer-v5"} <= set(json.loads((committed / "report.json").read_text()))
+
+
+def test_table_1s_four_sweeps_are_one_ppo_grid_and_their_dpd_arm_is_the_1m_studys():
+    """Table 1's grid as RULES.md fixes it (PPO paper preset, 2e7 total env steps, seeds 0-4, the three arms on the
+    engine), in one form over the four tasks; its DPD arm is the 1M PPO study's (stage A's dense arm) apart from the
+    scale, so the 1M and 2e7 answers compare."""
+    specs = {t: SweepSpec.from_dict(yaml.safe_load((STUDY / f"table1-{t}.yaml").read_text())) for t in TASKS}
+    for task, spec in specs.items():
+        trials = expand(spec)
+        assert spec.envs == [f"{task}-v5"] and len(trials) == 15 and spec.seeds == list(range(5))
+        assert {t.config.method for t in trials} == {"vanilla", "independent", "dpd"}
+        assert {(t.config.total_steps, t.config.engine, t.config.algo, t.config.preset) for t in trials} == {
+            (20_000_000, "jax", "ppo", "paper")}
+        without_env = {k: v for k, v in spec.to_dict().items() if k != "envs"}
+        assert without_env == {k: v for k, v in specs["HalfCheetah"].to_dict().items() if k != "envs"}
+    stage_a = SweepSpec.from_dict(yaml.safe_load((ROOT / "studies/why-and-ddpg/stageA-ppo.yaml").read_text()))
+    old = next(t.config.to_dict() for t in expand(stage_a) if t.config.env_id == "HalfCheetah-v5")
+    new = next(t.config.to_dict() for t in expand(specs["HalfCheetah"]) if t.config.method == "dpd")
+    old["seed"] = new["seed"]
+    assert {k for k in new if new[k] != old.get(k)} <= SCALE_KEYS
+    assert new["distill"] == old["distill"] and new["algo_kwargs"] == old["algo_kwargs"]
