@@ -22,8 +22,24 @@ TASKS = ["HalfCheetah", "Walker2d", "Swimmer", "Humanoid"]
 SCALE_KEYS = {"total_steps", "eval_freq", "checkpoint_freq", "snapshots", "engine", "record_sim_states"}
 
 
-def _specs() -> dict[str, SweepSpec]:
-    return {t: SweepSpec.from_dict(yaml.safe_load((STUDY / f"figure2-{t}.yaml").read_text())) for t in TASKS}
+def _spec(path: Path) -> SweepSpec:
+    return SweepSpec.from_dict(yaml.safe_load(path.read_text()))
+
+
+def _specs(grid: str = "figure2") -> dict[str, SweepSpec]:
+    """The four tasks' sweeps of one grid: ``figure2`` (DDPG) or ``table1`` (PPO)."""
+    return {t: _spec(STUDY / f"{grid}-{t}.yaml") for t in TASKS}
+
+
+def assert_dpd_arm_differs_only_in_scale(earlier_study: str, spec: SweepSpec) -> None:
+    """The DPD arm of ``spec`` on HalfCheetah-v5 is ``earlier_study``'s (a sweep file under studies/) but for
+    SCALE_KEYS, so the answers at both budgets compare."""
+    old = next(t.config.to_dict() for t in expand(_spec(ROOT / "studies" / earlier_study))
+               if t.config.env_id == "HalfCheetah-v5")
+    new = next(t.config.to_dict() for t in expand(spec) if t.config.method == "dpd")
+    old["seed"] = new["seed"]
+    assert {k for k in new if new[k] != old.get(k)} <= SCALE_KEYS
+    assert new["distill"] == old["distill"]  # alpha 1, two critics, normalised weights, the dense schedule
 
 
 def test_figure_2s_four_sweeps_are_one_grid_in_the_rules_form():
@@ -40,12 +56,7 @@ def test_figure_2s_four_sweeps_are_one_grid_in_the_rules_form():
 
 
 def test_the_dpd_arm_is_stage_bs_apart_from_the_scale():
-    stage_b = SweepSpec.from_dict(yaml.safe_load((ROOT / "studies/why-and-ddpg/stageB-dpd.yaml").read_text()))
-    old = next(t.config.to_dict() for t in expand(stage_b) if t.config.env_id == "HalfCheetah-v5")
-    new = next(t.config.to_dict() for t in expand(_specs()["HalfCheetah"]) if t.config.method == "dpd")
-    old["seed"] = new["seed"]
-    assert {k for k in new if new[k] != old.get(k)} <= SCALE_KEYS
-    assert new["distill"] == old["distill"]  # alpha 1, two critics, normalised weights, the dense schedule
+    assert_dpd_arm_differs_only_in_scale("why-and-ddpg/stageB-dpd.yaml", _specs()["HalfCheetah"])
 
 
 def _report():
@@ -149,7 +160,7 @@ def test_table_1s_four_sweeps_are_one_ppo_grid_and_their_dpd_arm_is_the_1m_study
     """Table 1's grid as RULES.md fixes it (PPO paper preset, 2e7 total env steps, seeds 0-4, the three arms on the
     engine), in one form over the four tasks; its DPD arm is the 1M PPO study's (stage A's dense arm) apart from the
     scale, so the 1M and 2e7 answers compare."""
-    specs = {t: SweepSpec.from_dict(yaml.safe_load((STUDY / f"table1-{t}.yaml").read_text())) for t in TASKS}
+    specs = _specs("table1")
     for task, spec in specs.items():
         trials = expand(spec)
         assert spec.envs == [f"{task}-v5"] and len(trials) == 15 and spec.seeds == list(range(5))
@@ -158,9 +169,4 @@ def test_table_1s_four_sweeps_are_one_ppo_grid_and_their_dpd_arm_is_the_1m_study
             (20_000_000, "jax", "ppo", "paper")}
         without_env = {k: v for k, v in spec.to_dict().items() if k != "envs"}
         assert without_env == {k: v for k, v in specs["HalfCheetah"].to_dict().items() if k != "envs"}
-    stage_a = SweepSpec.from_dict(yaml.safe_load((ROOT / "studies/why-and-ddpg/stageA-ppo.yaml").read_text()))
-    old = next(t.config.to_dict() for t in expand(stage_a) if t.config.env_id == "HalfCheetah-v5")
-    new = next(t.config.to_dict() for t in expand(specs["HalfCheetah"]) if t.config.method == "dpd")
-    old["seed"] = new["seed"]
-    assert {k for k in new if new[k] != old.get(k)} <= SCALE_KEYS
-    assert new["distill"] == old["distill"] and new["algo_kwargs"] == old["algo_kwargs"]
+    assert_dpd_arm_differs_only_in_scale("why-and-ddpg/stageA-ppo.yaml", specs["HalfCheetah"])
